@@ -1,0 +1,53 @@
+"""Hounsfield units <-> linear attenuation coefficients (paper Eq. 2 and Eq. 4).
+
+``mu = MU_WATER_PER_MM * (1 + HU / 1000)`` and its inverse ``HU = 1000 * (mu / mu_w - 1)``.
+
+``MU_WATER_PER_MM = 0.0192 /mm`` is the linear attenuation coefficient of water at about
+70 keV (NIST XCOM, Hubbell & Seltzer: mu/rho = 0.1929 cm^2/g at 70 keV, density 1 g/cm^3),
+the effective energy of a filtered 120 kVp clinical beam. Line integrals of ``mu`` in
+1/mm over path lengths in mm are dimensionless, so a 300 mm water path gives about 5.8,
+the order of magnitude a clinical scanner's log-normalised projections reach.
+
+Air is ``-1000 HU`` (``mu = 0``). Values below it are not physical attenuation: they are
+scanner padding outside the reconstruction circle (``-2048``, ``-3024``) or noise in air.
+``hu_to_mu`` maps them to ``mu = 0`` (air); callers that need to report how many pixels
+were affected use ``count_below_air``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+MU_WATER_PER_MM = 0.0192
+AIR_HU = -1000.0
+
+
+def hu_to_mu(hu, mu_water: float = MU_WATER_PER_MM):
+    """Convert HU to linear attenuation in 1/mm (Eq. 2), with values below air set to air.
+
+    Works on numpy arrays and torch tensors; the result has a floating dtype
+    (float32 for integer input).
+    """
+    if mu_water <= 0:
+        raise ValueError(f"mu_water must be a positive attenuation in 1/mm, got {mu_water!r}")
+    if isinstance(hu, torch.Tensor):
+        hu = hu if hu.is_floating_point() else hu.to(torch.float32)
+        return (mu_water * (1.0 + hu / 1000.0)).clamp_min(0.0)
+    hu = np.asarray(hu)
+    hu = hu if np.issubdtype(hu.dtype, np.floating) else hu.astype(np.float32)
+    return np.maximum(mu_water * (1.0 + hu / 1000.0), 0.0).astype(hu.dtype, copy=False)
+
+
+def mu_to_hu(mu, mu_water: float = MU_WATER_PER_MM):
+    """Convert linear attenuation in 1/mm to HU (Eq. 4); no clipping."""
+    if mu_water <= 0:
+        raise ValueError(f"mu_water must be a positive attenuation in 1/mm, got {mu_water!r}")
+    return 1000.0 * (mu / mu_water - 1.0)
+
+
+def count_below_air(hu) -> int:
+    """Number of pixels below -1000 HU (padding or air noise) that ``hu_to_mu`` maps to air."""
+    if isinstance(hu, torch.Tensor):
+        return int((hu < AIR_HU).sum())
+    return int(np.count_nonzero(np.asarray(hu) < AIR_HU))
