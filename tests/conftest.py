@@ -1,0 +1,47 @@
+"""Shared test fixtures.
+
+Real CT volumes live in ``../shared/ct`` (beside the project, never committed). Tests that
+need them use ``shared_ct_dir`` / ``real_hu_slices`` and are skipped, with the reason, on a
+machine without that folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_CT = Path(__file__).resolve().parents[1].parent / "shared" / "ct"
+
+
+@pytest.fixture(scope="session")
+def shared_ct_dir() -> Path:
+    if not SHARED_CT.is_dir() or not any(SHARED_CT.glob("*.nii.gz")):
+        pytest.skip(f"real CT folder {SHARED_CT} is absent; these checks need the shared NIfTI volumes")
+    return SHARED_CT
+
+
+def load_nifti_slice(path: Path, index: int) -> tuple[np.ndarray, float]:
+    """One axial slice of a shared volume as (rows, cols) int16 HU, and its pixel spacing in mm.
+
+    The shared volumes store array axes (x, y, z) = (column, row, slice), so a slice is
+    ``data[:, :, k].T``.
+    """
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    hu = np.asarray(img.dataobj[:, :, index]).T
+    return np.round(hu).astype(np.int16), float(img.header.get_zooms()[0])
+
+
+@pytest.fixture(scope="session")
+def real_hu_slices(shared_ct_dir) -> list[tuple[np.ndarray, float]]:
+    """The middle slice of each shared series: [(hu int16 (512, 512), pixel spacing mm), ...]."""
+    import nibabel as nib
+
+    out = []
+    for path in sorted(shared_ct_dir.glob("*.nii.gz")):
+        depth = nib.load(str(path)).shape[2]
+        out.append(load_nifti_slice(path, depth // 2))
+    return out
