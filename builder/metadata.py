@@ -14,13 +14,13 @@ COMPONENT_FIELDS: dict[str, tuple[str, str]] = {
     "type": ("str", "degradation type: noise, blur, streak, aliasing or metal"),
     "level": ("int", "this component's severity level, 0..3"),
     "order": ("int", "position in the application order, 0 first"),
+    "seed": ("int", "seed of this component's own random draws (noise realisation, streak mask, metal placement and quantum noise)"),
     # noise (Eq. 5-8)
     "gamma": ("float", "residual noise scaling gamma (Eq. 8)"),
-    "i0": ("float", "incident photons per detector bin and view at full dose, I0"),
+    "i0": ("float", "incident photons per detector bin and view, I0 (noise: at full dose; metal: of the polychromatic scan)"),
     "dose_fraction": ("float", "dose fraction alpha (Eq. 5)"),
     "electronic_variance": ("float", "electronic noise variance sigma_e^2, in photon counts^2 (Eq. 6)"),
     "delta": ("float", "log stabiliser delta, in photon counts (Eq. 7)"),
-    "noise_seed": ("int", "seed of the generator that drew the Poisson and Gaussian noise"),
     # blur (Eq. 9)
     "sigma_bins": ("float", "Gaussian blur sigma along the detector axis, in detector bins"),
     # streaks (Eq. 10)
@@ -36,6 +36,7 @@ COMPONENT_FIELDS: dict[str, tuple[str, str]] = {
     "diameter_mm": ("float", "metal disk diameter in mm"),
     "center_px": ("list[float]", "metal disk centre (row, col) in pixels"),
     "bbox": ("list[int]", "metal bounding box (x_min, y_min, x_max, y_max) in pixels, inclusive"),
+    "spectrum": ("str", "x-ray spectrum of the polychromatic metal model, e.g. '120 kVp W, 2.5 mm Al + 0.1 mm Cu'"),
 }
 
 
