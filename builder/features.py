@@ -1,0 +1,131 @@
+"""Dataset schema: the ``datasets.Features`` of every config, and the mapping between a
+simulated sample (its metadata dict) and a dataset row.
+
+One schema is shared by every setting config (``single_*``, ``mixture_*``), so the ``all``
+config can point at their files. Physical parameters are typed columns; the metadata
+the simulator needs for replay that has no column of its own (simulation config, device,
+dtype, backend, reference facts, ...) is kept in the ``metadata`` JSON column, and
+:func:`row_to_metadata` reassembles the simulator's metadata dict exactly.
+
+Pixels are lossless Hounsfield units as ``int16`` arrays (``Array2D``): measured on 20
+noisy 512 x 512 real slices, 393 KB/row (Snappy) or 352 KB/row (Zstandard, what we write)
+against 361 KB/row for 16-bit PNG, while loading 7x faster (0.8 ms vs 5.5 ms a row) and
+costing nothing to encode (PNG: 77 ms an image). ``np.asarray(row["image"], np.int16)``
+gives HU directly.
+"""
+
+from __future__ import annotations
+
+import datasets
+
+from .metadata import COMPONENT_FIELDS
+from .severity import CLASS_NAMES
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+_SCALAR = {"str": datasets.Value("string"), "int": datasets.Value("int64"), "float": datasets.Value("float64")}
+_LIST = {"list[int]": datasets.List(datasets.Value("int64")), "list[float]": datasets.List(datasets.Value("float64"))}
+
+# Top-level metadata keys that have a typed column of their own (same name in row and metadata).
+_TYPED_KEYS = ("sample_id", "reference_id", "patient_key", "setting", "level", "realization", "seed",
+               "pixel_spacing_mm", "fbp_filter", "simulator_version")
+
+
+def _component_feature() -> dict:
+    feature = {}
+    for name, (kind, _) in COMPONENT_FIELDS.items():
+        feature[name] = _SCALAR[kind] if kind in _SCALAR else _LIST[kind]
+    return feature
+
+
+def _geometry_feature() -> dict:
+    return {"image_size": datasets.Value("int64"), "pixel_spacing_mm": datasets.Value("float64"),
+            "n_views": datasets.Value("int64"), "n_detectors": datasets.Value("int64")}
+
+
+def image_feature(image_size: int) -> datasets.Array2D:
+    """A square HU image of side ``image_size`` stored as int16."""
+    return datasets.Array2D(shape=(None, int(image_size)), dtype="int16")
+
+
+def sample_features(image_size: int) -> datasets.Features:
+    """Features of a degraded-sample row (every ``single_*`` / ``mixture_*`` config)."""
+    return datasets.Features({
+        "sample_id": datasets.Value("string"),
+        "reference_id": datasets.Value("string"),
+        "patient_key": datasets.Value("string"),
+        "setting": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=list(CLASS_NAMES)),
+        "level": datasets.Value("int64"),
+        "realization": datasets.Value("int64"),
+        "image": image_feature(image_size),
+        "prompt": datasets.Value("string"),
+        "bbox": datasets.List(datasets.Value("int64")),
+        "components": datasets.List(_component_feature()),
+        "seed": datasets.Value("int64"),
+        "pixel_spacing_mm": datasets.Value("float64"),
+        "geometry": _geometry_feature(),
+        "fbp_filter": datasets.Value("string"),
+        "simulator_version": datasets.Value("string"),
+        "reference_kernel": datasets.Value("string"),
+        "reference_slice_thickness_mm": datasets.Value("float64"),
+        "reference_noise_sd_hu": datasets.Value("float64"),
+        "metadata": datasets.Json(),
+    })
+
+
+def reference_features(image_size: int) -> datasets.Features:
+    """Features of the ``references`` config: one row per reference slice."""
+    return datasets.Features({
+        "reference_id": datasets.Value("string"),
+        "patient_key": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "patient_id": datasets.Value("string"),
+        "series_id": datasets.Value("string"),
+        "slice_index": datasets.Value("int64"),
+        "pixel_spacing_mm": datasets.Value("float64"),
+        "reference": image_feature(image_size),
+        "clean_fbp": image_feature(image_size),
+        "kernel": datasets.Value("string"),
+        "slice_thickness_mm": datasets.Value("float64"),
+        "noise_sd_hu": datasets.Value("float64"),
+        "info": datasets.Json(),
+    })
+
+
+def _reference_fact(metadata: dict, key: str):
+    value = (metadata.get("reference_info") or {}).get(key)
+    return None if value is None else value
+
+
+def sample_to_row(sample) -> dict:
+    """A ``DegradedSample`` (builder.simulate) as a row of :func:`sample_features`."""
+    meta = sample.metadata
+    row = {key: meta[key] for key in _TYPED_KEYS}
+    kernel = _reference_fact(meta, "kernel")
+    thickness = _reference_fact(meta, "slice_thickness_mm")
+    noise_sd = _reference_fact(meta, "noise_sd_hu")
+    row.update({
+        "label": CLASS_NAMES.index(meta["class_name"]),
+        "image": sample.image_hu,
+        "prompt": sample.prompt,
+        "bbox": list(sample.bbox),
+        "components": meta["components"],
+        "geometry": meta["geometry"],
+        "reference_kernel": None if kernel is None else str(kernel),
+        "reference_slice_thickness_mm": None if thickness is None else float(thickness),
+        "reference_noise_sd_hu": None if noise_sd is None else float(noise_sd),
+        "metadata": {k: v for k, v in meta.items()
+                     if k not in _TYPED_KEYS and k not in ("components", "geometry", "class_name")},
+    })
+    return row
+
+
+def row_to_metadata(row: dict) -> dict:
+    """Reassemble the simulator's metadata dict from a dataset row (inverse of :func:`sample_to_row`)."""
+    meta = {key: row[key] for key in _TYPED_KEYS}
+    meta["class_name"] = CLASS_NAMES[row["label"]] if isinstance(row["label"], int) else row["label"]
+    meta["components"] = [dict(c) for c in row["components"]]
+    meta["geometry"] = dict(row["geometry"])
+    meta.update(row["metadata"] or {})
+    return meta

@@ -1,0 +1,60 @@
+"""Patient-level train / validation / test split, deterministic.
+
+No patient is in two splits: every slice of a patient goes where the patient goes.
+Patients are ordered by a seeded hash of their key (so the order does not depend on the
+order the source lists them in), then cut into consecutive groups whose sizes follow the
+fractions by the largest-remainder rule; when there are at least as many patients as
+splits with a positive fraction, every such split gets at least one patient (taken from the
+largest split). With fewer patients, the later splits stay empty and the build says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .features import SPLITS
+
+DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
+
+
+def check_fractions(fractions) -> tuple[float, float, float]:
+    """Validate ``(train, validation, test)`` fractions: three non-negative numbers summing to 1."""
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9 or fractions[0] == 0:
+        raise ValueError(
+            f"split fractions must be three non-negative numbers (train > 0) summing to 1, got {fractions!r}")
+    return fractions
+
+
+def _rank(patient_key: str, seed: int) -> str:
+    return hashlib.sha256(f"split/{seed}/{patient_key}".encode()).hexdigest()
+
+
+def split_sizes(n_patients: int, fractions) -> list[int]:
+    """Patients per split (largest remainder), with each positive-fraction split non-empty when possible."""
+    fractions = check_fractions(fractions)
+    exact = [f * n_patients for f in fractions]
+    sizes = [int(e) for e in exact]
+    by_remainder = sorted(range(3), key=lambda i: (exact[i] - sizes[i], -i), reverse=True)
+    for i in by_remainder[: n_patients - sum(sizes)]:
+        sizes[i] += 1
+    wanted = [i for i in range(3) if fractions[i] > 0]
+    if n_patients >= len(wanted):
+        for i in wanted:
+            if sizes[i] == 0:
+                donor = max(range(3), key=lambda j: sizes[j])
+                sizes[donor] -= 1
+                sizes[i] += 1
+    return sizes
+
+
+def assign_splits(patient_keys, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> dict[str, str]:
+    """Map each distinct patient key to ``"train"``, ``"validation"`` or ``"test"``."""
+    patients = sorted(set(patient_keys), key=lambda key: _rank(key, seed))
+    sizes = split_sizes(len(patients), fractions)
+    assignment, start = {}, 0
+    for split, size in zip(SPLITS, sizes):
+        for key in patients[start:start + size]:
+            assignment[key] = split
+        start += size
+    return assignment
