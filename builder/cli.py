@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="re-simulate a random sample of rows and check they replay exactly")
     p.add_argument("folder", type=Path, help="an exported dataset folder")
-    p.add_argument("--samples", type=int, default=20, help="rows to re-simulate (across all configs)")
+    p.add_argument("--samples", type=int, default=20, help="rows to re-simulate")
+    p.add_argument("--config", default="all", help="config to draw the rows from (default: all settings)")
     p.add_argument("--seed", type=int, default=0, help="seed of the row sampling")
     p.add_argument("--device", default=None, help="device to replay on (default: the one recorded per row)")
 
@@ -110,7 +111,8 @@ def _cmd_build(args) -> int:
 def _cmd_verify(args) -> int:
     from .verify import verify_folder
 
-    report = verify_folder(args.folder, n_samples=args.samples, seed=args.seed, device=args.device)
+    report = verify_folder(args.folder, n_samples=args.samples, seed=args.seed, device=args.device,
+                           config=args.config)
     print(report.text())
     return 0 if report.ok else 1
 

@@ -31,6 +31,31 @@ _TYPED_KEYS = ("sample_id", "reference_id", "patient_key", "setting", "level", "
                "pixel_spacing_mm", "fbp_filter", "simulator_version")
 
 
+# What each column of a sample row means (shown in the dataset card).
+SAMPLE_FIELD_DOCS: dict[str, str] = {
+    "sample_id": "deterministic id: reference_id/setting/L<level>/r<realization>",
+    "reference_id": "source/patient/series/slice of the reference slice (join key of the references config)",
+    "patient_key": "source/patient: the unit of the patient-level split",
+    "setting": "S1..S5 (single degradation) or M1..M5 (mixture)",
+    "label": "class label: the paper's setting name (S1_noise .. M5_m+b+n)",
+    "level": "severity level 0..3 (L0 mildest); for mixtures the maximum of the component levels",
+    "realization": "index of the random realization of this reference, setting and level",
+    "image": "degraded image, int16 Hounsfield units",
+    "prompt": "structured natural-language description of the degradation",
+    "bbox": "metal bounding box [x_min, y_min, x_max, y_max] in pixels (inclusive); empty without metal",
+    "components": "every applied degradation operator with its level and drawn parameters, in application order",
+    "seed": "seed of the sample, derived from the build seed and the sample id",
+    "pixel_spacing_mm": "pixel side in mm (also the detector bin width)",
+    "geometry": "parallel-beam geometry: image size, pixel spacing, views over [0, 180), detector bins",
+    "fbp_filter": "ramp filter of the filtered backprojection",
+    "simulator_version": "version of ct-degradbench that simulated the row",
+    "reference_kernel": "reconstruction kernel of the reference series, when known",
+    "reference_slice_thickness_mm": "slice thickness of the reference series in mm, when known",
+    "reference_noise_sd_hu": "estimated noise SD of the reference slice itself, in HU",
+    "metadata": "JSON: the rest of the simulator metadata needed for exact replay (config, device, dtype, ...)",
+}
+
+
 def _component_feature() -> dict:
     feature = {}
     for name, (kind, _) in COMPONENT_FIELDS.items():

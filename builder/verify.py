@@ -65,8 +65,10 @@ def _load_all_splits(folder: Path, config: str):
     return datasets.concatenate_datasets(list(loaded.values()))
 
 
-def verify_folder(folder, n_samples: int = 20, seed: int = 0, device: str | None = None) -> VerifyReport:
-    """Replay ``n_samples`` randomly chosen rows of an exported folder; return the report."""
+def verify_folder(folder, n_samples: int = 20, seed: int = 0, device: str | None = None,
+                  config: str = "all") -> VerifyReport:
+    """Replay ``n_samples`` randomly chosen rows of ``config`` (default: every setting) of an
+    exported folder; return the report."""
     from .simulate import SimulationConfig, Simulator
 
     folder = Path(folder)
@@ -74,7 +76,7 @@ def verify_folder(folder, n_samples: int = 20, seed: int = 0, device: str | None
         raise FileNotFoundError(f"{folder} is not an exported dataset folder (no README.md)")
     if n_samples < 1:
         raise ValueError(f"--samples must be a positive integer, got {n_samples}")
-    samples = _load_all_splits(folder, "all")
+    samples = _load_all_splits(folder, config)
     references = _load_all_splits(folder, "references")
     ref_index = {rid: i for i, rid in enumerate(references["reference_id"])}
     rng = np.random.default_rng(seed)

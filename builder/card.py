@@ -1,0 +1,178 @@
+"""Fill the dataset card template (``dataset_card.md``) with the measured facts of a build."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from collections import defaultdict
+from pathlib import Path
+from string import Template
+
+from huggingface_hub import DatasetCard
+
+from .export import ALL_CONFIG, REFERENCES_CONFIG
+from .features import SAMPLE_FIELD_DOCS, SPLITS
+from .metadata import COMPONENT_FIELDS
+from .mixtures import MIXTURE_RULE
+from .severity import LEVELS, SETTINGS, SEVERITY_PARAMETER, SEVERITY_TABLE, get_setting
+from .splits import __doc__ as SPLIT_DOC
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "dataset_card.md"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def config_table(summary) -> str:
+    rows = []
+    for config in list(summary.rows) + [ALL_CONFIG]:
+        if config == ALL_CONFIG:
+            setting_configs = [c for c in summary.rows if c != REFERENCES_CONFIG]
+            counts = {split: sum(summary.rows[c].get(split, 0) for c in setting_configs) for split in SPLITS}
+            size = sum(summary.config_bytes(c) for c in setting_configs)
+            what = "every setting below (no files of its own)"
+        else:
+            counts = {split: summary.rows[config].get(split, 0) for split in SPLITS}
+            size = summary.config_bytes(config)
+            what = ("reference + clean FBP, one row per slice" if config == REFERENCES_CONFIG
+                    else f"{get_setting(config).code} {get_setting(config).class_name}")
+        total = sum(counts.values())
+        rows.append([f"`{config}`", what, *(counts[s] for s in SPLITS), total,
+                     f"{size / 1e6:.1f}", f"{size / max(total, 1) / 1e3:.0f}"])
+    return _table(["config", "content", *SPLITS, "rows", "MB on disk", "KB per row"], rows)
+
+
+def reference_saving(summary) -> str:
+    n_refs = summary.config_rows(REFERENCES_CONFIG)
+    if not n_refs:
+        return "is not applicable (no references were exported)"
+    per_ref = summary.config_bytes(REFERENCES_CONFIG) / n_refs
+    sample_rows = sum(summary.config_rows(c) for c in summary.rows if c != REFERENCES_CONFIG)
+    inline = per_ref * sample_rows
+    total = summary.total_bytes
+    return (f"keeps the dataset at {total / 1e6:.1f} MB instead of about {(total - summary.config_bytes(REFERENCES_CONFIG) + inline) / 1e6:.1f} MB "
+            f"(measured: {per_ref / 1e3:.0f} KB per reference row, {sample_rows} sample rows)")
+
+
+def severity_table() -> str:
+    names = {"noise": "noise (S1)", "blur": "loss of sharpness (S2)", "streak": "streaks (S3)",
+             "aliasing": "aliasing (S4)", "metal": "metal (S5)"}
+    rows = [[names[kind], f"`{SEVERITY_PARAMETER[kind]}`", *(f"{v:g}" for v in values)]
+            for kind, values in SEVERITY_TABLE.items()]
+    return _table(["degradation", "parameter", *(f"L{lv}" for lv in LEVELS)], rows)
+
+
+def physics_notes(config) -> str:
+    sim = config.simulation_config().to_dict()
+    lines = ["Simulation settings of this build (`metadata[\"config\"]` of every row):", ""]
+    lines += [f"- `{key}`: {value}" for key, value in sim.items()]
+    lines += ["", "Conventions: HU -> attenuation with mu_water = 0.0192 /mm (water at ~70 keV), values below "
+              "-1000 HU (scanner padding) as air; line integrals in mm; parallel beam, 360 views over [0, 180), "
+              "ceil(sqrt(2) N) detector bins of one pixel width; FBP with a zero-padded ramp filter. Sparse views "
+              "are exact subsets of the 360."]
+    return "\n".join(lines)
+
+
+def mixture_table() -> str:
+    return "\n".join(f"| {s.code} `{s.class_name}` | {' -> '.join(s.components)} |" for s in SETTINGS if s.is_mixture)
+
+
+def field_table(features) -> str:
+    return _table(["field", "type", "meaning"],
+                  [[f"`{name}`", f"`{features[name]}`".replace("|", "\\|"), SAMPLE_FIELD_DOCS[name]]
+                   for name in features])
+
+
+def component_table() -> str:
+    return _table(["field", "type", "meaning"], [[f"`{name}`", kind, doc] for name, (kind, doc) in COMPONENT_FIELDS.items()])
+
+
+def split_table(summary) -> str:
+    refs = summary.rows.get(REFERENCES_CONFIG, {})
+    setting_configs = [c for c in summary.rows if c != REFERENCES_CONFIG]
+    return _table(["split", "reference slices", "degraded rows"],
+                  [[split, refs.get(split, 0), sum(summary.rows[c].get(split, 0) for c in setting_configs)]
+                   for split in SPLITS])
+
+
+def source_table(source_result) -> str:
+    from .sources import provenance
+
+    groups = defaultdict(list)
+    for s in source_result.slices:
+        groups[(s.source, s.patient_id, s.series_id)].append(s)
+    rows = []
+    for (source, patient, series), slices in groups.items():
+        info = slices[0].info
+        facts = provenance(slices[0])
+        rows.append([source, patient, str(series)[:24], len(slices), info.get("body_part", "?"),
+                     info.get("kernel", "?"), f"{slices[0].pixel_spacing_mm:.3f}",
+                     facts.get("origin", "?"), facts.get("license", "?")])
+    return _table(["source", "patient", "series", "slices", "body part", "kernel", "pixel mm", "origin", "licence"],
+                  rows)
+
+
+def skipped_text(source_result) -> str:
+    if not source_result.skipped:
+        return "Nothing was skipped while reading the source."
+    return "Skipped while reading the source: " + ", ".join(
+        f"{n} {reason}" for reason, n in sorted(source_result.skipped.items())) + "."
+
+
+def build_facts(build, config) -> str:
+    lines = [
+        f"- source: `{config.source}`; image size {config.image_size}; stride {config.stride}; "
+        f"max slices per series {config.max_slices}; min body fraction {config.min_body_fraction}",
+        f"- realizations per reference and level: {config.realizations}; seed {config.seed}; device `{config.device}`",
+        f"- wall time {build.seconds:.1f} s for {build.n_references} reference slices "
+        f"({build.n_references / max(build.seconds, 1e-9):.3f} slices/s) on {platform.machine()} "
+        f"with {_cpu_count()} CPU cores",
+        f"- ct-degradbench {_version('ct-degradbench')}, torch {_version('torch')}, datasets {_version('datasets')}, "
+        f"numpy {_version('numpy')}",
+    ]
+    return "\n".join(lines)
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def render_card(card_data, build, config, source_result, figures) -> str:
+    """The README.md of an exported folder: YAML front matter + the filled template."""
+    from ct_degradbench import _CITATION
+
+    from .features import sample_features
+
+    summary = build.export
+    body = Template(TEMPLATE.read_text()).substitute(
+        version=_version("ct-degradbench"),
+        dataset_path=summary.out.name,
+        config_table=config_table(summary),
+        reference_saving=reference_saving(summary),
+        severity_table=severity_table(),
+        physics_notes=physics_notes(config),
+        mixture_rule=MIXTURE_RULE,
+        mixture_table=mixture_table(),
+        image_size=config.image_size,
+        field_table=field_table(sample_features(config.image_size)),
+        component_table=component_table(),
+        split_rule=" ".join(SPLIT_DOC.split()),
+        split_table=split_table(summary),
+        source_table=source_table(source_result),
+        skipped=skipped_text(source_result),
+        build_facts=build_facts(build, config),
+        citation=_CITATION.strip(),
+    )
+    return str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))

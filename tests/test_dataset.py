@@ -1,0 +1,225 @@
+"""End to end: build every config from a tiny NIfTI source, export, load back offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from builder.build import build_dataset, settings_for
+from builder.cli import main as cli_main
+from builder.export import partial_dir
+from builder.features import row_to_metadata
+from builder.severity import CLASS_NAMES, LEVELS, SETTINGS
+from builder.verify import verify_folder
+
+IMAGE_SIZE = 64
+PIXEL_MM = 2.0          # 128 mm field of view: room for the 15 mm metal disk inside the body
+N_PATIENTS = 4
+SLICES_PER_PATIENT = 2
+
+
+def phantom_volume(seed: int, depth: int = SLICES_PER_PATIENT) -> np.ndarray:
+    """A body-like HU volume (x, y, z): soft-tissue ellipse, two lungs, a spine, padding corners."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:IMAGE_SIZE, :IMAGE_SIZE] - IMAGE_SIZE / 2 + 0.5
+    vol = np.full((IMAGE_SIZE, IMAGE_SIZE, depth), -1000, dtype=np.int16)
+    for z in range(depth):
+        hu = np.full((IMAGE_SIZE, IMAGE_SIZE), -1000.0)
+        hu[(xx / 27) ** 2 + (yy / 22) ** 2 <= 1] = 40
+        for cx in (-12, 12):
+            hu[((xx - cx) / 8) ** 2 + (yy / 11) ** 2 <= 1] = -820
+        hu[xx ** 2 + (yy - 14) ** 2 <= 16] = 700
+        hu += rng.normal(0, 8, hu.shape) * (hu > -900)
+        hu[(np.abs(xx) > 30) & (np.abs(yy) > 30)] = -2048      # scanner padding in the corners
+        vol[:, :, z] = np.round(hu).T.astype(np.int16)           # NIfTI axes (x, y, z) = (col, row, slice)
+    return vol
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory) -> Path:
+    import nibabel as nib
+
+    folder = tmp_path_factory.mktemp("nifti")
+    for p in range(N_PATIENTS):
+        affine = np.diag([PIXEL_MM, PIXEL_MM, 3.0, 1.0])
+        nib.save(nib.Nifti1Image(phantom_volume(p), affine), str(folder / f"patient{p}.nii.gz"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(tiny_source, tmp_path_factory):
+    """The whole dataset (every config) built once from the tiny source."""
+    root = tmp_path_factory.mktemp("export")
+    out = root / "ct-degradbench"
+    summary = build_dataset(out, configs=["all"], source=str(tiny_source),
+                            source_options={"image_size": IMAGE_SIZE}, seed=7)
+    return out, summary
+
+
+def test_every_config_loads_offline_by_name(built, monkeypatch):
+    out, summary = built
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(out.parent)
+    names = set(datasets.get_dataset_config_names("ct-degradbench"))
+    assert names == {s.config_name for s in SETTINGS} | {"all", "references"}
+    for setting in SETTINGS:
+        ds = datasets.load_dataset("ct-degradbench", setting.config_name)
+        features = next(iter(ds.values())).features
+        assert features["label"].names == list(CLASS_NAMES)
+        assert features["image"] == datasets.Array2D(shape=(None, IMAGE_SIZE), dtype="int16")
+        rows = sum(len(split) for split in ds.values())
+        assert rows == N_PATIENTS * SLICES_PER_PATIENT * len(LEVELS)
+        for split in ds.values():
+            assert set(split["setting"]) == {setting.code}
+            assert set(split["level"]) <= set(LEVELS)
+            assert {CLASS_NAMES[i] for i in split["label"]} == {setting.class_name}
+        levels = [lv for split in ds.values() for lv in split["level"]]
+        assert sorted(set(levels)) == list(LEVELS)
+
+
+def test_all_config_points_at_setting_files_without_copies(built):
+    out, summary = built
+    parquet_dirs = {p.parent.name for p in out.glob("data/*/*.parquet")}
+    assert "all" not in parquet_dirs
+    ds = datasets.load_dataset(str(out), "all")
+    total = sum(len(split) for split in ds.values())
+    assert total == len(SETTINGS) * N_PATIENTS * SLICES_PER_PATIENT * len(LEVELS)
+    assert len(set(sid for split in ds.values() for sid in split["sample_id"])) == total   # ids unique
+
+
+def test_no_patient_in_two_splits(built):
+    out, _ = built
+    for config in ("all", "references"):
+        ds = datasets.load_dataset(str(out), config)
+        patients = {name: set(split["patient_key"]) for name, split in ds.items()}
+        names = list(patients)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                assert not patients[a] & patients[b], (config, a, b)
+    refs = datasets.load_dataset(str(out), "references")
+    assert sum(len(s) for s in refs.values()) == N_PATIENTS * SLICES_PER_PATIENT
+
+
+def test_metal_rows_have_bbox_and_others_none(built):
+    out, _ = built
+    ds = datasets.concatenate_datasets(list(datasets.load_dataset(str(out), "all").values()))
+    for row in ds.select_columns(["setting", "bbox", "components"]):
+        has_metal = any(c["type"] == "metal" for c in row["components"])
+        assert (len(row["bbox"]) == 4) == has_metal
+        if has_metal:
+            x0, y0, x1, y1 = row["bbox"]
+            assert 0 <= x0 <= x1 < IMAGE_SIZE and 0 <= y0 <= y1 < IMAGE_SIZE
+
+
+def test_rows_replay_exactly_from_metadata(built):
+    out, _ = built
+    report = verify_folder(out, n_samples=12, seed=1)
+    assert report.checked == 12
+    assert report.ok, report.text()
+
+
+def test_verify_reports_a_tampered_row(built, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    out, _ = built
+    copy = tmp_path / "ct-degradbench"
+    shutil.copytree(out, copy)
+    files = sorted(copy.glob("data/single_noise/*.parquet"))
+    table = pq.read_table(files[0])
+    images = table.column("image").to_pylist()
+    images[0][10][10] += 5                                     # one pixel off by 5 HU
+    import pyarrow as pa
+
+    table = table.set_column(table.schema.get_field_index("image"), table.schema.field("image"),
+                             pa.array(images, type=table.schema.field("image").type))
+    pq.write_table(table, files[0])
+    first_id = table.column("sample_id")[0].as_py()
+    report = verify_folder(copy, n_samples=10 ** 6, seed=0, config="single_noise")   # every row
+    assert [m.sample_id for m in report.mismatches] == [first_id]
+    assert report.mismatches[0].differing_pixels == 1 and report.mismatches[0].max_abs_diff_hu == 5
+
+
+def test_with_references_gives_int16_pairs(built):
+    from ct_degradbench import with_references
+
+    out, _ = built
+    ds = datasets.load_dataset(str(out), "mixture_m3")
+    pairs = with_references(ds, datasets.load_dataset(str(out), "references"))
+    split = next(iter(pairs))
+    row = pairs[split][0]
+    for key in ("image", "reference", "clean_fbp"):
+        assert row[key].dtype == np.int16 and row[key].shape == (IMAGE_SIZE, IMAGE_SIZE)
+    meta = row_to_metadata(datasets.load_dataset(str(out), "mixture_m3")[split][0])
+    assert meta["reference_id"] == row["reference_id"]
+
+
+def test_card_states_measured_counts(built):
+    out, summary = built
+    card = (out / "README.md").read_text()
+    assert "configs:" in card and "dataset_info:" in card
+    assert f"| `single_noise` |" in card
+    assert (out / "images" / "sample_grid.png").stat().st_size > 10_000
+    assert "$" + "{" not in card                     # every template field filled
+
+
+def test_interrupted_build_leaves_no_output_and_keeps_old(tiny_source, tmp_path, monkeypatch):
+    out = tmp_path / "ct-degradbench"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier build")
+
+    import builder.export as export
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "write_split", boom)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(out, configs=["single_blur"], source=str(tiny_source),
+                      source_options={"image_size": IMAGE_SIZE, "max_slices": 1}, overwrite=True,
+                      cache_dir=tmp_path / "cache")
+    assert (out / "keep.txt").read_text() == "earlier build"    # old output untouched
+    assert not partial_dir(out).exists()                        # no half-written folder left
+
+
+def test_settings_for_rejects_unknown_config():
+    assert settings_for(["mixture_m5", "single_noise"]) == ("S1", "M5")
+    with pytest.raises(ValueError, match="unknown config 'mixture_m9'"):
+        settings_for(["mixture_m9"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["build", "--configs", "mixture_m9"], "unknown config 'mixture_m9'"),
+    (["build", "--source", "/nonexistent/ct"], "/nonexistent/ct"),
+    (["verify", "/nonexistent/folder"], "/nonexistent/folder"),
+])
+def test_cli_bad_arguments_give_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ct-degradbench: error:") and message in err and "\n" not in err
+
+
+def test_cli_source_without_ct_and_unwritable_output(tmp_path, tiny_source, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["build", "--source", str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert "\n" not in capsys.readouterr().err.strip()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli_main(["build", "--source", str(tiny_source), "--image-size", str(IMAGE_SIZE),
+                     "--out", str(blocker / "sub" / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(blocker) in err
+
+
+def test_existing_output_needs_overwrite(built, tiny_source, capsys):
+    out, _ = built
+    assert cli_main(["build", "--source", str(tiny_source), "--image-size", str(IMAGE_SIZE),
+                     "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
