@@ -64,6 +64,9 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
         Keep at most this many slices per series (evenly spaced after the stride).
     image_size : int, default 512
         Side of the square grid every slice is resampled / padded to (spacing tracked).
+    nifti_axes : str or None
+        Patient direction of each NIfTI array axis (e.g. ``"LPS"``) for files whose affine
+        holds no orientation; ``None`` reads the orientation from the affine.
     realizations : int, default 1
         Degraded realizations per reference, setting and level.
     seed : int, default 0
@@ -83,6 +86,7 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
     min_body_fraction: float = 0.0
     max_slices: int | None = None
     image_size: int = 512
+    nifti_axes: str | None = None
     realizations: int = 1
     seed: int = 0
     device: str = "cpu"
@@ -126,8 +130,11 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
                                 **self.simulation)
 
     def source_options(self) -> dict:
-        return {"stride": self.stride, "min_body_fraction": self.min_body_fraction,
-                "max_slices": self.max_slices, "image_size": self.image_size}
+        options = {"stride": self.stride, "min_body_fraction": self.min_body_fraction,
+                   "max_slices": self.max_slices, "image_size": self.image_size}
+        if self.nifti_axes is not None:
+            options["axes"] = self.nifti_axes
+        return options
 
 
 def _setting_configs() -> list[CTDegradBenchConfig]:

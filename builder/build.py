@@ -79,10 +79,12 @@ def build_dataset(out, *, configs=("all",), source="default", source_options=Non
     settings = settings_for(configs)
     if num_proc is not None and num_proc < 1:
         raise ValueError(f"--num-proc must be a positive integer, got {num_proc}")
+    source_options = dict(source_options or {})
+    builder_source_options = {("nifti_axes" if k == "axes" else k): v for k, v in source_options.items()}
     options = dict(source=str(source), realizations=realizations, seed=seed, device=device,
-                   simulation=dict(simulation or {}), **(source_options or {}))
+                   simulation=dict(simulation or {}), **builder_source_options)
     cache_dir = Path(cache_dir) if cache_dir else out.parent / f".{out.name}.cache"
-    source_result = load_source(str(source), **(source_options or {}))   # a bad source fails before any work
+    source_result = load_source(str(source), **source_options)   # a bad source fails before any work
     work = start_export(out, overwrite=overwrite)    # fail early on an unwritable / existing output
     try:
         build = _build_into(work, out, settings, options, cache_dir, num_proc, source_result, start)

@@ -30,11 +30,16 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-body-fraction", type=float, default=0.0,
                    help="skip slices with a smaller fraction of pixels above -500 HU")
     p.add_argument("--image-size", type=int, default=512, help="square grid side in pixels (spacing tracked)")
+    p.add_argument("--nifti-axes", default=None,
+                   help="patient direction of each NIfTI array axis (e.g. LPS) when the affine has none")
 
 
 def _source_options(args) -> dict:
-    return {"stride": args.stride, "max_slices": args.max_slices,
-            "min_body_fraction": args.min_body_fraction, "image_size": args.image_size}
+    options = {"stride": args.stride, "max_slices": args.max_slices,
+               "min_body_fraction": args.min_body_fraction, "image_size": args.image_size}
+    if args.nifti_axes is not None:
+        options["axes"] = args.nifti_axes
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
