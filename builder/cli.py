@@ -92,8 +92,7 @@ def _cmd_sources(args) -> int:
 
     result = load_source(args.source, **_source_options(args))
     print(format_table(result.slices))
-    if result.skipped:
-        print("skipped: " + ", ".join(f"{n} {reason}" for reason, n in sorted(result.skipped.items())))
+    print(result.summary())
     save_preview(result.slices, args.preview)
     print(f"preview written to {args.preview}")
     return 0

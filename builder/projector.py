@@ -2,19 +2,37 @@
 
 Geometry and conventions live in :mod:`builder.geometry`. Units: the image is a linear
 attenuation map ``mu`` in 1/mm; ``A(mu)`` returns line integrals (dimensionless), i.e.
-sums of ``mu`` along each ray times the path length in mm. ``fbp`` inverts that: it
-returns ``mu`` in 1/mm.
+sums of ``mu`` along each ray times the path length in mm (the ray is sampled once per
+pixel width, ``pixel_spacing_mm``). ``fbp`` inverts that: it returns ``mu`` in 1/mm.
 
-Backend ``"interp"`` (the reference): the forward projection rotates the image with
-bilinear interpolation (zero outside the grid) and sums along rows, exactly the model of
-scikit-image's ``radon(circle=False)``; ``A.T`` is the exact adjoint of that discrete
-operator (obtained by reverse-mode differentiation, so ``<A x, y> = <x, A.T y>`` to
-rounding). FBP filters each projection with a zero-padded ramp filter (Ram-Lak; optional
-Shepp-Logan or Hann window), built as scikit-image's ``iradon`` does, and backprojects
-with linear interpolation along the detector; it accepts any subset of the views.
+The operator is scikit-image's: ``A`` is the bilinear rotate-and-sum projection of
+``radon(circle=False)``; FBP filters each projection with a zero-padded ramp filter
+(Ram-Lak; optional Shepp-Logan or Hann window, :mod:`builder.projector_filters`) and
+backprojects with linear interpolation along the detector like ``iradon``, scaled by
+``pi / (2 * n_views_used)``; it accepts any subset of the views (sparse-view FBP).
+
+Backends (``backend=``):
+
+``"interp"``
+    The reference, in torch on any device (:mod:`builder.projector_interp`): explicit
+    bilinear rotation with ``grid_sample``, exact adjoint by the transposed sampling,
+    linear-interpolation backprojection. Agrees with scikit-image to about 1e-7 (forward)
+    and 4e-6 (FBP) relative L2 on a real 512 slice.
+``"nufft"``
+    CPU only, needs finufft (:mod:`builder.projector_nufft`): the same operators in the
+    Fourier domain, evaluated with non-uniform FFTs, tens of times faster than the
+    reference on the CPU; within about 3e-4 (forward) and 1.4e-3 (FBP) of scikit-image on
+    a real 512 slice, and with its own exact adjoint.
+``"auto"`` (default)
+    ``"nufft"`` on the CPU when finufft is importable, ``"interp"`` otherwise (CUDA).
+    ``projector.backend`` holds the resolved name; record it with the results.
+
+Determinism: on one device and dtype, the result for a slice is bit-identical whether it is
+computed alone or inside a batch and across repeated calls, for ``forward`` and ``fbp``
+(with or without a view subset), on every backend (see each backend's module notes).
 
 Tensors are batched: images ``(B, N, N)`` or ``(N, N)``; sinograms
-``(B, n_views, n_detectors)`` or ``(n_views, n_detectors)``.
+``(B, n_views, n_detectors)`` or ``(n_views, n_detectors)``; float32 by default.
 """
 
 from __future__ import annotations
@@ -23,39 +41,30 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from . import projector_nufft
 from .geometry import ParallelBeamGeometry
+from .projector_filters import FILTERS, filter_size, ramp_filter, ramp_filter_half
+from .projector_interp import InterpBackend
 
-FILTERS = ("ram-lak", "shepp-logan", "hann")
+__all__ = ["BACKENDS", "FILTERS", "ParallelBeamProjector", "filter_size", "ramp_filter", "resolve_backend"]
 
-
-def ramp_filter(size: int, name: str = "ram-lak", dtype=torch.float64) -> torch.Tensor:
-    """Frequency response (length ``size``) of the ramp filter used by FBP.
-
-    The Ram-Lak response is the DFT of the band-limited spatial ramp kernel
-    (Kak & Slaney, Eq. 61): ``h[0] = 1/4``, ``h[n] = -1 / (pi n)^2`` for odd ``n``,
-    0 for even ``n``, which avoids the DC offset of a sampled ``|f|``. Shepp-Logan
-    multiplies it by ``sinc``; Hann by a Hann window. Same design as scikit-image.
-    """
-    if name not in FILTERS:
-        raise ValueError(f"unknown FBP filter {name!r}; expected one of {FILTERS}")
-    n = np.concatenate((np.arange(1, size / 2 + 1, 2, dtype=int), np.arange(size / 2 - 1, 0, -2, dtype=int)))
-    h = np.zeros(size)
-    h[0] = 0.25
-    h[1::2] = -1.0 / (np.pi * n) ** 2
-    response = 2.0 * np.real(np.fft.fft(h))
-    if name == "shepp-logan":
-        omega = np.pi * np.fft.fftfreq(size)[1:]
-        response[1:] *= np.sin(omega) / omega
-    elif name == "hann":
-        response *= np.fft.fftshift(np.hanning(size))
-    return torch.as_tensor(response, dtype=dtype)
+BACKENDS = ("interp", "nufft")
 
 
-def filter_size(n_detectors: int) -> int:
-    """Zero-padded FFT length for the ramp filter: a power of two >= 2 * n_detectors."""
-    return max(64, int(2 ** math.ceil(math.log2(2 * n_detectors))))
+def resolve_backend(backend: str, device) -> str:
+    """The backend ``backend`` stands for on ``device`` (``"auto"`` -> the fastest available)."""
+    device = torch.device(device)
+    if backend == "auto":
+        return "nufft" if device.type == "cpu" and projector_nufft.available() else "interp"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown projector backend {backend!r}; expected 'auto' or one of {BACKENDS}")
+    if backend == "nufft":
+        if device.type != "cpu":
+            raise ValueError(f"the 'nufft' backend runs on the CPU only, got device {device}; use 'interp'")
+        if not projector_nufft.available():
+            raise ValueError("the 'nufft' backend needs the finufft package, which is not importable")
+    return backend
 
 
 def _as_batch(x: torch.Tensor, ndim_single: int = 2) -> tuple[torch.Tensor, bool]:
@@ -74,50 +83,53 @@ class ParallelBeamProjector:
     geometry : ParallelBeamGeometry
     device : str or torch.device, default "cpu"
     dtype : torch.dtype, default torch.float32
-    view_chunk : int, default 24
-        Views processed at once; bounds peak memory (about
-        ``view_chunk * batch * n_detectors**2 * 4`` bytes in the forward projection).
+        ``torch.float32`` or ``torch.float64``.
+    backend : {"auto", "interp", "nufft"}, default "auto"
+        See the module notes; ``self.backend`` is the resolved name.
+    view_chunk : int or None
+        ``"interp"`` only: views processed at once (bounds memory with
+        ``memory_budget_bytes``; see :class:`builder.projector_interp.InterpBackend`).
+    memory_budget_bytes : int or None
+        ``"interp"`` only: bound on one chunk's ``grid_sample`` output.
+    n_threads : int or None
+        ``"nufft"`` only: slices transformed in parallel (each single-threaded);
+        default ``torch.get_num_threads()``.
     """
 
-    backend = "interp"
-
-    def __init__(self, geometry: ParallelBeamGeometry, device="cpu", dtype=torch.float32, view_chunk: int = 24):
+    def __init__(self, geometry: ParallelBeamGeometry, device="cpu", dtype=torch.float32, backend: str = "auto",
+                 view_chunk: int | None = None, memory_budget_bytes: int | None = None, n_threads: int | None = None):
+        if not isinstance(geometry, ParallelBeamGeometry):
+            raise TypeError(f"geometry must be a ParallelBeamGeometry, got {type(geometry).__name__}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.geometry = geometry
         self.device = torch.device(device)
         self.dtype = dtype
-        self.view_chunk = int(view_chunk)
-        n, d = geometry.image_size, geometry.n_detectors
-        self._theta = torch.as_tensor(geometry.angles_rad, dtype=torch.float64)
-        # Centred pixel / bin coordinates (scikit-image convention: centre index = size // 2).
-        self._pad_before = d // 2 - n // 2
-        self._det = torch.arange(d, dtype=torch.float64) - d // 2
-        self._img = torch.arange(n, dtype=torch.float64) - n // 2
+        self.backend = resolve_backend(backend, self.device)
+        self._theta = torch.as_tensor(geometry.angles_rad, dtype=torch.float64, device=self.device)
+        if self.backend == "interp":
+            self._impl = InterpBackend(geometry, self.device, dtype, view_chunk, memory_budget_bytes)
+        else:
+            n_threads = torch.get_num_threads() if n_threads is None else int(n_threads)
+            if n_threads < 1:
+                raise ValueError(f"n_threads must be a positive integer, got {n_threads}")
+            np_dtype = np.float32 if dtype == torch.float32 else np.float64
+            self._impl = projector_nufft.NufftBackend(geometry, np_dtype, n_threads)
+
+    def describe(self) -> dict:
+        """Plain-typed description of the operator, for metadata next to ``geometry.to_dict()``."""
+        return {"backend": self.backend, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
 
     # ----------------------------------------------------------------- forward
-    def _forward_grid(self, theta: torch.Tensor) -> torch.Tensor:
-        """Sampling grid ``(V, D, D, 2)``: output ray sample (r, c) -> input pixel (x, y)."""
-        n, d = self.geometry.image_size, self.geometry.n_detectors
-        c = self._det.view(1, 1, d)            # detector coordinate t (output column)
-        r = self._det.view(1, d, 1)            # position along the ray (output row)
-        cos, sin = torch.cos(theta).view(-1, 1, 1), torch.sin(theta).view(-1, 1, 1)
-        x = cos * c + sin * r + (d // 2) - self._pad_before   # input column index
-        y = -sin * c + cos * r + (d // 2) - self._pad_before  # input row index
-        grid = torch.stack((2 * x / (n - 1) - 1, 2 * y / (n - 1) - 1), dim=-1)
-        return grid.to(self.device, self.dtype)
-
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Line integrals of ``image`` (1/mm) along every ray: ``(B, V, D)``, dimensionless."""
         x, single = _as_batch(self._check_image(image))
-        b = x.shape[0]
-        out = []
-        for start in range(0, self.geometry.n_views, self.view_chunk):
-            theta = self._theta[start:start + self.view_chunk]
-            grid = self._forward_grid(theta)
-            inp = x.unsqueeze(0).expand(len(theta), b, *x.shape[1:])
-            rotated = F.grid_sample(inp, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-            out.append(rotated.sum(dim=2))   # (v, B, D): sum along the ray
-        sino = torch.cat(out, dim=0).permute(1, 0, 2) * self.geometry.pixel_spacing_mm
-        return sino[0] if single else sino.contiguous()
+        if self.backend == "interp":
+            sino = self._impl.forward(x)
+        else:
+            sino = torch.from_numpy(self._impl.forward(x.numpy()))
+        sino = sino * self.geometry.pixel_spacing_mm
+        return sino[0] if single else sino
 
     __call__ = forward
 
@@ -125,11 +137,12 @@ class ParallelBeamProjector:
     def adjoint(self, sinogram: torch.Tensor) -> torch.Tensor:
         """Exact adjoint ``A.T`` of :meth:`forward` (a backprojection), ``(B, N, N)``."""
         y, single = _as_batch(self._check_sinogram(sinogram))
-        n = self.geometry.image_size
-        x = torch.zeros(y.shape[0], n, n, device=self.device, dtype=self.dtype, requires_grad=True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(self.forward(x), x, grad_outputs=y)
-        return grad[0] if single else grad
+        if self.backend == "interp":
+            image = self._impl.adjoint(y)
+        else:
+            image = torch.from_numpy(self._impl.adjoint(y.numpy()))
+        image = image * self.geometry.pixel_spacing_mm
+        return image[0] if single else image
 
     @property
     def T(self) -> "_Adjoint":
@@ -137,12 +150,19 @@ class ParallelBeamProjector:
 
     # --------------------------------------------------------------------- FBP
     def filter_sinogram(self, sinogram: torch.Tensor, filter_name: str = "ram-lak") -> torch.Tensor:
-        """Ramp-filter every projection along the detector axis (zero padding, then crop)."""
+        """Ramp-filter every projection along the detector axis (zero padding, then crop).
+
+        Computed in float64, slice by slice (so a slice's result does not depend on the batch).
+        """
         d = self.geometry.n_detectors
         size = filter_size(d)
-        response = ramp_filter(size, filter_name).to(self.device)
-        spectrum = torch.fft.fft(sinogram.to(torch.float64), n=size, dim=-1) * response
-        return torch.fft.ifft(spectrum, dim=-1).real[..., :d].to(self.dtype)
+        response = torch.as_tensor(ramp_filter_half(size, filter_name), device=sinogram.device)
+        y, single = _as_batch(sinogram)
+        out = torch.empty(y.shape, dtype=y.dtype, device=y.device)
+        for i in range(y.shape[0]):
+            spectrum = torch.fft.rfft(y[i].to(torch.float64), n=size, dim=-1) * response
+            out[i] = torch.fft.irfft(spectrum, n=size, dim=-1)[..., :d].to(y.dtype)
+        return out[0] if single else out
 
     def fbp(self, sinogram: torch.Tensor, views=None, filter_name: str = "ram-lak") -> torch.Tensor:
         """Filtered backprojection: ``mu`` in 1/mm, ``(B, N, N)``.
@@ -156,38 +176,27 @@ class ParallelBeamProjector:
             Sparse-view reconstruction passes ``geometry.view_subset(n)``.
         filter_name : {"ram-lak", "shepp-logan", "hann"}
         """
-        y, single = _as_batch(self._check_sinogram(sinogram, views))
-        theta = self._theta if views is None else self._theta[torch.as_tensor(np.asarray(views), dtype=torch.long)]
-        filtered = self.filter_sinogram(y, filter_name)
-        image = self._backproject_linear(filtered, theta)
-        image = image * (math.pi / (2 * len(theta))) / self.geometry.pixel_spacing_mm
+        if filter_name not in FILTERS:
+            raise ValueError(f"unknown FBP filter {filter_name!r}; expected one of {FILTERS}")
+        view_index = self._check_views(views)
+        y, single = _as_batch(self._check_sinogram(sinogram, view_index))
+        if self.backend == "interp":
+            filtered = self.filter_sinogram(y, filter_name)
+            image = self._impl.backproject(filtered, self._theta[torch.as_tensor(view_index, device=self.device)])
+        else:
+            response = ramp_filter_half(filter_size(self.geometry.n_detectors), filter_name)
+            image = torch.from_numpy(self._impl.fbp_backproject(y.numpy(), view_index, response))
+        image = image * (math.pi / (2 * len(view_index)) / self.geometry.pixel_spacing_mm)
         return image[0] if single else image
-
-    def _backproject_linear(self, filtered: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """Pixel-driven backprojection with linear interpolation along the detector."""
-        n, d = self.geometry.image_size, self.geometry.n_detectors
-        b = filtered.shape[0]
-        col = self._img.view(1, 1, n)
-        row = self._img.view(1, n, 1)
-        image = torch.zeros(b, n, n, device=self.device, dtype=self.dtype)
-        for start in range(0, len(theta), self.view_chunk):
-            th = theta[start:start + self.view_chunk]
-            t = col * torch.cos(th).view(-1, 1, 1) - row * torch.sin(th).view(-1, 1, 1) + d // 2
-            gx = (2 * t / (d - 1) - 1).to(self.device, self.dtype)
-            grid = torch.stack((gx, torch.zeros_like(gx)), dim=-1)          # (v, N, N, 2)
-            proj = filtered[:, start:start + len(th)].permute(1, 0, 2).unsqueeze(2)  # (v, B, 1, D)
-            vals = F.grid_sample(proj, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-            image += vals.sum(dim=0)
-        return image
 
     # ------------------------------------------------------------------ checks
     def _check_image(self, image: torch.Tensor) -> torch.Tensor:
         n = self.geometry.image_size
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
-        if image.shape[-2:] != (n, n):
+        if tuple(image.shape[-2:]) != (n, n):
             raise ValueError(f"image must end in shape ({n}, {n}) for this geometry, got {tuple(image.shape)}")
-        return image.to(self.device, self.dtype)
+        return image.detach().to(self.device, self.dtype).contiguous()
 
     def _check_sinogram(self, sinogram: torch.Tensor, views=None) -> torch.Tensor:
         if not isinstance(sinogram, torch.Tensor):
@@ -196,7 +205,21 @@ class ParallelBeamProjector:
         expected = (v, self.geometry.n_detectors)
         if tuple(sinogram.shape[-2:]) != expected:
             raise ValueError(f"sinogram must end in shape {expected} (views, detectors), got {tuple(sinogram.shape)}")
-        return sinogram.to(self.device, self.dtype)
+        return sinogram.detach().to(self.device, self.dtype).contiguous()
+
+    def _check_views(self, views) -> np.ndarray:
+        """View indices as int64, checked: distinct, in ``[0, n_views)``, at least one."""
+        n_views = self.geometry.n_views
+        if views is None:
+            return np.arange(n_views, dtype=np.int64)
+        if isinstance(views, torch.Tensor):
+            views = views.detach().cpu().numpy()
+        index = np.asarray(views)
+        if index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer):
+            raise ValueError(f"views must be a non-empty 1-D array of integer view indices, got {views!r}")
+        if index.min() < 0 or index.max() >= n_views or len(np.unique(index)) != index.size:
+            raise ValueError(f"views must be distinct indices in [0, {n_views}), got {views!r}")
+        return index.astype(np.int64)
 
 
 class _Adjoint:
