@@ -1,0 +1,422 @@
+"""Metal artifacts: spectrum and attenuation physics, placement, bbox, reproducibility and the
+polychromatic scan (beam hardening, photon starvation) against the monochromatic insertion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from builder.degradations.metal import (EXACT_POISSON_BELOW, PLACEMENT_MARGIN_MM, MetalParams, MetalSimulator,
+                                        body_distance_mm, body_mask, metal_bbox, metal_mask, sample_metal,
+                                        tissue_densities)
+from builder.geometry import ParallelBeamGeometry
+from builder.hu import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
+from builder.projector import ParallelBeamProjector
+from builder.seeding import numpy_generator
+from builder.severity import LEVELS, METAL, SEVERITY_TABLE
+from builder.spectrum import (BHC_FIT_MAX_WATER_MM, SpectrumSpec, apply_water_correction, effective_water_mu,
+                              mass_attenuation, polychromatic_water_line_integral,
+                              water_correction_coefficients, x_ray_spectrum)
+
+N = 128
+PIXEL_MM = 2.0
+
+# spekpy, 120 kVp W 12 deg, 2.5 mm Al + 0.1 mm Cu: mean photon energy 59.8 keV (DESIGN.md);
+# 0.1 keV covers the 5 keV binning's shift of the mean (measured 59.82 vs 59.81 unbinned).
+SPECTRUM_MEAN_KEV = 59.8
+SPECTRUM_MEAN_TOL_KEV = 0.1
+# NIST XCOM mass attenuation (Hubbell & Seltzer tables, total with coherent, cm^2/g). Elam's
+# tables (xraydb) agree with them to well under 1 % between 20 and 150 keV.
+NIST_MASS_ATTENUATION = {
+    ("water", 60.0): 0.2059, ("water", 100.0): 0.1707,
+    ("bone", 60.0): 0.3148, ("bone", 100.0): 0.1855,      # ICRU-44 cortical bone
+    ("steel", 60.0): 1.205, ("steel", 100.0): 0.3717,     # iron
+}
+ATTENUATION_RTOL = 0.01
+# The 4th-order water correction reproduces mu_w(E_eff) L to 0.0012 (measured) on 0..500 mm.
+BHC_FIT_ATOL = 0.002
+# Noiseless water cylinder (330 mm): with the correction the mean HU is 0.15 and centre minus
+# periphery 0.3 HU (measured); 2 HU is a tenth of the uncorrected cupping.
+WATER_HU_TOL = 2.0
+# Without the correction the same cylinder cups by 21 HU (measured); require at least 10.
+MIN_UNCORRECTED_CUPPING_HU = 10.0
+# Mass of the disk: the sub-ray chords of each view integrate to pi r^2 (midpoint rule with at
+# least 12 sub-rays per radius; measured worst view 0.9 % over random centres and sizes).
+DISK_AREA_RTOL = 0.01
+# Beam hardening couples metal and tissue: through a 15 mm disk at the centre of a 240 x 120 mm
+# water ellipse, the metal's excess line integral along the long axis is 3.3 % (steel) and
+# 6.3 % (titanium) below that along the short axis (measured). The monochromatic insertion's
+# excess does not depend on the tissue path (same to float32 rounding).
+MIN_BEAM_HARDENING_DEFICIT = 0.02
+MONOCHROMATIC_PATH_RTOL = 1e-4
+# Beam hardening lowers the reconstructed metal far below its attenuation at E_eff: 15 mm
+# steel / titanium reconstruct at 0.50 / 0.66 of the monochromatic value (measured).
+MAX_POLY_TO_MONO_METAL_CONTRAST = 0.8
+# Noise: the SD of ~30,000 air rays is estimated to 0.4 %; the delta-method SD of the log
+# is off by O(1 / photons), 0.2 % at 500 photons (measured ratios 1.0001 and 1.0024). 3 % still
+# fails a wrong variance formula (photon counting instead of energy integrating: 5 %).
+NOISE_SD_RTOL = 0.03
+
+
+def phantom_hu(n: int = N) -> np.ndarray:
+    """Soft-tissue ellipse (220 x 152 mm at 2 mm pixels) with a bone insert, in air."""
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    hu = np.full((n, n), -1000, np.int16)
+    hu[(xx / 55.0) ** 2 + (yy / 38.0) ** 2 <= 1] = 40
+    hu[(xx + 30) ** 2 + (yy - 8) ** 2 < 25] = 1000
+    return hu
+
+
+@pytest.fixture(scope="module")
+def projector() -> ParallelBeamProjector:
+    return ParallelBeamProjector(ParallelBeamGeometry(N, PIXEL_MM))
+
+
+@pytest.fixture(scope="module")
+def simulator(projector) -> MetalSimulator:
+    return MetalSimulator(projector)
+
+
+@pytest.fixture(scope="module")
+def context(simulator):
+    return simulator.prepare(phantom_hu())
+
+
+def params(level: int, center=(N // 2 - 5.0, N // 2 + 12.0), material="steel", model="polychromatic",
+           seed=11) -> MetalParams:
+    return MetalParams(level=level, diameter_mm=SEVERITY_TABLE[METAL][level], center_px=center,
+                       material=material, model=model, seed=seed)
+
+
+def artifact_energy(projector, metal_sinograms, clean_sinogram, masks, pixel_mm) -> list[float]:
+    """Mean squared HU difference to the metal-free image, outside the metal dilated by 3 px."""
+    images = mu_to_hu(projector.fbp(torch.stack([clean_sinogram, *metal_sinograms]))).numpy().astype(np.float64)
+    energies = []
+    for image, mask in zip(images[1:], masks):
+        outside = ~ndimage.binary_dilation(mask, iterations=3)
+        energies.append(float(np.mean((image - images[0])[outside] ** 2)))
+    return energies
+
+
+# ----------------------------------------------------------------- spectrum
+def test_spectrum_matches_spekpy_reference_and_is_cached():
+    spectrum = x_ray_spectrum()
+    assert spectrum is x_ray_spectrum(SpectrumSpec())      # computed once, not per sample
+    assert len(spectrum.energies_kev) == 20
+    assert np.all(np.diff(spectrum.energies_kev) > 0)
+    assert abs(spectrum.mean_energy_kev - SPECTRUM_MEAN_KEV) < SPECTRUM_MEAN_TOL_KEV
+    assert math.isclose(spectrum.photon_fractions.sum(), 1.0, rel_tol=1e-12)
+    assert math.isclose(spectrum.signal_weights.sum(), 1.0, rel_tol=1e-12)
+    assert spectrum.dropped_fraction < 1e-3
+    # energy weighting moves the detected spectrum's mean above the photon mean
+    assert spectrum.effective_energy_kev > spectrum.mean_energy_kev
+
+
+@pytest.mark.parametrize(("material", "energy"), sorted(NIST_MASS_ATTENUATION))
+def test_mass_attenuation_matches_nist(material, energy):
+    value = mass_attenuation(material, [energy])[0]
+    assert value == pytest.approx(NIST_MASS_ATTENUATION[(material, energy)], rel=ATTENUATION_RTOL)
+
+
+def test_water_correction_is_accurate_and_increasing():
+    spectrum = x_ray_spectrum()
+    coefficients = water_correction_coefficients()
+    length = np.linspace(0.0, BHC_FIT_MAX_WATER_MM, 501)
+    p_poly = polychromatic_water_line_integral(spectrum, length)
+    corrected = apply_water_correction(p_poly, coefficients)
+    assert np.max(np.abs(corrected - effective_water_mu() * length)) < BHC_FIT_ATOL
+    # beam hardening: the polychromatic line integral grows slower than linearly
+    assert np.all(np.diff(p_poly, 2) < 0)
+    grid = np.linspace(0.0, math.log(2e7), 1000)
+    assert np.all(np.diff(apply_water_correction(grid, coefficients)) > 0)
+
+
+def test_tissue_decomposition_reproduces_the_reference_at_the_effective_energy():
+    values = np.array([-2048, -1000, -500, 0, 40, 100, 101, 800, 1499, 1500, 2000, 3000, -1024, -100, 60, 300])
+    hu = np.tile(values, (16, 1)).astype(np.int16)                  # 16 x 16, every case in each row
+    water, bone = tissue_densities(hu)
+    e_eff = [x_ray_spectrum().effective_energy_kev]
+    mu_eff = (water * mass_attenuation("water", e_eff)[0] + bone * mass_attenuation("bone", e_eff)[0]) / 10.0
+    expected = hu_to_mu(hu.astype(np.float64), mu_water=effective_water_mu())
+    np.testing.assert_allclose(mu_eff, expected, rtol=1e-12, atol=1e-15)
+    assert np.all(bone[hu <= 100] == 0) and np.all(water[hu >= 1500] == 0)
+
+
+def test_beam_hardening_correction_maps_water_to_zero_hu():
+    n, pixel = 128, 3.0
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    radius = np.hypot(yy, xx)
+    hu = np.where(radius <= 55, 0, -1000).astype(np.int16)          # 330 mm water cylinder
+    projector = ParallelBeamProjector(ParallelBeamGeometry(n, pixel))
+    simulator = MetalSimulator(projector)
+    context = simulator.prepare(hu)
+    corrected = mu_to_hu(projector.fbp(simulator.noiseless_sinogram(context))).numpy()
+    uncorrected_sino = torch.log(simulator.i0 / context.expected_reading) * (MU_WATER_PER_MM / simulator.mu_water_eff)
+    uncorrected = mu_to_hu(projector.fbp(uncorrected_sino.to(torch.float32))).numpy()
+    centre, interior, rim = radius < 10, radius < 45, (radius > 40) & (radius < 45)
+    assert abs(corrected[interior].mean()) < WATER_HU_TOL
+    assert abs(corrected[rim].mean() - corrected[centre].mean()) < WATER_HU_TOL
+    assert uncorrected[rim].mean() - uncorrected[centre].mean() > MIN_UNCORRECTED_CUPPING_HU
+
+
+# ---------------------------------------------------------- mask, bbox, placement
+@pytest.mark.parametrize("center", [(40.0, 70.0), (63.3, 20.7)])
+@pytest.mark.parametrize("level", LEVELS)
+def test_bbox_contains_the_mask_and_is_tight(level, center):
+    p = params(level, center=center)
+    mask = metal_mask(p, N, PIXEL_MM)
+    x_min, y_min, x_max, y_max = metal_bbox(p, N, PIXEL_MM)
+    rows, cols = np.nonzero(mask)
+    assert rows.size > 0
+    assert (x_min, y_min, x_max, y_max) == (cols.min(), rows.min(), cols.max(), rows.max())
+    inside = np.zeros_like(mask)
+    inside[y_min:y_max + 1, x_min:x_max + 1] = True
+    assert not np.any(mask & ~inside)
+    # tight: the mask touches every side of the box
+    assert mask[y_min].any() and mask[y_max].any() and mask[:, x_min].any() and mask[:, x_max].any()
+    # pixel centres in a disk of radius r: the count approaches pi r^2
+    radius = p.radius_px(PIXEL_MM)
+    assert abs(mask.sum() - math.pi * radius ** 2) <= 4 * radius + 4
+
+
+def test_disk_lies_inside_the_body():
+    hu = phantom_hu()
+    body = body_mask(hu)
+    distance = body_distance_mm(hu, PIXEL_MM)
+    for level in LEVELS:
+        for seed in range(5):
+            p = sample_metal(level, hu, PIXEL_MM, numpy_generator(seed), seed=seed)
+            mask = metal_mask(p, N, PIXEL_MM)
+            assert p.diameter_mm == SEVERITY_TABLE[METAL][level]
+            assert np.all(body[mask])
+            assert distance[mask].min() >= PLACEMENT_MARGIN_MM
+
+
+def test_sampling_reproducible_and_seed_dependent():
+    hu = phantom_hu()
+    a = sample_metal(2, hu, PIXEL_MM, numpy_generator(7), seed=7)
+    b = sample_metal(2, hu, PIXEL_MM, numpy_generator(7), seed=7)
+    assert a == b
+    positions = {sample_metal(2, hu, PIXEL_MM, numpy_generator(s), seed=s).center_px for s in range(5)}
+    assert len(positions) == 5
+
+
+def test_same_params_give_bit_identical_sinograms_and_seeds_change_the_noise(simulator, context):
+    p = params(3)
+    first, second = simulator.sinogram(context, p), simulator.sinogram(context, p)
+    assert torch.equal(first, second)
+    other = simulator.sinogram(context, params(3, seed=12))
+    assert not torch.equal(first, other)
+    # only the noise differs: same expected scan
+    assert float((first - other).abs().mean()) < 0.01
+
+
+def test_component_records_every_parameter_and_replays(simulator):
+    p = params(1, material="titanium")
+    component = simulator.component(p, order=0)
+    assert component["type"] == METAL and component["level"] == 1 and component["order"] == 0
+    assert component["diameter_mm"] == SEVERITY_TABLE[METAL][1]
+    assert component["center_px"] == list(p.center_px)
+    assert component["bbox"] == list(metal_bbox(p, N, PIXEL_MM))
+    assert component["material"] == "titanium" and component["metal_model"] == "polychromatic"
+    assert component["i0"] == simulator.i0 and component["electronic_variance"] == simulator.electronic_variance
+    assert "120 kVp" in component["spectrum"] and component["seed"] == 11
+    assert MetalParams.from_component(component) == p
+
+
+# ------------------------------------------------------------------- physics
+def test_shadow_chords_integrate_to_the_disk_area(simulator):
+    for level in LEVELS:
+        p = params(level, center=(60.25, 70.6))
+        rays = simulator.shadow_rays(p)
+        half = rays.half_chord_px
+        assert torch.all(half[:, [0, -1], :] == 0)         # the window holds the whole shadow
+        area = (2 * half).mean(dim=-1).sum(dim=-1)         # per view, pixel^2
+        expected = math.pi * p.radius_px(PIXEL_MM) ** 2
+        assert torch.allclose(area, torch.full_like(area, expected), rtol=DISK_AREA_RTOL)
+
+
+def test_noiseless_scan_without_metal_matches_the_projector_for_soft_tissue():
+    hu = np.where((np.mgrid[:64, :64][0] - 32) ** 2 + (np.mgrid[:64, :64][1] - 32) ** 2 < 25 ** 2, 40,
+                  -1000).astype(np.int16)
+    projector = ParallelBeamProjector(ParallelBeamGeometry(64, PIXEL_MM))
+    simulator = MetalSimulator(projector)
+    scan = simulator.noiseless_sinogram(simulator.prepare(hu))
+    reference = projector(hu_to_mu(torch.as_tensor(hu, dtype=torch.float32)))
+    # water-like tissue: only the correction's fit error (0.1 %) and float32 rounding remain
+    assert float((scan - reference).abs().max()) < 2e-3 * float(reference.max())
+
+
+def test_artifact_energy_grows_with_size_on_a_phantom(projector, simulator, context):
+    clean = simulator.noiseless_sinogram(context)
+    for material in ("steel", "titanium"):
+        ps = [params(level, material=material) for level in LEVELS]
+        energies = artifact_energy(projector, [simulator.sinogram(context, p) for p in ps], clean,
+                                   [metal_mask(p, N, PIXEL_MM) for p in ps], PIXEL_MM)
+        assert all(a < b for a, b in zip(energies, energies[1:])), (material, energies)
+
+
+def test_steel_artifacts_exceed_titanium_artifacts(projector, simulator, context):
+    clean = simulator.noiseless_sinogram(context)
+    for level in LEVELS:
+        ps = [params(level, material=m) for m in ("steel", "titanium")]
+        steel, titanium = artifact_energy(projector, [simulator.sinogram(context, p) for p in ps], clean,
+                                          [metal_mask(p, N, PIXEL_MM) for p in ps], PIXEL_MM)
+        assert steel > titanium
+
+
+def test_polychromatic_metal_hardens_the_beam_and_monochromatic_insertion_does_not():
+    n = 128
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    hu = np.where((xx / 60.0) ** 2 + (yy / 30.0) ** 2 <= 1, 40, -1000).astype(np.int16)   # 240 x 120 mm
+    projector = ParallelBeamProjector(ParallelBeamGeometry(n, PIXEL_MM))
+    simulator = MetalSimulator(projector)
+    context = simulator.prepare(hu)
+    centre_bin = projector.geometry.n_detectors // 2
+    short_axis, long_axis = 0, projector.geometry.n_views // 2     # vertical and horizontal rays
+    clean_poly = simulator.noiseless_sinogram(context)
+    clean_mono = projector(hu_to_mu(torch.as_tensor(hu, dtype=torch.float32)))
+    centre = (float(n // 2), float(n // 2))
+    for material in ("steel", "titanium"):
+        poly = simulator.noiseless_sinogram(context, params(3, centre, material)) - clean_poly
+        mono = simulator.sinogram(context, params(3, centre, material, "monochromatic")) - clean_mono
+        assert poly[long_axis, centre_bin] < (1 - MIN_BEAM_HARDENING_DEFICIT) * poly[short_axis, centre_bin]
+        assert float(mono[long_axis, centre_bin]) == pytest.approx(float(mono[short_axis, centre_bin]),
+                                                                   rel=MONOCHROMATIC_PATH_RTOL)
+        images = mu_to_hu(projector.fbp(torch.stack([poly + clean_poly, mono + clean_mono]))).numpy()
+        mask = metal_mask(params(3, centre, material), n, PIXEL_MM)
+        core = ndimage.binary_erosion(mask, iterations=1)
+        assert images[0][core].mean() < MAX_POLY_TO_MONO_METAL_CONTRAST * images[1][core].mean()
+
+
+def test_monochromatic_insertion_is_eq12_and_noise_free(projector, simulator, context):
+    p = params(2, model="monochromatic")
+    scan = simulator.simulate(context, p)
+    assert scan.clamped_bins == 0 and scan.exact_poisson_bins == 0
+    mask = torch.as_tensor(metal_mask(p, N, PIXEL_MM))
+    mu = hu_to_mu(torch.as_tensor(phantom_hu(), dtype=torch.float32))
+    expected = projector(torch.where(mask, torch.full_like(mu, simulator.metal_mu("steel")), mu))
+    assert torch.equal(scan.sinogram, expected)
+    assert torch.equal(scan.sinogram, simulator.sinogram(context, params(2, model="monochromatic", seed=99)))
+
+
+@pytest.mark.parametrize("i0", [2e7, 500.0])
+def test_reading_noise_has_the_energy_integrating_variance(i0):
+    """Air rays (no attenuation): reading mean I0, variance I0 sum_E s_E E / E_mean + sigma_e^2.
+
+    At 2e7 photons the Gaussian branch is used, at 500 (< EXACT_POISSON_BELOW) the exact Poisson
+    counts per energy bin.
+    """
+    n = 64
+    projector = ParallelBeamProjector(ParallelBeamGeometry(n, PIXEL_MM, n_views=360))
+    simulator = MetalSimulator(projector, i0=i0)
+    context = simulator.prepare(np.full((n, n), -1000, np.int16))
+    p = MetalParams(level=0, diameter_mm=3.0, center_px=(32.0, 32.0), material="steel", model="polychromatic",
+                    seed=5)
+    scan = simulator.simulate(context, p)
+    spectrum = simulator.spectrum
+    variance = i0 * np.sum(spectrum.signal_weights * spectrum.energies_kev / spectrum.mean_energy_kev) \
+        + simulator.electronic_variance
+    slope = simulator.bhc_coefficients[0] * MU_WATER_PER_MM / simulator.mu_water_eff   # d output / d log
+    expected_sd = slope * math.sqrt(variance) / i0
+    rays = simulator.shadow_rays(p)
+    air = torch.ones_like(scan.sinogram, dtype=torch.bool)
+    air[rays.views, rays.bins] = False
+    assert float(scan.sinogram[air].std()) == pytest.approx(expected_sd, rel=NOISE_SD_RTOL)
+    assert (scan.exact_poisson_bins > 0) == (i0 < EXACT_POISSON_BELOW)
+
+
+def test_photon_starvation_is_counted_and_stays_finite():
+    n, pixel = 96, 3.0
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    hu = np.where(np.hypot(xx, yy) <= 45, 40, -1000).astype(np.int16)     # 270 mm soft tissue
+    projector = ParallelBeamProjector(ParallelBeamGeometry(n, pixel))
+    simulator = MetalSimulator(projector, i0=2e4)
+    scan = simulator.simulate(simulator.prepare(hu), MetalParams(3, 15.0, (48.0, 48.0), "steel", "polychromatic", 3))
+    assert scan.exact_poisson_bins > 0 and scan.clamped_bins > 0
+    assert bool(torch.isfinite(scan.sinogram).all())
+
+
+@pytest.mark.slow
+def test_artifact_energy_grows_with_size_on_a_real_slice(shared_ct_dir):
+    from conftest import load_nifti_slice
+
+    hu, pixel = load_nifti_slice(shared_ct_dir / "totalsegmentator__example_ct_dicom.nii.gz", 10)
+    n = hu.shape[0]
+    projector = ParallelBeamProjector(ParallelBeamGeometry(n, pixel))
+    simulator = MetalSimulator(projector)
+    context = simulator.prepare(hu)
+    centre = sample_metal(3, hu, pixel, numpy_generator(1), seed=1).center_px   # fits every size
+    ps = [params(level, centre) for level in LEVELS]
+    energies = artifact_energy(projector, [simulator.sinogram(context, p) for p in ps],
+                               simulator.noiseless_sinogram(context), [metal_mask(p, n, pixel) for p in ps], pixel)
+    assert all(a < b for a, b in zip(energies, energies[1:])), energies
+
+
+# ------------------------------------------------------------------- errors
+def test_no_position_fits_raises():
+    hu = np.full((64, 64), -1000, np.int16)
+    hu[28:36, 28:36] = 40                                    # 16 mm body at 2 mm pixels
+    with pytest.raises(ValueError, match="no position inside the body fits a 15 mm"):
+        sample_metal(3, hu, PIXEL_MM, numpy_generator(0), seed=0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(level=4), "severity level"),
+    (dict(level=True), "severity level"),
+    (dict(material="gold"), "metal material"),
+    (dict(model="mono"), "metal model"),
+    (dict(pixel_spacing_mm=0.0), "pixel_spacing_mm"),
+    (dict(pixel_spacing_mm=float("nan")), "pixel_spacing_mm"),
+    (dict(seed=-1), "seed"),
+    (dict(rng=np.random.default_rng(0).random), "rng"),
+    (dict(hu=np.zeros((64, 32), np.int16)), "square"),
+])
+def test_invalid_sampling_arguments_raise(kwargs, match):
+    args = dict(level=1, hu=phantom_hu(), pixel_spacing_mm=PIXEL_MM, rng=numpy_generator(0), material="steel",
+                model="polychromatic", seed=0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        sample_metal(args.pop("level"), args.pop("hu"), args.pop("pixel_spacing_mm"), args.pop("rng"), **args)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(diameter_mm=0.0), "diameter_mm"),
+    (dict(diameter_mm=float("inf")), "diameter_mm"),
+    (dict(center_px=(1.0,)), "center_px"),
+    (dict(center_px=(1.0, float("nan"))), "center_px"),
+    (dict(material="lead"), "metal material"),
+    (dict(model="spectral"), "metal model"),
+    (dict(level=-1), "severity level"),
+    (dict(seed=2 ** 63), "seed"),
+])
+def test_invalid_metal_params_raise(kwargs, match):
+    args = dict(level=0, diameter_mm=3.0, center_px=(30.0, 30.0), material="steel", model="polychromatic", seed=0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        MetalParams(**args)
+
+
+def test_invalid_simulator_arguments_raise(projector, simulator, context):
+    with pytest.raises(ValueError, match="i0"):
+        MetalSimulator(projector, i0=0.0)
+    with pytest.raises(ValueError, match="electronic_variance"):
+        MetalSimulator(projector, electronic_variance=-1.0)
+    with pytest.raises(ValueError, match="n_subrays"):
+        MetalSimulator(projector, n_subrays=0)
+    with pytest.raises(ValueError, match="shape"):
+        simulator.prepare(np.zeros((64, 64), np.int16))
+    with pytest.raises(ValueError, match="does not lie inside"):
+        simulator.sinogram(context, params(3, center=(2.0, 60.0)))
+    with pytest.raises(ValueError, match="MetalParams"):
+        simulator.sinogram(context, {"diameter_mm": 3.0})
+    with pytest.raises(ValueError, match="e_max_kev"):
+        SpectrumSpec(kvp=100.0)
+    with pytest.raises(ValueError, match="unknown material"):
+        mass_attenuation("gold", [60.0])
+    with pytest.raises(ValueError, match="pixel_spacing_mm"):
+        metal_mask(params(0), N, -1.0)
