@@ -1,0 +1,523 @@
+"""The simulation pipeline: reference slice -> degraded HU images + metadata + prompts.
+
+For one reference slice (paper Figure 1):
+
+1. ``mu = hu_to_mu(HU)`` (Eq. 2; pixels below -1000 HU, scanner padding, become air and are
+   counted in ``reference_below_air_pixels``), one forward projection ``s = R(mu)`` (Eq. 3)
+   on the 360-view parallel-beam geometry, and the clean FBP reconstruction (the
+   reference's own reconstruction floor, ``PreparedReference.clean_fbp_hu``).
+2. For every requested setting (S1..S5, M1..M5), level (L0..L3) and realization, draw the
+   component levels (:mod:`builder.mixtures`) and each component's parameters from seeds
+   derived from the sample id (:mod:`builder.seeding`), then apply the components to ``s``
+   in the setting's order (:mod:`builder.severity`; metal, when present, first: it
+   replaces ``s`` by the sinogram of the slice with metal inserted).
+3. FBP (Eq. 4) of all degraded sinograms, batched by view subset, then
+   ``HU = round_half_even(mu_to_hu(mu))`` as int16; values outside the int16 range are
+   clipped and counted (``clip_count``).
+
+Replay. Each sample's metadata holds every drawn parameter and seed, the geometry and the
+FBP filter; :meth:`Simulator.replay` rebuilds the image from the metadata and the reference
+alone, bit-exactly when run on the device, dtype and projector backend recorded in the
+metadata (``device``, ``dtype``, ``backend``). This needs the projector's FBP to give the
+same result for an image whatever the batch it is reconstructed in (tested).
+
+Metadata keys of a sample (top level): ``sample_id``, ``reference_id``, ``patient_key``,
+``setting``, ``class_name``, ``level``, ``realization``, ``seed``, ``components`` (list of
+:func:`builder.metadata.make_component` records in application order), ``geometry``,
+``pixel_spacing_mm``, ``fbp_filter``, ``backend``, ``device``, ``dtype``,
+``simulator_version``, ``config`` (:meth:`SimulationConfig.to_dict`), ``mu_water_per_mm``,
+``clip_count``, ``clamped_bins`` (sinogram readings floored before the log: negative
+readings of the noise operator plus the metal scan's readings below its floor, see
+:mod:`builder.degradations.noise` and :mod:`builder.degradations.metal`),
+``reference_below_air_pixels`` and ``reference_info``
+(the reference's acquisition facts: kernel, slice thickness, noise SD, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+
+import numpy as np
+import torch
+
+from .degradations.aliasing import AliasingParams, apply_aliasing, sample_aliasing
+from .degradations.blur import BlurParams, apply_blur, sample_blur
+from .degradations.metal import MetalContext, MetalParams, MetalSimulator, sample_metal
+from .degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE, DEFAULT_I0,
+                                 NoiseParams, apply_noise, check_noise_physics, sample_noise)
+from .degradations.streak import DEFAULT_STREAK_RUNS, StreakParams, apply_streak, sample_streak
+from .geometry import ParallelBeamGeometry
+from .hu import MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
+from .mixtures import setting_components
+from .projector import FILTERS, ParallelBeamProjector, resolve_backend
+from .prompts import describe
+from .reference import ReferenceSlice
+from .seeding import check_seed, component_seed, levels_seed, make_sample_id, numpy_generator, sample_seed
+from .severity import ALIASING, BLUR, LEVELS, METAL, NOISE, SETTINGS, STREAK, Setting, check_level, get_setting
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+METAL_MODELS: tuple[str, ...] = ("polychromatic", "monochromatic")
+FBP_BATCH = 8          # sinograms reconstructed together (bounds the FBP's peak memory)
+INT16_MIN, INT16_MAX = -32768, 32767
+
+
+def simulator_version() -> str:
+    """The installed ``ct-degradbench`` version, or ``"0+unknown"`` when it is not installed."""
+    try:
+        return importlib_metadata.version("ct-degradbench")
+    except importlib_metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Options of the simulator; stored in every sample's metadata (``config``).
+
+    Parameters
+    ----------
+    seed : int, default 0
+        Root of every random draw (with the sample id), 0 <= seed < 2**63.
+    realizations : int, default 1
+        Degraded realizations per reference, setting and level.
+    device : str, default "cpu"
+        Torch device of the projector and the operators.
+    dtype : {"float32", "float64"}, default "float32"
+        Floating type of the mu map, sinograms and reconstructions.
+    backend : str, default "auto"
+        Projector backend (``ParallelBeamProjector(backend=...)``); "auto" lets the projector
+        choose for the device, and the resolved name is recorded as ``backend``.
+    fbp_filter : {"ram-lak", "shepp-logan", "hann"}, default "ram-lak"
+        FBP ramp filter.
+    i0 : float, default 6.4e6
+        Incident photons per detector bin and view at full dose (noise, Eq. 5).
+    dose_fraction : float, default 0.25
+        Dose fraction alpha of the low-dose scan (quarter dose).
+    electronic_variance : float, default 10
+        Electronic noise variance sigma_e^2 in counts^2 (Eq. 6).
+    delta : float, default 1
+        Log stabiliser in counts (Eq. 7).
+    streak_runs : int, default 36
+        Outlier runs per streak mask (Eq. 10), the same at every level.
+    metal_material : str, default "steel"
+        Metal of the inserted disk (see ``builder.degradations.metal``).
+    metal_model : {"polychromatic", "monochromatic"}, default "polychromatic"
+        Metal physics: polychromatic with beam hardening, or the paper's Eq. 12 alone.
+    """
+
+    seed: int = 0
+    realizations: int = 1
+    device: str = "cpu"
+    dtype: str = "float32"
+    backend: str = "auto"
+    fbp_filter: str = "ram-lak"
+    i0: float = DEFAULT_I0
+    dose_fraction: float = DEFAULT_DOSE_FRACTION
+    electronic_variance: float = DEFAULT_ELECTRONIC_VARIANCE
+    delta: float = DEFAULT_DELTA
+    streak_runs: int = DEFAULT_STREAK_RUNS
+    metal_material: str = "steel"
+    metal_model: str = "polychromatic"
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+        for name in ("realizations", "streak_runs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {self.device!r}") from exc
+        object.__setattr__(self, "device", str(device))
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+        if not isinstance(self.backend, str) or not self.backend:
+            raise ValueError(f"backend must be a non-empty string ('auto' or a projector backend), got {self.backend!r}")
+        resolve_backend(self.backend, device)   # ValueError for an unknown or unavailable backend
+        if self.fbp_filter not in FILTERS:
+            raise ValueError(f"fbp_filter must be one of {FILTERS}, got {self.fbp_filter!r}")
+        check_noise_physics(self.i0, self.dose_fraction, self.electronic_variance, self.delta)
+        if not isinstance(self.metal_material, str) or not self.metal_material:
+            raise ValueError(f"metal_material must be a material name, got {self.metal_material!r}")
+        if self.metal_model not in METAL_MODELS:
+            raise ValueError(f"metal_model must be one of {METAL_MODELS}, got {self.metal_model!r}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict:
+        """Plain-typed copy of every field (``SimulationConfig(**d)`` rebuilds it)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SimulationConfig":
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown SimulationConfig fields {sorted(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class DegradedSample:
+    """One degraded slice with its labels, metadata and prompt.
+
+    Attributes
+    ----------
+    sample_id : str
+        ``reference_id/setting/L<level>/r<realization>``.
+    reference_id, patient_key : str
+    setting : str
+        ``"S1"`` .. ``"M5"``.
+    class_name : str
+        The paper's label, e.g. ``"M3_m+n"``.
+    level : int
+        Severity 0..3 (a mixture's: the maximum of its components' levels).
+    realization : int
+    image_hu : np.ndarray of int16, shape (N, N)
+        The degraded reconstruction in HU.
+    metadata : dict
+        See the module docstring.
+    prompt : str
+        Structured natural-language description (:func:`builder.prompts.describe`).
+    bbox : list of int
+        Metal bounding box ``[x_min, y_min, x_max, y_max]`` (inclusive pixels); ``[]`` without metal.
+    """
+
+    sample_id: str
+    reference_id: str
+    patient_key: str
+    setting: str
+    class_name: str
+    level: int
+    realization: int
+    image_hu: np.ndarray
+    metadata: dict
+    prompt: str
+    bbox: list = field(default_factory=list)
+
+
+@dataclass
+class PreparedReference:
+    """Per-reference work shared by all its samples.
+
+    Attributes
+    ----------
+    reference : ReferenceSlice
+    geometry : ParallelBeamGeometry
+    projector : ParallelBeamProjector
+    mu : tensor (N, N)
+        Attenuation map in 1/mm.
+    sinogram : tensor (V, D)
+        Clean line integrals on all views.
+    clean_fbp_hu : np.ndarray of int16 (N, N)
+        FBP of the clean sinogram in HU: the reconstruction floor every degradation adds to.
+    clean_clip_count : int
+        Pixels of the clean FBP clipped to the int16 range.
+    below_air_pixels : int
+        Reference pixels below -1000 HU that were treated as air.
+    """
+
+    reference: ReferenceSlice
+    geometry: ParallelBeamGeometry
+    projector: ParallelBeamProjector
+    mu: torch.Tensor
+    sinogram: torch.Tensor
+    clean_fbp_hu: np.ndarray
+    clean_clip_count: int
+    below_air_pixels: int
+    metal_context: MetalContext | None = None   # built on first use (builder.degradations.metal)
+
+
+@dataclass(frozen=True)
+class _Component:
+    type: str
+    level: int
+    order: int
+    params: object
+
+
+@dataclass(frozen=True)
+class _Plan:
+    setting: Setting
+    level: int
+    realization: int
+    sample_id: str
+    seed: int
+    components: tuple[_Component, ...]
+
+
+def _plain(value):
+    """JSON-friendly copy of ``value`` (numpy scalars and arrays to Python numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def params_from_component(component: dict):
+    """The operator parameters recorded in one metadata component."""
+    kind = component["type"]
+    if kind == NOISE:
+        return NoiseParams.from_component(component)
+    if kind == BLUR:
+        return BlurParams.from_component(component)
+    if kind == STREAK:
+        return StreakParams.from_component(component)
+    if kind == ALIASING:
+        return AliasingParams.from_component(component)
+    if kind == METAL:
+        return MetalParams.from_component(component)
+    raise ValueError(f"unknown degradation type {kind!r} in component {component!r}")
+
+
+class Simulator:
+    """Degrades reference slices; see the module docstring.
+
+    Parameters
+    ----------
+    config : SimulationConfig or None
+        ``None`` means the defaults.
+    """
+
+    def __init__(self, config: SimulationConfig | None = None):
+        if config is None:
+            config = SimulationConfig()
+        if not isinstance(config, SimulationConfig):
+            raise ValueError(f"config must be a SimulationConfig, got {type(config).__name__}")
+        self.config = config
+        self.device = torch.device(config.device)
+        self.dtype = config.torch_dtype
+        self._projectors: dict[tuple[int, float], ParallelBeamProjector] = {}
+        self._metal_simulators: dict[tuple[int, float], object] = {}
+
+    # ------------------------------------------------------------ projectors
+    def projector(self, geometry: ParallelBeamGeometry) -> ParallelBeamProjector:
+        """The (cached) projector of ``geometry`` on this simulator's device, dtype and backend."""
+        key = (int(geometry.image_size), float(geometry.pixel_spacing_mm))
+        if key not in self._projectors:
+            self._projectors[key] = ParallelBeamProjector(geometry, device=self.device, dtype=self.dtype,
+                                                          backend=self.config.backend)
+        return self._projectors[key]
+
+    def _metal_simulator(self, prepared: PreparedReference):
+        key = (int(prepared.geometry.image_size), float(prepared.geometry.pixel_spacing_mm))
+        if key not in self._metal_simulators:
+            self._metal_simulators[key] = MetalSimulator(prepared.projector)
+        return self._metal_simulators[key]
+
+    def _metal_context(self, prepared: PreparedReference):
+        if prepared.metal_context is None:
+            prepared.metal_context = self._metal_simulator(prepared).prepare(prepared.reference.hu)
+        return prepared.metal_context
+
+    # ------------------------------------------------------------- prepare
+    def prepare(self, reference: ReferenceSlice, metal: bool = False) -> PreparedReference:
+        """mu map, clean sinogram and clean FBP of ``reference`` (and its metal context if ``metal``)."""
+        if not isinstance(reference, ReferenceSlice):
+            raise ValueError(f"expected a ReferenceSlice, got {type(reference).__name__}")
+        geometry = ParallelBeamGeometry(reference.image_size, float(reference.pixel_spacing_mm))
+        projector = self.projector(geometry)
+        hu = torch.as_tensor(reference.hu, device=self.device).to(self.dtype)
+        mu = hu_to_mu(hu)
+        sinogram = projector(mu)
+        images, clips = self._reconstruct(projector, sinogram.unsqueeze(0), None, self.config.fbp_filter)
+        prepared = PreparedReference(reference=reference, geometry=geometry, projector=projector, mu=mu,
+                                     sinogram=sinogram, clean_fbp_hu=images[0], clean_clip_count=clips[0],
+                                     below_air_pixels=count_below_air(reference.hu))
+        if metal:
+            self._metal_context(prepared)
+        return prepared
+
+    # ---------------------------------------------------------------- plan
+    def _plan(self, prepared: PreparedReference, setting: Setting | str, level: int, realization: int) -> _Plan:
+        """Draw every parameter of one sample (nothing is applied yet)."""
+        setting = get_setting(setting) if isinstance(setting, str) else setting
+        check_level(level)
+        cfg = self.config
+        sample_id = make_sample_id(prepared.reference.reference_id, setting.code, level, realization)
+        seed = sample_seed(cfg.seed, sample_id)
+        levels = setting_components(setting, level, numpy_generator(levels_seed(seed)))
+        components = []
+        for order, (kind, component_level) in enumerate(levels):
+            cseed = component_seed(seed, order, kind)
+            if kind == NOISE:
+                params = sample_noise(component_level, seed=cseed, i0=cfg.i0, dose_fraction=cfg.dose_fraction,
+                                      electronic_variance=cfg.electronic_variance, delta=cfg.delta)
+            elif kind == BLUR:
+                params = sample_blur(component_level)
+            elif kind == STREAK:
+                params = sample_streak(component_level, prepared.sinogram, numpy_generator(cseed), seed=cseed,
+                                       n_runs=cfg.streak_runs)
+            elif kind == ALIASING:
+                params = sample_aliasing(component_level)
+            elif kind == METAL:
+                params = sample_metal(
+                    component_level, prepared.reference.hu, float(prepared.reference.pixel_spacing_mm),
+                    numpy_generator(cseed), material=cfg.metal_material, model=cfg.metal_model, seed=cseed)
+            else:
+                raise ValueError(f"unknown degradation type {kind!r} in setting {setting.code}")
+            components.append(_Component(kind, component_level, order, params))
+        return _Plan(setting, level, int(realization), sample_id, seed, tuple(components))
+
+    # ------------------------------------------------------------- degrade
+    def _degrade(self, prepared: PreparedReference, components) -> tuple[torch.Tensor, np.ndarray | None, int]:
+        """Apply ``components`` (in order) to the clean sinogram: (sinogram, view indices or None, clamped bins)."""
+        sinogram, views, clamped = prepared.sinogram, None, 0
+        for position, comp in enumerate(components):
+            if comp.type == METAL:
+                if position != 0:
+                    raise ValueError(f"metal must be the first component (it replaces the clean sinogram), "
+                                     f"got it at position {position}")
+                scan = self._metal_simulator(prepared).simulate(self._metal_context(prepared), comp.params)
+                sinogram = scan.sinogram
+                clamped += scan.clamped_bins
+            elif comp.type == BLUR:
+                sinogram = apply_blur(sinogram, comp.params)
+            elif comp.type == STREAK:
+                if views is not None:
+                    raise ValueError("streak outliers index the full scan's views; apply them before aliasing")
+                sinogram = apply_streak(sinogram, comp.params)
+            elif comp.type == ALIASING:
+                if views is not None:
+                    raise ValueError("aliasing can be applied once per sample")
+                sinogram, views = apply_aliasing(sinogram, comp.params, prepared.geometry)
+            elif comp.type == NOISE:
+                sinogram, n = apply_noise(sinogram, comp.params)
+                clamped += n
+            else:
+                raise ValueError(f"unknown degradation type {comp.type!r}")
+        return sinogram, views, clamped
+
+    @staticmethod
+    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str) -> tuple[list[np.ndarray], list[int]]:
+        """FBP of a batch ``(B, V', D)`` -> int16 HU images and per-image int16 clip counts.
+
+        ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to the int16 range.
+        """
+        mu = projector.fbp(sinograms, views=views, filter_name=filter_name)
+        if not bool(torch.isfinite(mu).all()):
+            raise ValueError("FBP produced non-finite values; the degraded sinogram is not finite")
+        hu = torch.round(mu_to_hu(mu))
+        clips = ((hu < INT16_MIN) | (hu > INT16_MAX)).sum(dim=(-2, -1)).tolist()
+        images = hu.clamp(INT16_MIN, INT16_MAX).to(torch.int16).cpu().numpy()
+        return [img for img in images], [int(c) for c in clips]
+
+    # ----------------------------------------------------------------- run
+    def run(self, reference: ReferenceSlice | PreparedReference, settings=None, levels=LEVELS,
+            realizations=None) -> list[DegradedSample]:
+        """All requested samples of one reference, from its one clean sinogram.
+
+        Parameters
+        ----------
+        reference : ReferenceSlice or PreparedReference
+        settings : iterable of str or None
+            Setting codes or config names; ``None`` means all ten (S1..S5, M1..M5).
+        levels : iterable of int
+            Global severity levels, default L0..L3.
+        realizations : int, iterable of int or None
+            A count (realizations ``0 .. n - 1``), explicit realization indices, or ``None``
+            for ``config.realizations``.
+
+        Returns
+        -------
+        list of DegradedSample, ordered by setting, level, realization.
+        """
+        prepared = reference if isinstance(reference, PreparedReference) else self.prepare(reference)
+        settings = SETTINGS if settings is None else tuple(get_setting(s) if isinstance(s, str) else s
+                                                             for s in settings)
+        levels = tuple(check_level(lv) for lv in levels)
+        if realizations is None:
+            realizations = range(self.config.realizations)
+        elif isinstance(realizations, (int, np.integer)) and not isinstance(realizations, bool):
+            if realizations < 1:
+                raise ValueError(f"realizations must be a positive count, got {realizations!r}")
+            realizations = range(int(realizations))
+        plans = [self._plan(prepared, s, lv, r) for s in settings for lv in levels for r in realizations]
+
+        degraded = [self._degrade(prepared, plan.components) for plan in plans]
+        images: list[np.ndarray | None] = [None] * len(plans)
+        clips: list[int | None] = [None] * len(plans)
+        groups: dict[int, list[int]] = {}
+        for i, (sino, views, _) in enumerate(degraded):
+            groups.setdefault(sino.shape[-2], []).append(i)
+        for indices in groups.values():
+            views = degraded[indices[0]][1]
+            for start in range(0, len(indices), FBP_BATCH):
+                chunk = indices[start:start + FBP_BATCH]
+                batch = torch.stack([degraded[i][0] for i in chunk])
+                out, counts = self._reconstruct(prepared.projector, batch, views, self.config.fbp_filter)
+                for i, img, count in zip(chunk, out, counts):
+                    images[i], clips[i] = img, count
+        return [self._sample(prepared, plan, images[i], clips[i], degraded[i][2]) for i, plan in enumerate(plans)]
+
+    # ------------------------------------------------------------ metadata
+    def _component_record(self, prepared: PreparedReference, comp: _Component) -> dict:
+        if comp.type == METAL:
+            return self._metal_simulator(prepared).component(comp.params, comp.order)
+        return comp.params.component(comp.order)
+
+    def _sample(self, prepared: PreparedReference, plan: _Plan, image: np.ndarray, clip_count: int,
+                clamped_bins: int) -> DegradedSample:
+        ref = prepared.reference
+        components = [self._component_record(prepared, c) for c in plan.components]
+        metadata = {
+            "sample_id": plan.sample_id,
+            "reference_id": ref.reference_id,
+            "patient_key": ref.patient_key,
+            "setting": plan.setting.code,
+            "class_name": plan.setting.class_name,
+            "level": plan.level,
+            "realization": plan.realization,
+            "seed": plan.seed,
+            "components": components,
+            "geometry": prepared.geometry.to_dict(),
+            "pixel_spacing_mm": float(ref.pixel_spacing_mm),
+            "fbp_filter": self.config.fbp_filter,
+            "backend": prepared.projector.backend,
+            "device": self.config.device,
+            "dtype": self.config.dtype,
+            "simulator_version": simulator_version(),
+            "config": self.config.to_dict(),
+            "mu_water_per_mm": MU_WATER_PER_MM,
+            "clip_count": int(clip_count),
+            "clamped_bins": int(clamped_bins),
+            "reference_below_air_pixels": int(prepared.below_air_pixels),
+            "reference_info": _plain(dict(ref.info)),
+        }
+        bbox = next((list(c["bbox"]) for c in components if c["type"] == METAL), [])
+        return DegradedSample(sample_id=plan.sample_id, reference_id=ref.reference_id, patient_key=ref.patient_key,
+                              setting=plan.setting.code, class_name=plan.setting.class_name, level=plan.level,
+                              realization=plan.realization, image_hu=image, metadata=metadata,
+                              prompt=describe(metadata), bbox=[int(v) for v in bbox])
+
+    # -------------------------------------------------------------- replay
+    def replay(self, reference: ReferenceSlice | PreparedReference, metadata: dict) -> np.ndarray:
+        """Rebuild a sample's int16 HU image from its metadata and its reference alone.
+
+        Uses the recorded component parameters and seeds, geometry and FBP filter; the
+        result equals the stored image bit-exactly when this simulator's device, dtype and
+        projector backend are the recorded ones.
+        """
+        prepared = reference if isinstance(reference, PreparedReference) else self.prepare(reference)
+        ref = prepared.reference
+        if ref.reference_id != metadata["reference_id"]:
+            raise ValueError(f"sample {metadata.get('sample_id')!r} was made from reference "
+                             f"{metadata['reference_id']!r}, got reference {ref.reference_id!r}")
+        if prepared.geometry.to_dict() != metadata["geometry"]:
+            raise ValueError(f"sample geometry {metadata['geometry']} differs from the reference's "
+                             f"{prepared.geometry.to_dict()}")
+        if metadata["fbp_filter"] not in FILTERS:
+            raise ValueError(f"unknown fbp_filter {metadata['fbp_filter']!r}; expected one of {FILTERS}")
+        records = sorted(metadata["components"], key=lambda c: c["order"])
+        components = [_Component(c["type"], c["level"], c["order"], params_from_component(c)) for c in records]
+        sinogram, views, _ = self._degrade(prepared, components)
+        images, _ = self._reconstruct(prepared.projector, sinogram.unsqueeze(0), views, metadata["fbp_filter"])
+        return images[0]

@@ -1,0 +1,109 @@
+"""Table 7 prompts as data, and the structured prompt of a sample (paper Figure 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.degradations.aliasing import sample_aliasing
+from builder.degradations.blur import sample_blur
+from builder.degradations.noise import sample_noise
+from builder.degradations.streak import StreakParams
+from builder.geometry import ParallelBeamGeometry
+from builder.metadata import make_component
+from builder.prompts import HIGH_QUALITY_PROMPTS, LOW_QUALITY_PROMPTS, TYPE_NAMES, describe
+from builder.severity import DEGRADATION_TYPES, METAL, SETTINGS
+
+PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "ct-degradbench-paper.txt"
+
+
+def test_table7_prompts_are_verbatim_from_the_paper():
+    if not PAPER.is_file():
+        pytest.skip(f"the paper's text {PAPER} is absent")
+    text = PAPER.read_text(encoding="utf-8")
+    assert len(HIGH_QUALITY_PROMPTS) == 3 and len(LOW_QUALITY_PROMPTS) == 5
+    for i, prompt in enumerate(HIGH_QUALITY_PROMPTS, start=1):
+        assert f"{i}. {prompt}" in text
+    for i, prompt in enumerate(LOW_QUALITY_PROMPTS.values(), start=1):
+        assert f"{i}. {prompt}" in text
+
+
+def test_low_quality_prompts_cover_every_degradation_type():
+    assert set(LOW_QUALITY_PROMPTS) == set(DEGRADATION_TYPES)
+    keywords = {"noise": "noise", "blur": "blur", "streak": "streak", "aliasing": "aliasing", "metal": "metal"}
+    for kind, prompt in LOW_QUALITY_PROMPTS.items():
+        assert keywords[kind] in prompt.lower()
+
+
+def metal_component(order: int, level: int) -> dict:
+    return make_component(type=METAL, level=level, order=order, seed=9, metal_model="polychromatic",
+                          material="titanium", diameter_mm=6.0, center_px=[210.0, 300.0], bbox=[297, 207, 303, 213],
+                          spectrum="120 kVp W", i0=2e7, electronic_variance=10.0)
+
+
+def components_for(setting) -> list[dict]:
+    """One component record per type of ``setting`` in its order, each at its own level."""
+    records = []
+    for order, kind in enumerate(setting.components):
+        level = order % 4
+        if kind == "noise":
+            records.append(sample_noise(level, seed=3).component(order))
+        elif kind == "blur":
+            records.append(sample_blur(level).component(order))
+        elif kind == "streak":
+            records.append(StreakParams(level=level, delta_l=1.0, views=(3, 90, 200), bins=(40, 41, 60),
+                                        widths=(1, 2, 3), seed=4).component(order))
+        elif kind == "aliasing":
+            records.append(sample_aliasing(level).component(order))
+        else:
+            records.append(metal_component(order, level))
+    return records
+
+
+def metadata_for(setting, level: int = 2) -> dict:
+    return {"sample_id": f"ref/{setting.code}/L{level}/r0", "setting": setting.code, "class_name": setting.class_name,
+            "level": level, "pixel_spacing_mm": 0.9765625, "geometry": ParallelBeamGeometry(512, 0.9765625).to_dict(),
+            "components": components_for(setting)}
+
+
+KEY_PARAMETER = {
+    "noise": lambda c: f"gamma {c['gamma']:g}",
+    "blur": lambda c: f"sigma {c['sigma_bins']:g}",
+    "streak": lambda c: f"amplitude {c['delta_l']:g}",
+    "aliasing": lambda c: f"{c['n_views']} of 360 views",
+    "metal": lambda c: f"{c['diameter_mm']:g} mm {c['material']}",
+}
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.code)
+def test_prompt_mentions_setting_components_levels_and_parameters(setting):
+    meta = metadata_for(setting)
+    prompt = describe(meta)
+    assert prompt.startswith("Axial CT slice (pixel spacing 0.98 mm)")
+    assert f"({setting.code}, " in prompt and "severity L2 of L0-L3" in prompt
+    position = 0
+    for i, component in enumerate(meta["components"], start=1):
+        part = prompt.index(f"{i}) ", position)            # components listed in application order
+        assert TYPE_NAMES[component["type"]] in prompt
+        assert KEY_PARAMETER[component["type"]](component) in prompt[part:]
+        assert f"severity L{component['level']}" in prompt[part:]
+        position = part
+    if METAL in setting.components:
+        assert "row 210, col 300" in prompt and "x 297-303, y 207-213" in prompt
+    if setting.is_mixture:
+        assert "mixture of" in prompt
+
+
+def test_prompt_is_deterministic_and_order_independent_of_the_list():
+    meta = metadata_for(SETTINGS[-1])
+    shuffled = dict(meta, components=list(reversed(meta["components"])))
+    assert describe(meta) == describe(meta) == describe(shuffled)
+    assert "quarter dose" in describe(meta)
+
+
+def test_prompt_rejects_unknown_types():
+    meta = metadata_for(SETTINGS[0])
+    meta["components"] = [dict(meta["components"][0], type="motion")]
+    with pytest.raises(ValueError, match="motion"):
+        describe(meta)

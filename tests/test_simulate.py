@@ -1,0 +1,203 @@
+"""The simulation pipeline: seeds and sample ids, metadata, prompts and bit-exact replay."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from builder.degradations.metal import MetalParams, metal_mask
+from builder.prompts import describe
+from builder.reference import ReferenceSlice
+from builder.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
+from builder.severity import LEVELS, METAL, SETTINGS, SETTINGS_BY_CODE
+from builder.simulate import DegradedSample, PreparedReference, SimulationConfig, Simulator
+
+N = 96
+PIXEL_MM = 2.0
+SINGLE_SETTINGS_WITHOUT_METAL = ("S1", "S2", "S3", "S4")
+# Noise SD in the image grows as gamma (Eq. 8): the SD ratio L3 / L0 on a real slice is
+# gamma 4 / 1 = 4 up to the estimate's spread (independent realizations, ~50k pixels): 10 %.
+NOISE_SD_RATIO_RTOL = 0.10
+
+TOP_LEVEL_KEYS = {"sample_id", "reference_id", "patient_key", "setting", "class_name", "level", "realization",
+                  "seed", "components", "geometry", "pixel_spacing_mm", "fbp_filter", "backend", "device", "dtype",
+                  "simulator_version", "config", "mu_water_per_mm", "clip_count", "clamped_bins",
+                  "reference_below_air_pixels", "reference_info"}
+
+
+def phantom_reference(n: int = N, slice_index: int = 0) -> ReferenceSlice:
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    hu = np.full((n, n), -1024, np.int16)
+    hu[(yy / (0.42 * n)) ** 2 + (xx / (0.46 * n)) ** 2 < 1] = 30
+    hu[(yy - 0.05 * n) ** 2 + (xx + 0.2 * n) ** 2 < (0.07 * n) ** 2] = 1000
+    hu[(yy + 0.15 * n) ** 2 + (xx - 0.1 * n) ** 2 < (0.05 * n) ** 2] = -800
+    hu[0, 0] = -3024   # scanner padding: treated as air and counted
+    return ReferenceSlice(hu, PIXEL_MM, "phantom", "patient-1", "series-1", slice_index,
+                          info={"kernel": "B30f", "slice_thickness_mm": 3.0, "noise_sd_hu": np.float64(8.5)})
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Simulator:
+    return Simulator(SimulationConfig(seed=5))
+
+
+@pytest.fixture(scope="module")
+def prepared(simulator) -> PreparedReference:
+    return simulator.prepare(phantom_reference())
+
+
+@pytest.fixture(scope="module")
+def samples(simulator, prepared) -> list[DegradedSample]:
+    return simulator.run(prepared)
+
+
+# ------------------------------------------------------------------ seeds
+def test_derive_seed_follows_its_documented_formula():
+    parts = (5, "phantom/patient-1/series-1/0000/M3/L2/r0")
+    digest = hashlib.sha256(repr(parts).encode("utf-8")).digest()
+    assert derive_seed(*parts) == int.from_bytes(digest[:8], "big") >> 1
+    assert derive_seed(np.int64(5), parts[1]) == derive_seed(*parts)
+    assert derive_seed(5, "a") != derive_seed(5, "b") != derive_seed(6, "b")
+    assert all(0 <= derive_seed(i, "x") < 2 ** 63 for i in range(50))
+
+
+@pytest.mark.parametrize("bad", [1.5, True, None, b"x"])
+def test_derive_seed_rejects_non_int_str_parts(bad):
+    with pytest.raises(ValueError, match="seed parts"):
+        derive_seed(1, bad)
+
+
+def test_sample_ids_and_seeds_follow_the_formulas(samples, prepared):
+    ref = prepared.reference
+    for sample in samples:
+        meta = sample.metadata
+        expected_id = f"{ref.reference_id}/{sample.setting}/L{sample.level}/r{sample.realization}"
+        assert sample.sample_id == meta["sample_id"] == expected_id == make_sample_id(
+            ref.reference_id, sample.setting, sample.level, sample.realization)
+        assert meta["seed"] == sample_seed(5, expected_id) == derive_seed(5, expected_id)
+        for c in meta["components"]:
+            if c["type"] in ("noise", "streak", "metal"):        # the components that draw at random
+                assert c["seed"] == component_seed(meta["seed"], c["order"], c["type"])
+            else:
+                assert c["seed"] is None
+    assert levels_seed(7) == derive_seed(7, "levels")
+
+
+# --------------------------------------------------------------- metadata
+def test_every_setting_and_level_is_generated(samples):
+    assert [(s.setting, s.level) for s in samples] == [(st.code, lv) for st in SETTINGS for lv in LEVELS]
+
+
+def test_metadata_is_complete_and_consistent(samples, prepared):
+    for sample in samples:
+        meta = sample.metadata
+        setting = SETTINGS_BY_CODE[sample.setting]
+        assert set(meta) == TOP_LEVEL_KEYS
+        assert sample.image_hu.dtype == np.int16 and sample.image_hu.shape == (N, N)
+        assert meta["class_name"] == sample.class_name == setting.class_name
+        assert [c["type"] for c in meta["components"]] == list(setting.components)
+        assert [c["order"] for c in meta["components"]] == list(range(len(setting.components)))
+        assert max(c["level"] for c in meta["components"]) == sample.level == meta["level"]
+        assert meta["geometry"] == prepared.geometry.to_dict()
+        assert meta["config"] == SimulationConfig(seed=5).to_dict()
+        assert meta["reference_info"]["kernel"] == "B30f"
+        assert meta["reference_below_air_pixels"] == int(np.count_nonzero(prepared.reference.hu < -1000))
+        assert meta["clip_count"] == 0 and meta["clamped_bins"] >= 0
+        assert sample.prompt == describe(meta)
+        json.dumps(meta)                                           # plain types only
+        metal = [c for c in meta["components"] if c["type"] == METAL]
+        if metal:
+            x0, y0, x1, y1 = sample.bbox
+            assert sample.bbox == metal[0]["bbox"] and x0 <= x1 and y0 <= y1
+            rows, cols = np.nonzero(metal_mask(MetalParams.from_component(metal[0]), N, PIXEL_MM))
+            assert rows.size and x0 <= cols.min() and cols.max() <= x1 and y0 <= rows.min() and rows.max() <= y1
+        else:
+            assert sample.bbox == []
+
+
+def test_error_grows_with_severity_for_single_settings(samples, prepared):
+    clean = prepared.clean_fbp_hu.astype(np.float64)
+    for code in SINGLE_SETTINGS_WITHOUT_METAL + ("S5",):
+        rmse = [float(np.sqrt(np.mean((s.image_hu - clean) ** 2))) for s in samples if s.setting == code]
+        assert all(a < b for a, b in zip(rmse, rmse[1:])), (code, rmse)
+
+
+# ----------------------------------------------------------------- replay
+def test_replay_is_bit_exact_for_every_setting_and_level(simulator, prepared, samples):
+    for sample in samples:
+        replayed = simulator.replay(prepared, sample.metadata)
+        assert replayed.dtype == np.int16
+        assert np.array_equal(replayed, sample.image_hu), sample.sample_id
+
+
+def test_replay_from_stored_metadata_on_a_fresh_simulator(samples):
+    """Metadata through JSON (tuples become lists), a new simulator and a new clean sinogram."""
+    fresh = Simulator(SimulationConfig(seed=5))
+    reference = phantom_reference()
+    for sample in samples:
+        if sample.level == 3:
+            stored = json.loads(json.dumps(sample.metadata))
+            assert np.array_equal(fresh.replay(reference, stored), sample.image_hu), sample.sample_id
+
+
+def test_replay_rejects_another_reference(simulator, samples):
+    with pytest.raises(ValueError, match="reference"):
+        simulator.replay(phantom_reference(slice_index=1), samples[0].metadata)
+
+
+def test_runs_reproduce_and_seeds_change_the_draws(simulator, prepared, samples):
+    again = simulator.run(prepared, settings=["single_noise", "M2"], levels=(2,), realizations=2)
+    first = {s.sample_id: s for s in samples}
+    for sample in again:
+        if sample.realization == 0:
+            assert np.array_equal(sample.image_hu, first[sample.sample_id].image_hu)
+            assert sample.metadata == first[sample.sample_id].metadata
+    by_realization = {(s.setting, s.realization): s.image_hu for s in again}
+    assert not np.array_equal(by_realization[("S1", 0)], by_realization[("S1", 1)])
+    other = Simulator(SimulationConfig(seed=6)).run(prepared.reference, settings=["S1"], levels=(2,))
+    assert not np.array_equal(other[0].image_hu, by_realization[("S1", 0)])
+
+
+# ----------------------------------------------------------------- config
+@pytest.mark.parametrize("field, value", [
+    ("seed", -1), ("realizations", 0), ("device", "warp-drive"), ("dtype", "float16"), ("fbp_filter", "ramp"),
+    ("i0", -1.0), ("dose_fraction", 2.0), ("electronic_variance", -3.0), ("delta", 0.0), ("streak_runs", 0),
+    ("metal_model", "analytic"), ("backend", ""), ("backend", "radon-magic"),
+])
+def test_config_rejects_invalid_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        SimulationConfig(**{field: value})
+
+
+def test_config_round_trips_through_a_dict():
+    config = SimulationConfig(seed=3, dose_fraction=0.5, metal_material="titanium")
+    assert SimulationConfig.from_dict(config.to_dict()) == config
+    assert set(config.to_dict()) == {f.name for f in dataclasses.fields(SimulationConfig)}
+    with pytest.raises(ValueError, match="colour"):
+        SimulationConfig.from_dict({**config.to_dict(), "colour": 1})
+
+
+# --------------------------------------------------------------- real CT
+@pytest.mark.slow
+def test_real_slice_all_settings_replay_and_noise_scaling(real_hu_slices):
+    from scipy import ndimage
+
+    hu, spacing = real_hu_slices[-1]
+    reference = ReferenceSlice(hu, spacing, "shared", "real", "series", 0)
+    simulator = Simulator(SimulationConfig())
+    prepared = simulator.prepare(reference)
+    samples = simulator.run(prepared)
+    assert len(samples) == 40
+    for sample in samples:
+        if sample.setting in ("S3", "M4", "M5") and sample.level in (0, 3):
+            assert np.array_equal(simulator.replay(prepared, sample.metadata), sample.image_hu), sample.sample_id
+    smooth = ndimage.uniform_filter(hu.astype(np.float64), 7)
+    soft = ndimage.binary_erosion((smooth >= -50) & (smooth <= 150), iterations=3)
+    clean = prepared.clean_fbp_hu.astype(np.float64)
+    sd = [float(np.std((s.image_hu - clean)[soft])) for s in samples if s.setting == "S1"]
+    gammas = [c["gamma"] for s in samples if s.setting == "S1" for c in s.metadata["components"]]
+    assert sd[3] / sd[0] == pytest.approx(gammas[3] / gammas[0], rel=NOISE_SD_RATIO_RTOL)
