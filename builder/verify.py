@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .features import row_to_metadata
@@ -54,15 +55,41 @@ def reference_from_row(row: dict) -> ReferenceSlice:
                           slice_index=int(row["slice_index"]), info=dict(row["info"] or {}))
 
 
-def _load_all_splits(folder: Path, config: str):
-    import datasets
+class _ParquetRows:
+    """Random access to the rows of one config's Parquet files, read straight from disk.
 
-    try:
-        loaded = datasets.load_dataset(str(folder), config)
-    except ValueError as exc:
-        raise ValueError(f"{folder} has no loadable {config!r} config ({exc}); is it an exported "
-                         f"CT-DegradBench folder?") from None
-    return datasets.concatenate_datasets(list(loaded.values()))
+    ``datasets.load_dataset`` caches a local folder by its name and YAML, not by the files'
+    contents, so a changed file can be served from a stale cache; verification must read
+    the bytes as they are. Only the row group holding a requested row is read and decoded.
+    """
+
+    def __init__(self, folder: Path, config: str):
+        import datasets
+
+        try:
+            data_files = datasets.load_dataset_builder(str(folder), config).config.data_files
+        except ValueError as exc:
+            raise ValueError(f"{folder} has no loadable {config!r} config ({exc}); is it an exported "
+                             f"CT-DegradBench folder?") from None
+        self._locations = []          # global row -> (file, row group, offset)
+        self.files = [f for split in data_files.values() for f in split]
+        for path in self.files:
+            meta = pq.ParquetFile(path).metadata
+            for group in range(meta.num_row_groups):
+                self._locations += [(path, group, k) for k in range(meta.row_group(group).num_rows)]
+
+    def __len__(self) -> int:
+        return len(self._locations)
+
+    def column(self, name: str) -> list:
+        return [v for path in self.files for v in pq.read_table(path, columns=[name]).column(name).to_pylist()]
+
+    def __getitem__(self, i: int) -> dict:
+        import datasets
+
+        path, group, offset = self._locations[i]
+        table = pq.ParquetFile(path).read_row_group(group)
+        return datasets.Dataset(table)[offset]
 
 
 def verify_folder(folder, n_samples: int = 20, seed: int = 0, device: str | None = None,
@@ -76,9 +103,9 @@ def verify_folder(folder, n_samples: int = 20, seed: int = 0, device: str | None
         raise FileNotFoundError(f"{folder} is not an exported dataset folder (no README.md)")
     if n_samples < 1:
         raise ValueError(f"--samples must be a positive integer, got {n_samples}")
-    samples = _load_all_splits(folder, config)
-    references = _load_all_splits(folder, "references")
-    ref_index = {rid: i for i, rid in enumerate(references["reference_id"])}
+    samples = _ParquetRows(folder, config)
+    references = _ParquetRows(folder, "references")
+    ref_index = {rid: i for i, rid in enumerate(references.column("reference_id"))}
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(samples), size=min(n_samples, len(samples)), replace=False)
 
