@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 from collections import defaultdict
 from pathlib import Path
 from string import Template
@@ -81,6 +82,40 @@ def physics_notes(config) -> str:
               "ceil(sqrt(2) N) detector bins of one pixel width; FBP with a zero-padded ramp filter. Sparse views "
               "are exact subsets of the 360."]
     return "\n".join(lines)
+
+
+def doc_to_markdown(doc: str, n_paragraphs: int) -> str:
+    """The first ``n_paragraphs`` of a numpydoc/reST module docstring as Markdown
+    (``::`` literal blocks become fenced code)."""
+    paragraphs = [p for p in doc.strip().split("\n\n") if p.strip()]
+    out = []
+    for para in paragraphs[:n_paragraphs]:
+        lines = para.split("\n")
+        if all(line.startswith("    ") for line in lines):
+            out.append("```\n" + "\n".join(line[4:] for line in lines) + "\n```")
+        elif re.match(r"\s*(\*|\d+\.) ", lines[0]):          # a list: one item per line
+            items = []
+            for line in lines:
+                if re.match(r"\s*(\*|\d+\.) ", line):
+                    items.append(line.strip())
+                else:
+                    items[-1] += " " + line.strip()
+            out.append("\n".join(items))
+        else:
+            text = " ".join(line.strip() for line in lines)
+            out.append(text[:-1] if text.endswith("::") else text)
+    return "\n\n".join(out)
+
+
+def degradation_physics() -> str:
+    """Each degradation operator's own statement of its physics (its module docstring)."""
+    from .degradations import aliasing, blur, metal, noise, streak
+
+    sections = []
+    for module, n_paragraphs in ((noise, 4), (blur, 3), (streak, 6), (aliasing, 3), (metal, 2)):
+        sections.append(doc_to_markdown(module.__doc__, n_paragraphs)
+                        + f"\n\n(Full statement, with the defaults: the docstring of `{module.__name__}`.)")
+    return "\n\n".join(sections)
 
 
 def mixture_table() -> str:
@@ -163,6 +198,7 @@ def render_card(card_data, build, config, source_result, figures) -> str:
         reference_saving=reference_saving(summary),
         severity_table=severity_table(),
         physics_notes=physics_notes(config),
+        degradation_physics=degradation_physics(),
         mixture_rule=MIXTURE_RULE,
         mixture_table=mixture_table(),
         image_size=config.image_size,
