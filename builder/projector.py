@@ -21,7 +21,7 @@ Backends (``backend=``):
 ``"nufft"``
     CPU only, needs finufft (:mod:`builder.projector_nufft`): the same operators in the
     Fourier domain, evaluated with non-uniform FFTs, tens of times faster than the
-    reference on the CPU; within about 3e-4 (forward) and 1.4e-3 (FBP) of scikit-image on
+    reference on the CPU; within about 3e-4 (forward) and 2.4e-3 (FBP) of scikit-image on
     a real 512 slice, and with its own exact adjoint.
 ``"auto"`` (default)
     ``"nufft"`` on the CPU when finufft is importable, ``"interp"`` otherwise (CUDA).
@@ -32,7 +32,8 @@ computed alone or inside a batch and across repeated calls, for ``forward`` and 
 (with or without a view subset), on every backend (see each backend's module notes).
 
 Tensors are batched: images ``(B, N, N)`` or ``(N, N)``; sinograms
-``(B, n_views, n_detectors)`` or ``(n_views, n_detectors)``; float32 by default.
+``(B, n_views, n_detectors)`` or ``(n_views, n_detectors)``; float32 by default. Inputs are
+detached: the operators are linear maps, not autograd functions (``A.T`` is the gradient).
 """
 
 from __future__ import annotations
