@@ -95,8 +95,24 @@ def build_dataset(out, *, configs=("all",), source="default", source_options=Non
     return build
 
 
+def _use_spawned_workers() -> None:
+    """Make ``datasets``' worker pool spawn processes instead of forking them.
+
+    A process forked after torch has run multithreaded work hangs at its next parallel torch
+    operation (the OpenMP thread pool does not survive a fork), and the parent has run torch
+    by the time the second split is generated. Spawned workers start clean.
+    """
+    import multiprocess
+
+    if multiprocess.get_start_method(allow_none=True) != "spawn":
+        multiprocess.set_start_method("spawn", force=True)
+
+
 def _build_into(work, out, settings, options, cache_dir, num_proc, source_result, start) -> BuildSummary:
     from ct_degradbench import CTDegradBench
+
+    if num_proc is not None and num_proc > 1:
+        _use_spawned_workers()
 
     from .card import render_card
     from .figures import save_sample_grid
