@@ -197,6 +197,9 @@ def test_settings_for_rejects_unknown_config():
     (["build", "--configs", "mixture_m9"], "unknown config 'mixture_m9'"),
     (["build", "--source", "/nonexistent/ct"], "/nonexistent/ct"),
     (["verify", "/nonexistent/folder"], "/nonexistent/folder"),
+    (["push", "/nonexistent/folder", "--repo-id", "org/name"], "/nonexistent/folder"),
+    (["push", "/nonexistent/folder", "--repo-id", "no-slash"], "no-slash"),
+    (["figure", "--slice", "99"], "--slice must be in 0..4"),
 ])
 def test_cli_bad_arguments_give_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -223,3 +226,11 @@ def test_existing_output_needs_overwrite(built, tiny_source, capsys):
     assert cli_main(["build", "--source", str(tiny_source), "--image-size", str(IMAGE_SIZE),
                      "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_sources_lists_the_default_ct_and_writes_a_preview(tmp_path, capsys):
+    preview = tmp_path / "preview.png"
+    assert cli_main(["sources", "--preview", str(preview), "--image-size", "128"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("pydicom/") == 5 and "5 slices, 5 patients" in out
+    assert preview.stat().st_size > 10_000
