@@ -19,7 +19,6 @@ samples by ``reference_id``; see :func:`with_references`).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import datasets

@@ -194,7 +194,7 @@ class InterpBackend:
     # ------------------------------------------------------------ backproject
     def backproject(self, filtered: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """Sum over views of the linearly interpolated filtered projections, ``(B, N, N)``."""
-        n, d = self.geometry.image_size, self.geometry.n_detectors
+        n = self.geometry.image_size
         b = filtered.shape[0]
         image = torch.zeros(b, n, n, device=self.device, dtype=self.dtype)
         slab = self._slab(self.view_chunk * n * n * filtered.element_size(), b)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import datasets
@@ -163,7 +162,7 @@ def test_card_states_measured_counts(built):
     out, summary = built
     card = (out / "README.md").read_text()
     assert "configs:" in card and "dataset_info:" in card
-    assert f"| `single_noise` |" in card
+    assert "| `single_noise` |" in card
     assert (out / "images" / "sample_grid.png").stat().st_size > 10_000
     assert "$" + "{" not in card                     # every template field filled
 

@@ -3,7 +3,7 @@ from PIL import Image
 
 from builder.figures import log_spectrum, save_figure4
 from builder.reference import ReferenceSlice
-from test_dataset import IMAGE_SIZE, PIXEL_MM, phantom_volume
+from test_dataset import PIXEL_MM, phantom_volume
 
 
 def test_log_spectrum_centres_the_zero_frequency():
