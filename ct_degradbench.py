@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 
+from builder.export import ALL_CONFIG, REFERENCES_CONFIG
 from builder.features import SPLITS, reference_features, sample_features, sample_to_row
 from builder.severity import SETTINGS, get_setting
 from builder.splits import DEFAULT_FRACTIONS, assign_splits, check_fractions
@@ -38,10 +39,6 @@ _CITATION = """\
   year    = {2026}
 }
 """
-
-ALL_CONFIG = "all"
-REFERENCES_CONFIG = "references"
-
 
 @dataclass
 class CTDegradBenchConfig(datasets.BuilderConfig):

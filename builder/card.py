@@ -13,6 +13,8 @@ from huggingface_hub import DatasetCard
 
 from .export import ALL_CONFIG, REFERENCES_CONFIG
 from .features import SAMPLE_FIELD_DOCS, SPLITS
+from .geometry import DEFAULT_N_VIEWS
+from .hu import AIR_HU, MU_WATER_PER_MM
 from .metadata import COMPONENT_FIELDS
 from .mixtures import MIXTURE_RULE
 from .severity import LEVELS, SETTINGS, SEVERITY_PARAMETER, SEVERITY_TABLE, get_setting
@@ -77,10 +79,10 @@ def physics_notes(config) -> str:
     sim = config.simulation_config().to_dict()
     lines = ["Simulation settings of this build (`metadata[\"config\"]` of every row):", ""]
     lines += [f"- `{key}`: {value}" for key, value in sim.items()]
-    lines += ["", "Conventions: HU -> attenuation with mu_water = 0.0192 /mm (water at ~70 keV), values below "
-              "-1000 HU (scanner padding) as air; line integrals in mm; parallel beam, 360 views over [0, 180), "
-              "ceil(sqrt(2) N) detector bins of one pixel width; FBP with a zero-padded ramp filter. Sparse views "
-              "are exact subsets of the 360."]
+    lines += ["", f"Conventions: HU -> attenuation with mu_water = {MU_WATER_PER_MM} /mm (water at ~70 keV), values "
+              f"below {AIR_HU:g} HU (scanner padding) as air; line integrals in mm; parallel beam, {DEFAULT_N_VIEWS} "
+              f"views over [0, 180), ceil(sqrt(2) N) detector bins of one pixel width; FBP with a zero-padded ramp "
+              f"filter. Sparse views are exact subsets of the {DEFAULT_N_VIEWS}."]
     return "\n".join(lines)
 
 

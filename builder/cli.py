@@ -17,9 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .export import ALL_CONFIG
 from .severity import SETTINGS
 
-CONFIG_CHOICES = [s.config_name for s in SETTINGS] + ["all"]
+CONFIG_CHOICES = [s.config_name for s in SETTINGS] + [ALL_CONFIG]
 
 
 def _add_source_options(p: argparse.ArgumentParser) -> None:

@@ -118,7 +118,7 @@ def verify_folder(folder, n_samples: int = 20, seed: int = 0, device: str | None
             raise ValueError(f"row {meta['sample_id']!r} names reference {meta['reference_id']!r}, "
                              f"which the references config lacks")
         ref = reference_from_row(references[ref_index[meta["reference_id"]]])
-        config = dict(meta["config"])
+        config = dict(meta["config"], backend=meta["backend"])   # the backend that built the row, not "auto"
         if device is not None:
             config["device"] = device
         key = json.dumps(config, sort_keys=True)
