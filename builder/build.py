@@ -4,8 +4,9 @@ Every reference slice is simulated once for all requested settings (one clean si
 reference) through the ``all`` builder config restricted to those settings, and once more
 for the ``references`` config (reference + clean FBP); the export then writes one folder of
 Parquet files per setting config. The ``datasets`` cache beside the output keeps finished
-builder runs, so a rerun after an interruption reuses them; the output folder itself
-appears only when complete (see :mod:`builder.export`).
+builder runs, so a rerun after an interruption reuses them (the default cache is deleted
+once the export is complete; one given with ``--cache-dir`` is kept); the output folder
+itself appears only when complete (see :mod:`builder.export`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def build_dataset(out, *, configs=("all",), source="default", source_options=Non
     builder_source_options = {("nifti_axes" if k == "axes" else k): v for k, v in source_options.items()}
     options = dict(source=str(source), realizations=realizations, seed=seed, device=device,
                    simulation=dict(simulation or {}), **builder_source_options)
+    own_cache = cache_dir is None        # the default cache is ours to delete once the export is complete
     cache_dir = Path(cache_dir) if cache_dir else out.parent / f".{out.name}.cache"
     source_result = load_source(str(source), **source_options)   # a bad source fails before any work
     work = start_export(out, overwrite=overwrite)    # fail early on an unwritable / existing output
@@ -92,6 +94,8 @@ def build_dataset(out, *, configs=("all",), source="default", source_options=Non
         shutil.rmtree(work, ignore_errors=True)
         raise
     finish_export(work, out)
+    if own_cache:
+        shutil.rmtree(cache_dir, ignore_errors=True)
     return build
 
 

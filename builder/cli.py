@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metal-material", default=None, help="metal of the metal settings (steel or titanium)")
     p.add_argument("--num-proc", type=int, default=None, help="worker processes for generation")
     p.add_argument("--cache-dir", type=Path, default=None,
-                   help="datasets cache for the builder (default: .<out>.cache beside the output)")
+                   help="datasets cache for the builder, kept after the build (default: .<out>.cache beside "
+                        "the output, deleted once the export is complete)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
     p = sub.add_parser("verify", help="re-simulate a random sample of rows and check they replay exactly")

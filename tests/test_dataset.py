@@ -82,6 +82,7 @@ def test_every_config_loads_offline_by_name(built, monkeypatch):
 
 def test_all_config_points_at_setting_files_without_copies(built):
     out, summary = built
+    assert not (out.parent / f".{out.name}.cache").exists()     # the default builder cache is removed
     parquet_dirs = {p.parent.name for p in out.glob("data/*/*.parquet")}
     assert "all" not in parquet_dirs
     ds = datasets.load_dataset(str(out), "all")
