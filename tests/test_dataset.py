@@ -160,7 +160,10 @@ def test_with_references_gives_int16_pairs(built):
 
 
 def test_card_states_measured_counts(built):
+    from builder.hub import check_dataset_folder
+
     out, summary = built
+    assert len(check_dataset_folder(out)) == len(list(out.glob("data/*/*.parquet")))   # ready to push
     card = (out / "README.md").read_text()
     assert "configs:" in card and "dataset_info:" in card
     assert "| `single_noise` |" in card
