@@ -51,14 +51,15 @@ def save_sample_grid(samples, references, path) -> list[str]:
                              squeeze=False)
     by_key = {(r["setting"], int(r["level"])): r for r in rows if int(r["realization"]) == 0}
     for i, code in enumerate(codes):
-        _show(axes[i, 0], reference, f"reference\n{reference_id}" if i == 0 else "reference")
+        _show(axes[i, 0], reference, "reference")
         for j, level in enumerate(LEVELS):
             row = by_key.get((code, level))
             if row is None:
                 axes[i, j + 1].axis("off")
                 continue
             _show(axes[i, j + 1], row["image"], f"{get_setting(code).class_name} L{level}")
-    fig.suptitle(f"CT-DegradBench samples, window {WINDOW_HU[0]:.0f}..{WINDOW_HU[1]:.0f} HU", fontsize=10)
+    fig.suptitle(f"CT-DegradBench samples of {reference_id}\nwindow {WINDOW_HU[0]:.0f}..{WINDOW_HU[1]:.0f} HU",
+                 fontsize=9, wrap=True)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
