@@ -69,6 +69,10 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
         Root of every random draw (with the sample id) and of the patient split.
     device : str, default "cpu"
         Torch device of the simulator ("cpu", "cuda", ...).
+    threads : int or None
+        CPU threads of the simulator in each generation process (``None``: torch's default,
+        all cores). ``ct-degradbench build --num-proc P`` sets it to cores / P so that the
+        worker processes do not oversubscribe the cores.
     split_fractions : (float, float, float), default (0.7, 0.15, 0.15)
         Patient fractions of train / validation / test.
     simulation : dict
@@ -86,6 +90,7 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
     realizations: int = 1
     seed: int = 0
     device: str = "cpu"
+    threads: int | None = None
     split_fractions: tuple = DEFAULT_FRACTIONS
     simulation: dict = field(default_factory=dict)
 
@@ -104,8 +109,10 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.image_size < 64:
             raise ValueError(f"image_size must be at least 64 pixels, got {self.image_size!r}")
-        if self.max_slices is not None and (not isinstance(self.max_slices, int) or self.max_slices < 1):
-            raise ValueError(f"max_slices must be a positive integer or None, got {self.max_slices!r}")
+        for name in ("max_slices", "threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
         if not 0.0 <= float(self.min_body_fraction) < 1.0:
             raise ValueError(f"min_body_fraction must be in [0, 1), got {self.min_body_fraction!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -179,8 +186,12 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
         return generators
 
     def _generate_examples(self, slices):
+        import torch
+
         from builder.simulate import Simulator
 
+        if self.config.threads is not None:
+            torch.set_num_threads(self.config.threads)
         simulator = Simulator(self.config.simulation_config())
         for ref in slices:
             if self.config.is_references:

@@ -11,6 +11,7 @@ itself appears only when complete (see :mod:`builder.export`).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ def _build_into(work, out, settings, options, cache_dir, num_proc, source_result
 
     if num_proc is not None and num_proc > 1:
         _use_spawned_workers()
+        options["threads"] = max(1, len(os.sched_getaffinity(0)) // num_proc)
 
     from .card import render_card
     from .figures import save_sample_grid

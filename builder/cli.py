@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="root seed of every random draw and of the split")
     p.add_argument("--device", default="cpu", help="torch device of the simulator (cpu, cuda, ...)")
     p.add_argument("--metal-material", default=None, help="metal of the metal settings (steel or titanium)")
-    p.add_argument("--num-proc", type=int, default=None, help="worker processes for generation")
+    p.add_argument("--num-proc", type=int, default=None, help="worker processes for generation, each with cores/N threads (pays off on many-core "
+                        "machines; on 2 cores one process with 2 threads was faster: 75 s vs 86 s)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="datasets cache for the builder, kept after the build (default: .<out>.cache beside "
                         "the output, deleted once the export is complete)")

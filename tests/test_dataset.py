@@ -237,3 +237,15 @@ def test_cli_sources_lists_the_default_ct_and_writes_a_preview(tmp_path, capsys)
     out = capsys.readouterr().out
     assert out.count("pydicom/") == 5 and "5 slices, 5 patients" in out
     assert preview.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"threads": 0}, "threads"), ({"image_size": 32}, "image_size"), ({"stride": 0}, "stride"),
+    ({"settings": ("S9",)}, "unknown setting 'S9'"), ({"split_fractions": (0.5, 0.5, 0.5)}, "fractions"),
+    ({"min_body_fraction": 1.5}, "min_body_fraction"),
+])
+def test_builder_config_rejects_bad_options(options, message):
+    from ct_degradbench import CTDegradBench
+
+    with pytest.raises(ValueError, match=message):
+        CTDegradBench(config_name="single_noise", cache_dir="unused", **options)
