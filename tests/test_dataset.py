@@ -244,8 +244,8 @@ def test_cli_sources_lists_the_default_ct_and_writes_a_preview(tmp_path, capsys)
     ({"settings": ("S9",)}, "unknown setting 'S9'"), ({"split_fractions": (0.5, 0.5, 0.5)}, "fractions"),
     ({"min_body_fraction": 1.5}, "min_body_fraction"),
 ])
-def test_builder_config_rejects_bad_options(options, message):
+def test_builder_config_rejects_bad_options(options, message, tmp_path):
     from ct_degradbench import CTDegradBench
 
     with pytest.raises(ValueError, match=message):
-        CTDegradBench(config_name="single_noise", cache_dir="unused", **options)
+        CTDegradBench(config_name="single_noise", cache_dir=str(tmp_path), **options)
