@@ -133,11 +133,9 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
                                 **self.simulation)
 
     def source_options(self) -> dict:
-        options = {"stride": self.stride, "min_body_fraction": self.min_body_fraction,
-                   "max_slices": self.max_slices, "image_size": self.image_size}
-        if self.nifti_axes is not None:
-            options["axes"] = self.nifti_axes
-        return options
+        """Keyword arguments of ``builder.sources.load_source``."""
+        return {"stride": self.stride, "min_body_fraction": self.min_body_fraction, "max_slices": self.max_slices,
+                "image_size": self.image_size, "nifti_axes": self.nifti_axes}
 
 
 def _setting_configs() -> list[CTDegradBenchConfig]:
@@ -159,9 +157,12 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = ALL_CONFIG
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, source_result=None, **kwargs):
+        """``source_result``: the ``SourceResult`` of ``config.source`` when the caller has
+        already loaded it (``ct-degradbench build`` does), so the slices are not read again."""
         super().__init__(*args, **kwargs)
         self.config.validate()   # options given as keyword arguments bypass __post_init__
+        self._source_result = source_result
 
     def _info(self) -> datasets.DatasetInfo:
         size = self.config.image_size
@@ -175,8 +176,8 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         from builder.sources import load_source
 
-        result = load_source(self.config.source, **self.config.source_options())
-        self.source_result = result
+        result = self._source_result or load_source(self.config.source, **self.config.source_options())
+        self._source_result = None   # the slices travel in gen_kwargs; don't pickle them twice into workers
         splits = assign_splits([s.patient_key for s in result.slices], self.config.split_fractions, self.config.seed)
         generators = []
         for split in SPLITS:

@@ -224,7 +224,7 @@ def load_references(count: int) -> list:
         raise FileNotFoundError(f"need {count} NIfTI volumes in {SHARED_CT}, found {len(paths)}")
     refs = []
     for path in paths[:count]:
-        slices = load_source(path, axes=NIFTI_AXES, min_body_fraction=MIN_BODY_FRACTION, max_slices=3,
+        slices = load_source(path, nifti_axes=NIFTI_AXES, min_body_fraction=MIN_BODY_FRACTION, max_slices=3,
                              image_size=IMAGE_SIZE).slices
         refs.append(slices[len(slices) // 2])
     return refs

@@ -109,7 +109,7 @@ def select_slices(ct_dir: Path, per_series: int, min_body_fraction: float) -> tu
         raise FileNotFoundError(f"no .nii.gz volume in {ct_dir}: expected the shared CT series (../shared/ct)")
     slices, lines = [], []
     for path in files:
-        result = load_source(path, axes=NIFTI_AXES, min_body_fraction=min_body_fraction,
+        result = load_source(path, nifti_axes=NIFTI_AXES, min_body_fraction=min_body_fraction,
                              max_slices=2 * per_series + 1, image_size=IMAGE_SIZE)
         chosen = pick_interior(result.slices, per_series)
         slices += chosen

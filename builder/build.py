@@ -82,9 +82,8 @@ def build_dataset(out, *, configs=("all",), source="default", source_options=Non
     if num_proc is not None and num_proc < 1:
         raise ValueError(f"--num-proc must be a positive integer, got {num_proc}")
     source_options = dict(source_options or {})
-    builder_source_options = {("nifti_axes" if k == "axes" else k): v for k, v in source_options.items()}
     options = dict(source=str(source), realizations=realizations, seed=seed, device=device,
-                   simulation=dict(simulation or {}), **builder_source_options)
+                   simulation=dict(simulation or {}), **source_options)
     own_cache = cache_dir is None        # the default cache is ours to delete once the export is complete
     cache_dir = Path(cache_dir) if cache_dir else out.parent / f".{out.name}.cache"
     source_result = load_source(str(source), **source_options)   # a bad source fails before any work
@@ -123,10 +122,12 @@ def _build_into(work, out, settings, options, cache_dir, num_proc, source_result
     from .card import render_card
     from .figures import save_sample_grid
 
-    references_builder = CTDegradBench(config_name=REFERENCES_CONFIG, cache_dir=str(cache_dir), **options)
+    references_builder = CTDegradBench(config_name=REFERENCES_CONFIG, cache_dir=str(cache_dir),
+                                       source_result=source_result, **options)
     references_builder.download_and_prepare(num_proc=num_proc)
     references = references_builder.as_dataset()
-    samples_builder = CTDegradBench(config_name=ALL_CONFIG, settings=settings, cache_dir=str(cache_dir), **options)
+    samples_builder = CTDegradBench(config_name=ALL_CONFIG, settings=settings, cache_dir=str(cache_dir),
+                                    source_result=source_result, **options)
     samples_builder.download_and_prepare(num_proc=num_proc)
     samples = samples_builder.as_dataset()
 

@@ -36,11 +36,8 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
 
 
 def _source_options(args) -> dict:
-    options = {"stride": args.stride, "max_slices": args.max_slices,
-               "min_body_fraction": args.min_body_fraction, "image_size": args.image_size}
-    if args.nifti_axes is not None:
-        options["axes"] = args.nifti_axes
-    return options
+    return {"stride": args.stride, "max_slices": args.max_slices, "min_body_fraction": args.min_body_fraction,
+            "image_size": args.image_size, "nifti_axes": args.nifti_axes}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -119,8 +119,7 @@ def reference_features(image_size: int) -> datasets.Features:
 
 
 def _reference_fact(metadata: dict, key: str):
-    value = (metadata.get("reference_info") or {}).get(key)
-    return None if value is None else value
+    return (metadata.get("reference_info") or {}).get(key)
 
 
 def sample_to_row(sample) -> dict:

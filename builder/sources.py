@@ -687,14 +687,15 @@ def load_source(spec, **options) -> SourceResult:
     """Load ``"default"``, a DICOM folder / file, a NIfTI file or a folder of NIfTI files.
 
     A folder holding any ``.nii`` / ``.nii.gz`` file is read as NIfTI (other files are counted
-    as skipped); any other folder as DICOM. ``options`` go to the loader; ``axes`` (the NIfTI
-    orientation override) only applies to NIfTI sources and is an error elsewhere.
+    as skipped); any other folder as DICOM. ``options`` go to the loader; ``nifti_axes`` (the
+    NIfTI orientation override, ``load_nifti(axes=...)``) only applies to NIfTI sources and is an
+    error elsewhere; ``None`` means no override.
     """
-    axes = options.pop("axes", None)
+    axes = options.pop("nifti_axes", None)
 
     def not_nifti(loader, where):
         if axes is not None:
-            raise ValueError(f"axes={axes!r} only applies to NIfTI sources, but {where} is not NIfTI")
+            raise ValueError(f"nifti_axes={axes!r} only applies to NIfTI sources, but {where} is not NIfTI")
         return loader
 
     if isinstance(spec, str) and spec == "default":

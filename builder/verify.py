@@ -73,6 +73,7 @@ class _ParquetRows:
                              f"CT-DegradBench folder?") from None
         self._locations = []          # global row -> (file, row group, offset)
         self.files = [f for split in data_files.values() for f in split]
+        self._group_key, self._group = None, None
         for path in self.files:
             meta = pq.ParquetFile(path).metadata
             for group in range(meta.num_row_groups):
@@ -88,8 +89,10 @@ class _ParquetRows:
         import datasets
 
         path, group, offset = self._locations[i]
-        table = pq.ParquetFile(path).read_row_group(group)
-        return datasets.Dataset(table)[offset]
+        if self._group_key != (path, group):        # rows are visited in order: read each group once
+            self._group = datasets.Dataset(pq.ParquetFile(path).read_row_group(group))
+            self._group_key = (path, group)
+        return self._group[offset]
 
 
 def verify_folder(folder, n_samples: int = 20, seed: int = 0, device: str | None = None,

@@ -426,7 +426,7 @@ def test_nifti_folder_stride_body_fraction_and_max_slices(tmp_path):
     capped = load_nifti(tmp_path / "case1.nii.gz", axes="LPS", max_slices=3)
     assert [s.slice_index for s in capped.slices] == [0, 4, 9]  # evenly spaced, ends included
     assert capped.skipped == {"beyond max_slices": 7}
-    assert load_source(tmp_path / "case1.nii.gz", axes="LPS", max_slices=3).skipped == capped.skipped
+    assert load_source(tmp_path / "case1.nii.gz", nifti_axes="LPS", max_slices=3).skipped == capped.skipped
 
 
 def test_nifti_nan_slice_is_a_counted_skip(tmp_path):
@@ -576,7 +576,7 @@ def test_noise_sd_ignores_edges_and_reports_correlation_bias():
 def test_shared_volumes_load_in_anatomical_orientation(shared_ct_dir):
     import nibabel as nib
 
-    result = load_source(shared_ct_dir, axes="LPS", max_slices=12, image_size=128)
+    result = load_source(shared_ct_dir, nifti_axes="LPS", max_slices=12, image_size=128)
     assert result.skipped.get("not a NIfTI file", 0) == len([p for p in shared_ct_dir.iterdir()
                                                               if p.is_file() and not p.name.endswith(".nii.gz")])
     by_series: dict[str, list] = {}
