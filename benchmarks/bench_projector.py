@@ -29,14 +29,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from builder import projector_nufft  # noqa: E402
-from builder.geometry import ParallelBeamGeometry  # noqa: E402
-from builder.hu import hu_to_mu  # noqa: E402
-from builder.projector import ParallelBeamProjector  # noqa: E402
+from ctdegradbench.builder.projector import nufft as projector_nufft  # noqa: E402
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry  # noqa: E402
+from ctdegradbench.builder.core.hu import hu_to_mu  # noqa: E402
+from ctdegradbench.builder.projector import ParallelBeamProjector  # noqa: E402
 
 SHARED_CT = ROOT.parent / "shared" / "ct"
 IMAGE_SIZE = 512
@@ -255,7 +254,7 @@ def floor_report(geometry, batch, repeats):
 
 
 def ramp_half_len(geometry) -> int:
-    from builder.projector_filters import filter_size
+    from ctdegradbench.builder.projector.filters import filter_size
     return filter_size(geometry.n_detectors) // 2 + 1
 
 

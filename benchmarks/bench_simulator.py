@@ -74,15 +74,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from scipy.ndimage import gaussian_filter1d  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 from skimage.transform import iradon, radon  # noqa: E402
 
-from builder.geometry import ParallelBeamGeometry  # noqa: E402
-from builder.hu import hu_to_mu, mu_to_hu  # noqa: E402
-from builder.severity import ALIASING, BLUR, LEVELS, METAL, NOISE, SETTINGS, STREAK  # noqa: E402
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry  # noqa: E402
+from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu  # noqa: E402
+from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, METAL, NOISE, SETTINGS, STREAK  # noqa: E402
 
 SHARED_CT = ROOT.parent / "shared" / "ct"
 IMAGE_SIZE = 512
@@ -217,7 +216,7 @@ def window(hu: np.ndarray) -> np.ndarray:
 
 def load_references(count: int) -> list:
     """The middle slice (body fraction >= 0.1) of the first ``count`` series of ``../shared/ct``."""
-    from builder.sources import load_source
+    from ctdegradbench.builder.sources import load_source
 
     paths = sorted(SHARED_CT.glob("*.nii.gz"))
     if len(paths) < count:
@@ -232,7 +231,7 @@ def load_references(count: int) -> list:
 
 def sample_plans(samples) -> list[list[tuple[str, object]]]:
     """``[(type, params), ...]`` of each sample, in application order, from its metadata."""
-    from builder.simulate import params_from_component
+    from ctdegradbench.builder.simulate.simulator import params_from_component
 
     return [[(c["type"], params_from_component(c)) for c in sorted(s.metadata["components"], key=lambda c: c["order"])]
             for s in samples]
@@ -260,8 +259,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from builder.degradations.metal import MetalSimulator
-    from builder.simulate import SimulationConfig, Simulator
+    from ctdegradbench.builder.degradations.metal import MetalSimulator
+    from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
 
     refs = load_references(args.references + 1)
     warm, timed = refs[-1], refs[:-1]

@@ -27,10 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builder.geometry import ParallelBeamGeometry  # noqa: E402
-from builder.projector import ParallelBeamProjector, resolve_backend  # noqa: E402
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry  # noqa: E402
+from ctdegradbench.builder.projector import ParallelBeamProjector, resolve_backend  # noqa: E402
 
 N = 512
 MU_SCALE = 0.02  # phantom intensities scaled to mu of about water, 1/mm

@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builder.reference import ReferenceSlice  # noqa: E402
-from builder.severity import get_setting  # noqa: E402
-from builder.simulate import SimulationConfig, Simulator  # noqa: E402
+from ctdegradbench.builder.sources.reference import ReferenceSlice  # noqa: E402
+from ctdegradbench.builder.simulate.settings import get_setting  # noqa: E402
+from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator  # noqa: E402
 
 NON_METAL = ("S1", "S2", "S3", "S4", "M1", "M2", "M4")
 

@@ -45,14 +45,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
-from builder.severity import LEVELS, SETTINGS  # noqa: E402
-from builder.simulate import SimulationConfig, Simulator  # noqa: E402
-from builder.sources import load_source  # noqa: E402
+from ctdegradbench.builder.simulate.settings import LEVELS, SETTINGS  # noqa: E402
+from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator  # noqa: E402
+from ctdegradbench.builder.sources import load_source  # noqa: E402
 
 SHARED_CT = ROOT.parent / "shared" / "ct"
 IMAGE_SIZE = 512

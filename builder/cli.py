@@ -17,8 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .export import ALL_CONFIG
-from .severity import SETTINGS
+from ctdegradbench.builder.dataset.export import ALL_CONFIG
+from ctdegradbench.builder.simulate.settings import SETTINGS
 
 CONFIG_CHOICES = [s.config_name for s in SETTINGS] + [ALL_CONFIG]
 
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_sources(args) -> int:
-    from .sources import format_table, load_source, save_preview
+    from ctdegradbench.builder.sources import format_table, load_source, save_preview
 
     result = load_source(args.source, **_source_options(args))
     print(format_table(result.slices))
@@ -99,7 +99,7 @@ def _cmd_sources(args) -> int:
 
 
 def _cmd_build(args) -> int:
-    from .build import build_dataset
+    from ctdegradbench.builder.dataset.build import build_dataset
 
     simulation = {}
     if args.metal_material:
@@ -113,7 +113,7 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from .verify import verify_folder
+    from ctdegradbench.builder.dataset.verify import verify_folder
 
     report = verify_folder(args.folder, n_samples=args.samples, seed=args.seed, device=args.device,
                            config=args.config)
@@ -122,7 +122,7 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_push(args) -> int:
-    from .hub import push_folder
+    from ctdegradbench.builder.dataset.hub import push_folder
 
     url = push_folder(args.folder, args.repo_id, token=args.token, private=args.private,
                       revision=args.revision, endpoint=args.endpoint)
@@ -131,8 +131,8 @@ def _cmd_push(args) -> int:
 
 
 def _cmd_figure(args) -> int:
-    from .figures import save_figure4
-    from .sources import load_source
+    from ctdegradbench.builder.dataset.figures import save_figure4
+    from ctdegradbench.builder.sources import load_source
 
     result = load_source(args.source, **_source_options(args))
     if not 0 <= args.slice < len(result.slices):

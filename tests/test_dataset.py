@@ -8,12 +8,12 @@ import datasets
 import numpy as np
 import pytest
 
-from builder.build import build_dataset, settings_for
-from builder.cli import main as cli_main
-from builder.export import partial_dir
-from builder.features import row_to_metadata
-from builder.severity import CLASS_NAMES, LEVELS, SETTINGS
-from builder.verify import verify_folder
+from ctdegradbench.builder.dataset.build import build_dataset, settings_for
+from ctdegradbench.builder.cli import main as cli_main
+from ctdegradbench.builder.dataset.export import partial_dir
+from ctdegradbench.builder.dataset.features import row_to_metadata
+from ctdegradbench.builder.simulate.settings import CLASS_NAMES, LEVELS, SETTINGS
+from ctdegradbench.builder.dataset.verify import verify_folder
 
 IMAGE_SIZE = 64
 PIXEL_MM = 2.0          # 128 mm field of view: room for the 15 mm metal disk inside the body
@@ -160,7 +160,7 @@ def test_with_references_gives_int16_pairs(built):
 
 
 def test_card_states_measured_counts(built):
-    from builder.hub import check_dataset_folder
+    from ctdegradbench.builder.dataset.hub import check_dataset_folder
 
     out, summary = built
     assert len(check_dataset_folder(out)) == len(list(out.glob("data/*/*.parquet")))   # ready to push
@@ -176,7 +176,7 @@ def test_interrupted_build_leaves_no_output_and_keeps_old(tiny_source, tmp_path,
     out.mkdir()
     (out / "keep.txt").write_text("earlier build")
 
-    import builder.export as export
+    import ctdegradbench.builder.dataset.export as export
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt

@@ -9,16 +9,16 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from builder.degradations.aliasing import AliasingParams, apply_aliasing, sample_aliasing
-from builder.degradations.blur import BlurParams, apply_blur, gaussian_kernel, sample_blur
-from builder.degradations.noise import NoiseParams, apply_noise, sample_noise
-from builder.degradations.streak import (MAX_RUN_WIDTH, StreakParams, apply_streak, sample_streak, streak_mask,
+from ctdegradbench.builder.degradations.aliasing import AliasingParams, apply_aliasing, sample_aliasing
+from ctdegradbench.builder.degradations.blur import BlurParams, apply_blur, gaussian_kernel, sample_blur
+from ctdegradbench.builder.degradations.noise import NoiseParams, apply_noise, sample_noise
+from ctdegradbench.builder.degradations.streak import (MAX_RUN_WIDTH, StreakParams, apply_streak, sample_streak, streak_mask,
                                          thick_shadow)
-from builder.geometry import ParallelBeamGeometry
-from builder.hu import hu_to_mu, mu_to_hu
-from builder.projector import ParallelBeamProjector
-from builder.seeding import numpy_generator
-from builder.severity import ALIASING, BLUR, LEVELS, NOISE, SEVERITY_TABLE, STREAK
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu
+from ctdegradbench.builder.projector import ParallelBeamProjector
+from ctdegradbench.builder.core.seeding import numpy_generator
+from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, NOISE, SEVERITY_TABLE, STREAK
 
 N = 96
 PIXEL_MM = 2.0

@@ -1,8 +1,8 @@
 import numpy as np
 from PIL import Image
 
-from builder.figures import log_spectrum, save_figure4
-from builder.reference import ReferenceSlice
+from ctdegradbench.builder.dataset.figures import log_spectrum, save_figure4
+from ctdegradbench.builder.sources.reference import ReferenceSlice
 from test_dataset import PIXEL_MM, phantom_volume
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from builder.geometry import DEFAULT_N_VIEWS, ParallelBeamGeometry, default_detector_count
+from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS, ParallelBeamGeometry, default_detector_count
 
 
 def test_defaults_cover_the_image_diagonal():

@@ -17,7 +17,7 @@ import pytest
 from huggingface_hub import constants
 from PIL import Image
 
-from builder.hub import (
+from ctdegradbench.builder.dataset.hub import (
     IGNORE_PATTERNS,
     PushError,
     check_dataset_folder,

@@ -10,15 +10,15 @@ import pytest
 import torch
 from scipy import ndimage
 
-from builder.degradations.metal import (EXACT_POISSON_BELOW, PLACEMENT_MARGIN_MM, MetalParams, MetalSimulator,
+from ctdegradbench.builder.degradations.metal import (EXACT_POISSON_BELOW, PLACEMENT_MARGIN_MM, MetalParams, MetalSimulator,
                                         body_distance_mm, body_mask, metal_bbox, metal_mask, sample_metal,
                                         tissue_densities)
-from builder.geometry import ParallelBeamGeometry
-from builder.hu import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
-from builder.projector import ParallelBeamProjector
-from builder.seeding import numpy_generator
-from builder.severity import LEVELS, METAL, SEVERITY_TABLE
-from builder.spectrum import (BHC_FIT_MAX_WATER_MM, SpectrumSpec, apply_water_correction, effective_water_mu,
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
+from ctdegradbench.builder.projector import ParallelBeamProjector
+from ctdegradbench.builder.core.seeding import numpy_generator
+from ctdegradbench.builder.simulate.settings import LEVELS, METAL, SEVERITY_TABLE
+from ctdegradbench.builder.degradations.spectrum import (BHC_FIT_MAX_WATER_MM, SpectrumSpec, apply_water_correction, effective_water_mu,
                               mass_attenuation, polychromatic_water_line_integral,
                               water_correction_coefficients, x_ray_spectrum)
 

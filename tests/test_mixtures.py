@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from builder.mixtures import component_levels, mixture_severity, setting_components
-from builder.seeding import numpy_generator
-from builder.severity import LEVELS, SETTINGS
+from ctdegradbench.builder.simulate.mixtures import component_levels, mixture_severity, setting_components
+from ctdegradbench.builder.core.seeding import numpy_generator
+from ctdegradbench.builder.simulate.settings import LEVELS, SETTINGS
 
 DRAWS = 4000
 # Frequencies from 4000 draws have standard errors below 0.008; 0.035 is over 4 of them.

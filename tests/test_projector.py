@@ -14,10 +14,10 @@ from scipy.special import gamma
 from skimage.data import shepp_logan_phantom
 from skimage.transform import iradon, radon, resize
 
-from builder import projector_nufft
-from builder.geometry import ParallelBeamGeometry
-from builder.hu import hu_to_mu
-from builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
+from ctdegradbench.builder.projector import nufft as projector_nufft
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.hu import hu_to_mu
+from ctdegradbench.builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
 
 BACKENDS = ["interp"] + (["nufft"] if projector_nufft.available() else [])
 CUDA = torch.cuda.is_available()

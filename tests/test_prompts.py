@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from builder.degradations.aliasing import sample_aliasing
-from builder.degradations.blur import sample_blur
-from builder.degradations.noise import sample_noise
-from builder.degradations.streak import StreakParams
-from builder.geometry import ParallelBeamGeometry
-from builder.metadata import make_component
-from builder.prompts import HIGH_QUALITY_PROMPTS, LOW_QUALITY_PROMPTS, TYPE_NAMES, describe
-from builder.severity import DEGRADATION_TYPES, METAL, SETTINGS
+from ctdegradbench.builder.degradations.aliasing import sample_aliasing
+from ctdegradbench.builder.degradations.blur import sample_blur
+from ctdegradbench.builder.degradations.noise import sample_noise
+from ctdegradbench.builder.degradations.streak import StreakParams
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.degradations.record import make_component
+from ctdegradbench.builder.simulate.prompts import HIGH_QUALITY_PROMPTS, LOW_QUALITY_PROMPTS, TYPE_NAMES, describe
+from ctdegradbench.builder.simulate.settings import DEGRADATION_TYPES, METAL, SETTINGS
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "ct-degradbench-paper.txt"
 

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from builder.degradations.metal import MetalParams, metal_mask
-from builder.prompts import describe
-from builder.reference import ReferenceSlice
-from builder.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
-from builder.severity import LEVELS, METAL, SETTINGS, SETTINGS_BY_CODE
-from builder.simulate import DegradedSample, PreparedReference, SimulationConfig, Simulator
+from ctdegradbench.builder.degradations.metal import MetalParams, metal_mask
+from ctdegradbench.builder.simulate.prompts import describe
+from ctdegradbench.builder.sources.reference import ReferenceSlice
+from ctdegradbench.builder.core.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
+from ctdegradbench.builder.simulate.settings import LEVELS, METAL, SETTINGS, SETTINGS_BY_CODE
+from ctdegradbench.builder.simulate.simulator import DegradedSample, PreparedReference, SimulationConfig, Simulator
 
 N = 96
 PIXEL_MM = 2.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from builder.sources import (
+from ctdegradbench.builder.sources import (
     BODY_HU,
     DEFAULT_SOURCE_FILES,
     MIN_IMAGE_PX,
@@ -191,7 +191,7 @@ def test_default_source_ids_are_stable_and_unique(default_result):
 def test_default_orientation_flip_and_tilt(default_result):
     from pydicom.pixels import apply_modality_lut
 
-    from builder.dicom_io import dcmread
+    from ctdegradbench.builder.sources.dicom_io import dcmread
 
     by_file = {s.info["file"]: s for s in default_result.slices}
     pancreas = by_file["explicit_VR-UN.dcm"]

@@ -1,6 +1,6 @@
 import pytest
 
-from builder.splits import assign_splits, check_fractions, split_sizes
+from ctdegradbench.builder.dataset.splits import assign_splits, check_fractions, split_sizes
 
 
 def test_every_patient_in_exactly_one_split_and_deterministic():

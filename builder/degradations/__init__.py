@@ -20,12 +20,12 @@ metal       metal implants     metal inserted in the attenuation map (``metal.py
 ==========  =================  =========================================================
 """
 
-from .aliasing import AliasingParams, aliasing_views, apply_aliasing, sample_aliasing
-from .blur import BlurParams, apply_blur, gaussian_kernel, sample_blur
-from .metal import MetalContext, MetalParams, MetalSimulator, metal_bbox, metal_mask, sample_metal
-from .noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE, DEFAULT_I0, NoiseParams,
+from ctdegradbench.builder.degradations.aliasing import AliasingParams, aliasing_views, apply_aliasing, sample_aliasing
+from ctdegradbench.builder.degradations.blur import BlurParams, apply_blur, gaussian_kernel, sample_blur
+from ctdegradbench.builder.degradations.metal import MetalContext, MetalParams, MetalSimulator, metal_bbox, metal_mask, sample_metal
+from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE, DEFAULT_I0, NoiseParams,
                     apply_noise, sample_noise)
-from .streak import DEFAULT_STREAK_RUNS, StreakParams, apply_streak, sample_streak, streak_mask, thick_shadow
+from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_RUNS, StreakParams, apply_streak, sample_streak, streak_mask, thick_shadow
 
 __all__ = [
     "AliasingParams", "aliasing_views", "apply_aliasing", "sample_aliasing",

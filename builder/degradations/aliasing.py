@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..geometry import ParallelBeamGeometry
-from ..metadata import make_component
-from ..severity import ALIASING, check_level, severity_value
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.degradations.record import make_component
+from ctdegradbench.builder.simulate.settings import ALIASING, check_level, severity_value
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..metadata import make_component
-from ..severity import BLUR, check_level, severity_value
+from ctdegradbench.builder.degradations.record import make_component
+from ctdegradbench.builder.simulate.settings import BLUR, check_level, severity_value
 
 TRUNCATE_SIGMAS = 4.0   # kernel half-width in standard deviations (as scipy's default)
 

@@ -97,11 +97,11 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..hu import MU_WATER_PER_MM, hu_to_mu
-from ..metadata import make_component
-from ..seeding import check_seed, torch_generator
-from ..severity import METAL, check_level, severity_value
-from ..spectrum import (DEFAULT_SPECTRUM, METAL_MATERIALS, SpectrumSpec, apply_water_correction,
+from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, hu_to_mu
+from ctdegradbench.builder.degradations.record import make_component
+from ctdegradbench.builder.core.seeding import check_seed, torch_generator
+from ctdegradbench.builder.simulate.settings import METAL, check_level, severity_value
+from ctdegradbench.builder.degradations.spectrum import (DEFAULT_SPECTRUM, METAL_MATERIALS, SpectrumSpec, apply_water_correction,
                         effective_water_mu, linear_attenuation, mass_attenuation,
                         water_correction_coefficients, x_ray_spectrum)
 

@@ -56,9 +56,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..metadata import make_component
-from ..seeding import check_seed, torch_generator
-from ..severity import NOISE, check_level, severity_value
+from ctdegradbench.builder.degradations.record import make_component
+from ctdegradbench.builder.core.seeding import check_seed, torch_generator
+from ctdegradbench.builder.simulate.settings import NOISE, check_level, severity_value
 
 DEFAULT_I0 = 6.4e6               # photons per detector bin and view at full dose
 DEFAULT_DOSE_FRACTION = 0.25     # alpha: quarter dose

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..metadata import make_component
-from ..seeding import check_seed
-from ..severity import STREAK, check_level, severity_value
+from ctdegradbench.builder.degradations.record import make_component
+from ctdegradbench.builder.core.seeding import check_seed
+from ctdegradbench.builder.simulate.settings import STREAK, check_level, severity_value
 
 # Outlier runs per sample (same at every level). Calibrated on 15 real 512 x 512 slices
 # (SSIM against the reference, window [-300, 300] HU): 36 runs give 0.937 / 0.912 / 0.874 /

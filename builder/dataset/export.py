@@ -31,8 +31,8 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
-from .features import SPLITS
-from .severity import SETTINGS
+from ctdegradbench.builder.dataset.features import SPLITS
+from ctdegradbench.builder.simulate.settings import SETTINGS
 
 PARQUET_COMPRESSION = "zstd"          # ~10 % smaller than the default Snappy on HU arrays
 MAX_SHARD_BYTES = 500 * 1024 ** 2     # uncompressed Arrow bytes per Parquet file

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import datasets
 
-from .metadata import COMPONENT_FIELDS
-from .severity import CLASS_NAMES
+from ctdegradbench.builder.degradations.record import COMPONENT_FIELDS
+from ctdegradbench.builder.simulate.settings import CLASS_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 

@@ -56,7 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.fft
 
-from .geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 
 try:  # finufft is a declared dependency; the projector falls back to "interp" without it.
     import finufft

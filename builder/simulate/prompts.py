@@ -13,8 +13,8 @@ parameters. It is deterministic: equal metadata give equal text.
 
 from __future__ import annotations
 
-from .degradations.noise import dose_name
-from .severity import ALIASING, BLUR, LEVELS, METAL, NOISE, STREAK, get_setting
+from ctdegradbench.builder.degradations.noise import dose_name
+from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, METAL, NOISE, STREAK, get_setting
 
 # Paper Table 7, high-quality prompts (H), in order.
 HIGH_QUALITY_PROMPTS: tuple[str, ...] = (

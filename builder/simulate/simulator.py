@@ -42,20 +42,20 @@ from importlib import metadata as importlib_metadata
 import numpy as np
 import torch
 
-from .degradations.aliasing import AliasingParams, apply_aliasing, sample_aliasing
-from .degradations.blur import BlurParams, apply_blur, sample_blur
-from .degradations.metal import MetalContext, MetalParams, MetalSimulator, sample_metal
-from .degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE, DEFAULT_I0,
+from ctdegradbench.builder.degradations.aliasing import AliasingParams, apply_aliasing, sample_aliasing
+from ctdegradbench.builder.degradations.blur import BlurParams, apply_blur, sample_blur
+from ctdegradbench.builder.degradations.metal import MetalContext, MetalParams, MetalSimulator, sample_metal
+from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE, DEFAULT_I0,
                                  NoiseParams, apply_noise, check_noise_physics, sample_noise)
-from .degradations.streak import DEFAULT_STREAK_RUNS, StreakParams, apply_streak, sample_streak
-from .geometry import ParallelBeamGeometry
-from .hu import MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
-from .mixtures import setting_components
-from .projector import FILTERS, ParallelBeamProjector, resolve_backend
-from .prompts import describe
-from .reference import ReferenceSlice
-from .seeding import check_seed, component_seed, levels_seed, make_sample_id, numpy_generator, sample_seed
-from .severity import ALIASING, BLUR, LEVELS, METAL, NOISE, SETTINGS, STREAK, Setting, check_level, get_setting
+from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_RUNS, StreakParams, apply_streak, sample_streak
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
+from ctdegradbench.builder.simulate.mixtures import setting_components
+from ctdegradbench.builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
+from ctdegradbench.builder.simulate.prompts import describe
+from ctdegradbench.builder.sources.reference import ReferenceSlice
+from ctdegradbench.builder.core.seeding import check_seed, component_seed, levels_seed, make_sample_id, numpy_generator, sample_seed
+from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, METAL, NOISE, SETTINGS, STREAK, Setting, check_level, get_setting
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 METAL_MODELS: tuple[str, ...] = ("polychromatic", "monochromatic")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .severity import Setting, check_level, get_setting
+from ctdegradbench.builder.simulate.settings import Setting, check_level, get_setting
 
 MIXTURE_RULE = (
     "A mixture at global level g draws each component's level independently and uniformly from the "

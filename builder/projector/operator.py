@@ -43,10 +43,10 @@ import math
 import numpy as np
 import torch
 
-from . import projector_nufft
-from .geometry import ParallelBeamGeometry
-from .projector_filters import FILTERS, filter_size, ramp_filter, ramp_filter_half
-from .projector_interp import InterpBackend
+from ctdegradbench.builder.projector import nufft as projector_nufft
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.projector.filters import FILTERS, filter_size, ramp_filter, ramp_filter_half
+from ctdegradbench.builder.projector.interp import InterpBackend
 
 __all__ = ["BACKENDS", "FILTERS", "ParallelBeamProjector", "filter_size", "ramp_filter", "resolve_backend"]
 

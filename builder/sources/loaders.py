@@ -55,9 +55,10 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from builder import dicom_io, nifti_io
-from builder.hu import AIR_HU
-from builder.reference import ReferenceSlice
+from ctdegradbench.builder.sources import dicom_io
+from ctdegradbench.builder.sources import nifti_io
+from ctdegradbench.builder.core.hu import AIR_HU
+from ctdegradbench.builder.sources.reference import ReferenceSlice
 
 # A pixel above -500 HU is body (or table): halfway between air (-1000) and water (0), the usual
 # threshold that separates air and lung-free tissue robustly even in noisy images.

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from .features import row_to_metadata
-from .reference import ReferenceSlice
+from ctdegradbench.builder.dataset.features import row_to_metadata
+from ctdegradbench.builder.sources.reference import ReferenceSlice
 
 
 @dataclass
@@ -99,7 +99,7 @@ def verify_folder(folder, n_samples: int = 20, seed: int = 0, device: str | None
                   config: str = "all") -> VerifyReport:
     """Replay ``n_samples`` randomly chosen rows of ``config`` (default: every setting) of an
     exported folder; return the report."""
-    from .simulate import SimulationConfig, Simulator
+    from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
 
     folder = Path(folder)
     if not (folder / "README.md").is_file():

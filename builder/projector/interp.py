@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 
 # Bytes of one chunk's forward sampling grid output per slice (views x D^2 floats), which sets
 # the default views per chunk: 8 views at 512 px on the CPU, 31 on CUDA; all 360 views at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from importlib import resources
 import platform
 import re
 from collections import defaultdict
@@ -11,16 +12,19 @@ from string import Template
 
 from huggingface_hub import DatasetCard
 
-from .export import ALL_CONFIG, REFERENCES_CONFIG
-from .features import SAMPLE_FIELD_DOCS, SPLITS
-from .geometry import DEFAULT_N_VIEWS
-from .hu import AIR_HU, MU_WATER_PER_MM
-from .metadata import COMPONENT_FIELDS
-from .mixtures import MIXTURE_RULE
-from .severity import LEVELS, SETTINGS, SEVERITY_PARAMETER, SEVERITY_TABLE, get_setting
-from .splits import __doc__ as SPLIT_DOC
+from ctdegradbench.builder.core.paper import CITATION
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "dataset_card.md"
+from ctdegradbench.builder.dataset.export import ALL_CONFIG, REFERENCES_CONFIG
+from ctdegradbench.builder.dataset.features import SAMPLE_FIELD_DOCS, SPLITS
+from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS
+from ctdegradbench.builder.core.hu import AIR_HU, MU_WATER_PER_MM
+from ctdegradbench.builder.degradations.record import COMPONENT_FIELDS
+from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
+from ctdegradbench.builder.simulate.settings import LEVELS, SETTINGS, SEVERITY_PARAMETER, SEVERITY_TABLE, get_setting
+from ctdegradbench.builder.dataset.splits import __doc__ as SPLIT_DOC
+
+# The template ships as package data (a link to the top-level dataset_card.md in the checkout).
+TEMPLATE = "dataset_card.md"
 
 
 def _version(package: str) -> str:
@@ -111,7 +115,7 @@ def doc_to_markdown(doc: str, n_paragraphs: int) -> str:
 
 def degradation_physics() -> str:
     """Each degradation operator's own statement of its physics (its module docstring)."""
-    from .degradations import aliasing, blur, metal, noise, streak
+    from ctdegradbench.builder.degradations import aliasing, blur, metal, noise, streak
 
     sections = []
     for module, n_paragraphs in ((noise, 4), (blur, 3), (streak, 6), (aliasing, 3), (metal, 2)):
@@ -143,7 +147,7 @@ def split_table(summary) -> str:
 
 
 def source_table(source_result) -> str:
-    from .sources import provenance
+    from ctdegradbench.builder.sources import provenance
 
     groups = defaultdict(list)
     for s in source_result.slices:
@@ -188,12 +192,10 @@ def _cpu_count() -> int:
 
 def render_card(card_data, build, config, source_result, figures) -> str:
     """The README.md of an exported folder: YAML front matter + the filled template."""
-    from ct_degradbench import _CITATION
-
-    from .features import sample_features
+    from ctdegradbench.builder.dataset.features import sample_features
 
     summary = build.export
-    body = Template(TEMPLATE.read_text()).substitute(
+    body = Template(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")).substitute(
         version=_version("ct-degradbench"),
         dataset_path=summary.out.name,
         config_table=config_table(summary),
@@ -211,6 +213,6 @@ def render_card(card_data, build, config, source_result, figures) -> str:
         source_table=source_table(source_result),
         skipped=skipped_text(source_result),
         build_facts=build_facts(build, config),
-        citation=_CITATION.strip(),
+        citation=CITATION.strip(),
     )
     return str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .severity import LEVELS, SETTINGS, get_setting  # noqa: E402
+from ctdegradbench.builder.simulate.settings import LEVELS, SETTINGS, get_setting  # noqa: E402
 
 WINDOW_HU = (-160.0, 240.0)
 SINGLE_CODES = tuple(s.code for s in SETTINGS if not s.is_mixture)
@@ -70,7 +70,7 @@ def save_sample_grid(samples, references, path) -> list[str]:
 def save_figure4(reference, path, level: int = 2, simulation=None) -> Path:
     """The paper's Figure 4 for one ``ReferenceSlice``: each single degradation at ``level``
     in the image domain (top row) and as log-Fourier magnitude (bottom row)."""
-    from .simulate import SimulationConfig, Simulator
+    from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
 
     simulator = Simulator(simulation or SimulationConfig())
     samples = {s.setting: s for s in simulator.run(reference, settings=SINGLE_CODES, levels=(level,))}

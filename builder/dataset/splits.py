@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .features import SPLITS
+from ctdegradbench.builder.dataset.features import SPLITS
 
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 

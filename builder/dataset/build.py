@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .export import (ALL_CONFIG, REFERENCES_CONFIG, ExportSummary, card_metadata, finish_export, start_export,
+from ctdegradbench.builder.dataset.export import (ALL_CONFIG, REFERENCES_CONFIG, ExportSummary, card_metadata, finish_export, start_export,
                      write_configs)
-from .severity import SETTINGS, get_setting
+from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 
 
 @dataclass
@@ -74,7 +74,7 @@ def build_dataset(out, *, configs=("all",), source="default", source_options=Non
     clear line for bad arguments (unknown config, existing output without ``overwrite``,
     unwritable folder, a source without CT).
     """
-    from .sources import load_source
+    from ctdegradbench.builder.sources import load_source
 
     start = time.perf_counter()
     out = Path(out)
@@ -113,14 +113,14 @@ def _use_spawned_workers() -> None:
 
 
 def _build_into(work, out, settings, options, cache_dir, num_proc, source_result, start) -> BuildSummary:
-    from ct_degradbench import CTDegradBench
+    from ctdegradbench.builder.dataset.hf_builder import CTDegradBench
 
     if num_proc is not None and num_proc > 1:
         _use_spawned_workers()
         options["threads"] = max(1, len(os.sched_getaffinity(0)) // num_proc)
 
-    from .card import render_card
-    from .figures import save_sample_grid
+    from ctdegradbench.builder.dataset.card import render_card
+    from ctdegradbench.builder.dataset.figures import save_sample_grid
 
     references_builder = CTDegradBench(config_name=REFERENCES_CONFIG, cache_dir=str(cache_dir),
                                        source_result=source_result, **options)
