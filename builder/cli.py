@@ -1,4 +1,4 @@
-"""The ``ct-degradbench`` command line.
+"""The builder's commands of ``ct-degradbench`` (registered by :func:`add_commands`).
 
 Sub-commands::
 
@@ -8,13 +8,11 @@ Sub-commands::
     ct-degradbench push    [DIR] --repo-id ORG/NAME          upload an exported folder to the Hub
     ct-degradbench figure  [--source S] [--out PNG]         paper Figure 4: mid-severity degradations
 
-Bad arguments and bad input end with one line on stderr (exit status 2), not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ctdegradbench.builder.dataset.export import ALL_CONFIG
@@ -40,15 +38,16 @@ def _source_options(args) -> dict:
             "image_size": args.image_size, "nifti_axes": args.nifti_axes}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ct-degradbench", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub) -> None:
+    """Register the builder's sub-commands on ``sub`` (an ``argparse`` sub-parsers object)."""
 
     p = sub.add_parser("sources", help="list and preview the reference CT slices of a source")
+    p.set_defaults(func=_cmd_sources)
     _add_source_options(p)
     p.add_argument("--preview", type=Path, default=Path("sources_preview.png"), help="PNG grid of the slices")
 
     p = sub.add_parser("build", help="simulate the configs and export a Hub-style Parquet folder")
+    p.set_defaults(func=_cmd_build)
     _add_source_options(p)
     p.add_argument("--configs", nargs="+", default=["all"], metavar="CONFIG",
                    help=f"configs to build (default: all); one or more of {', '.join(CONFIG_CHOICES)}")
@@ -65,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
     p = sub.add_parser("verify", help="re-simulate a random sample of rows and check they replay exactly")
+    p.set_defaults(func=_cmd_verify)
     p.add_argument("folder", type=Path, help="an exported dataset folder")
     p.add_argument("--samples", type=int, default=20, help="rows to re-simulate")
     p.add_argument("--config", default="all", help="config to draw the rows from (default: all settings)")
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="device to replay on (default: the one recorded per row)")
 
     p = sub.add_parser("push", help="upload an exported dataset folder to the Hugging Face Hub")
+    p.set_defaults(func=_cmd_push)
     p.add_argument("folder", type=Path, nargs="?", default=Path("ct-degradbench"), help="exported folder")
     p.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repository")
     p.add_argument("--private", action="store_true", help="create the repository as private")
@@ -80,11 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", default=None, help="Hub endpoint URL (default: huggingface.co)")
 
     p = sub.add_parser("figure", help="write the paper's Figure 4: mid-severity degradations and their spectra")
+    p.set_defaults(func=_cmd_figure)
     _add_source_options(p)
     p.add_argument("--out", type=Path, default=Path("figure4.png"), help="output PNG")
     p.add_argument("--level", type=int, default=2, help="severity level shown (default 2)")
     p.add_argument("--slice", type=int, default=0, help="which slice of the source to show")
-    return parser
 
 
 def _cmd_sources(args) -> int:
@@ -140,20 +141,3 @@ def _cmd_figure(args) -> int:
     save_figure4(result.slices[args.slice], args.out, level=args.level)
     print(f"figure written to {args.out}")
     return 0
-
-
-COMMANDS = {"sources": _cmd_sources, "build": _cmd_build, "verify": _cmd_verify,
-            "push": _cmd_push, "figure": _cmd_figure}
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("ct-degradbench: interrupted; no partial output was left looking complete; "
-              "rerun the same command to start again", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError) as exc:
-        print(f"ct-degradbench: error: {exc}", file=sys.stderr)
-        return 2

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ctdegradbench.builder.dataset.build import build_dataset, settings_for
-from ctdegradbench.builder.cli import main as cli_main
+from ct_degradbench import main as cli_main
 from ctdegradbench.builder.dataset.export import partial_dir
 from ctdegradbench.builder.dataset.features import row_to_metadata
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES, LEVELS, SETTINGS

@@ -31,6 +31,7 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
+from ctdegradbench.builder.core.errors import OutputError
 from ctdegradbench.builder.dataset.features import SPLITS
 from ctdegradbench.builder.simulate.settings import SETTINGS
 
@@ -42,7 +43,7 @@ REFERENCES_CONFIG = "references"
 ALL_CONFIG = "all"
 
 
-class ExportError(RuntimeError):
+class ExportError(OutputError):
     """An export that cannot proceed (existing output, unwritable folder, ...)."""
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from ctdegradbench.builder.core.errors import RemoteError
+
 #: Suffix of the folder a build writes into before renaming it to its final name.
 PARTIAL_SUFFIX = ".partial"
 #: Marker file a build leaves in a folder it has not finished.
@@ -32,7 +34,7 @@ INCOMPLETE_MARKER = ".incomplete"
 IGNORE_PATTERNS = ["*.partial", "*.partial/*", ".cache", ".cache/*", "*/.cache/*", INCOMPLETE_MARKER]
 
 
-class PushError(RuntimeError):
+class PushError(RemoteError):
     """A push that cannot proceed; the message is one line meant for the user."""
 
 

@@ -57,6 +57,7 @@ from scipy import ndimage
 
 from ctdegradbench.builder.sources import dicom_io
 from ctdegradbench.builder.sources import nifti_io
+from ctdegradbench.builder.core.errors import InputError
 from ctdegradbench.builder.core.hu import AIR_HU
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 
@@ -85,7 +86,7 @@ DEFAULT_SOURCE_NAME = "pydicom"
 _INT16 = np.iinfo(np.int16)
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A reference-CT source yields no usable slice, or a default file is missing."""
 
 
