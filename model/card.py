@@ -1,0 +1,110 @@
+"""Model card of a trained SeSpeCT checkpoint: ``README.md`` from the ``model_card.md``
+template (``string.Template``) with the measured test-split results as ``model-index``
+metadata, and the same results as ``.eval_results/`` YAML for the Hub leaderboard."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+import yaml
+
+from ctdegradbench.builder.core.paper import ARXIV_ID, CITATION
+
+TEMPLATE = "model_card.md"
+DATASET_ID = "ct-degradbench"
+PAPER_URL = f"https://arxiv.org/abs/{ARXIV_ID}"
+# (metric key in the metrics dict, task id, pretty name) reported in model-index and .eval_results.
+HEADLINE = (
+    ("accuracy", "ct_degradation_classification", "accuracy"),
+    ("macro_f1", "ct_degradation_classification", "macro F1"),
+    ("micro_auc", "ct_degradation_classification", "micro AUC"),
+    ("mae", "ct_severity_estimation", "MAE"),
+    ("rmse", "ct_severity_estimation", "RMSE"),
+    ("qwk", "ct_severity_estimation", "QWK"),
+    ("mean_spearman_single", "ct_severity_estimation", "mean Spearman (single)"),
+    ("mean_spearman_mixtures", "ct_severity_estimation", "mean Spearman (mixtures)"),
+)
+
+
+def _table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def eval_results(metrics: dict, date: str | None = None, source_name: str = "ct-degradbench train") -> list[dict]:
+    """The Hub ``.eval_results`` entries: ``{dataset: {id, task_id}, value, date, source: {url, name}}``."""
+    date = date or datetime.date.today().isoformat()
+    return [{"dataset": {"id": DATASET_ID, "task_id": f"{task}/{key}"}, "value": round(float(metrics[key]), 4),
+             "date": date, "source": {"url": PAPER_URL, "name": source_name}}
+            for key, task, _ in HEADLINE if metrics.get(key) == metrics.get(key)]
+
+
+def write_model_card(out: Path, config, facts: dict) -> Path:
+    """Write ``out/README.md`` and ``out/.eval_results/ct-degradbench.yaml`` from measured ``facts``."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    metrics = facts["test"]
+    offline = config.quality_axis_source == "image_prototypes"
+    results = [EvalResult(task_type=task, dataset_type=DATASET_ID, dataset_name="CT-DegradBench (test split)",
+                          metric_type=key, metric_name=name, metric_value=round(float(metrics[key]), 4))
+               for key, task, name in HEADLINE if metrics.get(key) == metrics.get(key)]
+    data = ModelCardData(library_name="transformers", license="apache-2.0", tags=["ct", "image-quality", "sespect"],
+                         model_name="SeSpeCT" + (" (EfficientNet-Lite0, image-prototype axis)" if offline else ""),
+                         eval_results=results)
+    if config.use_semantic_branch and offline:
+        semantic = ("Frozen ImageNet EfficientNet-Lite0 (offline backbone; no text tower, so the quality axis of "
+                    "Eq. 15 is built from image prototypes: mean embedding of clean reference slices minus mean of "
+                    "degraded training slices, a **deviation from the paper's prompt axis**); global and patch "
+                    "scores on that axis (Eq. 16-18: mean, max, std)"
+                    + (" plus a projection of the global embedding." if config.semantic_use_embedding else "."))
+    elif config.use_semantic_branch:
+        semantic = (f"Frozen open_clip image tower `{config.open_clip_model}`; quality axis from the paper's Table 7 "
+                    "prompts (Eq. 13-15); global and patch scores on it (Eq. 16-18: mean, max, std).")
+    else:
+        semantic = "Off in this checkpoint (ablation)."
+    image_text = ("**Image branch** (beyond the paper): a light CNN on the windowed full-resolution slice."
+                  if config.use_image_branch else "")
+    branches = ", ".join(n for n, on in (("semantic", config.use_semantic_branch),
+                                         ("spectral", config.use_spectral_branch),
+                                         ("image", config.use_image_branch)) if on)
+    sizes = facts["split_sizes"]
+    split_table = _table(["split", "patients", "slices", "rows"],
+                         [[s, v["patients"], v["slices"], v["rows"]] for s, v in sizes.items()])
+    results_table = _table(["metric", "value"], [[name, _fmt(metrics.get(key))] for key, _, name in HEADLINE])
+    setting_table = _table(["setting", "n", "Spearman", "MAE", "RMSE", "QWK"],
+                           [[k, v["n"], _fmt(v["spearman"]), _fmt(v["mae"]), _fmt(v["rmse"]), _fmt(v["qwk"])]
+                            for k, v in metrics["per_setting"].items()])
+    limitations = ("**Limitations.** Trained on simulated degradations of a few dozen patients' slices (see the "
+                   "split table); the backbone is an ImageNet model, not a medical vision-language model"
+                   if offline else "**Limitations.** Trained on simulated degradations of a few dozen patients")
+    limitations += ("; predictions on real scanner artifacts are outside what was measured. Severity levels are "
+                    "relative to the simulator's tables (L0-L3 per degradation), not a clinical grading.")
+    fields = {
+        "metadata": data.to_yaml(), "semantic_text": semantic, "image_text": image_text, "branches": branches,
+        "windows": ", ".join(f"[{lo:g}, {hi:g}] HU" for lo, hi in config.hu_windows),
+        "image_size": config.image_size, "spectral_size": config.spectral_size, "hf_cutoff": config.hf_cutoff,
+        "fusion_dim": config.fusion_dim, "lambda_reg": config.lambda_reg, "lambda_rank": config.lambda_rank,
+        "lambda_con": config.lambda_con, "rank_margin": config.rank_margin,
+        "temperature": config.contrastive_temperature, "datasets": ", ".join(f"`{Path(d).name}`" for d in facts["datasets"]),
+        "split_table": split_table, "epochs": facts["epochs"], "best_epoch": facts["best_epoch"], "seed": facts["seed"],
+        "ablate": ", ".join(facts["ablate"]) or "none", "results_table": results_table, "setting_table": setting_table,
+        "limitations": limitations, "train_minutes": f"{facts['seconds']['total'] / 60:.1f}",
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+        "command": facts.get("command") or "ct-degradbench train --dataset DIR --out DIR", "citation": CITATION.strip(),
+    }
+    template = Template(resources.files("ctdegradbench.model").joinpath(TEMPLATE).read_text())
+    card = out / "README.md"
+    card.write_text(template.substitute(fields))
+    folder = out / ".eval_results"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{DATASET_ID}.yaml").write_text(yaml.safe_dump(eval_results(metrics), sort_keys=False))
+    return card

@@ -1,0 +1,132 @@
+"""SeSpeCT's commands of ``ct-degradbench`` (registered by :func:`add_commands`).
+
+Sub-commands::
+
+    ct-degradbench train    --dataset DIR [DIR ...] --out DIR [--backbone B] [--ablate ...] [--epochs N] [--seed S]
+    ct-degradbench predict  FILE [FILE ...] [--model DIR] [--json]
+    ct-degradbench evaluate [--model DIR] --dataset DIR [DIR ...] [--split test] [--json] [--out FILE]
+
+Heavy modules (torch, transformers, datasets) are imported inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ABLATION_NAMES = ("semantic", "spectral", "image", "embedding", "reg", "rank", "con")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def add_commands(sub) -> None:
+    """Register ``train``, ``predict`` and ``evaluate`` on ``sub`` (an argparse sub-parsers object)."""
+    p = sub.add_parser("train", help="train SeSpeCT on exported dataset folders (split by patient)",
+                       description="Train SeSpeCT: frozen-backbone features are computed once and cached, the "
+                                   "trainable parts are fitted with the Eq. 24 loss, the epoch with the best "
+                                   "validation (accuracy + QWK) / 2 is kept, and the test split is reported.")
+    p.set_defaults(func=_cmd_train)
+    p.add_argument("--dataset", type=Path, nargs="+", required=True, metavar="DIR",
+                   help="one or more folders written by ct-degradbench build (their splits are concatenated)")
+    p.add_argument("--out", type=Path, required=True, help="output folder of the checkpoint and its model card")
+    p.add_argument("--backbone", default="efficientnet_lite0", choices=("efficientnet_lite0", "open_clip"),
+                   help="frozen backbone of the semantic branch (default: efficientnet_lite0, offline, image-prototype "
+                        "axis; open_clip: Table 7 prompt axis, needs --open-clip-model)")
+    p.add_argument("--open-clip-model", default=None,
+                   help="open_clip model: hf-hub:ORG/NAME (needs the Hub or its cache), local-dir:/path, or a "
+                        "built-in name with --backbone-weights")
+    p.add_argument("--backbone-weights", default=None,
+                   help="backbone weights file (EfficientNet .pth; open_clip checkpoint or pretrained tag); default: "
+                        "the packaged ImageNet EfficientNet-Lite0")
+    p.add_argument("--ablate", nargs="*", default=[], choices=ABLATION_NAMES, metavar="PART",
+                   help=f"switch parts off: branches (semantic, spectral, image, embedding = the projected global "
+                        f"embedding) or loss terms (reg, rank, con); any of {', '.join(ABLATION_NAMES)}")
+    p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (>= 1; default 30)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (>= 2; default 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate, cosine-decayed to 0 (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order (default 0)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="frozen-feature cache (default: $CTDEGRADBENCH_CACHE or ~/.cache/ct-degradbench, "
+                        "sespect-features/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("predict", help="predict degradation type and severity of CT slices",
+                       description="Print degradation type, severity (0 = L0 .. 3 = L3) and class probabilities per "
+                                   "slice. Inputs: DICOM file or folder, NIfTI, 16-bit PNG (HU + offset), .npy in "
+                                   "HU. A bad file gives one error line; the others are still processed (exit 1).")
+    p.set_defaults(func=_cmd_predict)
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE", help="DICOM file/folder, .nii[.gz], .png, .npy")
+    p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: the shipped checkpoint)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--nifti-axes", default=None, help="patient direction of each NIfTI axis (e.g. LPS) when the "
+                                                       "affine has none")
+    p.add_argument("--png-offset", type=float, default=1024.0,
+                   help="16-bit PNG holds HU + this offset (default 1024: 0 is -1024 HU)")
+
+    p = sub.add_parser("evaluate", help="task metrics of a SeSpeCT checkpoint on a dataset split",
+                       description="Run a checkpoint on a split and compute accuracy, macro F1, per-class "
+                                   "one-vs-rest accuracy and F1, micro AUC, MAE, RMSE, QWK and Spearman per setting.")
+    p.set_defaults(func=_cmd_evaluate)
+    p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: the shipped checkpoint)")
+    p.add_argument("--dataset", type=Path, nargs="+", required=True, metavar="DIR", help="exported dataset folders")
+    p.add_argument("--split", default="test", choices=("train", "validation", "test"), help="split (default test)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--out", type=Path, default=None,
+                   help="metrics JSON file to write (default: sespect_eval_<split>.json in the current folder)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="slices per forward pass (default 8)")
+
+
+def _cmd_train(args) -> int:
+    from ctdegradbench.model.train import train_sespect
+
+    options = {"open_clip_model": args.open_clip_model, "backbone_weights": args.backbone_weights}
+    command = "ct-degradbench " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("ct-degradbench") \
+        else None
+    result = train_sespect(args.dataset, args.out, backbone=args.backbone, backbone_options=options,
+                           ablate=args.ablate, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           seed=args.seed, cache_dir=args.cache_dir, progress=not args.no_progress, command=command)
+    m = result.metrics
+    print(f"wrote {args.out}: best epoch {result.best_epoch}; test accuracy {m['accuracy']:.3f}, macro F1 "
+          f"{m['macro_f1']:.3f}, MAE {m['mae']:.3f}, QWK {m['qwk']:.3f}, mean Spearman single "
+          f"{m['mean_spearman_single']:.3f} / mixtures {m['mean_spearman_mixtures']:.3f}; "
+          f"{result.seconds['total']:.0f} s")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from ctdegradbench.builder.core.errors import CTDegradBenchError
+    from ctdegradbench.model.predict import format_table, load_model, predict_slices, read_slices, to_json
+
+    model = load_model(args.model)
+    predictions, errors = [], {}
+    for path in args.files:
+        try:
+            slices = read_slices(path, nifti_axes=args.nifti_axes, png_offset=args.png_offset)
+        except CTDegradBenchError as err:
+            errors[str(path)] = str(err)
+            print(f"ct-degradbench: error: {err}", file=sys.stderr)
+            continue
+        predictions += predict_slices(model, slices)
+    print(to_json(predictions, errors) if args.json else format_table(predictions))
+    if not predictions and errors:
+        return 2
+    return 1 if errors else 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from ctdegradbench.model.evaluate import evaluate_checkpoint, format_metrics
+
+    metrics = evaluate_checkpoint(args.model, args.dataset, args.split, batch_size=args.batch_size)
+    out = args.out or Path(f"sespect_eval_{args.split}.json")
+    out.write_text(json.dumps(metrics, indent=1, default=float))
+    print(json.dumps(metrics, indent=1, default=float) if args.json else format_metrics(metrics))
+    print(f"metrics written to {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,172 @@
+"""Datasets for SeSpeCT and the on-disk cache of its frozen features.
+
+- :func:`load_benchmark` reads one or more exported CT-DegradBench folders (config ``all``;
+  their splits are concatenated, patient keys ``source/patient`` keep them apart) and maps
+  each row's class by name onto the model's label set (rows of other classes, such as an
+  opt-in ``S6_ring``, are left out and counted).
+- :func:`frozen_arrays` computes :meth:`SeSpeCTModel.frozen_features` once per row and keeps
+  them in ``.npy`` files under a cache folder keyed by the dataset's fingerprint and the
+  frozen stage's configuration (backbone, weights, sizes, windows): training epochs and the
+  ablations read these arrays instead of re-running the backbone and the FFTs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctdegradbench.builder.core.errors import InputError, InputNotFoundError
+from ctdegradbench.builder.simulate.settings import CLASS_NAMES
+
+# Config fields that decide what the frozen stage computes (the cache key).
+FROZEN_FIELDS = ("backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
+                 "backbone_image_size", "backbone_mean", "backbone_std", "image_size", "hu_windows",
+                 "spectral_size", "hf_cutoff")
+CACHE_VERSION = 1
+# Keys of frozen_features and how they are stored (dtype on disk).
+_STORED = {"embedding": np.float32, "patch_tokens": np.float16, "spectrum": np.float16, "hf_ratio": np.float32,
+           "image_hu": np.int16}
+
+
+def default_cache_dir() -> Path:
+    """``$CTDEGRADBENCH_CACHE`` or ``~/.cache/ct-degradbench``, plus ``sespect-features``."""
+    root = os.environ.get("CTDEGRADBENCH_CACHE") or Path.home() / ".cache" / "ct-degradbench"
+    return Path(root) / "sespect-features"
+
+
+@dataclass
+class SplitData:
+    """One split: the ``datasets.Dataset`` (image column as numpy) and its label facts."""
+
+    dataset: object
+    labels: np.ndarray            # class index in the model's label_names
+    levels: np.ndarray            # severity level 0..3
+    settings: list[str]
+    patient_keys: list[str]
+    reference_ids: list[str]
+    fingerprint: str
+    left_out: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def summary(self) -> dict:
+        return {"patients": len(set(self.patient_keys)), "slices": len(set(self.reference_ids)), "rows": len(self)}
+
+
+def _check_folder(folder: Path) -> Path:
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputNotFoundError(f"dataset folder {folder} does not exist: expected the output of ct-degradbench build")
+    if not (folder / "README.md").is_file() or not (folder / "data").is_dir():
+        raise InputError(f"{folder} is not an exported CT-DegradBench folder (README.md and data/ expected): "
+                         "build one with ct-degradbench build --out DIR")
+    return folder
+
+
+def load_benchmark(folders, split: str, label_names=CLASS_NAMES, config: str = "all") -> SplitData:
+    """Rows of ``split`` from every folder, labels mapped by name onto ``label_names``."""
+    import datasets
+
+    parts = []
+    for folder in folders:
+        folder = _check_folder(folder)
+        try:
+            ds = datasets.load_dataset(str(folder), config, split=split)
+        except ValueError as err:
+            raise InputError(f"{folder} has no split {split!r} in config {config!r}: {err}") from err
+        parts.append(ds)
+    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    names = ds.features["label"].names
+    index = {name: i for i, name in enumerate(label_names)}
+    raw = np.asarray(ds["label"])
+    mapped = np.array([index.get(names[i], -1) for i in raw], dtype=np.int64)
+    keep = np.flatnonzero(mapped >= 0)
+    left_out = {}
+    if len(keep) < len(mapped):
+        for i in np.flatnonzero(mapped < 0):
+            left_out[names[raw[i]]] = left_out.get(names[raw[i]], 0) + 1
+        ds = ds.select(keep)
+    fingerprint = hashlib.sha256(("|".join(p._fingerprint for p in parts) + f"|{len(keep)}").encode()).hexdigest()[:16]
+    return SplitData(dataset=ds.with_format("numpy", columns=["image"]), labels=mapped[keep],
+                     levels=np.asarray(ds["level"], dtype=np.int64), settings=list(ds["setting"]),
+                     patient_keys=list(ds["patient_key"]), reference_ids=list(ds["reference_id"]),
+                     fingerprint=fingerprint, left_out=left_out)
+
+
+def load_references(folders, split: str):
+    """The ``references`` rows of ``split`` (reference HU images) from every folder."""
+    import datasets
+
+    parts = []
+    for folder in folders:
+        try:
+            parts.append(datasets.load_dataset(str(_check_folder(folder)), "references", split=split))
+        except ValueError as err:
+            raise InputError(f"{folder} has no references config with split {split!r}: {err}") from err
+    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    fingerprint = hashlib.sha256("|".join(p._fingerprint for p in parts).encode()).hexdigest()[:16]
+    return ds.with_format("numpy", columns=["reference"]), fingerprint
+
+
+def frozen_key(config, fingerprint: str) -> str:
+    """Cache key: dataset fingerprint + the frozen stage's configuration."""
+    facts = {name: getattr(config, name) for name in FROZEN_FIELDS}
+    facts.update(version=CACHE_VERSION, fingerprint=fingerprint)
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def frozen_arrays(model, dataset, column: str, fingerprint: str, cache_dir=None, batch_size: int = 16,
+                  desc: str = "frozen features", progress: bool = True) -> dict[str, np.ndarray]:
+    """``model.frozen_features`` of every row of ``dataset[column]``, cached on disk.
+
+    ``model`` must have every branch on (the cache serves all ablations). Returns arrays
+    opened read-only with memory mapping, keyed like :meth:`SeSpeCTModel.frozen_features`.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = model.config
+    if not (cfg.use_semantic_branch and cfg.use_spectral_branch and cfg.use_image_branch):
+        raise ValueError("frozen_arrays needs a model with every branch on (the cache serves all ablations)")
+    folder = Path(cache_dir or default_cache_dir()) / frozen_key(cfg, fingerprint)
+    done = folder / "complete.json"
+    if done.is_file():
+        return {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in _STORED}
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(dataset)
+    arrays = {}
+    model.eval()
+    for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, unit="batch"):
+        batch = np.asarray(dataset[start:start + batch_size][column])
+        feats = model.frozen_features(torch.from_numpy(batch.astype(np.float32)))
+        for key, dtype in _STORED.items():
+            value = feats[key].cpu().numpy()
+            if key not in arrays:
+                arrays[key] = np.lib.format.open_memmap(folder / f"{key}.npy.partial", mode="w+", dtype=dtype,
+                                                        shape=(n,) + value.shape[1:])
+            arrays[key][start:start + len(value)] = np.rint(value) if dtype == np.int16 else value
+    for key, arr in arrays.items():
+        arr.flush()
+        del arr
+        os.replace(folder / f"{key}.npy.partial", folder / f"{key}.npy")
+    done.write_text(json.dumps({"rows": n, "fingerprint": fingerprint, "config": {k: getattr(cfg, k) for k in FROZEN_FIELDS}},
+                               default=str, indent=1))
+    return {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in _STORED}
+
+
+def batch_from_arrays(arrays: dict, index: np.ndarray, keys=None) -> dict[str, torch.Tensor]:
+    """Rows ``index`` of the cached arrays as float32 tensors (``image_hu`` stays int16 -> float in the model)."""
+    index = np.sort(np.asarray(index))
+    out = {}
+    for key, arr in arrays.items():
+        if keys is not None and key not in keys:
+            continue
+        value = np.asarray(arr[index])
+        out[key] = torch.from_numpy(value.astype(np.float32) if value.dtype == np.float16 else value)
+    return out, index

@@ -1,0 +1,56 @@
+"""``ct-degradbench evaluate``: a checkpoint's task metrics on a dataset split (from pixels)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size: int = 8, progress: bool = True) -> dict:
+    """Run the checkpoint on every row of ``split`` (HU images) and return the task metrics,
+    with the split's size in patients / slices / rows and the rows left out (other classes)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ctdegradbench.model.data import load_benchmark
+    from ctdegradbench.model.metrics import task_metrics
+    from ctdegradbench.model.predict import load_model
+
+    model = load_model(model_dir)
+    cfg = model.config
+    data = load_benchmark(dataset_dirs, split, label_names=cfg.label_names)
+    probs, severity = [], []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(data), batch_size), desc=f"evaluate {split}", disable=not progress):
+            images = np.asarray(data.dataset[start:start + batch_size]["image"], dtype=np.float32)
+            out = model(pixel_values=torch.from_numpy(images))
+            probs.append(out.probabilities.numpy())
+            severity.append(out.severity.numpy())
+    metrics = task_metrics(data.labels, np.concatenate(probs), data.levels, np.concatenate(severity), data.settings,
+                           cfg.label_names, cfg.max_level)
+    metrics["split"] = {"name": split, **data.summary(), "left_out": data.left_out}
+    metrics["model"] = {"quality_axis_source": cfg.quality_axis_source, "backbone": cfg.backbone,
+                        "branches": [n for n, on in (("semantic", cfg.use_semantic_branch),
+                                                     ("spectral", cfg.use_spectral_branch),
+                                                     ("image", cfg.use_image_branch)) if on]}
+    return metrics
+
+
+def format_metrics(metrics: dict) -> str:
+    """A short text report of :func:`evaluate_checkpoint`'s metrics."""
+    s = metrics["split"]
+    lines = [f"split {s['name']}: {s['patients']} patients, {s['slices']} slices, {s['rows']} rows"
+             + (f" (left out: {s['left_out']})" if s["left_out"] else ""),
+             f"accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['macro_f1']:.3f}  micro AUC "
+             f"{metrics['micro_auc']:.3f}",
+             f"severity MAE {metrics['mae']:.3f}  RMSE {metrics['rmse']:.3f}  QWK {metrics['qwk']:.3f}  mean Spearman "
+             f"single {metrics['mean_spearman_single']:.3f} / mixtures {metrics['mean_spearman_mixtures']:.3f}",
+             f"{'class':<12}{'acc':>7}{'F1':>7}{'n':>6}   {'setting':<8}{'rho':>7}{'MAE':>7}{'QWK':>7}"]
+    classes = list(metrics["per_class"].items())
+    settings = list(metrics["per_setting"].items())
+    for i in range(max(len(classes), len(settings))):
+        left = (f"{classes[i][0]:<12}{classes[i][1]['accuracy']:>7.3f}{classes[i][1]['f1']:>7.3f}"
+                f"{classes[i][1]['support']:>6}" if i < len(classes) else " " * 32)
+        right = (f"   {settings[i][0]:<8}{settings[i][1]['spearman']:>7.3f}{settings[i][1]['mae']:>7.3f}"
+                 f"{settings[i][1]['qwk']:>7.3f}" if i < len(settings) else "")
+        lines.append(left + right)
+    return "\n".join(lines)

@@ -1,0 +1,329 @@
+"""``ct-degradbench train``: fit SeSpeCT on exported CT-DegradBench folders (split by patient).
+
+Recipe (:func:`train_sespect`):
+
+1. Read the ``train`` / ``validation`` / ``test`` splits of every folder (config ``all``) and the
+   ``references`` rows of the training patients.
+2. Compute the frozen stage once per row (backbone embedding and patch tokens, pooled log
+   spectra, ``r_fft``, the HU slice) and cache it on disk (:mod:`ctdegradbench.model.data`).
+3. Quality axis ``q``: with a text tower (open_clip), from the Table 7 prompts (Eq. 13-15);
+   with the offline EfficientNet-Lite0, from image prototypes (a documented deviation): ``mu_H``
+   = mean L2-normalised embedding of the clean reference slices of the training patients,
+   ``mu_L`` = mean of the degraded training images, ``q = (mu_H - mu_L) / ||mu_H - mu_L||``.
+4. AdamW on the trainable parts (everything but the backbone) with the Eq. 24 loss, cosine
+   learning-rate decay, fixed seeds; validation after each epoch; the epoch with the best
+   validation score ``(accuracy + QWK) / 2`` is kept.
+5. Test-split metrics, then ``save_pretrained`` (config.json, model.safetensors without the
+   backbone, the modeling files), ``metrics.json`` and the model card with ``.eval_results/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.builder.simulate.settings import CLASS_NAMES
+
+# What --ablate can switch off, and the config change each makes.
+ABLATIONS = {
+    "semantic": {"use_semantic_branch": False},
+    "spectral": {"use_spectral_branch": False},
+    "image": {"use_image_branch": False},
+    "embedding": {"semantic_use_embedding": False},
+    "reg": {"lambda_reg": 0.0},
+    "rank": {"lambda_rank": 0.0},
+    "con": {"lambda_con": 0.0},
+}
+BACKBONE_CHOICES = ("efficientnet_lite0", "open_clip")
+DEFAULT_EPOCHS = 30
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_LR = 1e-3
+DEFAULT_WEIGHT_DECAY = 1e-4
+
+
+@dataclass
+class TrainResult:
+    """What a training run measured."""
+
+    out: Path | None
+    metrics: dict                 # test-split task metrics
+    validation: dict              # validation metrics of the kept epoch
+    best_epoch: int
+    history: list = field(default_factory=list)
+    split_sizes: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    model: object = None
+    test_outputs: dict = field(default_factory=dict)
+
+
+def ablation_overrides(ablate) -> dict:
+    """Config overrides of the ablations named in ``ablate`` (a list of ABLATIONS keys)."""
+    overrides = {}
+    for name in ablate or ():
+        if name not in ABLATIONS:
+            raise OptionError(f"unknown ablation {name!r}; expected any of {', '.join(ABLATIONS)}")
+        overrides.update(ABLATIONS[name])
+    return overrides
+
+
+def make_config(backbone: str = "efficientnet_lite0", overrides: dict | None = None, **backbone_options):
+    """A SeSpeCTConfig with the project's class names and the given changes."""
+    from ctdegradbench.model import SeSpeCTConfig
+
+    if backbone not in BACKBONE_CHOICES:
+        raise OptionError(f"--backbone must be one of {', '.join(BACKBONE_CHOICES)}, got {backbone!r}")
+    kwargs = {"label_names": list(CLASS_NAMES), "backbone": backbone}
+    if backbone == "open_clip":
+        kwargs.update(build_open_clip_config(backbone_options.get("open_clip_model"),
+                                             backbone_options.get("backbone_weights")))
+    elif backbone_options.get("backbone_weights"):
+        kwargs["backbone_weights"] = backbone_options["backbone_weights"]
+    kwargs.update(overrides or {})
+    return SeSpeCTConfig(**kwargs)
+
+
+def build_open_clip_config(model_name: str | None, pretrained: str | None = None) -> dict:
+    """Config fields of an open_clip backbone (architecture read from open_clip; needs the
+    model's config locally or from the Hub)."""
+    from ctdegradbench.model.backbones import open_clip_architecture
+
+    if not model_name:
+        raise OptionError("--backbone open_clip needs --open-clip-model (hf-hub:ORG/NAME, local-dir:/path or a "
+                          "built-in open_clip name with --backbone-weights)")
+    arch = open_clip_architecture(model_name)
+    vision = arch["vision_cfg"]
+    size = vision.get("image_size", 224)
+    return {"open_clip_model": model_name, "backbone_weights": pretrained, "open_clip_embed_dim": arch["embed_dim"],
+            "open_clip_vision_cfg": vision, "open_clip_quick_gelu": bool(arch.get("quick_gelu", False)),
+            "semantic_embed_dim": arch["embed_dim"], "backbone_image_size": size if isinstance(size, int) else size[0],
+            "backbone_mean": arch.get("preprocess_cfg", {}).get("mean", (0.48145466, 0.4578275, 0.40821073)),
+            "backbone_std": arch.get("preprocess_cfg", {}).get("std", (0.26862954, 0.26130258, 0.27577711))}
+
+
+def prompt_quality_axis(clip_model, tokenizer, high_prompts, low_prompts) -> torch.Tensor:
+    """Eq. 13-15 with an open_clip text tower: ``e = f_text(p) / ||f_text(p)||``,
+    ``mu_H``, ``mu_L`` the means over each prompt set, ``q = (mu_H - mu_L) / ||mu_H - mu_L||``."""
+    with torch.no_grad():
+        e_h = torch.nn.functional.normalize(clip_model.encode_text(tokenizer(list(high_prompts))).float(), dim=-1)
+        e_l = torch.nn.functional.normalize(clip_model.encode_text(tokenizer(list(low_prompts))).float(), dim=-1)
+    diff = e_h.mean(0) - e_l.mean(0)
+    return diff / diff.norm()
+
+
+def image_prototype_axis(clean_embeddings, degraded_embeddings) -> torch.Tensor:
+    """The Eq. 15 form with image prototypes: ``mu_H`` / ``mu_L`` = mean L2-normalised embedding of
+    clean / degraded images, ``q = (mu_H - mu_L) / ||mu_H - mu_L||``."""
+    clean = torch.nn.functional.normalize(torch.as_tensor(np.asarray(clean_embeddings), dtype=torch.float32), dim=-1)
+    degraded = torch.nn.functional.normalize(torch.as_tensor(np.asarray(degraded_embeddings), dtype=torch.float32),
+                                             dim=-1)
+    diff = clean.mean(0) - degraded.mean(0)
+    return diff / diff.norm()
+
+
+def table7_prompts() -> tuple[list[str], list[str]]:
+    """The paper's Table 7 prompt sets, from the builder (the one place they are written)."""
+    from ctdegradbench.builder.simulate.prompts import HIGH_QUALITY_PROMPTS, LOW_QUALITY_PROMPTS
+
+    return list(HIGH_QUALITY_PROMPTS), list(LOW_QUALITY_PROMPTS.values())
+
+
+def set_open_clip_prompt_axis(model) -> None:
+    """Build the full open_clip model of ``model.config`` (text tower included), load its
+    weights, and store the prompt axis of Table 7 (Eq. 13-15) in ``model``."""
+    import open_clip
+
+    from ctdegradbench.model.backbones import open_clip_checkpoint
+
+    cfg = model.config
+    clip = open_clip.create_model(cfg.open_clip_model or "", pretrained=None, load_weights=False) \
+        if cfg.open_clip_model and cfg.open_clip_model.startswith(("hf-hub:", "local-dir:")) else None
+    if clip is None:
+        raise OptionError("the prompt axis needs an open_clip model given as hf-hub:ORG/NAME or local-dir:/path")
+    open_clip.load_checkpoint(clip, str(open_clip_checkpoint(cfg.open_clip_model, cfg.backbone_weights)))
+    tokenizer = open_clip.get_tokenizer(cfg.open_clip_model)
+    high, low = table7_prompts()
+    model.set_quality_axis(prompt_quality_axis(clip.eval(), tokenizer, high, low), "prompts")
+    model.config.high_quality_prompts, model.config.low_quality_prompts = high, low
+
+
+def _seed_everything(seed: int) -> torch.Generator:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def predict_arrays(model, arrays: dict, batch_size: int = 256) -> dict:
+    """Run the trainable stage on cached frozen arrays: probabilities, severity, fused embedding."""
+    from ctdegradbench.model.data import batch_from_arrays
+
+    model.eval()
+    n = len(next(iter(arrays.values())))
+    probs, severity, fused = [], [], []
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            batch, _ = batch_from_arrays(arrays, np.arange(start, min(start + batch_size, n)), _needed_keys(model))
+            out = model(frozen=batch)
+            probs.append(out.probabilities.numpy())
+            severity.append(out.severity.numpy())
+            fused.append(out.fused_embedding.numpy())
+    return {"probabilities": np.concatenate(probs), "severity": np.concatenate(severity),
+            "fused_embedding": np.concatenate(fused)}
+
+
+def _needed_keys(model) -> set:
+    cfg = model.config
+    keys = set()
+    if cfg.use_semantic_branch:
+        keys |= {"embedding", "patch_tokens"}
+    if cfg.use_spectral_branch:
+        keys |= {"spectrum", "hf_ratio"}
+    if cfg.use_image_branch:
+        keys.add("image_hu")
+    return keys
+
+
+def _score(metrics: dict) -> float:
+    qwk = metrics["qwk"] if np.isfinite(metrics["qwk"]) else 0.0
+    return 0.5 * (metrics["accuracy"] + qwk)
+
+
+def prepare_data(dataset_dirs, *, backbone="efficientnet_lite0", backbone_options=None, cache_dir=None,
+                 progress=True, log=print) -> dict:
+    """Load the splits and the cached frozen arrays (shared by every run on the same data)."""
+    from ctdegradbench.model import SeSpeCTModel
+    from ctdegradbench.model.data import frozen_arrays, load_benchmark, load_references
+
+    t0 = time.perf_counter()
+    splits = {name: load_benchmark(dataset_dirs, name) for name in ("train", "validation", "test")}
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise OptionError(f"the {name} split of {', '.join(map(str, dataset_dirs))} is empty: build the "
+                              f"dataset from more patients (the split is by patient)")
+        if split.left_out:
+            log(f"{name}: left out rows of classes outside the model's labels: {split.left_out}")
+    full = SeSpeCTModel(make_config(backbone, {}, **(backbone_options or {})))
+    full.load_backbone_weights()
+    arrays = {name: frozen_arrays(full, split.dataset, "image", split.fingerprint, cache_dir, desc=f"frozen {name}",
+                                  progress=progress)
+              for name, split in splits.items()}
+    refs, ref_fp = load_references(dataset_dirs, "train")
+    ref_arrays = frozen_arrays(full, refs, "reference", "references-" + ref_fp, cache_dir, desc="frozen references",
+                               progress=progress)
+    return {"splits": splits, "arrays": arrays, "reference_arrays": ref_arrays, "full_config": full.config,
+            "seconds": time.perf_counter() - t0}
+
+
+def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", backbone_options=None, ablate=(),
+                  overrides=None, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=DEFAULT_LR,
+                  weight_decay=DEFAULT_WEIGHT_DECAY, seed=0, cache_dir=None, prepared=None, progress=True,
+                  log=print, command=None) -> TrainResult:
+    """Train SeSpeCT (see the module docstring); writes the checkpoint to ``out`` when given."""
+    from tqdm.auto import tqdm
+
+    from ctdegradbench.model import SeSpeCTModel
+    from ctdegradbench.model.data import batch_from_arrays
+    from ctdegradbench.model.metrics import task_metrics
+
+    if epochs < 1 or batch_size < 2:
+        raise OptionError(f"need --epochs >= 1 and --batch-size >= 2, got {epochs}, {batch_size}")
+    start = time.perf_counter()
+    prepared = prepared or prepare_data(dataset_dirs, backbone=backbone, backbone_options=backbone_options,
+                                        cache_dir=cache_dir, progress=progress, log=log)
+    splits, arrays = prepared["splits"], prepared["arrays"]
+    generator = _seed_everything(seed)
+    cfg_overrides = dict(overrides or {})
+    cfg_overrides.update(ablation_overrides(ablate))
+    config = make_config(backbone, cfg_overrides, **(backbone_options or {}))
+    for name in ("open_clip_embed_dim", "open_clip_vision_cfg", "semantic_embed_dim", "backbone_image_size"):
+        setattr(config, name, getattr(prepared["full_config"], name))
+    model = SeSpeCTModel(config)
+    if config.use_semantic_branch:
+        if backbone == "open_clip" and (backbone_options or {}).get("prompt_axis", True):
+            set_open_clip_prompt_axis(model)
+        else:
+            model.set_quality_axis(image_prototype_axis(prepared["reference_arrays"]["embedding"],
+                                                        arrays["train"]["embedding"]), "image_prototypes")
+        model.load_backbone_weights()
+    keys = _needed_keys(model)
+    train = splits["train"]
+    labels = torch.from_numpy(train.labels)
+    levels = torch.from_numpy(train.levels)
+    params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    total_steps = epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    best, history = None, []
+    t_train = time.perf_counter()
+    val = splits["validation"]
+    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, unit="epoch")
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(train), generator=generator).numpy()
+        running = {"loss": 0.0, "cls": 0.0, "reg": 0.0, "rank": 0.0, "con": 0.0}
+        for b in range(steps_per_epoch):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            if len(idx) < 2:
+                continue
+            batch, idx = batch_from_arrays(arrays["train"], idx, keys)
+            out = model(frozen=batch, labels=labels[idx], levels=levels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running["loss"] += float(out.loss) / steps_per_epoch
+            for k, v in out.loss_terms.items():
+                running[k] += float(v) / steps_per_epoch
+        pred = predict_arrays(model, arrays["validation"])
+        metrics = task_metrics(val.labels, pred["probabilities"], val.levels, pred["severity"], val.settings,
+                               config.label_names, config.max_level)
+        score = _score(metrics)
+        history.append({"epoch": epoch, **{f"train_{k}": v for k, v in running.items()},
+                        "val_accuracy": metrics["accuracy"], "val_qwk": metrics["qwk"], "val_mae": metrics["mae"],
+                        "val_score": score})
+        bar.set_postfix(loss=f"{running['loss']:.3f}", val_acc=f"{metrics['accuracy']:.3f}",
+                        val_qwk=f"{metrics['qwk']:.3f}")
+        if best is None or score > best[0]:
+            best = (score, epoch, copy.deepcopy(model.state_dict()), metrics)
+    train_seconds = time.perf_counter() - t_train
+    model.load_state_dict(best[2])
+    test = splits["test"]
+    pred = predict_arrays(model, arrays["test"])
+    test_metrics = task_metrics(test.labels, pred["probabilities"], test.levels, pred["severity"], test.settings,
+                                config.label_names, config.max_level)
+    sizes = {name: split.summary() for name, split in splits.items()}
+    seconds = {"prepare": prepared["seconds"], "train": train_seconds, "total": time.perf_counter() - start}
+    result = TrainResult(out=Path(out) if out else None, metrics=test_metrics, validation=best[3], best_epoch=best[1],
+                         history=history, split_sizes=sizes, seconds=seconds, model=model,
+                         test_outputs={**pred, "labels": test.labels, "levels": test.levels,
+                                       "settings": test.settings})
+    if out:
+        save_run(result, dataset_dirs, ablate=ablate, seed=seed, epochs=epochs, command=command)
+    return result
+
+
+def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command=None) -> None:
+    """Write the checkpoint folder: save_pretrained files, metrics.json, README.md (model card), .eval_results/."""
+    from ctdegradbench.model.card import write_model_card
+
+    out = result.out
+    out.mkdir(parents=True, exist_ok=True)
+    result.model.save_pretrained(out)
+    facts = {"test": result.metrics, "validation": result.validation, "best_epoch": result.best_epoch,
+             "epochs": epochs, "seed": seed, "ablate": list(ablate or ()), "split_sizes": result.split_sizes,
+             "seconds": result.seconds, "datasets": [str(d) for d in dataset_dirs], "history": result.history,
+             "command": command}
+    (out / "metrics.json").write_text(json.dumps(facts, indent=1, default=float))
+    write_model_card(out, result.model.config, facts)
