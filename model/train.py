@@ -121,8 +121,8 @@ def prompt_quality_axis(clip_model, tokenizer, high_prompts, low_prompts) -> tor
 def image_prototype_axis(clean_embeddings, degraded_embeddings) -> torch.Tensor:
     """The Eq. 15 form with image prototypes: ``mu_H`` / ``mu_L`` = mean L2-normalised embedding of
     clean / degraded images, ``q = (mu_H - mu_L) / ||mu_H - mu_L||``."""
-    clean = torch.nn.functional.normalize(torch.as_tensor(np.asarray(clean_embeddings), dtype=torch.float32), dim=-1)
-    degraded = torch.nn.functional.normalize(torch.as_tensor(np.asarray(degraded_embeddings), dtype=torch.float32),
+    clean = torch.nn.functional.normalize(torch.as_tensor(np.array(clean_embeddings), dtype=torch.float32), dim=-1)
+    degraded = torch.nn.functional.normalize(torch.as_tensor(np.array(degraded_embeddings), dtype=torch.float32),
                                              dim=-1)
     diff = clean.mean(0) - degraded.mean(0)
     return diff / diff.norm()
@@ -198,11 +198,15 @@ def _score(metrics: dict) -> float:
     return 0.5 * (metrics["accuracy"] + qwk)
 
 
-def prepare_data(dataset_dirs, *, backbone="efficientnet_lite0", backbone_options=None, cache_dir=None,
-                 progress=True, log=print) -> dict:
-    """Load the splits and the cached frozen arrays (shared by every run on the same data)."""
+def prepare_data(dataset_dirs, *, backbone="efficientnet_lite0", backbone_options=None, overrides=None,
+                 cache_dir=None, progress=True, log=print) -> dict:
+    """Load the splits and the cached frozen arrays (shared by every run on the same data).
+
+    ``overrides`` may change the frozen stage (``image_size``, ``hu_windows``, ...; see
+    ``data.FROZEN_FIELDS``); other keys are ignored here.
+    """
     from ctdegradbench.model import SeSpeCTModel
-    from ctdegradbench.model.data import frozen_arrays, load_benchmark, load_references
+    from ctdegradbench.model.data import FROZEN_FIELDS, frozen_arrays, load_benchmark, load_references
 
     t0 = time.perf_counter()
     splits = {name: load_benchmark(dataset_dirs, name) for name in ("train", "validation", "test")}
@@ -212,7 +216,8 @@ def prepare_data(dataset_dirs, *, backbone="efficientnet_lite0", backbone_option
                               f"dataset from more patients (the split is by patient)")
         if split.left_out:
             log(f"{name}: left out rows of classes outside the model's labels: {split.left_out}")
-    full = SeSpeCTModel(make_config(backbone, {}, **(backbone_options or {})))
+    frozen_overrides = {k: v for k, v in (overrides or {}).items() if k in FROZEN_FIELDS}
+    full = SeSpeCTModel(make_config(backbone, frozen_overrides, **(backbone_options or {})))
     full.load_backbone_weights()
     arrays = {name: frozen_arrays(full, split.dataset, "image", split.fingerprint, cache_dir, desc=f"frozen {name}",
                                   progress=progress)
@@ -239,14 +244,18 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
         raise OptionError(f"need --epochs >= 1 and --batch-size >= 2, got {epochs}, {batch_size}")
     start = time.perf_counter()
     prepared = prepared or prepare_data(dataset_dirs, backbone=backbone, backbone_options=backbone_options,
-                                        cache_dir=cache_dir, progress=progress, log=log)
+                                        overrides=overrides, cache_dir=cache_dir, progress=progress, log=log)
     splits, arrays = prepared["splits"], prepared["arrays"]
     generator = _seed_everything(seed)
     cfg_overrides = dict(overrides or {})
     cfg_overrides.update(ablation_overrides(ablate))
     config = make_config(backbone, cfg_overrides, **(backbone_options or {}))
-    for name in ("open_clip_embed_dim", "open_clip_vision_cfg", "semantic_embed_dim", "backbone_image_size"):
-        setattr(config, name, getattr(prepared["full_config"], name))
+    from ctdegradbench.model.data import FROZEN_FIELDS
+
+    for name in FROZEN_FIELDS + ("semantic_embed_dim",):
+        if getattr(config, name) != getattr(prepared["full_config"], name):
+            raise OptionError(f"the prepared frozen features were computed with {name}="
+                              f"{getattr(prepared['full_config'], name)!r}, this run asks for {getattr(config, name)!r}")
     model = SeSpeCTModel(config)
     if config.use_semantic_branch:
         if backbone == "open_clip" and (backbone_options or {}).get("prompt_axis", True):
@@ -278,14 +287,14 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
             if len(idx) < 2:
                 continue
             batch, idx = batch_from_arrays(arrays["train"], idx, keys)
-            out = model(frozen=batch, labels=labels[idx], levels=levels[idx])
+            output = model(frozen=batch, labels=labels[idx], levels=levels[idx])
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            output.loss.backward()
             optimizer.step()
             scheduler.step()
-            running["loss"] += float(out.loss) / steps_per_epoch
-            for k, v in out.loss_terms.items():
-                running[k] += float(v) / steps_per_epoch
+            running["loss"] += float(output.loss.detach()) / steps_per_epoch
+            for k, v in output.loss_terms.items():
+                running[k] += float(v.detach()) / steps_per_epoch
         pred = predict_arrays(model, arrays["validation"])
         metrics = task_metrics(val.labels, pred["probabilities"], val.levels, pred["severity"], val.settings,
                                config.label_names, config.max_level)
