@@ -1,0 +1,109 @@
+"""train -> checkpoint folder -> evaluate / predict, on a tiny synthetic dataset folder."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import IMAGE_SIZE, synthetic_hu
+
+TINY = dict(image_size=IMAGE_SIZE, spectral_size=16, spectral_channels=(4, 8), spectral_dim=8, image_channels=(4, 8),
+            image_dim=8, backbone_image_size=32, semantic_projection_dim=8, fusion_hidden_dim=16, fusion_dim=8)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    from ctdegradbench.model.train import train_sespect
+
+    out = tmp_path_factory.mktemp("run") / "ckpt"
+    cache = tmp_path_factory.mktemp("cache")
+    result = train_sespect([tiny_dataset], out, overrides=TINY, epochs=2, batch_size=32, cache_dir=cache,
+                           progress=False, log=lambda *a: None)
+    return result, out, cache
+
+
+def test_training_writes_a_complete_checkpoint(trained):
+    result, out, _ = trained
+    for name in ("config.json", "model.safetensors", "modeling_sespect.py", "configuration_sespect.py",
+                 "backbones.py", "losses.py", "metrics.json", "README.md"):
+        assert (out / name).is_file(), name
+    assert result.split_sizes == {"train": {"patients": 3, "slices": 3, "rows": 120},
+                                  "validation": {"patients": 2, "slices": 2, "rows": 80},
+                                  "test": {"patients": 2, "slices": 2, "rows": 80}}
+    assert 1 <= result.best_epoch <= 2 and len(result.history) == 2
+    card = (out / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    values = {m["type"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
+    assert values["accuracy"] == pytest.approx(result.metrics["accuracy"], abs=1e-4)
+    assert "image prototypes" in card and "deviation" in card
+    entries = yaml.safe_load((out / ".eval_results" / "ct-degradbench.yaml").read_text())
+    by_task = {e["dataset"]["task_id"]: e for e in entries}
+    assert by_task["ct_degradation_classification/accuracy"]["value"] == pytest.approx(result.metrics["accuracy"],
+                                                                                       abs=1e-4)
+    assert set(entries[0]) == {"dataset", "value", "date", "source"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["quality_axis_source"] == "image_prototypes" and config["model_type"] == "sespect"
+
+
+def test_frozen_features_are_cached_and_reused(trained, tiny_dataset):
+    from ctdegradbench.model.train import prepare_data
+
+    _, _, cache = trained
+    folders = sorted(p for p in cache.iterdir() if p.is_dir())
+    assert len(folders) == 4                           # train, validation, test, references
+    stamps = {p: (p / "complete.json").stat().st_mtime_ns for p in folders}
+    prepare_data([tiny_dataset], overrides=TINY, cache_dir=cache, progress=False)
+    assert {p: (p / "complete.json").stat().st_mtime_ns for p in folders} == stamps
+
+
+def test_evaluate_recomputes_the_test_metrics_from_pixels(trained, tiny_dataset):
+    from ctdegradbench.model.evaluate import evaluate_checkpoint
+
+    result, out, _ = trained
+    metrics = evaluate_checkpoint(out, [tiny_dataset], "test", progress=False)
+    assert metrics["split"]["rows"] == 80 and metrics["split"]["patients"] == 2
+    for key in ("accuracy", "macro_f1", "mae", "qwk"):
+        assert metrics[key] == pytest.approx(result.metrics[key], abs=1e-6), key
+
+
+def test_predict_command_reports_bad_files_and_processes_the_rest(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from ct_degradbench import main
+
+    _, out, _ = trained
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "slice.npy", synthetic_hu(2, 3, rng).astype(np.float32))
+    png = (synthetic_hu(1, 0, rng).astype(np.int32) + 1024).astype(np.uint16)
+    Image.fromarray(png).save(tmp_path / "slice.png")
+    (tmp_path / "broken.npy").write_bytes(b"not numpy")
+    status = main(["predict", str(tmp_path / "slice.npy"), str(tmp_path / "broken.npy"), str(tmp_path / "slice.png"),
+                   str(tmp_path / "missing.dcm"), "--model", str(out), "--json"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert status == 1
+    assert [p["slice"] for p in report["predictions"]] == ["slice.npy", "slice.png"]
+    assert set(report["errors"]) == {str(tmp_path / "broken.npy"), str(tmp_path / "missing.dcm")}
+    assert captured.err.count("error:") == 2
+    for p in report["predictions"]:
+        assert 0.0 <= p["severity"] <= 3.0 and sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_png_offset_convention(tmp_path):
+    from PIL import Image
+
+    from ctdegradbench.model.predict import read_slices
+
+    Image.fromarray(np.full((32, 32), 1064, np.uint16)).save(tmp_path / "a.png")
+    assert read_slices(tmp_path / "a.png")[0].hu.mean() == pytest.approx(40.0)
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(tmp_path / "b.png")
+    with pytest.raises(ValueError, match="16-bit"):
+        read_slices(tmp_path / "b.png")
+
+
+def test_train_command_rejects_an_unknown_ablation():
+    from ct_degradbench import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--dataset", "x", "--out", "y", "--ablate", "nonsense"])
