@@ -3,13 +3,15 @@
 :func:`task_metrics` is the one call that training, ``ct-degradbench evaluate`` and the
 experiment script use. It goes through ``ctdegradbench.evaluation.load_metric`` (the modules
 ``ct_degradation_classification`` and ``ct_severity_estimation``) when that package is
-installed, and otherwise through :func:`local_task_metrics`, which computes the same numbers
-with the same names.
+installed, and otherwise through :func:`local_task_metrics`, which follows the same
+definitions and returns the same names.
 
-Conventions: predicted class = argmax of the probabilities (Eq. 22); predicted level =
-``clip(round(s_hat), 0, max_level)`` for MAE, RMSE and QWK; Spearman's rho per setting is
-between the true levels and the continuous ``s_hat`` (ties take average ranks); "mean
-Spearman single / mixtures" average the settings S1..S5 / M1..M5 present.
+Conventions (those of the evaluate modules): predicted class = argmax of the probabilities
+(Eq. 22); the severity passed in is ``s_hat`` clipped to ``[0, max_level]``; MAE and RMSE are
+in level units on that continuous value; QWK on it rounded to the nearest level; Spearman's
+rho per setting between the true levels and the continuous value (ties take average ranks;
+a constant side gives NaN, left out of the means); "mean Spearman single / mixtures" average
+the settings S1..S5 / M1..M5 present.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def local_task_metrics(y_true, probabilities, level_true, severity, settings, la
     probabilities = np.asarray(probabilities, float)
     y_pred = probabilities.argmax(1)
     level_true = np.asarray(level_true, int)
-    severity = np.asarray(severity, float)
-    level_pred = np.clip(np.rint(severity), 0, max_level).astype(int)
+    severity = np.clip(np.asarray(severity, float), 0, max_level)
+    level_pred = np.rint(severity).astype(int)
     settings = np.asarray(settings)
     per_class, f1s = {}, []
     for c, name in enumerate(label_names):
@@ -80,7 +82,7 @@ def local_task_metrics(y_true, probabilities, level_true, severity, settings, la
         f1 = _f1(tp, fp, fn)
         f1s.append(f1)
         per_class[name] = {"accuracy": float(((y_pred == c) == (y_true == c)).mean()), "f1": f1, "support": support}
-    err = level_pred - level_true
+    err = severity - level_true
     result = {
         "accuracy": float((y_pred == y_true).mean()),
         "macro_f1": float(np.mean(f1s)) if f1s else float("nan"),
@@ -115,5 +117,51 @@ def local_task_metrics(y_true, probabilities, level_true, severity, settings, la
 
 
 def task_metrics(y_true, probabilities, level_true, severity, settings, label_names, max_level: int = 3) -> dict:
-    """The task metrics of one set of predictions (the one call every caller uses)."""
-    return local_task_metrics(y_true, probabilities, level_true, severity, settings, label_names, max_level)
+    """The task metrics of one set of predictions (the one call every caller uses): through the
+    evaluate modules when ``ctdegradbench.evaluation`` is installed, else :func:`local_task_metrics`."""
+    try:
+        from ctdegradbench.evaluation import load_metric
+    except ImportError:
+        return local_task_metrics(y_true, probabilities, level_true, severity, settings, label_names, max_level)
+    return module_task_metrics(load_metric, y_true, probabilities, level_true, severity, settings, label_names,
+                               max_level)
+
+
+def module_task_metrics(load_metric, y_true, probabilities, level_true, severity, settings, label_names,
+                        max_level: int = 3) -> dict:
+    """:func:`local_task_metrics`' dict, every number from the ``ct_degradation_classification``
+    and ``ct_severity_estimation`` evaluate modules (``load_metric(name)`` gives each)."""
+    y_true = np.asarray(y_true, int)
+    probabilities = np.asarray(probabilities, float)
+    y_pred = probabilities.argmax(1)
+    level_true = np.asarray(level_true, int)
+    severity = np.clip(np.asarray(severity, float), 0, max_level)
+    settings = np.asarray(settings)
+    clf = load_metric("ct_degradation_classification").compute(
+        predictions=y_pred.tolist(), references=y_true.tolist(), scores=probabilities.tolist(),
+        num_classes=len(label_names), class_names=list(label_names))
+    sev_metric = load_metric("ct_severity_estimation")
+
+    def sev(mask, with_settings=False):
+        kwargs = {"settings": settings[mask].tolist()} if with_settings else {}
+        return sev_metric.compute(predictions=severity[mask].tolist(), references=level_true[mask].tolist(), **kwargs)
+
+    everything = sev(np.ones(len(y_true), bool), with_settings=True)
+    result = {"accuracy": clf["accuracy"], "macro_f1": clf["macro_f1"], "micro_auc": clf["roc_auc_micro"],
+              "per_class": {k: v for k, v in clf["per_class"].items() if v["support"] or (y_pred == list(label_names).index(k)).any()},
+              "mae": everything["mae"], "rmse": everything["rmse"], "qwk": everything["qwk"],
+              "confusion_matrix": clf["confusion_matrix"], "per_setting": {},
+              "mean_spearman_single": everything["spearman_mean_single"],
+              "mean_spearman_mixtures": everything["spearman_mean_mixture"]}
+    for code in sorted(set(settings.tolist())):
+        m = settings == code
+        part = sev(m)
+        result["per_setting"][code] = {"spearman": everything["spearman_per_setting"][code], "mae": part["mae"],
+                                       "rmse": part["rmse"], "qwk": part["qwk"], "n": int(m.sum())}
+    result["per_level"] = {}
+    for level in range(max_level + 1):
+        m = level_true == level
+        if m.any():
+            result["per_level"][f"L{level}"] = {"accuracy": float((y_pred[m] == y_true[m]).mean()),
+                                                "mae": float(np.abs(severity[m] - level).mean()), "n": int(m.sum())}
+    return result

@@ -43,6 +43,28 @@ def test_task_metrics_on_a_small_case():
     assert m["accuracy"] == pytest.approx(0.75)
     assert m["per_class"]["S1_noise"]["f1"] == pytest.approx(2 / 3)     # tp 1, fn 1, fp 0
     assert m["per_class"]["S2_blur"]["accuracy"] == pytest.approx(0.75)
-    assert m["mae"] == pytest.approx(0.0)                                # rounded levels all right
+    assert m["mae"] == pytest.approx((0.2 + 0.4 + 0.4 + 0.0) / 4)         # continuous severity, level units
     assert m["per_setting"]["S1"]["spearman"] == pytest.approx(1.0)
     assert m["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_local_metrics_equal_the_evaluate_modules_when_installed():
+    evaluation = pytest.importorskip("ctdegradbench.evaluation", reason="the benchmark's evaluate modules are not installed")
+    from ctdegradbench.model.metrics import module_task_metrics
+
+    rng = np.random.default_rng(0)
+    names = [f"c{i}" for i in range(10)]
+    y = rng.integers(0, 10, 200)
+    probs = rng.dirichlet(np.ones(10), 200)
+    levels = rng.integers(0, 4, 200)
+    severity = levels + rng.normal(0, 0.8, 200)
+    settings = np.array([("S%d" if c < 5 else "M%d") % (c % 5 + 1) for c in y])
+    a = local_task_metrics(y, probs, levels, severity, settings, names)
+    b = module_task_metrics(evaluation.load_metric, y, probs, levels, severity, settings, names)
+    for key in ("accuracy", "macro_f1", "micro_auc", "mae", "rmse", "qwk", "mean_spearman_single",
+                "mean_spearman_mixtures"):
+        assert a[key] == pytest.approx(b[key], abs=1e-9), key
+    for code in a["per_setting"]:
+        for key in ("spearman", "mae", "rmse", "qwk"):
+            assert a["per_setting"][code][key] == pytest.approx(b["per_setting"][code][key], abs=1e-9, nan_ok=True)
+    assert a["confusion_matrix"] == b["confusion_matrix"]
