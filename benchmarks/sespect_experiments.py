@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 ABLATION_RUNS = (
+    ("full (same epochs as the ablations)", []),
     ("w/o B_sem (semantic branch)", ["semantic"]),
     ("w/o B_FFT (spectral branch)", ["spectral"]),
     ("w/o image branch (= paper's two branches)", ["image"]),
@@ -161,7 +162,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, nargs="+", required=True, help="exported dataset folders")
     parser.add_argument("--out", type=Path, default=Path("sespect-results"), help="output folder")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs of every SeSpeCT run (default 30)")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs of the main SeSpeCT run (default 15, the "
+                                                                 "ct-degradbench train default)")
     parser.add_argument("--ablation-epochs", type=int, default=None, help="epochs of the ablation runs (default: --epochs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=None)
@@ -181,9 +183,11 @@ def main(argv=None) -> int:
     print("split sizes:", results["split_sizes"], flush=True)
 
     main_run = train_sespect(args.dataset, out / "sespect", prepared=prepared, epochs=args.epochs, seed=args.seed,
-                             progress=False, command=f"ct-degradbench train --dataset {' '.join(map(str, args.dataset))} "
+                             progress=False, log=lambda text: print(text, flush=True), command=f"ct-degradbench train --dataset {' '.join(map(str, args.dataset))} "
                                                      f"--out {out / 'sespect'} --epochs {args.epochs} --seed {args.seed}")
-    results["sespect"] = {"test": main_run.metrics, "best_epoch": main_run.best_epoch, "seconds": main_run.seconds}
+    results["sespect"] = {"test": main_run.metrics, "best_epoch": main_run.best_epoch, "seconds": main_run.seconds,
+                          "epochs": args.epochs}
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     print(f"SeSpeCT: acc {main_run.metrics['accuracy']:.3f} ({main_run.seconds['train']:.0f} s training)", flush=True)
     save_figures(out, main_run.test_outputs, main_run.metrics, label_names, args.seed)
 
@@ -191,9 +195,12 @@ def main(argv=None) -> int:
     if not args.skip_ablations:
         for name, ablate in ABLATION_RUNS:
             run = train_sespect(args.dataset, None, prepared=prepared, ablate=ablate,
-                                epochs=args.ablation_epochs or args.epochs, seed=args.seed, progress=False)
-            results["ablations"][name] = {"test": run.metrics, "best_epoch": run.best_epoch, "seconds": run.seconds}
+                                epochs=args.ablation_epochs or args.epochs, seed=args.seed, progress=False,
+                                log=lambda text: None)
+            results["ablations"][name] = {"test": run.metrics, "best_epoch": run.best_epoch, "seconds": run.seconds,
+                                          "epochs": args.ablation_epochs or args.epochs}
             print(f"{name}: acc {run.metrics['accuracy']:.3f}", flush=True)
+            (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
 
     train, test = splits["train"], splits["test"]
     emb_train = np.asarray(arrays["train"]["embedding"], dtype=np.float64)
@@ -205,8 +212,8 @@ def main(argv=None) -> int:
                             {"test": baseline_metrics(emb_train, emb_test, train, test, "linear", label_names),
                              "seconds": time.perf_counter() - t}}
     t = time.perf_counter()
-    hand_train = np.stack([handmade_features(np.asarray(x)) for x in arrays["train"]["image_hu"]])
-    hand_test = np.stack([handmade_features(np.asarray(x)) for x in arrays["test"]["image_hu"]])
+    hand_train = np.stack([handmade_features(np.asarray(row["image"])) for row in train.dataset])
+    hand_test = np.stack([handmade_features(np.asarray(row["image"])) for row in test.dataset])
     results["baselines"]["hand-made spectral + image statistics, gradient boosting"] = {
         "test": baseline_metrics(hand_train, hand_test, train, test, "gbm", label_names),
         "seconds": time.perf_counter() - t}
@@ -220,17 +227,18 @@ def main(argv=None) -> int:
 def report(results: dict, label_names) -> str:
     m = results["sespect"]["test"]
     lines = ["# SeSpeCT on CT-DegradBench: test split (unseen patients)", "",
+             f"Main run: {results['sespect']['epochs']} epochs (best validation epoch {results['sespect']['best_epoch']}).",
+             "",
              f"Backbone: {results['backbone']}.", "",
              _table(["split", "patients", "slices", "rows"],
                     [[k, v["patients"], v["slices"], v["rows"]] for k, v in results["split_sizes"].items()]),
              "", "## Main result and baselines", "",
              _table(MAIN_HEADER, [main_row("SeSpeCT (all branches)", m)]
                     + [main_row(k, v["test"]) for k, v in results["baselines"].items()]),
-             "", "## Ablations (paper Table 4 layout)", "",
+             "", f"## Ablations (paper Table 4 layout; every row trained for "
+                 f"{next(iter(results['ablations'].values()), {}).get('epochs', 'n/a')} epochs)", "",
              _table(["variant", "accuracy", "F1", "MAE", "RMSE", "QWK", "mean rho single", "mean rho mixtures"],
-                    [["full", _f(m["accuracy"]), _f(m["macro_f1"]), _f(m["mae"]), _f(m["rmse"]), _f(m["qwk"]),
-                      _f(m["mean_spearman_single"]), _f(m["mean_spearman_mixtures"])]]
-                    + [[k, _f(v["test"]["accuracy"]), _f(v["test"]["macro_f1"]), _f(v["test"]["mae"]),
+                    [[k, _f(v["test"]["accuracy"]), _f(v["test"]["macro_f1"]), _f(v["test"]["mae"]),
                         _f(v["test"]["rmse"]), _f(v["test"]["qwk"]), _f(v["test"]["mean_spearman_single"]),
                         _f(v["test"]["mean_spearman_mixtures"])] for k, v in results["ablations"].items()]),
              "", "## Per class (paper Table 5 layout): one-vs-rest accuracy and F1", "",

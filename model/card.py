@@ -71,7 +71,8 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
                     "prompts (Eq. 13-15); global and patch scores on it (Eq. 16-18: mean, max, std).")
     else:
         semantic = "Off in this checkpoint (ablation)."
-    image_text = ("**Image branch** (beyond the paper): a light CNN on the windowed full-resolution slice."
+    image_text = ("**Image branch** (beyond the paper): a light CNN on fixed texture maps of the full-resolution "
+                  "slice (block mean and block RMS of the 3x3 high-pass residual of each window)."
                   if config.use_image_branch else "")
     branches = ", ".join(n for n, on in (("semantic", config.use_semantic_branch),
                                          ("spectral", config.use_spectral_branch),

@@ -47,7 +47,7 @@ def add_commands(sub) -> None:
     p.add_argument("--ablate", nargs="*", default=[], choices=ABLATION_NAMES, metavar="PART",
                    help=f"switch parts off: branches (semantic, spectral, image, embedding = the projected global "
                         f"embedding) or loss terms (reg, rank, con); any of {', '.join(ABLATION_NAMES)}")
-    p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (>= 1; default 30)")
+    p.add_argument("--epochs", type=_positive_int, default=15, help="training epochs (>= 1; default 15)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (>= 2; default 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate, cosine-decayed to 0 (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order (default 0)")

@@ -89,14 +89,14 @@ class SeSpeCTConfig(PreTrainedConfig):
         use_spectral_branch (`bool`, *optional*, defaults to `True`):
             Use the spectral branch ``f_spec = [h_fft || r_fft]`` (Eq. 19). Off: "w/o B_FFT".
         use_image_branch (`bool`, *optional*, defaults to `True`):
-            Beyond the paper: a light image-domain CNN on the full-resolution windowed slice
-            (needs no pretrained weights).
+            Beyond the paper: a light image-domain CNN on fixed texture maps of the
+            full-resolution windowed slice (see ``texture_size``; needs no pretrained weights).
         image_size (`int`, *optional*, defaults to 512):
             Side in pixels of the full-resolution input of the spectral and image branches.
         hu_windows (`list[list[float]]`, *optional*, defaults to `[[-1000, 1000], [-160, 240]]`):
             HU windows ``[low, high]``, each mapped linearly to [0, 1] and clipped: one input
             channel each. The first is also the backbone's grey level.
-        spectral_size (`int`, *optional*, defaults to 128):
+        spectral_size (`int`, *optional*, defaults to 64):
             The centred log-magnitude spectrum ``M = log(1 + |F|)`` of each window (computed at
             ``image_size``) is average-pooled to this side before the CNN ``g_fft``: the whole
             frequency range up to Nyquist is kept, neighbouring frequencies are averaged.
@@ -107,8 +107,13 @@ class SeSpeCTConfig(PreTrainedConfig):
         hf_cutoff (`float`, *optional*, defaults to 0.5):
             The high-frequency region of Eq. 19: ``Omega_h = {radial frequency > hf_cutoff *
             Nyquist}``.
-        image_channels (`list[int]`, *optional*, defaults to `[8, 16, 32, 64]`):
-            Channels of the image branch: a 4x4 stride-4 stem, then stride-2 3x3 stages.
+        texture_size (`int`, *optional*, defaults to 64):
+            Side of the image branch's fixed texture maps: for each window, the local mean and the
+            local RMS of the 3x3 high-pass residual ``w - mean_3x3(w)`` over blocks of
+            ``image_size / texture_size`` pixels of the full-resolution slice (so the fine texture
+            of noise and streaks survives the reduction).
+        image_channels (`list[int]`, *optional*, defaults to `[16, 32, 64]`):
+            Channels of the image branch's stride-2 3x3 conv stages on the texture maps.
         image_dim (`int`, *optional*, defaults to 64):
             Size of the image-branch feature (from the mean, standard deviation and maximum of
             the last feature map over space).
@@ -161,11 +166,12 @@ class SeSpeCTConfig(PreTrainedConfig):
         use_image_branch: bool = True,
         image_size: int = 512,
         hu_windows=((-1000.0, 1000.0), (-160.0, 240.0)),
-        spectral_size: int = 128,
+        spectral_size: int = 64,
         spectral_channels=(16, 32, 64, 64),
         spectral_dim: int = 128,
         hf_cutoff: float = 0.5,
-        image_channels=(8, 16, 32, 64),
+        texture_size: int = 64,
+        image_channels=(16, 32, 64),
         image_dim: int = 64,
         fusion_hidden_dim: int = 256,
         fusion_dim: int = 128,
@@ -197,6 +203,8 @@ class SeSpeCTConfig(PreTrainedConfig):
             raise ValueError(f"hf_cutoff must be a fraction of Nyquist in (0, 1), got {hf_cutoff!r}")
         if int(image_size) < 32 or int(spectral_size) < 8 or int(spectral_size) > int(image_size):
             raise ValueError(f"need image_size >= 32 and 8 <= spectral_size <= image_size, got {image_size}, {spectral_size}")
+        if int(texture_size) < 8 or int(image_size) % int(texture_size):
+            raise ValueError(f"texture_size must be >= 8 and divide image_size, got {texture_size} for {image_size}")
         for name, value in (("lambda_reg", lambda_reg), ("lambda_rank", lambda_rank), ("lambda_con", lambda_con),
                             ("rank_margin", rank_margin)):
             if float(value) < 0:
@@ -231,6 +239,7 @@ class SeSpeCTConfig(PreTrainedConfig):
         self.spectral_channels = [int(c) for c in spectral_channels]
         self.spectral_dim = int(spectral_dim)
         self.hf_cutoff = float(hf_cutoff)
+        self.texture_size = int(texture_size)
         self.image_channels = [int(c) for c in image_channels]
         self.image_dim = int(image_dim)
         self.fusion_hidden_dim = int(fusion_hidden_dim)

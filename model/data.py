@@ -27,11 +27,11 @@ from ctdegradbench.builder.simulate.settings import CLASS_NAMES
 # Config fields that decide what the frozen stage computes (the cache key).
 FROZEN_FIELDS = ("backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
                  "backbone_image_size", "backbone_mean", "backbone_std", "image_size", "hu_windows",
-                 "spectral_size", "hf_cutoff")
-CACHE_VERSION = 1
+                 "spectral_size", "hf_cutoff", "texture_size")
+CACHE_VERSION = 2
 # Keys of frozen_features and how they are stored (dtype on disk).
 _STORED = {"embedding": np.float32, "patch_tokens": np.float16, "spectrum": np.float16, "hf_ratio": np.float32,
-           "image_hu": np.int16}
+           "texture": np.float16}
 
 
 def default_cache_dir() -> Path:
@@ -150,7 +150,7 @@ def frozen_arrays(model, dataset, column: str, fingerprint: str, cache_dir=None,
             if key not in arrays:
                 arrays[key] = np.lib.format.open_memmap(folder / f"{key}.npy.partial", mode="w+", dtype=dtype,
                                                         shape=(n,) + value.shape[1:])
-            arrays[key][start:start + len(value)] = np.rint(value) if dtype == np.int16 else value
+            arrays[key][start:start + len(value)] = value
     for key, arr in arrays.items():
         arr.flush()
         del arr
@@ -161,7 +161,7 @@ def frozen_arrays(model, dataset, column: str, fingerprint: str, cache_dir=None,
 
 
 def batch_from_arrays(arrays: dict, index: np.ndarray, keys=None) -> dict[str, torch.Tensor]:
-    """Rows ``index`` of the cached arrays as float32 tensors (``image_hu`` stays int16 -> float in the model)."""
+    """Rows ``index`` (sorted, returned with the batch) of the cached arrays as float32 tensors."""
     index = np.sort(np.asarray(index))
     out = {}
     for key, arr in arrays.items():

@@ -13,7 +13,8 @@ Pipeline for a batch of CT slices in Hounsfield units (``pixel_values``, ``(B, H
 2. **Frozen stage** (:meth:`SeSpeCTModel.frozen_features`, no gradients, cacheable): backbone
    embedding ``f_image(x)`` and patch tokens ``t_i``; the log-magnitude spectrum
    ``M = log(1 + |F|)`` of each window, average-pooled to ``spectral_size``; the
-   high-frequency energy ratio ``r_fft`` (Eq. 19); the resized HU image for the image branch.
+   high-frequency energy ratio ``r_fft`` (Eq. 19); for the image branch, fixed texture maps
+   (block mean and block RMS of the 3x3 high-pass residual of each window).
 3. **Trainable stage** (:meth:`SeSpeCTModel.forward` from those features):
 
    - semantic branch: ``z = f/||f||`` (Eq. 16), ``s_global = z.q`` (Eq. 17),
@@ -21,7 +22,7 @@ Pipeline for a batch of CT slices in Hounsfield units (``pixel_values``, ``(B, H
      (plus, beyond the paper, a linear projection of ``z`` when ``semantic_use_embedding``);
      ``q`` is the quality axis (Eq. 15), a saved buffer;
    - spectral branch: ``f_spec = [g_fft(M) || log r_fft]`` (Section 3.2);
-   - optional image branch (beyond the paper): a light CNN on the windowed slice;
+   - optional image branch (beyond the paper): a light CNN on the texture maps;
    - fusion ``z_f = MLP([f_sem || f_spec || f_img])`` (Eq. 20), logits ``o = W_cls z_f + b``
      (Eq. 21), ``y_hat = argmax softmax(o)`` (Eq. 22), severity ``s_hat = w_reg.z_f + b`` (Eq. 23).
 4. **Loss** when ``labels`` and ``levels`` are given: Eq. 24-26 (see ``losses``).
@@ -103,19 +104,20 @@ class SpectralEncoder(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """Light image-domain CNN (beyond the paper): 4x4 stride-4 stem, stride-2 3x3 stages, then
-    the spatial mean, standard deviation and maximum of each channel (texture statistics)."""
+    """Light image-domain CNN (beyond the paper) on the fixed texture maps: stride-2 3x3 stages,
+    then the spatial mean, standard deviation and maximum of each channel."""
 
     def __init__(self, in_channels: int, channels, out_dim: int):
         super().__init__()
-        layers = [_conv_block(in_channels, channels[0], 4, 4)]
-        for cin, cout in zip(channels[:-1], channels[1:]):
-            layers.append(_conv_block(cin, cout, 3, 2))
+        layers, cin = [], in_channels
+        for c in channels:
+            layers.append(_conv_block(cin, c, 3, 2))
+            cin = c
         self.layers = nn.Sequential(*layers)
-        self.proj = nn.Linear(3 * channels[-1], out_dim)
+        self.proj = nn.Linear(3 * cin, out_dim)
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        x = self.layers(windows).flatten(2)
+    def forward(self, texture: torch.Tensor) -> torch.Tensor:
+        x = self.layers(texture).flatten(2)
         stats = torch.cat([x.mean(-1), x.std(-1), x.amax(-1)], dim=1)
         return F.relu(self.proj(stats))
 
@@ -211,7 +213,7 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
             self.hf_ratio_norm = nn.BatchNorm1d(n_win)
             in_dim += config.spectral_dim + n_win
         if config.use_image_branch:
-            self.image_encoder = ImageEncoder(n_win, config.image_channels, config.image_dim)
+            self.image_encoder = ImageEncoder(2 * n_win, config.image_channels, config.image_dim)
             in_dim += config.image_dim
         self.fusion = nn.Sequential(
             nn.Linear(in_dim, config.fusion_hidden_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout),
@@ -315,13 +317,24 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         log_magnitude = F.adaptive_avg_pool2d(torch.log1p(magnitude), self.config.spectral_size)
         return log_magnitude, ratio
 
+    def texture_maps(self, windows: torch.Tensor) -> torch.Tensor:
+        """Fixed texture maps ``(B, 2W, T, T)`` of the windows ``(B, W, N, N)``, ``T = texture_size``:
+        per window the block mean of ``w`` and the block RMS of the high-pass residual
+        ``w - mean_3x3(w)`` (replicate padding) over ``N / T`` x ``N / T`` blocks."""
+        block = windows.shape[-1] // self.config.texture_size
+        smooth = F.avg_pool2d(F.pad(windows, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        residual = windows - smooth
+        mean = F.avg_pool2d(windows, block)
+        rms = F.avg_pool2d(residual ** 2, block).sqrt()
+        return torch.cat([mean, rms], dim=1)
+
     @torch.no_grad()
     def frozen_features(self, pixel_values: torch.Tensor) -> dict:
         """Everything that does not depend on trainable weights (no gradients; cacheable).
 
         Returns a dict with, depending on the enabled branches: ``embedding`` ``(B, D)`` and
         ``patch_tokens`` ``(B, P, D)`` (backbone), ``spectrum`` ``(B, W, s, s)`` and ``hf_ratio``
-        ``(B, W)`` (spectral), ``image_hu`` ``(B, N, N)`` (image branch).
+        ``(B, W)`` (spectral), ``texture`` ``(B, 2W, T, T)`` (image branch).
         """
         hu = self.preprocess(pixel_values)
         out = {}
@@ -329,10 +342,11 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         if cfg.use_semantic_branch:
             embedding, tokens = self.backbone(self.backbone_pixels(hu))
             out["embedding"], out["patch_tokens"] = embedding.float(), tokens.float()
+        windows = self.windows(hu) if (cfg.use_spectral_branch or cfg.use_image_branch) else None
         if cfg.use_spectral_branch:
-            out["spectrum"], out["hf_ratio"] = self.spectral_inputs(self.windows(hu))
+            out["spectrum"], out["hf_ratio"] = self.spectral_inputs(windows)
         if cfg.use_image_branch:
-            out["image_hu"] = hu
+            out["texture"] = self.texture_maps(windows)
         return out
 
     # ---------------------------------------------------------------- trainable stage
@@ -372,7 +386,7 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
             parts.append(self.spectral_encoder(frozen["spectrum"]))
             parts.append(self.hf_ratio_norm(torch.log10(ratio.clamp_min(1e-12))))
         if cfg.use_image_branch:
-            parts.append(self.image_encoder(self.windows(frozen["image_hu"].float())))
+            parts.append(self.image_encoder(frozen["texture"]))
         fused = self.fusion(torch.cat(parts, dim=1))
         logits = self.classifier(fused)
         severity = self.severity_head(fused).squeeze(-1)

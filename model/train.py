@@ -43,7 +43,7 @@ ABLATIONS = {
     "con": {"lambda_con": 0.0},
 }
 BACKBONE_CHOICES = ("efficientnet_lite0", "open_clip")
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = 15
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 1e-3
 DEFAULT_WEIGHT_DECAY = 1e-4
@@ -189,7 +189,7 @@ def _needed_keys(model) -> set:
     if cfg.use_spectral_branch:
         keys |= {"spectrum", "hf_ratio"}
     if cfg.use_image_branch:
-        keys.add("image_hu")
+        keys.add("texture")
     return keys
 
 
@@ -304,6 +304,9 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
                         "val_score": score})
         bar.set_postfix(loss=f"{running['loss']:.3f}", val_acc=f"{metrics['accuracy']:.3f}",
                         val_qwk=f"{metrics['qwk']:.3f}")
+        if not progress:
+            log(f"epoch {epoch}/{epochs}: loss {running['loss']:.3f}, validation accuracy {metrics['accuracy']:.3f}, "
+                f"QWK {metrics['qwk']:.3f} ({time.perf_counter() - t_train:.0f} s)")
         if best is None or score > best[0]:
             best = (score, epoch, copy.deepcopy(model.state_dict()), metrics)
     train_seconds = time.perf_counter() - t_train

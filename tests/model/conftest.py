@@ -16,7 +16,7 @@ def tiny_config(**overrides):
     from ctdegradbench.model import SeSpeCTConfig
     from ctdegradbench.builder.simulate.settings import CLASS_NAMES
 
-    kwargs = dict(label_names=list(CLASS_NAMES), image_size=IMAGE_SIZE, spectral_size=16, spectral_channels=(4, 8),
+    kwargs = dict(label_names=list(CLASS_NAMES), image_size=IMAGE_SIZE, spectral_size=16, texture_size=16, spectral_channels=(4, 8),
                   spectral_dim=8, image_channels=(4, 8), image_dim=8, backbone_image_size=32,
                   semantic_projection_dim=8, fusion_hidden_dim=16, fusion_dim=8)
     kwargs.update(overrides)

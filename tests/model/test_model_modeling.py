@@ -16,14 +16,23 @@ from conftest import IMAGE_SIZE, TINY_CLIP, tiny_config
 OUTPUT_ATOL = 1e-5   # float32 outputs of the same weights on the same input, two model instances
 
 
+_BUILT = {}
+
+
 def _model(**overrides):
+    """A tiny SeSpeCT with the packaged EfficientNet weights (built once per config, copied per test)."""
+    import copy
+
     from ctdegradbench.model import SeSpeCTModel
 
-    torch.manual_seed(0)
-    model = SeSpeCTModel(tiny_config(**overrides))
-    model.load_backbone_weights()
-    model.set_quality_axis(torch.randn(model.config.semantic_embed_dim), "image_prototypes")
-    return model.eval()
+    key = tuple(sorted(overrides.items()))
+    if key not in _BUILT:
+        torch.manual_seed(0)
+        model = SeSpeCTModel(tiny_config(**overrides))
+        model.load_backbone_weights()
+        model.set_quality_axis(torch.randn(model.config.semantic_embed_dim), "image_prototypes")
+        _BUILT[key] = model.eval()
+    return copy.deepcopy(_BUILT[key])
 
 
 def _slices(n=3, size=IMAGE_SIZE, seed=0):
