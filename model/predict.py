@@ -104,9 +104,11 @@ def predict_slices(model, slices: list[SliceInput], batch_size: int = 8) -> list
 def load_model(model_dir=None):
     """A SeSpeCT model from ``model_dir`` (default: the shipped checkpoint)."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     import ctdegradbench.model as sespect
 
+    hf_logging.disable_progress_bar()
     folder = Path(model_dir) if model_dir else sespect.default_checkpoint()
     if not (folder / "config.json").is_file():
         raise InputNotFoundError(f"no SeSpeCT checkpoint in {folder} (config.json missing): give --model a folder "
