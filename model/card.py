@@ -88,7 +88,8 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
                    "split table); the backbone is an ImageNet model, not a medical vision-language model"
                    if offline else "**Limitations.** Trained on simulated degradations of a few dozen patients")
     limitations += ("; predictions on real scanner artifacts are outside what was measured. Severity levels are "
-                    "relative to the simulator's tables (L0-L3 per degradation), not a clinical grading.")
+                    "relative to the simulator's tables (L0-L3 per degradation), not a clinical grading. There is no "
+                    "'no degradation' class: a clean slice is assigned one of the ten settings, usually at level 0.")
     fields = {
         "metadata": data.to_yaml(), "semantic_text": semantic, "image_text": image_text, "branches": branches,
         "windows": ", ".join(f"[{lo:g}, {hi:g}] HU" for lo, hi in config.hu_windows),
