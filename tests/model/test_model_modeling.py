@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import IMAGE_SIZE, TINY_CLIP, tiny_config
+from .conftest import IMAGE_SIZE, TINY_CLIP, tiny_config
 
 OUTPUT_ATOL = 1e-5   # float32 outputs of the same weights on the same input, two model instances
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import IMAGE_SIZE, synthetic_hu
+from .conftest import IMAGE_SIZE, synthetic_hu
 
 TINY = dict(image_size=IMAGE_SIZE, spectral_size=16, texture_size=16, spectral_channels=(4, 8), spectral_dim=8, image_channels=(4, 8),
             image_dim=8, backbone_image_size=32, semantic_projection_dim=8, fusion_hidden_dim=16, fusion_dim=8)
