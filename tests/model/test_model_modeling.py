@@ -193,9 +193,12 @@ def test_each_branch_can_be_ablated(tmp_path):
         tiny_config(use_semantic_branch=False, use_spectral_branch=False, use_image_branch=False)
 
 
-def test_missing_backbone_weights_name_what_is_missing(tmp_path):
+def test_missing_backbone_weights_name_what_is_missing(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
     from ctdegradbench.model import SeSpeCTModel
 
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)   # fail at once, as on a machine offline
     model = SeSpeCTModel(tiny_config(backbone_weights=str(tmp_path / "nope.pth")))
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         model.load_backbone_weights()
