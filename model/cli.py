@@ -25,8 +25,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_commands(sub) -> None:
-    """Register ``train``, ``predict`` and ``evaluate`` on ``sub`` (an argparse sub-parsers object)."""
+def add_commands(sub, active: str | None = None, argv=()) -> None:
+    """Register ``train``, ``predict`` and ``evaluate`` on ``sub`` (an argparse sub-parsers object).
+
+    ``active`` and ``argv`` (the command being run and its arguments) are the dispatcher's
+    protocol; these commands are cheap to declare, so they are always declared in full.
+    """
     p = sub.add_parser("train", help="train SeSpeCT on exported dataset folders (split by patient)",
                        description="Train SeSpeCT: frozen-backbone features are computed once and cached, the "
                                    "trainable parts are fitted with the Eq. 24 loss, the epoch with the best "
