@@ -18,7 +18,8 @@ from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu
 from ctdegradbench.builder.projector import ParallelBeamProjector
 from ctdegradbench.builder.core.seeding import numpy_generator
-from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, NOISE, SEVERITY_TABLE, STREAK
+from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.builder.degradations import REGISTRY
 
 N = 96
 PIXEL_MM = 2.0
@@ -39,6 +40,12 @@ VIEW_SUM_RTOL = 1e-5
 SCIPY_BLUR_ATOL = 1e-12
 # FBP is linear: image streak energy scales with dL up to float32 rounding.
 LINEARITY_RTOL = 1e-3
+
+
+def round_trip(kind: str, params):
+    """``params`` -> metadata record -> parameters, through the registry (what replay uses)."""
+    degradation = REGISTRY[kind]
+    return degradation.params_from_record(dict(degradation.record(params, None), level=params.level))
 
 
 def phantom_hu(n: int = N) -> np.ndarray:
@@ -129,9 +136,8 @@ def test_noise_negative_readings_are_clamped_and_counted():
 def test_noise_sampler_uses_severity_table():
     for level in LEVELS:
         params = sample_noise(level, seed=1)
-        assert params.gamma == SEVERITY_TABLE[NOISE][level]
-        assert params.component(0)["gamma"] == params.gamma
-        assert NoiseParams.from_component(params.component(1)) == params
+        assert params.gamma == REGISTRY['noise'].levels[level]
+        assert round_trip("noise", params) == params
 
 
 @pytest.mark.parametrize("field, value", [("gamma", -1.0), ("gamma", float("nan")), ("i0", 0.0),
@@ -148,7 +154,7 @@ def test_noise_invalid_parameters_raise(field, value):
 def test_blur_matches_scipy_gaussian_filter():
     rng = np.random.default_rng(0)
     s = rng.random((7, 60))
-    for sigma in SEVERITY_TABLE[BLUR]:
+    for sigma in REGISTRY['blur'].levels:
         ours = apply_blur(torch.as_tensor(s), BlurParams(level=0, sigma_bins=sigma)).numpy()
         reference = gaussian_filter1d(s, sigma, axis=-1, mode="constant", truncate=4.0)
         np.testing.assert_allclose(ours, reference, rtol=0, atol=SCIPY_BLUR_ATOL)
@@ -185,7 +191,7 @@ def test_blur_invalid_sigma_raises(sigma):
 
 
 def test_blur_sampler_uses_severity_table():
-    assert [sample_blur(level).sigma_bins for level in LEVELS] == list(SEVERITY_TABLE[BLUR])
+    assert [sample_blur(level).sigma_bins for level in LEVELS] == list(REGISTRY['blur'].levels)
     with pytest.raises(ValueError, match="level"):
         sample_blur(4)
 
@@ -201,7 +207,7 @@ def test_streak_mask_follows_its_definition(clean):
     assert int(mask.sum()) == sum(params.widths)
     streaked = apply_streak(clean, params)
     torch.testing.assert_close(streaked - clean, params.delta_l * mask, rtol=0, atol=1e-6)
-    assert params.delta_l == SEVERITY_TABLE[STREAK][3] > 0   # outliers add attenuation
+    assert params.delta_l == REGISTRY['streak'].levels[3] > 0   # outliers add attenuation
 
 
 def test_streak_zero_amplitude_is_identity(clean):
@@ -223,19 +229,19 @@ def test_streak_seeds_reproduce_and_differ(clean):
     c = sample_streak(1, clean, numpy_generator(6), seed=6)
     assert a == b
     assert (a.views, a.bins, a.widths) != (c.views, c.bins, c.widths)
-    assert StreakParams.from_component(a.component(0)) == a
+    assert round_trip("streak", a) == a
 
 
 def test_streak_image_energy_scales_with_amplitude(projector, clean):
     base = sample_streak(0, clean, numpy_generator(9), seed=9)
     clean_image = projector.fbp(clean[None])[0]
     rms = []
-    for delta_l in SEVERITY_TABLE[STREAK]:
+    for delta_l in REGISTRY['streak'].levels:
         params = StreakParams(level=0, delta_l=delta_l, views=base.views, bins=base.bins, widths=base.widths, seed=9)
         image = projector.fbp(apply_streak(clean, params)[None])[0]
         rms.append(float((image - clean_image).pow(2).mean().sqrt()))
     ratios = np.array(rms) / rms[0]
-    np.testing.assert_allclose(ratios, np.array(SEVERITY_TABLE[STREAK]) / SEVERITY_TABLE[STREAK][0],
+    np.testing.assert_allclose(ratios, np.array(REGISTRY['streak'].levels) / REGISTRY['streak'].levels[0],
                                rtol=LINEARITY_RTOL)
 
 
@@ -263,7 +269,7 @@ def test_fewer_views_give_larger_error(projector, clean):
     """Aliasing error (sparse-view FBP minus the full-scan FBP) grows as views are removed."""
     full = projector.fbp(clean[None])[0]
     errors = []
-    for n_views in (360,) + tuple(SEVERITY_TABLE[ALIASING]):
+    for n_views in (360,) + tuple(REGISTRY['aliasing'].levels):
         sparse, views = apply_aliasing(clean, AliasingParams(level=0, n_views=n_views), projector.geometry)
         image = projector.fbp(sparse[None], views=views)[0]
         errors.append(float((image - full).pow(2).mean()))
@@ -275,10 +281,10 @@ def test_aliasing_keeps_an_exact_subset_of_the_views(projector, clean):
     for level in LEVELS:
         params = sample_aliasing(level)
         sparse, views = apply_aliasing(clean, params, projector.geometry)
-        assert params.n_views == SEVERITY_TABLE[ALIASING][level] == len(views)
+        assert params.n_views == REGISTRY['aliasing'].levels[level] == len(views)
         np.testing.assert_array_equal(views, projector.geometry.view_subset(params.n_views))
         assert torch.equal(sparse, clean[torch.as_tensor(views)])
-        assert AliasingParams.from_component(params.component(0)) == params
+        assert round_trip("aliasing", params) == params
 
 
 def test_aliasing_all_views_is_identity(projector, clean):

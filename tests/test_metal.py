@@ -10,14 +10,16 @@ import pytest
 import torch
 from scipy import ndimage
 
-from ctdegradbench.builder.degradations.metal import (EXACT_POISSON_BELOW, PLACEMENT_MARGIN_MM, MetalParams, MetalSimulator,
-                                        body_distance_mm, body_mask, metal_bbox, metal_mask, sample_metal,
-                                        tissue_densities)
+from ctdegradbench.builder.degradations import REGISTRY, ScanContext
+from ctdegradbench.builder.degradations.metal import (DIAMETER_LEVELS, EXACT_POISSON_BELOW, PLACEMENT_MARGIN_MM,
+                                                      MetalParams, MetalSimulator, body_distance_mm, body_mask,
+                                                      metal_bbox, metal_mask, sample_metal, tissue_densities)
+from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
 from ctdegradbench.builder.projector import ParallelBeamProjector
 from ctdegradbench.builder.core.seeding import numpy_generator
-from ctdegradbench.builder.simulate.settings import LEVELS, METAL, SEVERITY_TABLE
+from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.degradations.spectrum import (BHC_FIT_MAX_WATER_MM, SpectrumSpec, apply_water_correction, effective_water_mu,
                               mass_attenuation, polychromatic_water_line_integral,
                               water_correction_coefficients, x_ray_spectrum)
@@ -88,7 +90,7 @@ def context(simulator):
 
 def params(level: int, center=(N // 2 - 5.0, N // 2 + 12.0), material="steel", model="polychromatic",
            seed=11) -> MetalParams:
-    return MetalParams(level=level, diameter_mm=SEVERITY_TABLE[METAL][level], center_px=center,
+    return MetalParams(level=level, diameter_mm=DIAMETER_LEVELS[level], center_px=center,
                        material=material, model=model, seed=seed)
 
 
@@ -189,19 +191,19 @@ def test_disk_lies_inside_the_body():
     distance = body_distance_mm(hu, PIXEL_MM)
     for level in LEVELS:
         for seed in range(5):
-            p = sample_metal(level, hu, PIXEL_MM, numpy_generator(seed), seed=seed)
+            p = sample_metal(level, distance, PIXEL_MM, numpy_generator(seed), seed=seed)
             mask = metal_mask(p, N, PIXEL_MM)
-            assert p.diameter_mm == SEVERITY_TABLE[METAL][level]
+            assert p.diameter_mm == DIAMETER_LEVELS[level]
             assert np.all(body[mask])
             assert distance[mask].min() >= PLACEMENT_MARGIN_MM
 
 
 def test_sampling_reproducible_and_seed_dependent():
-    hu = phantom_hu()
-    a = sample_metal(2, hu, PIXEL_MM, numpy_generator(7), seed=7)
-    b = sample_metal(2, hu, PIXEL_MM, numpy_generator(7), seed=7)
+    distance = body_distance_mm(phantom_hu(), PIXEL_MM)
+    a = sample_metal(2, distance, PIXEL_MM, numpy_generator(7), seed=7)
+    b = sample_metal(2, distance, PIXEL_MM, numpy_generator(7), seed=7)
     assert a == b
-    positions = {sample_metal(2, hu, PIXEL_MM, numpy_generator(s), seed=s).center_px for s in range(5)}
+    positions = {sample_metal(2, distance, PIXEL_MM, numpy_generator(s), seed=s).center_px for s in range(5)}
     assert len(positions) == 5
 
 
@@ -215,17 +217,22 @@ def test_same_params_give_bit_identical_sinograms_and_seeds_change_the_noise(sim
     assert float((first - other).abs().mean()) < 0.01
 
 
-def test_component_records_every_parameter_and_replays(simulator):
+def test_component_records_every_parameter_and_replays(projector, simulator):
     p = params(1, material="titanium")
-    component = simulator.component(p, order=0)
-    assert component["type"] == METAL and component["level"] == 1 and component["order"] == 0
-    assert component["diameter_mm"] == SEVERITY_TABLE[METAL][1]
+    hu = phantom_hu()
+    reference = ReferenceSlice(hu=hu, pixel_spacing_mm=PIXEL_MM, source="t", patient_id="p", series_id="s",
+                               slice_index=0)
+    mu = hu_to_mu(torch.as_tensor(hu, dtype=torch.float32))
+    context = ScanContext(reference, projector.geometry, projector, mu, projector(mu))
+    metal = REGISTRY["metal"]
+    component = dict(metal.record(p, context), type="metal", level=1, order=0)
+    assert component["diameter_mm"] == DIAMETER_LEVELS[1]
     assert component["center_px"] == list(p.center_px)
     assert component["bbox"] == list(metal_bbox(p, N, PIXEL_MM))
     assert component["material"] == "titanium" and component["metal_model"] == "polychromatic"
     assert component["i0"] == simulator.i0 and component["electronic_variance"] == simulator.electronic_variance
     assert "120 kVp" in component["spectrum"] and component["seed"] == 11
-    assert MetalParams.from_component(component) == p
+    assert metal.params_from_record(component) == p
 
 
 # ------------------------------------------------------------------- physics
@@ -350,7 +357,7 @@ def test_artifact_energy_grows_with_size_on_a_real_slice(shared_ct_dir):
     projector = ParallelBeamProjector(ParallelBeamGeometry(n, pixel))
     simulator = MetalSimulator(projector)
     context = simulator.prepare(hu)
-    centre = sample_metal(3, hu, pixel, numpy_generator(1), seed=1).center_px   # fits every size
+    centre = sample_metal(3, body_distance_mm(hu, pixel), pixel, numpy_generator(1), seed=1).center_px   # fits all
     ps = [params(level, centre) for level in LEVELS]
     energies = artifact_energy(projector, [simulator.sinogram(context, p) for p in ps],
                                simulator.noiseless_sinogram(context), [metal_mask(p, n, pixel) for p in ps], pixel)
@@ -362,7 +369,7 @@ def test_no_position_fits_raises():
     hu = np.full((64, 64), -1000, np.int16)
     hu[28:36, 28:36] = 40                                    # 16 mm body at 2 mm pixels
     with pytest.raises(ValueError, match="no position inside the body fits a 15 mm"):
-        sample_metal(3, hu, PIXEL_MM, numpy_generator(0), seed=0)
+        sample_metal(3, body_distance_mm(hu, PIXEL_MM), PIXEL_MM, numpy_generator(0), seed=0)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -373,15 +380,13 @@ def test_no_position_fits_raises():
     (dict(pixel_spacing_mm=0.0), "pixel_spacing_mm"),
     (dict(pixel_spacing_mm=float("nan")), "pixel_spacing_mm"),
     (dict(seed=-1), "seed"),
-    (dict(rng=np.random.default_rng(0).random), "rng"),
-    (dict(hu=np.zeros((64, 32), np.int16)), "square"),
 ])
 def test_invalid_sampling_arguments_raise(kwargs, match):
-    args = dict(level=1, hu=phantom_hu(), pixel_spacing_mm=PIXEL_MM, rng=numpy_generator(0), material="steel",
-                model="polychromatic", seed=0)
+    args = dict(level=1, distance=body_distance_mm(phantom_hu(), PIXEL_MM), pixel_spacing_mm=PIXEL_MM,
+                rng=numpy_generator(0), material="steel", model="polychromatic", seed=0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        sample_metal(args.pop("level"), args.pop("hu"), args.pop("pixel_spacing_mm"), args.pop("rng"), **args)
+        sample_metal(args.pop("level"), args.pop("distance"), args.pop("pixel_spacing_mm"), args.pop("rng"), **args)
 
 
 @pytest.mark.parametrize("kwargs, match", [

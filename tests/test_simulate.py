@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from ctdegradbench.builder.degradations.metal import MetalParams, metal_mask
+from ctdegradbench.builder.degradations import REGISTRY
+from ctdegradbench.builder.degradations.metal import metal_mask
 from ctdegradbench.builder.simulate.prompts import describe
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
@@ -113,7 +114,7 @@ def test_metadata_is_complete_and_consistent(samples, prepared):
         if metal:
             x0, y0, x1, y1 = sample.bbox
             assert sample.bbox == metal[0]["bbox"] and x0 <= x1 and y0 <= y1
-            rows, cols = np.nonzero(metal_mask(MetalParams.from_component(metal[0]), N, PIXEL_MM))
+            rows, cols = np.nonzero(metal_mask(REGISTRY["metal"].params_from_record(metal[0]), N, PIXEL_MM))
             assert rows.size and x0 <= cols.min() and cols.max() <= x1 and y0 <= rows.min() and rows.max() <= y1
         else:
             assert sample.bbox == []

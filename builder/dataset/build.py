@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ctdegradbench.builder.dataset.export import (ALL_CONFIG, REFERENCES_CONFIG, ExportSummary, card_metadata, finish_export, start_export,
                      write_configs)
-from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
+from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 
 
 @dataclass
@@ -51,14 +51,14 @@ class BuildSummary:
 
 
 def settings_for(configs) -> tuple[str, ...]:
-    """Setting codes of the requested config names (``all`` = every setting), in paper order."""
+    """Setting codes of the requested config names (``all`` = the paper's ten), in table order."""
     if isinstance(configs, str):
         configs = [configs]
     known = [s.config_name for s in SETTINGS] + [ALL_CONFIG]
     codes = set()
     for name in configs:
         if name == ALL_CONFIG:
-            codes.update(s.code for s in SETTINGS)
+            codes.update(s.code for s in PAPER_SETTINGS)
         elif name in known:
             codes.add(get_setting(name).code)
         else:

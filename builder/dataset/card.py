@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 from importlib import resources
 import platform
-import re
 from collections import defaultdict
 from pathlib import Path
 from string import Template
@@ -18,9 +17,10 @@ from ctdegradbench.builder.dataset.export import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.dataset.features import SAMPLE_FIELD_DOCS, SPLITS
 from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS
 from ctdegradbench.builder.core.hu import AIR_HU, MU_WATER_PER_MM
-from ctdegradbench.builder.degradations.record import COMPONENT_FIELDS
+from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
-from ctdegradbench.builder.simulate.settings import LEVELS, SETTINGS, SEVERITY_PARAMETER, SEVERITY_TABLE, get_setting
+from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 from ctdegradbench.builder.dataset.splits import __doc__ as SPLIT_DOC
 
 # The template ships as package data (a link to the top-level dataset_card.md in the checkout).
@@ -44,10 +44,10 @@ def config_table(summary) -> str:
     rows = []
     for config in list(summary.rows) + [ALL_CONFIG]:
         if config == ALL_CONFIG:
-            setting_configs = [c for c in summary.rows if c != REFERENCES_CONFIG]
-            counts = {split: sum(summary.rows[c].get(split, 0) for c in setting_configs) for split in SPLITS}
-            size = sum(summary.config_bytes(c) for c in setting_configs)
-            what = "every setting below (no files of its own)"
+            paper_configs = [c for c in summary.rows if c != REFERENCES_CONFIG and get_setting(c).in_paper]
+            counts = {split: sum(summary.rows[c].get(split, 0) for c in paper_configs) for split in SPLITS}
+            size = sum(summary.config_bytes(c) for c in paper_configs)
+            what = "the paper's settings above (no files of its own)"
         else:
             counts = {split: summary.rows[config].get(split, 0) for split in SPLITS}
             size = summary.config_bytes(config)
@@ -72,11 +72,11 @@ def reference_saving(summary) -> str:
 
 
 def severity_table() -> str:
-    names = {"noise": "noise (S1)", "blur": "loss of sharpness (S2)", "streak": "streaks (S3)",
-             "aliasing": "aliasing (S4)", "metal": "metal (S5)"}
-    rows = [[names[kind], f"`{SEVERITY_PARAMETER[kind]}`", *(f"{v:g}" for v in values)]
-            for kind, values in SEVERITY_TABLE.items()]
-    return _table(["degradation", "parameter", *(f"L{lv}" for lv in LEVELS)], rows)
+    """Each registered degradation's severity parameter, unit and level table."""
+    singles = {s.components[0]: s for s in SETTINGS if not s.is_mixture}
+    rows = [[f"{d.title} ({singles[d.name].code})" if d.name in singles else d.title, f"`{d.parameter}`", d.unit,
+             *(f"{v:g}" for v in d.levels)] for d in REGISTRY.values()]
+    return _table(["degradation", "parameter", "unit", *(f"L{lv}" for lv in LEVELS)], rows)
 
 
 def physics_notes(config) -> str:
@@ -90,38 +90,9 @@ def physics_notes(config) -> str:
     return "\n".join(lines)
 
 
-def doc_to_markdown(doc: str, n_paragraphs: int) -> str:
-    """The first ``n_paragraphs`` of a numpydoc/reST module docstring as Markdown
-    (``::`` literal blocks become fenced code)."""
-    paragraphs = [p for p in doc.strip().split("\n\n") if p.strip()]
-    out = []
-    for para in paragraphs[:n_paragraphs]:
-        lines = para.split("\n")
-        if all(line.startswith("    ") for line in lines):
-            out.append("```\n" + "\n".join(line[4:] for line in lines) + "\n```")
-        elif re.match(r"\s*(\*|\d+\.) ", lines[0]):          # a list: one item per line
-            items = []
-            for line in lines:
-                if re.match(r"\s*(\*|\d+\.) ", line):
-                    items.append(line.strip())
-                else:
-                    items[-1] += " " + line.strip()
-            out.append("\n".join(items))
-        else:
-            text = " ".join(line.strip() for line in lines)
-            out.append(text[:-1] if text.endswith("::") else text)
-    return "\n\n".join(out)
-
-
 def degradation_physics() -> str:
-    """Each degradation operator's own statement of its physics (its module docstring)."""
-    from ctdegradbench.builder.degradations import aliasing, blur, metal, noise, streak
-
-    sections = []
-    for module, n_paragraphs in ((noise, 4), (blur, 3), (streak, 6), (aliasing, 3), (metal, 2)):
-        sections.append(doc_to_markdown(module.__doc__, n_paragraphs)
-                        + f"\n\n(Full statement, with the defaults: the docstring of `{module.__name__}`.)")
-    return "\n\n".join(sections)
+    """Each registered degradation's statement of its physics."""
+    return "\n\n".join(d.physics for d in REGISTRY.values())
 
 
 def mixture_table() -> str:
@@ -135,7 +106,7 @@ def field_table(features) -> str:
 
 
 def component_table() -> str:
-    return _table(["field", "type", "meaning"], [[f"`{name}`", kind, doc] for name, (kind, doc) in COMPONENT_FIELDS.items()])
+    return _table(["field", "type", "meaning"], [[f"`{name}`", kind, doc] for name, (kind, doc) in component_fields().items()])
 
 
 def split_table(summary) -> str:

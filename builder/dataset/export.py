@@ -33,7 +33,7 @@ from huggingface_hub import DatasetCardData
 
 from ctdegradbench.builder.core.errors import OutputError
 from ctdegradbench.builder.dataset.features import SPLITS
-from ctdegradbench.builder.simulate.settings import SETTINGS
+from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 
 PARQUET_COMPRESSION = "zstd"          # ~10 % smaller than the default Snappy on HU arrays
 MAX_SHARD_BYTES = 500 * 1024 ** 2     # uncompressed Arrow bytes per Parquet file
@@ -161,24 +161,25 @@ def card_metadata(summary: ExportSummary, sample_info: datasets.DatasetInfo,
     card = DatasetCardData(license="other", task_categories=["image-classification"],
                            tags=["medical", "computed-tomography", "image-quality", "artifacts", "physics-simulation"])
     setting_configs = [s.config_name for s in SETTINGS if s.config_name in summary.rows]
+    paper_configs = [c for c in setting_configs if get_setting(c).in_paper]   # what `all` points at
     configs, infos = {}, {}
     for config in setting_configs + ([REFERENCES_CONFIG] if REFERENCES_CONFIG in summary.rows else []):
         configs[config] = {"data_files": [{"split": split, "path": f"data/{config}/{split}-*.parquet"}
                                           for split in SPLITS if split in summary.rows[config]]}
         info = reference_info if config == REFERENCES_CONFIG else sample_info
         infos[config] = _sized_info(info, config, summary)
-    if setting_configs:
+    if paper_configs:
         configs[ALL_CONFIG] = {"default": True, "data_files": [
-            {"split": split, "path": [f"data/{c}/{split}-*.parquet" for c in setting_configs
+            {"split": split, "path": [f"data/{c}/{split}-*.parquet" for c in paper_configs
                                       if split in summary.rows[c]]}
-            for split in SPLITS if any(split in summary.rows[c] for c in setting_configs)]}
+            for split in SPLITS if any(split in summary.rows[c] for c in paper_configs)]}
         all_summary = ExportSummary(summary.out)
         for split in SPLITS:
-            rows = sum(summary.rows[c].get(split, 0) for c in setting_configs)
+            rows = sum(summary.rows[c].get(split, 0) for c in paper_configs)
             if rows:
                 all_summary.rows.setdefault(ALL_CONFIG, {})[split] = rows
                 all_summary.bytes.setdefault(ALL_CONFIG, {})[split] = sum(
-                    summary.bytes[c].get(split, 0) for c in setting_configs)
+                    summary.bytes[c].get(split, 0) for c in paper_configs)
         infos[ALL_CONFIG] = _sized_info(sample_info, ALL_CONFIG, all_summary)
     DatasetInfosDict(infos).to_dataset_card_data(card)
     MetadataConfigs(configs).to_dataset_card_data(card)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datasets
 
-from ctdegradbench.builder.degradations.record import COMPONENT_FIELDS
+from ctdegradbench.builder.degradations import component_fields
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -58,7 +58,7 @@ SAMPLE_FIELD_DOCS: dict[str, str] = {
 
 def _component_feature() -> dict:
     feature = {}
-    for name, (kind, _) in COMPONENT_FIELDS.items():
+    for name, (kind, _) in component_fields().items():
         feature[name] = _SCALAR[kind] if kind in _SCALAR else _LIST[kind]
     return feature
 

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from ctdegradbench.builder.simulate.settings import LEVELS, SETTINGS, get_setting  # noqa: E402
 
 WINDOW_HU = (-160.0, 240.0)
-SINGLE_CODES = tuple(s.code for s in SETTINGS if not s.is_mixture)
+SINGLE_CODES = tuple(s.code for s in SETTINGS if not s.is_mixture and s.in_paper)
 
 
 def log_spectrum(image_hu: np.ndarray) -> np.ndarray:

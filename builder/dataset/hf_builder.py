@@ -28,7 +28,7 @@ from ctdegradbench.builder.core.paper import CITATION
 
 from ctdegradbench.builder.dataset.export import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features, sample_to_row
-from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
+from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.dataset.splits import DEFAULT_FRACTIONS, assign_splits, check_fractions
 
 
@@ -142,7 +142,7 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
     VERSION = datasets.Version("0.1.0")
     BUILDER_CONFIG_CLASS = CTDegradBenchConfig
     BUILDER_CONFIGS = _setting_configs() + [
-        CTDegradBenchConfig(name=ALL_CONFIG, settings=tuple(s.code for s in SETTINGS),
+        CTDegradBenchConfig(name=ALL_CONFIG, settings=tuple(s.code for s in PAPER_SETTINGS),
                             description="every setting S1-S5 and M1-M5 at levels L0-L3"),
         CTDegradBenchConfig(name=REFERENCES_CONFIG, settings=(),
                             description="reference slices and their clean FBP reconstructions"),
@@ -188,7 +188,7 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
         simulator = Simulator(self.config.simulation_config())
         for ref in slices:
             if self.config.is_references:
-                prepared = simulator.prepare(ref, metal=False)
+                prepared = simulator.prepare(ref)
                 yield ref.reference_id, reference_row(ref, prepared.clean_fbp_hu)
                 continue
             for sample in simulator.run(ref, settings=self.config.settings):

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ctdegradbench.builder.degradations.record import make_component
-from ctdegradbench.builder.simulate.settings import BLUR, check_level, severity_value
+from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
+
+SIGMA_LEVELS = (0.8, 1.0, 1.5, 2.5)     # Gaussian sigma in detector bins at L0..L3 (paper Eq. 9)
 
 TRUNCATE_SIGMAS = 4.0   # kernel half-width in standard deviations (as scipy's default)
 
@@ -54,18 +56,10 @@ class BlurParams:
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
             raise ValueError(f"sigma_bins must be a finite number >= 0 detector bins, got {s!r}")
 
-    def component(self, order: int) -> dict:
-        """This blur as a metadata component (no random draws, so no seed)."""
-        return make_component(type=BLUR, level=self.level, order=order, sigma_bins=float(self.sigma_bins))
-
-    @classmethod
-    def from_component(cls, component: dict) -> "BlurParams":
-        return cls(level=component["level"], sigma_bins=component["sigma_bins"])
-
 
 def sample_blur(level: int) -> BlurParams:
     """Blur parameters of severity ``level``: ``sigma`` from the severity table (deterministic)."""
-    return BlurParams(level=check_level(level), sigma_bins=float(severity_value(BLUR, level)))
+    return BlurParams(level=level, sigma_bins=SIGMA_LEVELS[check_level(level)])
 
 
 def gaussian_kernel(sigma_bins: float) -> list[float]:
@@ -98,3 +92,36 @@ def apply_blur(sinogram: torch.Tensor, params: BlurParams) -> torch.Tensor:
         start = radius - (index - radius)
         out.add_(padded[..., start:start + d], alpha=weight)
     return out
+
+
+@register
+class Blur(Degradation):
+    """Loss of sharpness: detector-axis Gaussian blur (paper Eq. 9); see the module docstring."""
+
+    name = "blur"
+    title = "loss of sharpness"
+    parameter = "sigma_bins"
+    unit = "detector bins"
+    levels = SIGMA_LEVELS
+    fields = {"sigma_bins": ("float", "Gaussian blur sigma along the detector axis, in detector bins")}
+    physics = (
+        "**Loss of sharpness** (Eq. 9). The detector aperture, cross-talk and the focal spot spread each "
+        "ray over neighbouring bins; this acts along the detector, not across views. Each view is "
+        "convolved with a normalised Gaussian of standard deviation `sigma` along the detector axis "
+        "(truncated at 4 sigma; bins beyond the detector read air), which FBP turns into an in-plane loss "
+        "of resolution.")
+
+    def sample(self, level, context, seed, config) -> BlurParams:
+        return sample_blur(level)
+
+    def apply(self, state: SinogramState, params: BlurParams, context) -> SinogramState:
+        return state.replace(sinogram=apply_blur(state.sinogram, params))
+
+    def record(self, params: BlurParams, context) -> dict:
+        return {"sigma_bins": float(params.sigma_bins)}
+
+    def params_from_record(self, record: dict) -> BlurParams:
+        return BlurParams(level=record["level"], sigma_bins=record["sigma_bins"])
+
+    def phrase(self, record: dict, geometry: dict) -> str:
+        return f"loss of sharpness from a detector blur of sigma {float(record['sigma_bins']):g} bins"

@@ -88,7 +88,6 @@ tissue or bone, never in air, lung or the table.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
@@ -98,9 +97,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, hu_to_mu
-from ctdegradbench.builder.degradations.record import make_component
-from ctdegradbench.builder.core.seeding import check_seed, torch_generator
-from ctdegradbench.builder.simulate.settings import METAL, check_level, severity_value
+from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.builder.core.seeding import check_seed, numpy_generator, torch_generator
+from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
 from ctdegradbench.builder.degradations.spectrum import (DEFAULT_SPECTRUM, METAL_MATERIALS, SpectrumSpec, apply_water_correction,
                         effective_water_mu, linear_attenuation, mass_attenuation,
                         water_correction_coefficients, x_ray_spectrum)
@@ -118,6 +117,7 @@ CHORD_STEP_PX = 0.5                  # largest integration step along a metal ch
 BONE_SPLIT_HU = (100.0, 1500.0)      # bone fraction 0 at/below the first, 1 at/above the second
 BODY_THRESHOLD_HU = -300.0           # body = largest connected region above this HU
 PLACEMENT_MARGIN_MM = 2.0            # tissue kept between the disk and the body outline
+DIAMETER_LEVELS = (3.0, 6.0, 10.0, 15.0)   # metal disk diameter in mm at L0..L3
 
 
 def _positive(value, name: str) -> float:
@@ -151,13 +151,17 @@ class MetalParams:
     level : int
         Severity level 0..3.
     diameter_mm : float
-        Disk diameter in mm (the sampler takes ``SEVERITY_TABLE["metal"][level]``).
+        Disk diameter in mm (the sampler takes ``DIAMETER_LEVELS[level]``).
     center_px : tuple of float
         Disk centre ``(row, col)`` in pixel indices.
     material : {"steel", "titanium"}
     model : {"polychromatic", "monochromatic"}
     seed : int
         Seed of the quantum and electronic noise of the polychromatic scan.
+    i0 : float or None
+        Incident photons per ray of the polychromatic scan (``None`` for the monochromatic model).
+    electronic_variance : float or None
+        Electronic noise variance of the polychromatic scan, counts^2 (``None``: monochromatic).
     """
 
     level: int
@@ -166,6 +170,8 @@ class MetalParams:
     material: str
     model: str
     seed: int
+    i0: float | None = DEFAULT_I0
+    electronic_variance: float | None = DEFAULT_ELECTRONIC_VARIANCE
 
     def __post_init__(self) -> None:
         check_level(self.level)
@@ -183,15 +189,6 @@ class MetalParams:
     def radius_px(self, pixel_spacing_mm: float) -> float:
         return 0.5 * self.diameter_mm / _positive(pixel_spacing_mm, "pixel_spacing_mm")
 
-    @classmethod
-    def from_component(cls, component: dict) -> "MetalParams":
-        """Inverse of :meth:`MetalSimulator.component`."""
-        if component.get("type") != METAL:
-            raise ValueError(f"expected a metal component, got type {component.get('type')!r}")
-        return cls(level=component["level"], diameter_mm=component["diameter_mm"],
-                   center_px=tuple(component["center_px"]), material=component["material"],
-                   model=component["metal_model"], seed=component["seed"])
-
 
 # ------------------------------------------------------------------ placement
 def body_mask(hu: np.ndarray) -> np.ndarray:
@@ -205,68 +202,54 @@ def body_mask(hu: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-_DISTANCE_CACHE: dict[tuple, np.ndarray] = {}
-_DISTANCE_CACHE_SIZE = 4   # a reference's 12 metal draws reuse one distance map
-
-
 def body_distance_mm(hu: np.ndarray, pixel_spacing_mm: float) -> np.ndarray:
     """Distance (mm) of every pixel centre to the nearest pixel outside :func:`body_mask`.
 
-    The image border counts as outside; pixels outside the body have distance 0. The
-    result (read-only) is memoised on the content of ``hu`` and the spacing for the last
-    few slices, because the distance transform (about 20 ms at 512 x 512) would otherwise be
-    repeated for each of a reference's metal draws.
+    The image border counts as outside; pixels outside the body have distance 0.
     """
-    hu = _check_hu(hu)
     spacing = _positive(pixel_spacing_mm, "pixel_spacing_mm")
-    key = (hashlib.blake2b(np.ascontiguousarray(hu).tobytes(), digest_size=16).hexdigest(), hu.shape,
-           hu.dtype.str, spacing)
-    if key not in _DISTANCE_CACHE:
-        padded = np.pad(body_mask(hu), 1, constant_values=False)
-        distance = ndimage.distance_transform_edt(padded)[1:-1, 1:-1] * spacing
-        distance.setflags(write=False)
-        if len(_DISTANCE_CACHE) >= _DISTANCE_CACHE_SIZE:
-            _DISTANCE_CACHE.pop(next(iter(_DISTANCE_CACHE)))
-        _DISTANCE_CACHE[key] = distance
-    return _DISTANCE_CACHE[key]
+    padded = np.pad(body_mask(hu), 1, constant_values=False)
+    return ndimage.distance_transform_edt(padded)[1:-1, 1:-1] * spacing
 
 
-def placement_candidates(hu: np.ndarray, pixel_spacing_mm: float, diameter_mm: float) -> np.ndarray:
+def placement_candidates(distance_mm: np.ndarray, diameter_mm: float) -> np.ndarray:
     """Pixel centres ``(row, col)`` (int array ``(K, 2)``, row-major order) where a disk fits.
 
-    A centre fits when its distance to the nearest pixel outside the body (the image border
-    counts as outside) is at least ``diameter_mm / 2 + PLACEMENT_MARGIN_MM``.
+    ``distance_mm`` is :func:`body_distance_mm` of the slice. A centre fits when its distance
+    to the nearest pixel outside the body (the image border counts as outside) is at least
+    ``diameter_mm / 2 + PLACEMENT_MARGIN_MM``.
     """
     radius = 0.5 * _positive(diameter_mm, "diameter_mm")
-    return np.argwhere(body_distance_mm(hu, pixel_spacing_mm) >= radius + PLACEMENT_MARGIN_MM)
+    return np.argwhere(distance_mm >= radius + PLACEMENT_MARGIN_MM)
 
 
-def sample_metal(level: int, hu: np.ndarray, pixel_spacing_mm: float, rng: np.random.Generator, *,
-                 material: str = DEFAULT_MATERIAL, model: str = DEFAULT_MODEL, seed: int) -> MetalParams:
-    """Draw a metal insertion of severity ``level`` inside the body of ``hu``.
+def sample_metal(level: int, distance_mm: np.ndarray, pixel_spacing_mm: float, rng: np.random.Generator, *,
+                 material: str = DEFAULT_MATERIAL, model: str = DEFAULT_MODEL, seed: int,
+                 i0: float = DEFAULT_I0, electronic_variance: float = DEFAULT_ELECTRONIC_VARIANCE) -> MetalParams:
+    """Draw a metal insertion of severity ``level`` inside the body.
 
-    The diameter is ``SEVERITY_TABLE["metal"][level]`` mm; the centre is drawn uniformly
-    (``rng.integers``) among :func:`placement_candidates`. ``seed`` is stored for the noise
-    of the scan. Raises ValueError when no position fits the disk.
+    The diameter is ``DIAMETER_LEVELS[level]`` mm; the centre is drawn uniformly
+    (``rng.integers``) among :func:`placement_candidates` of ``distance_mm`` (the slice's
+    :func:`body_distance_mm`). ``seed``, ``i0`` and ``electronic_variance`` are stored for the
+    noise of the polychromatic scan (``None`` for the monochromatic model). Raises
+    ValueError when no position fits the disk.
     """
     check_level(level)
-    _check_hu(hu)
     spacing = _positive(pixel_spacing_mm, "pixel_spacing_mm")
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     _check_choice(material, "metal material", METAL_MATERIALS)
     _check_choice(model, "metal model", METAL_MODELS)
-    check_seed(seed)
-    diameter = float(severity_value(METAL, level))
-    candidates = placement_candidates(hu, spacing, diameter)
+    diameter = DIAMETER_LEVELS[level]
+    candidates = placement_candidates(distance_mm, diameter)
     if len(candidates) == 0:
         raise ValueError(
             f"no position inside the body fits a {diameter:g} mm metal disk (level {level}): no pixel of the body "
             f"(largest region above {BODY_THRESHOLD_HU:g} HU) lies {diameter / 2 + PLACEMENT_MARGIN_MM:g} mm "
             f"from its outline at {spacing:g} mm per pixel")
     row, col = candidates[int(rng.integers(len(candidates)))]
-    return MetalParams(level=level, diameter_mm=diameter, center_px=(float(row), float(col)),
-                       material=material, model=model, seed=seed)
+    polychromatic = model == "polychromatic"
+    return MetalParams(level=level, diameter_mm=diameter, center_px=(float(row), float(col)), material=material,
+                       model=model, seed=check_seed(seed), i0=float(i0) if polychromatic else None,
+                       electronic_variance=float(electronic_variance) if polychromatic else None)
 
 
 # ------------------------------------------------------------ mask and bbox
@@ -612,14 +595,82 @@ class MetalSimulator:
         return (f"{self.spectrum_spec.describe()}, energy-integrating detector, "
                 f"E_eff {self.spectrum.effective_energy_kev:.1f} keV")
 
-    def component(self, params: MetalParams, order: int) -> dict:
-        """``make_component`` record of ``params`` with every drawn and physical parameter."""
-        geometry = self.geometry
+
+@register
+class Metal(Degradation):
+    """Metal artifacts: a metal disk scanned polychromatically (or inserted by Eq. 12); see the module docstring."""
+
+    name = "metal"
+    title = "metal artifacts"
+    parameter = "diameter_mm"
+    unit = "mm"
+    levels = DIAMETER_LEVELS
+    fields = {
+        "metal_model": ("str", "polychromatic (default) or monochromatic (paper Eq. 12)"),
+        "material": ("str", "metal material, e.g. titanium or steel"),
+        "diameter_mm": ("float", "metal disk diameter in mm"),
+        "center_px": ("list[float]", "metal disk centre (row, col) in pixels"),
+        "bbox": ("list[int]", "metal bounding box (x_min, y_min, x_max, y_max) in pixels, inclusive"),
+        "spectrum": ("str", "x-ray spectrum of the polychromatic metal scan"),
+        "i0": ("float", "incident photons per ray of the polychromatic metal scan"),
+        "electronic_variance": ("float", "electronic noise variance of the polychromatic metal scan, counts^2"),
+    }
+    physics = (
+        "**Metal** (Eq. 12 and a polychromatic scan). A metal disk is placed inside the body (never in air or "
+        "lung) and scanned with a 120 kVp spectrum through water, cortical bone and the metal (xraydb "
+        "attenuation, spekpy spectrum): beam hardening, photon starvation (exact Poisson counts behind the "
+        "metal) and the exponential edge-gradient effect (each detector bin averages intensities over "
+        "sub-rays) give the dark bands and streaks of clinical metal artifacts after the scanner's water "
+        "beam-hardening correction. The paper's monochromatic insertion (Eq. 12) is an option.")
+
+    @staticmethod
+    def _distance(context) -> np.ndarray:
+        if "metal/distance" not in context.cache:
+            ref = context.reference
+            context.cache["metal/distance"] = body_distance_mm(ref.hu, float(ref.pixel_spacing_mm))
+        return context.cache["metal/distance"]
+
+    @staticmethod
+    def scanner(context, params: MetalParams) -> tuple["MetalSimulator", "MetalContext"]:
+        """The metal simulator of ``params``' scan settings and its per-reference context (cached)."""
+        i0 = DEFAULT_I0 if params.i0 is None else params.i0
+        variance = DEFAULT_ELECTRONIC_VARIANCE if params.electronic_variance is None else params.electronic_variance
+        key = ("metal/scanner", i0, variance)
+        if key not in context.cache:
+            simulator = MetalSimulator(context.projector, i0=i0, electronic_variance=variance)
+            context.cache[key] = (simulator, simulator.prepare(context.reference.hu))
+        return context.cache[key]
+
+    def sample(self, level, context, seed, config) -> MetalParams:
+        ref = context.reference
+        return sample_metal(level, self._distance(context), float(ref.pixel_spacing_mm), numpy_generator(seed),
+                            material=config.metal_material, model=config.metal_model, seed=seed,
+                            i0=config.metal_i0, electronic_variance=config.electronic_variance)
+
+    def apply(self, state: SinogramState, params: MetalParams, context) -> SinogramState:
+        if state.sinogram is not context.sinogram or state.views is not None:
+            raise ValueError("metal must be the first component: it replaces the clean scan")
+        simulator, metal_context = self.scanner(context, params)
+        scan = simulator.simulate(metal_context, params)
+        return state.replace(sinogram=scan.sinogram, clamped_bins=state.clamped_bins + scan.clamped_bins)
+
+    def record(self, params: MetalParams, context) -> dict:
+        geometry = context.geometry
         polychromatic = params.model == "polychromatic"
-        return make_component(
-            type=METAL, level=params.level, order=order, seed=params.seed, metal_model=params.model,
-            material=params.material, diameter_mm=params.diameter_mm, center_px=list(params.center_px),
-            bbox=list(metal_bbox(params, geometry.image_size, geometry.pixel_spacing_mm)),
-            spectrum=self.spectrum_description,
-            i0=self.i0 if polychromatic else None,
-            electronic_variance=self.electronic_variance if polychromatic else None)
+        return {"seed": params.seed, "metal_model": params.model, "material": params.material,
+                "diameter_mm": params.diameter_mm, "center_px": list(params.center_px),
+                "bbox": list(metal_bbox(params, geometry.image_size, geometry.pixel_spacing_mm)),
+                "spectrum": self.scanner(context, params)[0].spectrum_description if polychromatic else None,
+                "i0": params.i0, "electronic_variance": params.electronic_variance}
+
+    def params_from_record(self, record: dict) -> MetalParams:
+        return MetalParams(level=record["level"], diameter_mm=record["diameter_mm"],
+                           center_px=tuple(record["center_px"]), material=record["material"],
+                           model=record["metal_model"], seed=record["seed"], i0=record["i0"],
+                           electronic_variance=record["electronic_variance"])
+
+    def phrase(self, record: dict, geometry: dict) -> str:
+        row, col = (float(v) for v in record["center_px"])
+        x0, y0, x1, y1 = (int(v) for v in record["bbox"])
+        return (f"metal artifacts from a {float(record['diameter_mm']):g} mm {record['material']} insert "
+                f"at (row {row:.0f}, col {col:.0f}), bounding box x {x0}-{x1}, y {y0}-{y1}")

@@ -56,9 +56,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ctdegradbench.builder.degradations.record import make_component
+from ctdegradbench.builder.core.levels import check_level
 from ctdegradbench.builder.core.seeding import check_seed, torch_generator
-from ctdegradbench.builder.simulate.settings import NOISE, check_level, severity_value
+from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
+
+GAMMA_LEVELS = (1.0, 2.0, 2.5, 4.0)     # residual noise scaling gamma at L0..L3 (paper Eq. 8)
 
 DEFAULT_I0 = 6.4e6               # photons per detector bin and view at full dose
 DEFAULT_DOSE_FRACTION = 0.25     # alpha: quarter dose
@@ -133,20 +135,6 @@ class NoiseParams:
         """``alpha * I0``: photons per unattenuated detector bin and view."""
         return self.i0 * self.dose_fraction
 
-    def component(self, order: int) -> dict:
-        """This realisation as a metadata component (``builder.metadata.make_component``)."""
-        return make_component(type=NOISE, level=self.level, order=order, seed=self.seed, gamma=self.gamma,
-                              i0=self.i0, dose_fraction=self.dose_fraction,
-                              electronic_variance=self.electronic_variance, delta=self.delta)
-
-    @classmethod
-    def from_component(cls, component: dict) -> "NoiseParams":
-        """Inverse of :meth:`component`."""
-        return cls(level=component["level"], gamma=component["gamma"], i0=component["i0"],
-                   dose_fraction=component["dose_fraction"],
-                   electronic_variance=component["electronic_variance"], delta=component["delta"],
-                   seed=component["seed"])
-
 
 def sample_noise(level: int, *, seed: int, i0: float = DEFAULT_I0, dose_fraction: float = DEFAULT_DOSE_FRACTION,
                  electronic_variance: float = DEFAULT_ELECTRONIC_VARIANCE,
@@ -156,7 +144,7 @@ def sample_noise(level: int, *, seed: int, i0: float = DEFAULT_I0, dose_fraction
     The noise itself is the random part; it is drawn in :func:`apply_noise` from ``seed``
     (the component seed), so the parameters hold everything needed to replay it.
     """
-    return NoiseParams(level=check_level(level), gamma=float(severity_value(NOISE, level)), i0=float(i0),
+    return NoiseParams(level=level, gamma=GAMMA_LEVELS[check_level(level)], i0=float(i0),
                        dose_fraction=float(dose_fraction), electronic_variance=float(electronic_variance),
                        delta=float(delta), seed=check_seed(seed))
 
@@ -190,3 +178,47 @@ def apply_noise(sinogram: torch.Tensor, params: NoiseParams) -> tuple[torch.Tens
     reading = torch.where(negative, torch.zeros_like(reading), reading)
     noisy = -torch.log((reading + params.delta) / params.photons)
     return sinogram + params.gamma * (noisy - sinogram), clamped_bins
+
+
+@register
+class Noise(Degradation):
+    """Low-dose photon noise (paper Eq. 5-8); see the module docstring."""
+
+    name = "noise"
+    title = "noise"
+    parameter = "gamma"
+    unit = "residual noise scale"
+    levels = GAMMA_LEVELS
+    fields = {
+        "gamma": ("float", "residual noise scaling gamma (Eq. 8)"),
+        "i0": ("float", "incident photons per detector bin and view at full dose, I0"),
+        "dose_fraction": ("float", "dose fraction alpha (Eq. 5)"),
+        "electronic_variance": ("float", "electronic noise variance sigma_e^2, in photon counts^2 (Eq. 6)"),
+        "delta": ("float", "log stabiliser delta, in photon counts (Eq. 7)"),
+    }
+    physics = (
+        "**Noise** (mixed Poisson-Gaussian, Zeng et al. 2015; Eq. 5-8). Each detector bin counts "
+        "`K ~ Poisson(alpha I0 exp(-s))` photons, read out with Gaussian electronic noise of variance "
+        "`sigma_e^2`; the noisy line integral is `-log((max(K', 0) + delta) / (alpha I0))`, and its residual "
+        "is scaled by `gamma` (Eq. 8), so the image noise SD grows linearly with `gamma`, keeping the "
+        "texture of a low-dose scan. Readings below zero are floored (counted in `clamped_bins`).")
+
+    def sample(self, level, context, seed, config) -> NoiseParams:
+        return sample_noise(level, seed=seed, i0=config.i0, dose_fraction=config.dose_fraction,
+                            electronic_variance=config.electronic_variance, delta=config.delta)
+
+    def apply(self, state: SinogramState, params: NoiseParams, context) -> SinogramState:
+        noisy, clamped = apply_noise(state.sinogram, params)
+        return state.replace(sinogram=noisy, clamped_bins=state.clamped_bins + clamped)
+
+    def record(self, params: NoiseParams, context) -> dict:
+        return {"seed": params.seed, "gamma": params.gamma, "i0": params.i0, "dose_fraction": params.dose_fraction,
+                "electronic_variance": params.electronic_variance, "delta": params.delta}
+
+    def params_from_record(self, record: dict) -> NoiseParams:
+        return NoiseParams(level=record["level"], gamma=record["gamma"], i0=record["i0"],
+                           dose_fraction=record["dose_fraction"], electronic_variance=record["electronic_variance"],
+                           delta=record["delta"], seed=record["seed"])
+
+    def phrase(self, record: dict, geometry: dict) -> str:
+        return f"photon noise at gamma {float(record['gamma']):g} ({dose_name(record['dose_fraction'])})"

@@ -35,9 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ctdegradbench.builder.degradations.record import make_component
-from ctdegradbench.builder.core.seeding import check_seed
-from ctdegradbench.builder.simulate.settings import STREAK, check_level, severity_value
+from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.builder.core.seeding import check_seed, numpy_generator
+from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
+
+DELTA_L_LEVELS = (0.25, 0.5, 1.0, 2.0)   # outlier amplitude in line-integral units at L0..L3 (paper Eq. 10)
 
 # Outlier runs per sample (same at every level). Calibrated on 15 real 512 x 512 slices
 # (SSIM against the reference, window [-300, 300] HU): 36 runs give 0.937 / 0.912 / 0.874 /
@@ -86,19 +88,6 @@ class StreakParams:
             raise ValueError(f"streak run widths must be in 1..{MAX_RUN_WIDTH} bins, got {self.widths}")
         check_seed(self.seed)
 
-    def component(self, order: int) -> dict:
-        """These streaks as a metadata component."""
-        return make_component(type=STREAK, level=self.level, order=order, seed=self.seed,
-                              delta_l=float(self.delta_l), streak_views=[int(v) for v in self.views],
-                              streak_bins=[int(b) for b in self.bins], streak_widths=[int(w) for w in self.widths])
-
-    @classmethod
-    def from_component(cls, component: dict) -> "StreakParams":
-        return cls(level=component["level"], delta_l=component["delta_l"],
-                   views=tuple(int(v) for v in component["streak_views"]),
-                   bins=tuple(int(b) for b in component["streak_bins"]),
-                   widths=tuple(int(w) for w in component["streak_widths"]), seed=component["seed"])
-
 
 def thick_shadow(sinogram) -> np.ndarray:
     """Boolean ``(V, D)``: bins whose line integral is positive and >= half the view's maximum."""
@@ -144,7 +133,7 @@ def sample_streak(level: int, sinogram, rng: np.random.Generator, *, seed: int,
             candidates = np.flatnonzero(shadow[v])
         bins.append(int(rng.choice(candidates)))
         widths.append(width)
-    return StreakParams(level=level, delta_l=float(severity_value(STREAK, level)),
+    return StreakParams(level=level, delta_l=DELTA_L_LEVELS[level],
                         views=tuple(int(v) for v in views), bins=tuple(bins), widths=tuple(widths),
                         seed=check_seed(seed))
 
@@ -166,3 +155,47 @@ def apply_streak(sinogram: torch.Tensor, params: StreakParams) -> torch.Tensor:
         raise ValueError(f"sinogram must be a floating-point torch.Tensor, got {type(sinogram).__name__}")
     mask = streak_mask(params, tuple(sinogram.shape[-2:]), sinogram.device, sinogram.dtype)
     return sinogram + params.delta_l * mask
+
+
+@register
+class Streak(Degradation):
+    """Streak outliers in the thick shadow (paper Eq. 10); see the module docstring."""
+
+    name = "streak"
+    title = "streak artifacts"
+    parameter = "delta_l"
+    unit = "line-integral units"
+    levels = DELTA_L_LEVELS
+    fields = {
+        "delta_l": ("float", "streak outlier amplitude added to the line integrals"),
+        "streak_views": ("list[int]", "view index of each streak outlier run"),
+        "streak_bins": ("list[int]", "first detector bin of each outlier run"),
+        "streak_widths": ("list[int]", "number of detector bins of each outlier run"),
+    }
+    physics = (
+        "**Streaks** (Eq. 10). Along the most attenuating paths few photons reach the detector and the "
+        "log of a starved count overestimates the line integral; FBP smears each such ray back along its "
+        "line. The mask `M` holds a fixed number of outlier runs (1-3 bins each, in distinct views) in the "
+        "thick shadow (line integral at least half the view's maximum), and `s + dL M` is reconstructed.")
+
+    def sample(self, level, context, seed, config) -> StreakParams:
+        return sample_streak(level, context.sinogram, numpy_generator(seed), seed=seed, n_runs=config.streak_runs)
+
+    def apply(self, state: SinogramState, params: StreakParams, context) -> SinogramState:
+        if state.views is not None:
+            raise ValueError("streak outliers index the full scan's views; apply them before aliasing")
+        return state.replace(sinogram=apply_streak(state.sinogram, params))
+
+    def record(self, params: StreakParams, context) -> dict:
+        return {"seed": params.seed, "delta_l": float(params.delta_l), "streak_views": [int(v) for v in params.views],
+                "streak_bins": [int(b) for b in params.bins], "streak_widths": [int(w) for w in params.widths]}
+
+    def params_from_record(self, record: dict) -> StreakParams:
+        return StreakParams(level=record["level"], delta_l=record["delta_l"],
+                            views=tuple(int(v) for v in record["streak_views"]),
+                            bins=tuple(int(b) for b in record["streak_bins"]),
+                            widths=tuple(int(w) for w in record["streak_widths"]), seed=record["seed"])
+
+    def phrase(self, record: dict, geometry: dict) -> str:
+        return (f"streak artifacts from {len(record['streak_views'])} sinogram outlier runs of amplitude "
+                f"{float(record['delta_l']):g}")

@@ -42,23 +42,26 @@ from importlib import metadata as importlib_metadata
 import numpy as np
 import torch
 
-from ctdegradbench.builder.degradations.aliasing import AliasingParams, apply_aliasing, sample_aliasing
-from ctdegradbench.builder.degradations.blur import BlurParams, apply_blur, sample_blur
-from ctdegradbench.builder.degradations.metal import MetalContext, MetalParams, MetalSimulator, sample_metal
-from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE, DEFAULT_I0,
-                                 NoiseParams, apply_noise, check_noise_physics, sample_noise)
-from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_RUNS, StreakParams, apply_streak, sample_streak
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
-from ctdegradbench.builder.simulate.mixtures import setting_components
+from ctdegradbench.builder.core.levels import LEVELS, check_level
+from ctdegradbench.builder.core.seeding import (check_seed, component_seed, levels_seed, make_sample_id,
+                                                numpy_generator, sample_seed)
+from ctdegradbench.builder.degradations import (ScanContext, SinogramState, get_degradation,
+                                                make_component)
+from ctdegradbench.builder.degradations.metal import DEFAULT_I0 as DEFAULT_METAL_I0
+from ctdegradbench.builder.degradations.metal import METAL_MODELS
+from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE,
+                                                      DEFAULT_I0, check_noise_physics)
+from ctdegradbench.builder.degradations.spectrum import METAL_MATERIALS
+from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_RUNS
 from ctdegradbench.builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
+from ctdegradbench.builder.simulate.mixtures import setting_components
 from ctdegradbench.builder.simulate.prompts import describe
+from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, Setting, get_setting
 from ctdegradbench.builder.sources.reference import ReferenceSlice
-from ctdegradbench.builder.core.seeding import check_seed, component_seed, levels_seed, make_sample_id, numpy_generator, sample_seed
-from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, METAL, NOISE, SETTINGS, STREAK, Setting, check_level, get_setting
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
-METAL_MODELS: tuple[str, ...] = ("polychromatic", "monochromatic")
 FBP_BATCH = 8          # sinograms reconstructed together (bounds the FBP's peak memory)
 INT16_MIN, INT16_MAX = -32768, 32767
 
@@ -104,6 +107,8 @@ class SimulationConfig:
         Metal of the inserted disk (see ``builder.degradations.metal``).
     metal_model : {"polychromatic", "monochromatic"}, default "polychromatic"
         Metal physics: polychromatic with beam hardening, or the paper's Eq. 12 alone.
+    metal_i0 : float, default 2e7
+        Incident photons per ray of the polychromatic metal scan.
     """
 
     seed: int = 0
@@ -119,6 +124,7 @@ class SimulationConfig:
     streak_runs: int = DEFAULT_STREAK_RUNS
     metal_material: str = "steel"
     metal_model: str = "polychromatic"
+    metal_i0: float = DEFAULT_METAL_I0
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
@@ -139,10 +145,12 @@ class SimulationConfig:
         if self.fbp_filter not in FILTERS:
             raise ValueError(f"fbp_filter must be one of {FILTERS}, got {self.fbp_filter!r}")
         check_noise_physics(self.i0, self.dose_fraction, self.electronic_variance, self.delta)
-        if not isinstance(self.metal_material, str) or not self.metal_material:
-            raise ValueError(f"metal_material must be a material name, got {self.metal_material!r}")
+        if self.metal_material not in METAL_MATERIALS:
+            raise ValueError(f"metal_material must be one of {METAL_MATERIALS}, got {self.metal_material!r}")
         if self.metal_model not in METAL_MODELS:
             raise ValueError(f"metal_model must be one of {METAL_MODELS}, got {self.metal_model!r}")
+        if isinstance(self.metal_i0, bool) or not isinstance(self.metal_i0, (int, float)) or not self.metal_i0 > 1:
+            raise ValueError(f"metal_i0 (photons per ray of the metal scan) must be a number > 1, got {self.metal_i0!r}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -200,18 +208,12 @@ class DegradedSample:
 
 
 @dataclass
-class PreparedReference:
-    """Per-reference work shared by all its samples.
+class PreparedReference(ScanContext):
+    """Per-reference work shared by all its samples: the operators' :class:`ScanContext`
+    (reference, geometry, projector, ``mu``, clean sinogram, per-reference cache) and
 
     Attributes
     ----------
-    reference : ReferenceSlice
-    geometry : ParallelBeamGeometry
-    projector : ParallelBeamProjector
-    mu : tensor (N, N)
-        Attenuation map in 1/mm.
-    sinogram : tensor (V, D)
-        Clean line integrals on all views.
     clean_fbp_hu : np.ndarray of int16 (N, N)
         FBP of the clean sinogram in HU: the reconstruction floor every degradation adds to.
     clean_clip_count : int
@@ -220,15 +222,9 @@ class PreparedReference:
         Reference pixels below -1000 HU that were treated as air.
     """
 
-    reference: ReferenceSlice
-    geometry: ParallelBeamGeometry
-    projector: ParallelBeamProjector
-    mu: torch.Tensor
-    sinogram: torch.Tensor
-    clean_fbp_hu: np.ndarray
-    clean_clip_count: int
-    below_air_pixels: int
-    metal_context: MetalContext | None = None   # built on first use (builder.degradations.metal)
+    clean_fbp_hu: np.ndarray = None
+    clean_clip_count: int = 0
+    below_air_pixels: int = 0
 
 
 @dataclass(frozen=True)
@@ -262,22 +258,6 @@ def _plain(value):
     return value
 
 
-def params_from_component(component: dict):
-    """The operator parameters recorded in one metadata component."""
-    kind = component["type"]
-    if kind == NOISE:
-        return NoiseParams.from_component(component)
-    if kind == BLUR:
-        return BlurParams.from_component(component)
-    if kind == STREAK:
-        return StreakParams.from_component(component)
-    if kind == ALIASING:
-        return AliasingParams.from_component(component)
-    if kind == METAL:
-        return MetalParams.from_component(component)
-    raise ValueError(f"unknown degradation type {kind!r} in component {component!r}")
-
-
 class Simulator:
     """Degrades reference slices; see the module docstring.
 
@@ -296,7 +276,6 @@ class Simulator:
         self.device = torch.device(config.device)
         self.dtype = config.torch_dtype
         self._projectors: dict[tuple[int, float], ParallelBeamProjector] = {}
-        self._metal_simulators: dict[tuple[int, float], object] = {}
 
     # ------------------------------------------------------------ projectors
     def projector(self, geometry: ParallelBeamGeometry) -> ParallelBeamProjector:
@@ -307,20 +286,9 @@ class Simulator:
                                                           backend=self.config.backend)
         return self._projectors[key]
 
-    def _metal_simulator(self, prepared: PreparedReference):
-        key = (int(prepared.geometry.image_size), float(prepared.geometry.pixel_spacing_mm))
-        if key not in self._metal_simulators:
-            self._metal_simulators[key] = MetalSimulator(prepared.projector)
-        return self._metal_simulators[key]
-
-    def _metal_context(self, prepared: PreparedReference):
-        if prepared.metal_context is None:
-            prepared.metal_context = self._metal_simulator(prepared).prepare(prepared.reference.hu)
-        return prepared.metal_context
-
     # ------------------------------------------------------------- prepare
-    def prepare(self, reference: ReferenceSlice, metal: bool = False) -> PreparedReference:
-        """mu map, clean sinogram and clean FBP of ``reference`` (and its metal context if ``metal``)."""
+    def prepare(self, reference: ReferenceSlice) -> PreparedReference:
+        """mu map, clean sinogram and clean FBP of ``reference``."""
         if not isinstance(reference, ReferenceSlice):
             raise ValueError(f"expected a ReferenceSlice, got {type(reference).__name__}")
         geometry = ParallelBeamGeometry(reference.image_size, float(reference.pixel_spacing_mm))
@@ -332,8 +300,6 @@ class Simulator:
         prepared = PreparedReference(reference=reference, geometry=geometry, projector=projector, mu=mu,
                                      sinogram=sinogram, clean_fbp_hu=images[0], clean_clip_count=clips[0],
                                      below_air_pixels=count_below_air(reference.hu))
-        if metal:
-            self._metal_context(prepared)
         return prepared
 
     # ---------------------------------------------------------------- plan
@@ -347,54 +313,17 @@ class Simulator:
         levels = setting_components(setting, level, numpy_generator(levels_seed(seed)))
         components = []
         for order, (kind, component_level) in enumerate(levels):
-            cseed = component_seed(seed, order, kind)
-            if kind == NOISE:
-                params = sample_noise(component_level, seed=cseed, i0=cfg.i0, dose_fraction=cfg.dose_fraction,
-                                      electronic_variance=cfg.electronic_variance, delta=cfg.delta)
-            elif kind == BLUR:
-                params = sample_blur(component_level)
-            elif kind == STREAK:
-                params = sample_streak(component_level, prepared.sinogram, numpy_generator(cseed), seed=cseed,
-                                       n_runs=cfg.streak_runs)
-            elif kind == ALIASING:
-                params = sample_aliasing(component_level)
-            elif kind == METAL:
-                params = sample_metal(
-                    component_level, prepared.reference.hu, float(prepared.reference.pixel_spacing_mm),
-                    numpy_generator(cseed), material=cfg.metal_material, model=cfg.metal_model, seed=cseed)
-            else:
-                raise ValueError(f"unknown degradation type {kind!r} in setting {setting.code}")
+            params = get_degradation(kind).sample(component_level, prepared, component_seed(seed, order, kind), cfg)
             components.append(_Component(kind, component_level, order, params))
         return _Plan(setting, level, int(realization), sample_id, seed, tuple(components))
 
     # ------------------------------------------------------------- degrade
-    def _degrade(self, prepared: PreparedReference, components) -> tuple[torch.Tensor, np.ndarray | None, int]:
-        """Apply ``components`` (in order) to the clean sinogram: (sinogram, view indices or None, clamped bins)."""
-        sinogram, views, clamped = prepared.sinogram, None, 0
-        for position, comp in enumerate(components):
-            if comp.type == METAL:
-                if position != 0:
-                    raise ValueError(f"metal must be the first component (it replaces the clean sinogram), "
-                                     f"got it at position {position}")
-                scan = self._metal_simulator(prepared).simulate(self._metal_context(prepared), comp.params)
-                sinogram = scan.sinogram
-                clamped += scan.clamped_bins
-            elif comp.type == BLUR:
-                sinogram = apply_blur(sinogram, comp.params)
-            elif comp.type == STREAK:
-                if views is not None:
-                    raise ValueError("streak outliers index the full scan's views; apply them before aliasing")
-                sinogram = apply_streak(sinogram, comp.params)
-            elif comp.type == ALIASING:
-                if views is not None:
-                    raise ValueError("aliasing can be applied once per sample")
-                sinogram, views = apply_aliasing(sinogram, comp.params, prepared.geometry)
-            elif comp.type == NOISE:
-                sinogram, n = apply_noise(sinogram, comp.params)
-                clamped += n
-            else:
-                raise ValueError(f"unknown degradation type {comp.type!r}")
-        return sinogram, views, clamped
+    def _degrade(self, prepared: PreparedReference, components) -> SinogramState:
+        """Apply ``components`` (in order) to the clean sinogram."""
+        state = SinogramState(prepared.sinogram)
+        for comp in components:
+            state = get_degradation(comp.type).apply(state, comp.params, prepared)
+        return state
 
     @staticmethod
     def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str) -> tuple[list[np.ndarray], list[int]]:
@@ -419,7 +348,7 @@ class Simulator:
         ----------
         reference : ReferenceSlice or PreparedReference
         settings : iterable of str or None
-            Setting codes or config names; ``None`` means all ten (S1..S5, M1..M5).
+            Setting codes or config names; ``None`` means the paper's ten (S1..S5, M1..M5).
         levels : iterable of int
             Global severity levels, default L0..L3.
         realizations : int, iterable of int or None
@@ -431,7 +360,7 @@ class Simulator:
         list of DegradedSample, ordered by setting, level, realization.
         """
         prepared = reference if isinstance(reference, PreparedReference) else self.prepare(reference)
-        settings = SETTINGS if settings is None else tuple(get_setting(s) if isinstance(s, str) else s
+        settings = PAPER_SETTINGS if settings is None else tuple(get_setting(s) if isinstance(s, str) else s
                                                              for s in settings)
         levels = tuple(check_level(lv) for lv in levels)
         if realizations is None:
@@ -445,24 +374,23 @@ class Simulator:
         degraded = [self._degrade(prepared, plan.components) for plan in plans]
         images: list[np.ndarray | None] = [None] * len(plans)
         clips: list[int | None] = [None] * len(plans)
-        groups: dict[int, list[int]] = {}
-        for i, (sino, views, _) in enumerate(degraded):
-            groups.setdefault(sino.shape[-2], []).append(i)
+        groups: dict[bytes | None, list[int]] = {}     # samples reconstructed from the same views
+        for i, state in enumerate(degraded):
+            groups.setdefault(None if state.views is None else state.views.tobytes(), []).append(i)
         for indices in groups.values():
-            views = degraded[indices[0]][1]
+            views = degraded[indices[0]].views
             for start in range(0, len(indices), FBP_BATCH):
                 chunk = indices[start:start + FBP_BATCH]
-                batch = torch.stack([degraded[i][0] for i in chunk])
+                batch = torch.stack([degraded[i].sinogram for i in chunk])
                 out, counts = self._reconstruct(prepared.projector, batch, views, self.config.fbp_filter)
                 for i, img, count in zip(chunk, out, counts):
                     images[i], clips[i] = img, count
-        return [self._sample(prepared, plan, images[i], clips[i], degraded[i][2]) for i, plan in enumerate(plans)]
+        return [self._sample(prepared, plan, images[i], clips[i], degraded[i].clamped_bins) for i, plan in enumerate(plans)]
 
     # ------------------------------------------------------------ metadata
-    def _component_record(self, prepared: PreparedReference, comp: _Component) -> dict:
-        if comp.type == METAL:
-            return self._metal_simulator(prepared).component(comp.params, comp.order)
-        return comp.params.component(comp.order)
+    @staticmethod
+    def _component_record(prepared: PreparedReference, comp: _Component) -> dict:
+        return make_component(get_degradation(comp.type), comp.params, comp.level, comp.order, prepared)
 
     def _sample(self, prepared: PreparedReference, plan: _Plan, image: np.ndarray, clip_count: int,
                 clamped_bins: int) -> DegradedSample:
@@ -492,7 +420,7 @@ class Simulator:
             "reference_below_air_pixels": int(prepared.below_air_pixels),
             "reference_info": _plain(dict(ref.info)),
         }
-        bbox = next((list(c["bbox"]) for c in components if c["type"] == METAL), [])
+        bbox = next((list(c["bbox"]) for c in components if c.get("bbox")), [])
         return DegradedSample(sample_id=plan.sample_id, reference_id=ref.reference_id, patient_key=ref.patient_key,
                               setting=plan.setting.code, class_name=plan.setting.class_name, level=plan.level,
                               realization=plan.realization, image_hu=image, metadata=metadata,
@@ -517,7 +445,9 @@ class Simulator:
         if metadata["fbp_filter"] not in FILTERS:
             raise ValueError(f"unknown fbp_filter {metadata['fbp_filter']!r}; expected one of {FILTERS}")
         records = sorted(metadata["components"], key=lambda c: c["order"])
-        components = [_Component(c["type"], c["level"], c["order"], params_from_component(c)) for c in records]
-        sinogram, views, _ = self._degrade(prepared, components)
-        images, _ = self._reconstruct(prepared.projector, sinogram.unsqueeze(0), views, metadata["fbp_filter"])
+        components = [_Component(c["type"], c["level"], c["order"], get_degradation(c["type"]).params_from_record(c))
+                      for c in records]
+        state = self._degrade(prepared, components)
+        images, _ = self._reconstruct(prepared.projector, state.sinogram.unsqueeze(0), state.views,
+                                      metadata["fbp_filter"])
         return images[0]
