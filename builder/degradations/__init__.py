@@ -6,15 +6,8 @@ defines a frozen parameter dataclass, a sampler that draws every random part fro
 it is given, a deterministic operator in torch, and its :class:`~.base.Degradation` object in
 :data:`REGISTRY` (see :mod:`.base` for what that object declares).
 
-==========  =================  =========================================================
-module      cause              operator
-==========  =================  =========================================================
-noise       low photon counts  mixed Poisson-Gaussian counts, log, residual scaling gamma
-blur        detector response  1-D Gaussian along the detector axis
-streak      photon starvation  s + dL * M, M a seeded set of outlier runs in the shadow
-aliasing    sparse views       keep N evenly spaced views of the 360
-metal       metal implants     metal scanned with a polychromatic beam (or Eq. 12)
-==========  =================  =========================================================
+The registered degradations, in registry order, are the keys of :data:`REGISTRY` (each
+module below registers one); ``ct-degradbench`` builds tabulate them in the dataset card.
 """
 
 from ctdegradbench.builder.degradations.base import (REGISTRY, Degradation, ScanContext, SinogramState,
