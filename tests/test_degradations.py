@@ -20,6 +20,7 @@ from ctdegradbench.builder.projector import ParallelBeamProjector
 from ctdegradbench.builder.core.seeding import numpy_generator
 from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.degradations import REGISTRY
+from phantoms import ellipse_hu
 
 N = 96
 PIXEL_MM = 2.0
@@ -48,16 +49,6 @@ def round_trip(kind: str, params):
     return degradation.params_from_record(dict(degradation.record(params, None), level=params.level))
 
 
-def phantom_hu(n: int = N) -> np.ndarray:
-    """Water ellipse with a bone insert and an air hole, inside the image circle."""
-    yy, xx = np.mgrid[:n, :n] - n // 2
-    hu = np.full((n, n), -1000, np.int16)
-    hu[(yy / (0.40 * n)) ** 2 + (xx / (0.45 * n)) ** 2 < 1] = 40
-    hu[(yy - 0.05 * n) ** 2 + (xx + 0.15 * n) ** 2 < (0.08 * n) ** 2] = 900
-    hu[(yy + 0.12 * n) ** 2 + (xx - 0.18 * n) ** 2 < (0.06 * n) ** 2] = -1000
-    return hu
-
-
 @pytest.fixture(scope="module")
 def projector() -> ParallelBeamProjector:
     return ParallelBeamProjector(ParallelBeamGeometry(N, PIXEL_MM))
@@ -65,7 +56,7 @@ def projector() -> ParallelBeamProjector:
 
 @pytest.fixture(scope="module")
 def clean(projector) -> torch.Tensor:
-    return projector(hu_to_mu(torch.as_tensor(phantom_hu())))
+    return projector(hu_to_mu(torch.as_tensor(ellipse_hu(N))))
 
 
 def central_disk(n: int = N, fraction: float = 0.25) -> np.ndarray:

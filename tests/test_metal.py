@@ -23,6 +23,7 @@ from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.degradations.spectrum import (BHC_FIT_MAX_WATER_MM, SpectrumSpec, apply_water_correction, effective_water_mu,
                               mass_attenuation, polychromatic_water_line_integral,
                               water_correction_coefficients, x_ray_spectrum)
+from phantoms import torso_hu
 
 N = 128
 PIXEL_MM = 2.0
@@ -64,15 +65,6 @@ MAX_POLY_TO_MONO_METAL_CONTRAST = 0.8
 NOISE_SD_RTOL = 0.03
 
 
-def phantom_hu(n: int = N) -> np.ndarray:
-    """Soft-tissue ellipse (220 x 152 mm at 2 mm pixels) with a bone insert, in air."""
-    yy, xx = np.mgrid[:n, :n] - n // 2
-    hu = np.full((n, n), -1000, np.int16)
-    hu[(xx / 55.0) ** 2 + (yy / 38.0) ** 2 <= 1] = 40
-    hu[(xx + 30) ** 2 + (yy - 8) ** 2 < 25] = 1000
-    return hu
-
-
 @pytest.fixture(scope="module")
 def projector() -> ParallelBeamProjector:
     return ParallelBeamProjector(ParallelBeamGeometry(N, PIXEL_MM))
@@ -85,7 +77,7 @@ def simulator(projector) -> MetalSimulator:
 
 @pytest.fixture(scope="module")
 def context(simulator):
-    return simulator.prepare(phantom_hu())
+    return simulator.prepare(torso_hu(N))
 
 
 def params(level: int, center=(N // 2 - 5.0, N // 2 + 12.0), material="steel", model="polychromatic",
@@ -186,7 +178,7 @@ def test_bbox_contains_the_mask_and_is_tight(level, center):
 
 
 def test_disk_lies_inside_the_body():
-    hu = phantom_hu()
+    hu = torso_hu(N)
     body = body_mask(hu)
     distance = body_distance_mm(hu, PIXEL_MM)
     for level in LEVELS:
@@ -199,7 +191,7 @@ def test_disk_lies_inside_the_body():
 
 
 def test_sampling_reproducible_and_seed_dependent():
-    distance = body_distance_mm(phantom_hu(), PIXEL_MM)
+    distance = body_distance_mm(torso_hu(N), PIXEL_MM)
     a = sample_metal(2, distance, PIXEL_MM, numpy_generator(7), seed=7)
     b = sample_metal(2, distance, PIXEL_MM, numpy_generator(7), seed=7)
     assert a == b
@@ -219,7 +211,7 @@ def test_same_params_give_bit_identical_sinograms_and_seeds_change_the_noise(sim
 
 def test_component_records_every_parameter_and_replays(projector, simulator):
     p = params(1, material="titanium")
-    hu = phantom_hu()
+    hu = torso_hu(N)
     reference = ReferenceSlice(hu=hu, pixel_spacing_mm=PIXEL_MM, source="t", patient_id="p", series_id="s",
                                slice_index=0)
     mu = hu_to_mu(torch.as_tensor(hu, dtype=torch.float32))
@@ -305,7 +297,7 @@ def test_monochromatic_insertion_is_eq12_and_noise_free(projector, simulator, co
     scan = simulator.simulate(context, p)
     assert scan.clamped_bins == 0 and scan.exact_poisson_bins == 0
     mask = torch.as_tensor(metal_mask(p, N, PIXEL_MM))
-    mu = hu_to_mu(torch.as_tensor(phantom_hu(), dtype=torch.float32))
+    mu = hu_to_mu(torch.as_tensor(torso_hu(N), dtype=torch.float32))
     expected = projector(torch.where(mask, torch.full_like(mu, simulator.metal_mu("steel")), mu))
     assert torch.equal(scan.sinogram, expected)
     assert torch.equal(scan.sinogram, simulator.sinogram(context, params(2, model="monochromatic", seed=99)))
@@ -382,7 +374,7 @@ def test_no_position_fits_raises():
     (dict(seed=-1), "seed"),
 ])
 def test_invalid_sampling_arguments_raise(kwargs, match):
-    args = dict(level=1, distance=body_distance_mm(phantom_hu(), PIXEL_MM), pixel_spacing_mm=PIXEL_MM,
+    args = dict(level=1, distance=body_distance_mm(torso_hu(N), PIXEL_MM), pixel_spacing_mm=PIXEL_MM,
                 rng=numpy_generator(0), material="steel", model="polychromatic", seed=0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import gamma
-from skimage.data import shepp_logan_phantom
-from skimage.transform import iradon, radon, resize
+from skimage.transform import iradon, radon
 
 from ctdegradbench.builder.projector import nufft as projector_nufft
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.builder.core.hu import hu_to_mu
 from ctdegradbench.builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
+from phantoms import shepp_logan_mu
 
 BACKENDS = ["interp"] + (["nufft"] if projector_nufft.available() else [])
 CUDA = torch.cuda.is_available()
@@ -59,11 +59,6 @@ def rel_l2(a, b) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def phantom(n: int) -> np.ndarray:
-    """Shepp-Logan phantom resized to ``n``, scaled to mu of about water (1/mm)."""
-    return (resize(shepp_logan_phantom(), (n, n), order=1, anti_aliasing=True) * 0.02).astype(np.float32)
 
 
 def ellipse_image(n, x0, y0, a, b, phi, mu, power, supersample=8) -> np.ndarray:
@@ -139,7 +134,7 @@ def test_centred_point_gives_straight_sinogram(backend):
 
 
 def test_mass_conserved_per_view(backend, small_geometry):
-    image = phantom(small_geometry.image_size)
+    image = shepp_logan_mu(small_geometry.image_size)
     sino = ParallelBeamProjector(small_geometry, dtype=torch.float64, backend=backend)(torch.from_numpy(image))
     mass = float(image.astype(np.float64).sum()) * small_geometry.pixel_spacing_mm
     per_view = sino.numpy().sum(axis=1)
@@ -170,7 +165,7 @@ def test_uniform_disk_line_integrals_in_mm_and_fbp_recovers_mu(backend, small_ge
 
 def test_sparse_view_error_grows_as_views_drop(backend):
     geometry = ParallelBeamGeometry(160, pixel_spacing_mm=0.8)
-    image = phantom(160)
+    image = shepp_logan_mu(160)
     projector = ParallelBeamProjector(geometry, backend=backend)
     sino = projector(torch.from_numpy(image))
     errors = []
@@ -183,7 +178,7 @@ def test_sparse_view_error_grows_as_views_drop(backend):
 # ------------------------------------------------------ scikit-image agreement
 @pytest.mark.parametrize("filter_name", FILTERS)
 def test_fbp_filters_match_iradon(backend, small_geometry, filter_name):
-    image = phantom(small_geometry.image_size)
+    image = shepp_logan_mu(small_geometry.image_size)
     sino = radon(image.astype(np.float64), small_geometry.angles_deg, circle=False)     # (D, V), pixel units
     sk_name = {"ram-lak": "ramp"}.get(filter_name, filter_name)
     expected = iradon(sino, small_geometry.angles_deg, output_size=small_geometry.image_size,
@@ -220,7 +215,7 @@ def test_real_slice_matches_skimage(backend, real_slice_and_skimage):
 
 @pytest.mark.skipif(not projector_nufft.available(), reason="finufft is not installed")
 def test_nufft_agrees_with_reference(small_geometry):
-    image = torch.from_numpy(phantom(small_geometry.image_size))
+    image = torch.from_numpy(shepp_logan_mu(small_geometry.image_size))
     reference = ParallelBeamProjector(small_geometry, backend="interp")
     fast = ParallelBeamProjector(small_geometry, backend="nufft")
     sino = reference(image)
@@ -267,7 +262,7 @@ def test_nufft_result_does_not_depend_on_thread_count():
 @pytest.mark.skipif(not CUDA, reason="no CUDA device")
 def test_cuda_interp_matches_cpu_and_is_deterministic():
     geometry = ParallelBeamGeometry(96)
-    images = torch.from_numpy(np.stack([phantom(96), phantom(96)[::-1].copy()]))
+    images = torch.from_numpy(np.stack([shepp_logan_mu(96), shepp_logan_mu(96)[::-1].copy()]))
     cpu = ParallelBeamProjector(geometry, backend="interp")
     gpu = ParallelBeamProjector(geometry, device="cuda", backend="interp")
     assert rel_l2(gpu(images).cpu().numpy(), cpu(images).numpy()) <= CUDA_CPU_RTOL

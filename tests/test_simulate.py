@@ -16,6 +16,7 @@ from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
 from ctdegradbench.builder.simulate.settings import LEVELS, METAL, SETTINGS, SETTINGS_BY_CODE
 from ctdegradbench.builder.simulate.simulator import DegradedSample, PreparedReference, SimulationConfig, Simulator
+from phantoms import reference_phantom
 
 N = 96
 PIXEL_MM = 2.0
@@ -30,17 +31,6 @@ TOP_LEVEL_KEYS = {"sample_id", "reference_id", "patient_key", "setting", "class_
                   "reference_below_air_pixels", "reference_info"}
 
 
-def phantom_reference(n: int = N, slice_index: int = 0) -> ReferenceSlice:
-    yy, xx = np.mgrid[:n, :n] - n // 2
-    hu = np.full((n, n), -1024, np.int16)
-    hu[(yy / (0.42 * n)) ** 2 + (xx / (0.46 * n)) ** 2 < 1] = 30
-    hu[(yy - 0.05 * n) ** 2 + (xx + 0.2 * n) ** 2 < (0.07 * n) ** 2] = 1000
-    hu[(yy + 0.15 * n) ** 2 + (xx - 0.1 * n) ** 2 < (0.05 * n) ** 2] = -800
-    hu[0, 0] = -3024   # scanner padding: treated as air and counted
-    return ReferenceSlice(hu, PIXEL_MM, "phantom", "patient-1", "series-1", slice_index,
-                          info={"kernel": "B30f", "slice_thickness_mm": 3.0, "noise_sd_hu": np.float64(8.5)})
-
-
 @pytest.fixture(scope="module")
 def simulator() -> Simulator:
     return Simulator(SimulationConfig(seed=5))
@@ -48,7 +38,7 @@ def simulator() -> Simulator:
 
 @pytest.fixture(scope="module")
 def prepared(simulator) -> PreparedReference:
-    return simulator.prepare(phantom_reference())
+    return simulator.prepare(reference_phantom(N, PIXEL_MM))
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +128,7 @@ def test_replay_is_bit_exact_for_every_setting_and_level(simulator, prepared, sa
 def test_replay_from_stored_metadata_on_a_fresh_simulator(samples):
     """Metadata through JSON (tuples become lists), a new simulator and a new clean sinogram."""
     fresh = Simulator(SimulationConfig(seed=5))
-    reference = phantom_reference()
+    reference = reference_phantom(N, PIXEL_MM)
     for sample in samples:
         if sample.level == 3:
             stored = json.loads(json.dumps(sample.metadata))
@@ -147,7 +137,7 @@ def test_replay_from_stored_metadata_on_a_fresh_simulator(samples):
 
 def test_replay_rejects_another_reference(simulator, samples):
     with pytest.raises(ValueError, match="reference"):
-        simulator.replay(phantom_reference(slice_index=1), samples[0].metadata)
+        simulator.replay(reference_phantom(N, PIXEL_MM, slice_index=1), samples[0].metadata)
 
 
 def test_runs_reproduce_and_seeds_change_the_draws(simulator, prepared, samples):

@@ -6,7 +6,6 @@ import importlib.metadata
 from importlib import resources
 import platform
 from collections import defaultdict
-from pathlib import Path
 from string import Template
 
 from huggingface_hub import DatasetCard
