@@ -14,7 +14,6 @@ from ctdegradbench.builder.dataset.export import partial_dir
 from ctdegradbench.builder.dataset.features import row_to_metadata
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES, LEVELS, SETTINGS
 from ctdegradbench.builder.dataset.verify import verify_folder
-from phantoms import body_volume
 
 IMAGE_SIZE = 64
 PIXEL_MM = 2.0          # 128 mm field of view: room for the 15 mm metal disk inside the body
@@ -23,14 +22,8 @@ SLICES_PER_PATIENT = 2
 
 
 @pytest.fixture(scope="module")
-def tiny_source(tmp_path_factory) -> Path:
-    import nibabel as nib
-
-    folder = tmp_path_factory.mktemp("nifti")
-    for p in range(N_PATIENTS):
-        affine = np.diag([PIXEL_MM, PIXEL_MM, 3.0, 1.0])
-        nib.save(nib.Nifti1Image(body_volume(p, SLICES_PER_PATIENT, IMAGE_SIZE), affine), str(folder / f"patient{p}.nii.gz"))
-    return folder
+def tiny_source(nifti_body_source) -> Path:
+    return nifti_body_source(N_PATIENTS, SLICES_PER_PATIENT, IMAGE_SIZE, PIXEL_MM)
 
 
 @pytest.fixture(scope="module")
