@@ -14,7 +14,7 @@ from ctdegradbench.builder.degradations.base import (REGISTRY, Degradation, Scan
                                                      component_fields, get_degradation, make_component)
 
 # Importing a module registers its degradation; the registry keeps this order.
-from ctdegradbench.builder.degradations import noise, blur, streak, aliasing, metal  # noqa: E402,F401  isort: skip
+from ctdegradbench.builder.degradations import noise, blur, streak, aliasing, metal, ring  # noqa: E402,F401  isort: skip
 
 __all__ = ["REGISTRY", "Degradation", "ScanContext", "SinogramState", "component_fields", "get_degradation",
            "make_component"]

@@ -61,6 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("M3", "M3_m+n", "mixture_m3", (METAL, NOISE), "metal + noise"),
     Setting("M4", "M4_a+n", "mixture_m4", (ALIASING, NOISE), "aliasing + noise"),
     Setting("M5", "M5_m+b+n", "mixture_m5", (METAL, BLUR, NOISE), "metal + loss of sharpness + noise"),
+    Setting("S6", "S6_ring", "single_ring", ("ring",), "ring artifacts", in_paper=False),
 )
 
 PAPER_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.in_paper)
