@@ -63,6 +63,7 @@ def nifti_body_source(tmp_path_factory):
             folder = tmp_path_factory.mktemp("nifti")
             for p in range(patients):
                 affine = np.diag([pixel_mm, pixel_mm, 3.0, 1.0])
+                affine[:3, 3] = (-size * pixel_mm / 2, -size * pixel_mm / 2, -40.0)   # an origin: RAS from the affine
                 nib.save(nib.Nifti1Image(body_volume(p, slices, size), affine), str(folder / f"patient{p}.nii.gz"))
             made[key] = folder
         return made[key]

@@ -9,7 +9,7 @@ import pytest
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.prompts import HIGH_QUALITY_PROMPTS, LOW_QUALITY_PROMPTS, describe
-from ctdegradbench.builder.simulate.settings import METAL, PAPER_SETTINGS, SETTINGS
+from ctdegradbench.builder.simulate.settings import METAL, PAPER_SETTINGS
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "ct-degradbench-paper.txt"
 
@@ -85,14 +85,14 @@ def test_prompt_mentions_setting_components_levels_and_parameters(setting):
 
 
 def test_prompt_is_deterministic_and_order_independent_of_the_list():
-    meta = metadata_for(SETTINGS[-1])
+    meta = metadata_for(PAPER_SETTINGS[-1])
     shuffled = dict(meta, components=list(reversed(meta["components"])))
     assert describe(meta) == describe(meta) == describe(shuffled)
     assert "quarter dose" in describe(meta)
 
 
 def test_prompt_rejects_unknown_types():
-    meta = metadata_for(SETTINGS[0])
+    meta = metadata_for(PAPER_SETTINGS[0])
     meta["components"] = [dict(meta["components"][0], type="motion")]
     with pytest.raises(ValueError, match="motion"):
         describe(meta)

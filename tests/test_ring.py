@@ -14,12 +14,14 @@ from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu
 from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.dataset.build import build_dataset
+from ctdegradbench.builder.dataset.options import BuildOptions
 from ctdegradbench.builder.dataset.verify import verify_folder
 from ctdegradbench.builder.degradations import REGISTRY
 from ctdegradbench.builder.degradations.ring import GAIN_SD_LEVELS, RingParams, apply_ring, detector_gains
 from ctdegradbench.builder.projector import ParallelBeamProjector
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, get_setting
 from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+from ctdegradbench.builder.sources import SourceOptions
 from phantoms import ellipse_hu, reference_phantom
 
 N = 128
@@ -99,14 +101,15 @@ def test_ring_is_opt_in():
 def test_single_ring_config_builds_verifies_and_appears_in_the_card(nifti_body_source, tmp_path):
     source = nifti_body_source(3, 1, 64, 2.0)
     out = tmp_path / "ring-bench"
-    build_dataset(out, configs=["single_blur", "single_ring"], source=str(source), source_options={"image_size": 64},
-                  seed=4)
+    build_dataset(BuildOptions(out=out, configs=("single_blur", "single_ring"), simulation=SimulationConfig(seed=4),
+                               source=SourceOptions(sources=(str(source),), image_size=64)))
     ring = datasets.load_dataset(str(out), "single_ring")
     rows = datasets.concatenate_datasets(list(ring.values()))
     assert set(rows["setting"]) == {"S6"} and sorted(set(rows["level"])) == list(LEVELS)
     assert rows.features["label"].int2str(rows[0]["label"]) == "S6_ring"
     assert "S6" not in {s for split in datasets.load_dataset(str(out), "all").values() for s in split["setting"]}
-    assert verify_folder(out, n_samples=4, config="single_ring").ok
+    report = verify_folder(out)
+    assert report.ok and any("over 8 (config, level) strata" in line for line in report.checked), report.text()
     card = (out / "README.md").read_text()
     assert "| ring artifacts (S6) | `gain_sd` | relative gain-error SD | 0.0025 | 0.005 | 0.01 | 0.02 |" in card
     assert "**Ring artifacts**" in card and math.isfinite(float(rows[0]["components"][0]["gain_sd"]))

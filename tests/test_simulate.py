@@ -14,7 +14,7 @@ from ctdegradbench.builder.degradations.metal import metal_mask
 from ctdegradbench.builder.simulate.prompts import describe
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
-from ctdegradbench.builder.simulate.settings import LEVELS, METAL, SETTINGS, SETTINGS_BY_CODE
+from ctdegradbench.builder.simulate.settings import LEVELS, METAL, PAPER_SETTINGS, SETTINGS_BY_CODE
 from ctdegradbench.builder.simulate.simulator import DegradedSample, PreparedReference, SimulationConfig, Simulator
 from phantoms import reference_phantom
 
@@ -80,7 +80,7 @@ def test_sample_ids_and_seeds_follow_the_formulas(samples, prepared):
 
 # --------------------------------------------------------------- metadata
 def test_every_setting_and_level_is_generated(samples):
-    assert [(s.setting, s.level) for s in samples] == [(st.code, lv) for st in SETTINGS for lv in LEVELS]
+    assert [(s.setting, s.level) for s in samples] == [(st.code, lv) for st in PAPER_SETTINGS for lv in LEVELS]
 
 
 def test_metadata_is_complete_and_consistent(samples, prepared):
@@ -160,7 +160,7 @@ def test_runs_reproduce_and_seeds_change_the_draws(simulator, prepared, samples)
     ("metal_model", "analytic"), ("backend", ""), ("backend", "radon-magic"),
 ])
 def test_config_rejects_invalid_values(field, value):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match="--" + field.replace("_", "-")):
         SimulationConfig(**{field: value})
 
 

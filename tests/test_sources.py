@@ -350,7 +350,8 @@ def stored_layouts(display: np.ndarray):
     pli = display[::-1].transpose(1, 2, 0)  # x = row (posterior), y = column (left), z = inferior
     return [
         ("axes LPS, spacing-only affine", lps, {}, {"axes": "LPS"}),
-        ("RAS affine", ras, {"sform_code": 1}, {}),
+        ("RAS affine", ras, {"affine": np.array([[0.8, 0, 0, -25.2], [0, 0.8, 0, -25.2], [0, 0, 2.5, 11.0],
+                                                 [0, 0, 0, 1.0]]), "sform_code": 1}, {}),
         ("LPS affine", lps, {"affine": np.diag([-0.8, -0.8, 2.5, 1.0]), "sform_code": 1}, {}),
         ("axes PLI", pli, {"qform_code": 0, "sform_code": 0}, {"axes": "pli"}),
     ]
@@ -367,13 +368,15 @@ def test_nifti_orientation(tmp_path, case):
         assert s.slice_index == k and np.array_equal(s.hu, display[k]), name
 
 
-def test_nifti_spacing_only_affine_is_read_as_ras_without_axes(tmp_path):
-    """The trap of the shared volumes: their spacing-only affine means RAS to nibabel."""
+def test_nifti_spacing_only_affine_needs_axes(tmp_path):
+    """The trap of the shared volumes: their spacing-only affine would mean RAS to nibabel (and show
+    them rotated by 180 degrees); such an affine carries no orientation, so it is refused."""
     display = marked_volume()
     write_nifti(tmp_path / "vol.nii.gz", display.transpose(2, 1, 0))
-    s = load_nifti(tmp_path / "vol.nii.gz").slices
-    assert s[0].info["axes"] == "RAS"
-    assert np.array_equal(s[0].hu, display[0, ::-1, ::-1])  # rotated by 180 degrees
+    with pytest.raises(SourceError, match="voxel spacing only"):
+        load_nifti(tmp_path / "vol.nii.gz")
+    s = load_nifti(tmp_path / "vol.nii.gz", axes="RAS").slices
+    assert np.array_equal(s[0].hu, display[0, ::-1, ::-1])  # read as RAS: rotated by 180 degrees
 
 
 def test_nifti_without_orientation_needs_axes(tmp_path):
@@ -575,5 +578,5 @@ def test_shared_volumes_load_in_anatomical_orientation(shared_ct_dir):
         for s in full.slices:  # the documented plain read of these files
             assert np.array_equal(s.hu, np.asarray(img.dataobj[:, :, s.slice_index]).T)
         assert full.slices[0].pixel_spacing_mm == pytest.approx(float(img.header.get_zooms()[0]))
-        wrong = load_nifti(path, max_slices=3)  # affine read as RAS: upside down
+        wrong = load_nifti(path, axes="RAS", max_slices=3)  # the affine read as RAS: upside down
         assert spine_row_fraction([s.hu for s in wrong.slices]) < SPINE_POSTERIOR_MIN

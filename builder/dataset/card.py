@@ -12,7 +12,7 @@ from huggingface_hub import DatasetCard
 
 from ctdegradbench.builder.core.paper import CITATION
 
-from ctdegradbench.builder.dataset.export import ALL_CONFIG, REFERENCES_CONFIG
+from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.dataset.features import SAMPLE_FIELD_DOCS, SPLITS
 from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS
 from ctdegradbench.builder.core.hu import AIR_HU, MU_WATER_PER_MM
@@ -78,8 +78,8 @@ def severity_table() -> str:
     return _table(["degradation", "parameter", "unit", *(f"L{lv}" for lv in LEVELS)], rows)
 
 
-def physics_notes(config) -> str:
-    sim = config.simulation_config().to_dict()
+def physics_notes(options) -> str:
+    sim = options.simulation.to_dict()
     lines = ["Simulation settings of this build (`metadata[\"config\"]` of every row):", ""]
     lines += [f"- `{key}`: {value}" for key, value in sim.items()]
     lines += ["", f"Conventions: HU -> attenuation with mu_water = {MU_WATER_PER_MM} /mm (water at ~70 keV), values "
@@ -140,11 +140,12 @@ def skipped_text(source_result) -> str:
         f"{n} {reason}" for reason, n in sorted(source_result.skipped.items())) + "."
 
 
-def build_facts(build, config) -> str:
+def build_facts(build, options) -> str:
+    src, sim = options.source, options.simulation
     lines = [
-        f"- source: `{config.source}`; image size {config.image_size}; stride {config.stride}; "
-        f"max slices per series {config.max_slices}; min body fraction {config.min_body_fraction}",
-        f"- realizations per reference and level: {config.realizations}; seed {config.seed}; device `{config.device}`",
+        f"- source: {', '.join(f'`{s}`' for s in src.sources)}; image size {src.image_size}; stride {src.stride}; "
+        f"max slices per series {src.max_slices}; min body fraction {src.min_body_fraction}",
+        f"- realizations per reference and level: {sim.realizations}; seed {sim.seed}; device `{sim.device}`",
         f"- wall time {build.seconds:.1f} s for {build.n_references} reference slices "
         f"({build.n_references / max(build.seconds, 1e-9):.3f} slices/s) on {platform.machine()} "
         f"with {_cpu_count()} CPU cores",
@@ -160,7 +161,7 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def render_card(card_data, build, config, source_result, figures) -> str:
+def render_card(card_data, build, options, source_result, figures) -> str:
     """The README.md of an exported folder: YAML front matter + the filled template."""
     from ctdegradbench.builder.dataset.features import sample_features
 
@@ -171,18 +172,18 @@ def render_card(card_data, build, config, source_result, figures) -> str:
         config_table=config_table(summary),
         reference_saving=reference_saving(summary),
         severity_table=severity_table(),
-        physics_notes=physics_notes(config),
+        physics_notes=physics_notes(options),
         degradation_physics=degradation_physics(),
         mixture_rule=MIXTURE_RULE,
         mixture_table=mixture_table(),
-        image_size=config.image_size,
-        field_table=field_table(sample_features(config.image_size)),
+        image_size=options.source.image_size,
+        field_table=field_table(sample_features(options.source.image_size)),
         component_table=component_table(),
         split_rule=" ".join(SPLIT_DOC.split()),
         split_table=split_table(summary),
         source_table=source_table(source_result),
         skipped=skipped_text(source_result),
-        build_facts=build_facts(build, config),
+        build_facts=build_facts(build, options),
         citation=CITATION.strip(),
     )
     return str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))

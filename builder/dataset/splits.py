@@ -13,18 +13,7 @@ from __future__ import annotations
 import hashlib
 
 from ctdegradbench.builder.dataset.features import SPLITS
-
-DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
-
-
-def check_fractions(fractions) -> tuple[float, float, float]:
-    """Validate ``(train, validation, test)`` fractions: three non-negative numbers summing to 1."""
-    fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9 or fractions[0] == 0:
-        raise ValueError(
-            f"split fractions must be three non-negative numbers (train > 0) summing to 1, got {fractions!r}")
-    return fractions
-
+from ctdegradbench.builder.dataset.options import DEFAULT_FRACTIONS, check_fractions
 
 def _rank(patient_key: str, seed: int) -> str:
     return hashlib.sha256(f"split/{seed}/{patient_key}".encode()).hexdigest()

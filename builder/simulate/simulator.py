@@ -43,8 +43,10 @@ import numpy as np
 import torch
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.errors import OptionError
 from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
 from ctdegradbench.builder.core.levels import LEVELS, check_level
+from ctdegradbench.builder.core.options import check_choice, check_int, check_number, option
 from ctdegradbench.builder.core.seeding import (check_seed, component_seed, levels_seed, make_sample_id,
                                                 numpy_generator, sample_seed)
 from ctdegradbench.builder.degradations import (ScanContext, SinogramState, get_degradation,
@@ -52,10 +54,10 @@ from ctdegradbench.builder.degradations import (ScanContext, SinogramState, get_
 from ctdegradbench.builder.degradations.metal import DEFAULT_I0 as DEFAULT_METAL_I0
 from ctdegradbench.builder.degradations.metal import METAL_MODELS
 from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE,
-                                                      DEFAULT_I0, check_noise_physics)
+                                                      DEFAULT_I0)
 from ctdegradbench.builder.degradations.spectrum import METAL_MATERIALS
 from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_RUNS
-from ctdegradbench.builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
+from ctdegradbench.builder.projector import BACKENDS, FILTERS, ParallelBeamProjector, resolve_backend
 from ctdegradbench.builder.simulate.mixtures import setting_components
 from ctdegradbench.builder.simulate.prompts import describe
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, Setting, get_setting
@@ -72,6 +74,25 @@ def simulator_version() -> str:
         return importlib_metadata.version("ct-degradbench")
     except importlib_metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+def check_device(device) -> str:
+    """The canonical name of a torch device this machine has; OptionError otherwise."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise OptionError(f"--device must name a torch device such as cpu, cuda or cuda:1, got {device!r}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise OptionError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise OptionError(f"--device {device}: this machine has {count} CUDA device(s), 0..{count - 1}")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise OptionError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise OptionError(f"--device {device}: the simulator runs on cpu, cuda or mps devices")
+    return str(parsed)
 
 
 @dataclass(frozen=True)
@@ -111,46 +132,47 @@ class SimulationConfig:
         Incident photons per ray of the polychromatic metal scan.
     """
 
-    seed: int = 0
-    realizations: int = 1
-    device: str = "cpu"
-    dtype: str = "float32"
-    backend: str = "auto"
-    fbp_filter: str = "ram-lak"
-    i0: float = DEFAULT_I0
-    dose_fraction: float = DEFAULT_DOSE_FRACTION
-    electronic_variance: float = DEFAULT_ELECTRONIC_VARIANCE
-    delta: float = DEFAULT_DELTA
-    streak_runs: int = DEFAULT_STREAK_RUNS
-    metal_material: str = "steel"
-    metal_model: str = "polychromatic"
-    metal_i0: float = DEFAULT_METAL_I0
+    seed: int = option(0, "root seed of every random draw and of the patient split", minimum=0)
+    realizations: int = option(1, "degraded realizations per reference, setting and level", minimum=1)
+    device: str = option("cpu", "torch device of the simulator (cpu, cuda, cuda:1, ...)")
+    dtype: str = option("float32", "floating type of the simulation", choices=tuple(DTYPES))
+    backend: str = option("auto", "projector backend ('auto' picks nufft on the CPU, interp on a GPU)",
+                          choices=("auto",) + BACKENDS)
+    fbp_filter: str = option("ram-lak", "FBP ramp filter", choices=FILTERS)
+    i0: float = option(DEFAULT_I0, "incident photons per detector bin and view at full dose (noise)", minimum=0)
+    dose_fraction: float = option(DEFAULT_DOSE_FRACTION, "dose fraction alpha of the low-dose scan", minimum=0,
+                                  maximum=1)
+    electronic_variance: float = option(DEFAULT_ELECTRONIC_VARIANCE, "electronic noise variance, counts^2", cli=False)
+    delta: float = option(DEFAULT_DELTA, "log stabiliser, counts", cli=False)
+    streak_runs: int = option(DEFAULT_STREAK_RUNS, "outlier runs per streak mask", cli=False)
+    metal_material: str = option("steel", "metal of the metal settings", choices=METAL_MATERIALS)
+    metal_model: str = option("polychromatic", "metal physics: polychromatic scan or the paper's Eq. 12 insertion",
+                              choices=METAL_MODELS)
+    metal_i0: float = option(DEFAULT_METAL_I0, "incident photons per ray of the polychromatic metal scan", minimum=1)
 
     def __post_init__(self) -> None:
-        check_seed(self.seed)
-        for name in ("realizations", "streak_runs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        cls = SimulationConfig
         try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {self.device!r}") from exc
-        object.__setattr__(self, "device", str(device))
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
-        if not isinstance(self.backend, str) or not self.backend:
-            raise ValueError(f"backend must be a non-empty string ('auto' or a projector backend), got {self.backend!r}")
-        resolve_backend(self.backend, device)   # ValueError for an unknown or unavailable backend
-        if self.fbp_filter not in FILTERS:
-            raise ValueError(f"fbp_filter must be one of {FILTERS}, got {self.fbp_filter!r}")
-        check_noise_physics(self.i0, self.dose_fraction, self.electronic_variance, self.delta)
-        if self.metal_material not in METAL_MATERIALS:
-            raise ValueError(f"metal_material must be one of {METAL_MATERIALS}, got {self.metal_material!r}")
-        if self.metal_model not in METAL_MODELS:
-            raise ValueError(f"metal_model must be one of {METAL_MODELS}, got {self.metal_model!r}")
-        if isinstance(self.metal_i0, bool) or not isinstance(self.metal_i0, (int, float)) or not self.metal_i0 > 1:
-            raise ValueError(f"metal_i0 (photons per ray of the metal scan) must be a number > 1, got {self.metal_i0!r}")
+            check_seed(self.seed)
+        except ValueError:
+            raise OptionError(f"--seed must be an integer in [0, 2**63), got {self.seed!r}") from None
+        check_int(cls, "realizations", self.realizations, minimum=1)
+        check_int(cls, "streak_runs", self.streak_runs, minimum=1)
+        object.__setattr__(self, "device", check_device(self.device))
+        check_choice(cls, "dtype", self.dtype, tuple(DTYPES))
+        check_choice(cls, "backend", self.backend, ("auto",) + BACKENDS)
+        try:
+            resolve_backend(self.backend, torch.device(self.device))
+        except ValueError as exc:
+            raise OptionError(f"--backend {self.backend}: {exc}") from None
+        check_choice(cls, "fbp_filter", self.fbp_filter, FILTERS)
+        check_number(cls, "i0", self.i0, above=0)
+        check_number(cls, "dose_fraction", self.dose_fraction, above=0, maximum=1)
+        check_number(cls, "electronic_variance", self.electronic_variance, minimum=0)
+        check_number(cls, "delta", self.delta, above=0)
+        check_choice(cls, "metal_material", self.metal_material, METAL_MATERIALS)
+        check_choice(cls, "metal_model", self.metal_model, METAL_MODELS)
+        check_number(cls, "metal_i0", self.metal_i0, above=1)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -164,7 +186,7 @@ class SimulationConfig:
     def from_dict(cls, values: dict) -> "SimulationConfig":
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown SimulationConfig fields {sorted(unknown)}")
+            raise OptionError(f"unknown SimulationConfig fields {sorted(unknown)}")
         return cls(**values)
 
 
@@ -347,9 +369,9 @@ class Simulator:
         Parameters
         ----------
         reference : ReferenceSlice or PreparedReference
-        settings : iterable of str or None
-            Setting codes or config names; ``None`` means the paper's ten (S1..S5, M1..M5).
-        levels : iterable of int
+        settings : str, iterable of str or None
+            A setting code or config name, several, or ``None`` for the paper's ten (S1..S5, M1..M5).
+        levels : int or iterable of int
             Global severity levels, default L0..L3.
         realizations : int, iterable of int or None
             A count (realizations ``0 .. n - 1``), explicit realization indices, or ``None``
@@ -359,16 +381,21 @@ class Simulator:
         -------
         list of DegradedSample, ordered by setting, level, realization.
         """
-        prepared = reference if isinstance(reference, PreparedReference) else self.prepare(reference)
-        settings = PAPER_SETTINGS if settings is None else tuple(get_setting(s) if isinstance(s, str) else s
-                                                             for s in settings)
+        settings = PAPER_SETTINGS if settings is None else (settings,) if isinstance(settings, (str, Setting)) \
+            else tuple(settings)
+        settings = tuple(get_setting(s) if isinstance(s, str) else s for s in settings)
+        levels = (levels,) if isinstance(levels, int) else tuple(levels)
         levels = tuple(check_level(lv) for lv in levels)
         if realizations is None:
             realizations = range(self.config.realizations)
         elif isinstance(realizations, (int, np.integer)) and not isinstance(realizations, bool):
             if realizations < 1:
-                raise ValueError(f"realizations must be a positive count, got {realizations!r}")
+                raise OptionError(f"realizations must be a positive count, got {realizations!r}")
             realizations = range(int(realizations))
+        for name, chosen in (("settings", settings), ("levels", levels), ("realizations", realizations)):
+            if len(chosen) == 0:
+                raise OptionError(f"{name} must name at least one, got none: nothing would be simulated")
+        prepared = reference if isinstance(reference, PreparedReference) else self.prepare(reference)
         plans = [self._plan(prepared, s, lv, r) for s in settings for lv in levels for r in realizations]
 
         degraded = [self._degrade(prepared, plan.components) for plan in plans]

@@ -57,7 +57,7 @@ from scipy import ndimage
 
 from ctdegradbench.builder.sources import dicom_io
 from ctdegradbench.builder.sources import nifti_io
-from ctdegradbench.builder.core.errors import InputError
+from ctdegradbench.builder.core.errors import InputError, InputNotFoundError, OptionError
 from ctdegradbench.builder.core.hu import AIR_HU
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 
@@ -685,6 +685,16 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
 # --------------------------------------------------------------------------------------------
 
 
+def is_nifti_source(spec) -> bool:
+    """Whether ``spec`` is read as NIfTI: a ``.nii`` / ``.nii.gz`` file or a folder holding one."""
+    if spec == "default":
+        return False
+    path = Path(spec)
+    if path.is_file():
+        return nifti_io.is_nifti_path(path)
+    return path.is_dir() and any(nifti_io.is_nifti_path(f) for f in _files_under(path))
+
+
 def load_source(spec, **options) -> SourceResult:
     """Load ``"default"``, a DICOM folder / file, a NIfTI file or a folder of NIfTI files.
 
@@ -694,30 +704,53 @@ def load_source(spec, **options) -> SourceResult:
     error elsewhere; ``None`` means no override.
     """
     axes = options.pop("nifti_axes", None)
-
-    def not_nifti(loader, where):
-        if axes is not None:
-            raise ValueError(f"nifti_axes={axes!r} only applies to NIfTI sources, but {where} is not NIfTI")
-        return loader
-
-    if isinstance(spec, str) and spec == "default":
-        return not_nifti(load_default_source, "the default source")(**options)
-    path = Path(spec)
-    if not path.exists():
-        raise FileNotFoundError(
+    if spec != "default" and not Path(spec).exists():
+        raise InputNotFoundError(
             f"reference CT source {str(spec)!r} not found: expected 'default', a DICOM folder, "
-            "a NIfTI file (.nii / .nii.gz) or a folder of NIfTI files"
-        )
-    if path.is_file():
-        if nifti_io.is_nifti_path(path):
-            return load_nifti(path, axes=axes, **options)
-        return not_nifti(load_dicom_folder, path)(path, **options)
-    files = _files_under(path)
-    if not files:
+            "a NIfTI file (.nii / .nii.gz) or a folder of NIfTI files")
+    nifti = is_nifti_source(spec)
+    if axes is not None and not nifti:
+        raise OptionError(f"--nifti-axes {axes!r} only applies to NIfTI sources, but {spec} is not NIfTI")
+    if spec == "default":
+        return load_default_source(**options)
+    path = Path(spec)
+    if path.is_dir() and not _files_under(path):
         raise SourceError(f"no CT found in {path}: the folder holds no files")
-    if any(nifti_io.is_nifti_path(f) for f in files):
+    if nifti:
         return load_nifti(path, axes=axes, **options)
-    return not_nifti(load_dicom_folder, path)(path, **options)
+    return load_dicom_folder(path, **options)
+
+
+def load_sources(options) -> SourceResult:
+    """Every source of a :class:`~ctdegradbench.builder.sources.options.SourceOptions` in one result.
+
+    ``nifti_axes`` applies to the NIfTI sources among them (an error when there is none).
+    Slices keep their order, source after source; skip counts are summed. Two sources with
+    the same folder name would give their patients the same keys: that is refused.
+    """
+    kwargs = options.loader_options()
+    axes = kwargs.pop("nifti_axes")
+    nifti = {spec: is_nifti_source(spec) for spec in options.sources}
+    if axes is not None and not any(nifti.values()):
+        raise OptionError(f"--nifti-axes {axes!r} only applies to NIfTI sources, but none of "
+                          f"{', '.join(options.sources)} is NIfTI")
+    results = [load_source(spec, nifti_axes=axes if nifti[spec] else None, **kwargs) for spec in options.sources]
+    if len(results) == 1:
+        return results[0]
+    names: dict[str, str] = {}
+    for spec, result in zip(options.sources, results):
+        for name in {s.source for s in result.slices}:
+            if names.setdefault(name, spec) != spec:
+                raise OptionError(f"sources {names[name]} and {spec} have the same name {name!r}, so their patients "
+                                  "would share keys; give them folders of different names")
+    skipped: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    for result in results:
+        for reason, count in result.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+            examples.setdefault(reason, result.skip_examples.get(reason, ""))
+    return SourceResult([s for r in results for s in r.slices], skipped, examples,
+                        " + ".join(r.description for r in results))
 
 
 def provenance(ref: ReferenceSlice) -> dict:
@@ -760,10 +793,9 @@ def save_preview(slices: list[ReferenceSlice], path, window: tuple[float, float]
     With more than ``max_images`` slices, ``max_images`` evenly spaced ones are shown and the
     figure title says so. Returns the path written.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ctdegradbench.builder.core.plotting import save_png
 
     if not slices:
         raise ValueError("save_preview needs at least one slice, got none")
@@ -776,7 +808,8 @@ def save_preview(slices: list[ReferenceSlice], path, window: tuple[float, float]
         shown = [slices[i] for i in picks]
     cols = min(columns, len(shown))
     rows = int(np.ceil(len(shown) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 4.2 * rows), squeeze=False)
+    fig = Figure(figsize=(3.6 * cols, 4.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, s in zip(axes.ravel(), shown):
@@ -790,8 +823,4 @@ def save_preview(slices: list[ReferenceSlice], path, window: tuple[float, float]
         title += f" (showing {len(shown)} of {len(slices)} slices)"
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / fig.get_figheight()))  # room for the title
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_png(fig, path, dpi=100)
