@@ -20,7 +20,7 @@ from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
 from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
-from ctdegradbench.builder.dataset.splits import __doc__ as SPLIT_DOC
+from ctdegradbench.builder.dataset.splits import SPLIT_RULE
 
 # The template ships as package data (a link to the top-level dataset_card.md in the checkout).
 TEMPLATE = "dataset_card.md"
@@ -179,7 +179,7 @@ def render_card(card_data, build, options, source_result, figures) -> str:
         image_size=options.source.image_size,
         field_table=field_table(sample_features(options.source.image_size)),
         component_table=component_table(),
-        split_rule=" ".join(SPLIT_DOC.split()),
+        split_rule=SPLIT_RULE,
         split_table=split_table(summary),
         source_table=source_table(source_result),
         skipped=skipped_text(source_result),

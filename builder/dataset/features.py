@@ -7,11 +7,9 @@ the simulator needs for replay that has no column of its own (simulation config,
 dtype, backend, reference facts, ...) is kept in the ``metadata`` JSON column, and
 :func:`row_to_metadata` reassembles the simulator's metadata dict exactly.
 
-Pixels are lossless Hounsfield units as ``int16`` arrays (``Array2D``): measured on 20
-noisy 512 x 512 real slices, 393 KB/row (Snappy) or 352 KB/row (Zstandard, what we write)
-against 361 KB/row for 16-bit PNG, while loading 7x faster (0.8 ms vs 5.5 ms a row) and
-costing nothing to encode (PNG: 77 ms an image). ``np.asarray(row["image"], np.int16)``
-gives HU directly.
+Pixels are lossless Hounsfield units as ``int16`` arrays (``Array2D``), stored in Zstandard
+Parquet: about the size of 16-bit PNG, several times faster to load and free to encode (the
+measurement is in the README). ``np.asarray(row["image"], np.int16)`` gives HU directly.
 """
 
 from __future__ import annotations
