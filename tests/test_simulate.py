@@ -192,3 +192,16 @@ def test_real_slice_all_settings_replay_and_noise_scaling(real_hu_slices):
     sd = [float(np.std((s.image_hu - clean)[soft])) for s in samples if s.setting == "S1"]
     gammas = [c["gamma"] for s in samples if s.setting == "S1" for c in s.metadata["components"]]
     assert sd[3] / sd[0] == pytest.approx(gammas[3] / gammas[0], rel=NOISE_SD_RATIO_RTOL)
+
+
+def test_replay_uses_every_recorded_option_not_the_replaying_config():
+    """Noise flux, dose and the metal scan's photons come from the record, not from the simulator
+    that replays (whose config holds the defaults)."""
+    ref = reference_phantom(N, PIXEL_MM)
+    built = Simulator(SimulationConfig(seed=1, i0=2e6, dose_fraction=0.5, metal_i0=5e5)).run(ref, settings="M3",
+                                                                                          levels=(1, 3))
+    default = Simulator(SimulationConfig(seed=1))
+    for sample in built:
+        assert np.array_equal(default.replay(ref, sample.metadata), sample.image_hu), sample.sample_id
+    metal = sample.metadata["components"][0]
+    assert metal["type"] == METAL and metal["i0"] == 5e5
