@@ -12,8 +12,11 @@ For one reference slice (paper Figure 1):
    in the setting's order (:mod:`builder.severity`; metal, when present, first: it
    replaces ``s`` by the sinogram of the slice with metal inserted).
 3. FBP (Eq. 4) of all degraded sinograms, batched by view subset, then
-   ``HU = round_half_even(mu_to_hu(mu))`` as int16; values outside the int16 range are
-   clipped and counted (``clip_count``).
+   ``HU = round_half_even(mu_to_hu(mu))`` as int16, clipped to the range a scanner stores
+   (:data:`HU_RANGE`): the floor ``-1024 HU`` (the lowest CT number of a 12-bit scanner; air
+   reads about -1000) and the top of the extended CT scale, ``30710 HU`` (scanners switch
+   to it for metal; the standard 12-bit scale would clip every implant at 3071). The clipped
+   pixels are counted per row (``clipped_low``, ``clipped_high``, ``clip_count`` their sum).
 
 Replay. Each sample's metadata holds every drawn parameter and seed, the geometry and the
 FBP filter; :meth:`Simulator.replay` rebuilds the image from the metadata and the reference
@@ -26,7 +29,7 @@ Metadata keys of a sample (top level): ``sample_id``, ``reference_id``, ``patien
 :func:`builder.metadata.make_component` records in application order), ``geometry``,
 ``pixel_spacing_mm``, ``fbp_filter``, ``backend``, ``device``, ``dtype``,
 ``simulator_version``, ``config`` (:meth:`SimulationConfig.to_dict`), ``mu_water_per_mm``,
-``clip_count``, ``clamped_bins`` (sinogram readings floored before the log: negative
+``clip_count``, ``clipped_low``, ``clipped_high``, ``hu_range``, ``clamped_bins`` (sinogram readings floored before the log: negative
 readings of the noise operator plus the metal scan's readings below its floor, see
 :mod:`builder.degradations.noise` and :mod:`builder.degradations.metal`),
 ``reference_below_air_pixels`` and ``reference_info``
@@ -49,12 +52,12 @@ from ctdegradbench.builder.core.seeding import (check_seed, component_seed, leve
                                                 numpy_generator, sample_seed)
 from ctdegradbench.builder.degradations import (ScanContext, SinogramState, get_degradation,
                                                 make_component)
-from ctdegradbench.builder.degradations.metal import DEFAULT_I0 as DEFAULT_METAL_I0
-from ctdegradbench.builder.degradations.metal import METAL_MODELS
+from ctdegradbench.builder.degradations.metal import DEFAULT_I0_PER_MM as DEFAULT_METAL_I0_PER_MM
+from ctdegradbench.builder.degradations.metal import DEFAULT_IMPLANT, IMPLANT_CHOICES, METAL_MODELS
 from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE,
-                                                      DEFAULT_I0, check_noise_physics)
+                                                      DEFAULT_I0_PER_MM, check_noise_physics)
 from ctdegradbench.builder.degradations.spectrum import METAL_MATERIALS
-from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_RUNS
+from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_FRACTION
 from ctdegradbench.builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
 from ctdegradbench.builder.simulate.mixtures import setting_components
 from ctdegradbench.builder.simulate.prompts import describe
@@ -63,7 +66,8 @@ from ctdegradbench.builder.sources.reference import ReferenceSlice
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 FBP_BATCH = 8          # sinograms reconstructed together (bounds the FBP's peak memory)
-INT16_MIN, INT16_MAX = -32768, 32767
+HU_RANGE = (-1024, 30710)   # CT numbers a scanner stores: 12-bit floor, extended-scale top (metal)
+DEFAULT_FBP_FILTER = "ram-lak"
 
 
 def simulator_version() -> str:
@@ -91,24 +95,31 @@ class SimulationConfig:
     backend : str, default "auto"
         Projector backend (``ParallelBeamProjector(backend=...)``); "auto" lets the projector
         choose for the device, and the resolved name is recorded as ``backend``.
-    fbp_filter : {"ram-lak", "shepp-logan", "hann"}, default "ram-lak"
-        FBP ramp filter.
-    i0 : float, default 6.4e6
-        Incident photons per detector bin and view at full dose (noise, Eq. 5).
+    fbp_filter : {"ram-lak", "shepp-logan", "hann"}, default DEFAULT_FBP_FILTER
+        FBP ramp filter (the reconstruction kernel), recorded per row as ``fbp_filter``.
+    i0_per_mm : float, default 9.1e6
+        Incident photons per mm of detector (at the isocentre) and view at full dose (noise,
+        Eq. 5); a bin of width ``pixel_spacing_mm`` receives ``i0_per_mm * pixel_spacing_mm``.
     dose_fraction : float, default 0.25
         Dose fraction alpha of the low-dose scan (quarter dose).
     electronic_variance : float, default 10
         Electronic noise variance sigma_e^2 in counts^2 (Eq. 6).
     delta : float, default 1
         Log stabiliser in counts (Eq. 7).
-    streak_runs : int, default 36
-        Outlier runs per streak mask (Eq. 10), the same at every level.
+    streak_fraction : float, default 0.02
+        Fraction of the object's rays that are photon-starved (the highest line integrals;
+        the mask M of Eq. 10), the same at every level, in (0, 1].
     metal_material : str, default "steel"
-        Metal of the inserted disk (see ``builder.degradations.metal``).
+        Metal of the ``disk`` implant (see ``builder.degradations.metal``); the other implants
+        have their own (titanium hips and screws, amalgam fillings, steel clips).
     metal_model : {"polychromatic", "monochromatic"}, default "polychromatic"
         Metal physics: polychromatic with beam hardening, or the paper's Eq. 12 alone.
-    metal_i0 : float, default 2e7
-        Incident photons per ray of the polychromatic metal scan.
+    metal_i0_per_mm : float, default 2.9e7
+        Incident photons per mm of detector and view of the polychromatic metal scan.
+    metal_implant : str, default "anatomical"
+        The implant of the metal settings: "anatomical" (a type drawn among those the slice's
+        anatomy allows) or one type: "disk" (the paper's), "hip_pair", "spine_screws",
+        "dental", "clip".
     """
 
     seed: int = 0
@@ -116,19 +127,20 @@ class SimulationConfig:
     device: str = "cpu"
     dtype: str = "float32"
     backend: str = "auto"
-    fbp_filter: str = "ram-lak"
-    i0: float = DEFAULT_I0
+    fbp_filter: str = DEFAULT_FBP_FILTER
+    i0_per_mm: float = DEFAULT_I0_PER_MM
     dose_fraction: float = DEFAULT_DOSE_FRACTION
     electronic_variance: float = DEFAULT_ELECTRONIC_VARIANCE
     delta: float = DEFAULT_DELTA
-    streak_runs: int = DEFAULT_STREAK_RUNS
+    streak_fraction: float = DEFAULT_STREAK_FRACTION
     metal_material: str = "steel"
     metal_model: str = "polychromatic"
-    metal_i0: float = DEFAULT_METAL_I0
+    metal_i0_per_mm: float = DEFAULT_METAL_I0_PER_MM
+    metal_implant: str = DEFAULT_IMPLANT
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
-        for name in ("realizations", "streak_runs"):
+        for name in ("realizations",):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -144,13 +156,20 @@ class SimulationConfig:
         resolve_backend(self.backend, device)   # ValueError for an unknown or unavailable backend
         if self.fbp_filter not in FILTERS:
             raise ValueError(f"fbp_filter must be one of {FILTERS}, got {self.fbp_filter!r}")
-        check_noise_physics(self.i0, self.dose_fraction, self.electronic_variance, self.delta)
+        check_noise_physics(self.i0_per_mm, self.dose_fraction, self.electronic_variance, self.delta)
+        if isinstance(self.streak_fraction, bool) or not isinstance(self.streak_fraction, (int, float)) \
+                or not 0 < self.streak_fraction <= 1:
+            raise ValueError(f"streak_fraction (starved rays) must be a number in (0, 1], got {self.streak_fraction!r}")
+        if self.metal_implant not in IMPLANT_CHOICES:
+            raise ValueError(f"metal_implant must be one of {IMPLANT_CHOICES}, got {self.metal_implant!r}")
         if self.metal_material not in METAL_MATERIALS:
             raise ValueError(f"metal_material must be one of {METAL_MATERIALS}, got {self.metal_material!r}")
         if self.metal_model not in METAL_MODELS:
             raise ValueError(f"metal_model must be one of {METAL_MODELS}, got {self.metal_model!r}")
-        if isinstance(self.metal_i0, bool) or not isinstance(self.metal_i0, (int, float)) or not self.metal_i0 > 1:
-            raise ValueError(f"metal_i0 (photons per ray of the metal scan) must be a number > 1, got {self.metal_i0!r}")
+        if isinstance(self.metal_i0_per_mm, bool) or not isinstance(self.metal_i0_per_mm, (int, float)) \
+                or not self.metal_i0_per_mm > 1:
+            raise ValueError(f"metal_i0_per_mm (photons per mm and view of the metal scan) must be a number > 1, "
+                             f"got {self.metal_i0_per_mm!r}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -217,7 +236,7 @@ class PreparedReference(ScanContext):
     clean_fbp_hu : np.ndarray of int16 (N, N)
         FBP of the clean sinogram in HU: the reconstruction floor every degradation adds to.
     clean_clip_count : int
-        Pixels of the clean FBP clipped to the int16 range.
+        Pixels of the clean FBP clipped to the scanner's range (:data:`HU_RANGE`).
     below_air_pixels : int
         Reference pixels below -1000 HU that were treated as air.
     """
@@ -298,7 +317,7 @@ class Simulator:
         sinogram = projector(mu)
         images, clips = self._reconstruct(projector, sinogram.unsqueeze(0), None, self.config.fbp_filter)
         prepared = PreparedReference(reference=reference, geometry=geometry, projector=projector, mu=mu,
-                                     sinogram=sinogram, clean_fbp_hu=images[0], clean_clip_count=clips[0],
+                                     sinogram=sinogram, clean_fbp_hu=images[0], clean_clip_count=sum(clips[0]),
                                      below_air_pixels=count_below_air(reference.hu))
         return prepared
 
@@ -326,18 +345,20 @@ class Simulator:
         return state
 
     @staticmethod
-    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str) -> tuple[list[np.ndarray], list[int]]:
-        """FBP of a batch ``(B, V', D)`` -> int16 HU images and per-image int16 clip counts.
+    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str):
+        """FBP of a batch ``(B, V', D)`` -> int16 HU images and per-image clip counts ``(low, high)``.
 
-        ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to the int16 range.
+        ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to :data:`HU_RANGE`.
         """
         mu = projector.fbp(sinograms, views=views, filter_name=filter_name)
         if not bool(torch.isfinite(mu).all()):
             raise ValueError("FBP produced non-finite values; the degraded sinogram is not finite")
         hu = torch.round(mu_to_hu(mu))
-        clips = ((hu < INT16_MIN) | (hu > INT16_MAX)).sum(dim=(-2, -1)).tolist()
-        images = hu.clamp(INT16_MIN, INT16_MAX).to(torch.int16).cpu().numpy()
-        return [img for img in images], [int(c) for c in clips]
+        low, high = HU_RANGE
+        below = (hu < low).sum(dim=(-2, -1)).tolist()
+        above = (hu > high).sum(dim=(-2, -1)).tolist()
+        images = hu.clamp(low, high).to(torch.int16).cpu().numpy()
+        return [img for img in images], [(int(a), int(b)) for a, b in zip(below, above)]
 
     # ----------------------------------------------------------------- run
     def run(self, reference: ReferenceSlice | PreparedReference, settings=None, levels=LEVELS,
@@ -392,7 +413,7 @@ class Simulator:
     def _component_record(prepared: PreparedReference, comp: _Component) -> dict:
         return make_component(get_degradation(comp.type), comp.params, comp.level, comp.order, prepared)
 
-    def _sample(self, prepared: PreparedReference, plan: _Plan, image: np.ndarray, clip_count: int,
+    def _sample(self, prepared: PreparedReference, plan: _Plan, image: np.ndarray, clips: tuple[int, int],
                 clamped_bins: int) -> DegradedSample:
         ref = prepared.reference
         components = [self._component_record(prepared, c) for c in plan.components]
@@ -415,12 +436,15 @@ class Simulator:
             "simulator_version": simulator_version(),
             "config": self.config.to_dict(),
             "mu_water_per_mm": MU_WATER_PER_MM,
-            "clip_count": int(clip_count),
+            "clip_count": int(sum(clips)),
+            "clipped_low": int(clips[0]),
+            "clipped_high": int(clips[1]),
+            "hu_range": list(HU_RANGE),
             "clamped_bins": int(clamped_bins),
             "reference_below_air_pixels": int(prepared.below_air_pixels),
             "reference_info": _plain(dict(ref.info)),
         }
-        bbox = next((list(c["bbox"]) for c in components if c.get("bbox")), [])
+        bbox = next((list(c["bbox"]) for c in components if c.get("bbox")), [])   # union box of all metal objects
         return DegradedSample(sample_id=plan.sample_id, reference_id=ref.reference_id, patient_key=ref.patient_key,
                               setting=plan.setting.code, class_name=plan.setting.class_name, level=plan.level,
                               realization=plan.realization, image_hu=image, metadata=metadata,
