@@ -82,3 +82,20 @@ def marked_volume(n_slices: int = 5, size: int = 64) -> np.ndarray:
         vol[k, 20 + 3 * k, 24] = 300 + 100 * k  # moves posterior with the slice index
     vol[:, 22, 40] = 1500  # anterior (small row), patient left (large column)
     return vol
+
+
+def pelvis_hu(n: int = 128) -> np.ndarray:
+    """Pelvis-like slice (2 mm pixels at 128 px): soft-tissue ellipse 240 x 160 mm, two femoral
+    heads (bone ring, cancellous core) in the lateral thirds, a vertebral body posterior of centre."""
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    s = n / 128
+    hu = np.full((n, n), -1000, np.int16)
+    hu[(xx / (60 * s)) ** 2 + (yy / (40 * s)) ** 2 <= 1] = 40
+    for cx in (-38 * s, 38 * s):
+        r = np.hypot(xx - cx, yy)
+        hu[r <= 11 * s] = 900
+        hu[r <= 9 * s] = 300
+    r = np.hypot(xx, yy - 18 * s)
+    hu[r <= 8 * s] = 800
+    hu[r <= 6.5 * s] = 250
+    return hu

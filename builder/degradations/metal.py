@@ -105,6 +105,7 @@ DEFAULT_MATERIAL = "steel"
 DEFAULT_MODEL = "polychromatic"
 DEFAULT_IMPLANT = ANATOMICAL
 DEFAULT_I0_PER_MM = 2.9e7            # photons per mm of detector (isocentre) and view, unattenuated
+DEFAULT_RAY_I0 = 2e7                 # photons per ray of a MetalSimulator built without a flux
 DEFAULT_ELECTRONIC_VARIANCE = 10.0   # counts^2
 SIGNAL_FLOOR = 1.0                   # smallest reading (photons), keeps the log finite
 EXACT_POISSON_BELOW = 1e3            # expected photons below which counts are drawn exactly
@@ -361,7 +362,7 @@ class MetalSimulator:
         (``MIN_SUBRAYS_PER_RADIUS`` per half-width); times the geometry's sub-angles.
     """
 
-    def __init__(self, projector, *, i0: float = DEFAULT_I0_PER_MM,
+    def __init__(self, projector, *, i0: float = DEFAULT_RAY_I0,
                  electronic_variance: float = DEFAULT_ELECTRONIC_VARIANCE,
                  spectrum: SpectrumSpec = DEFAULT_SPECTRUM, n_subrays: int = N_SUBRAYS):
         self.projector = projector

@@ -156,6 +156,8 @@ class SimulationConfig:
         resolve_backend(self.backend, device)   # ValueError for an unknown or unavailable backend
         if self.fbp_filter not in FILTERS:
             raise ValueError(f"fbp_filter must be one of {FILTERS}, got {self.fbp_filter!r}")
+        if isinstance(self.i0_per_mm, bool) or not isinstance(self.i0_per_mm, (int, float)) or not self.i0_per_mm > 0:
+            raise ValueError(f"i0_per_mm (photons per mm of detector and view) must be positive, got {self.i0_per_mm!r}")
         check_noise_physics(self.i0_per_mm, self.dose_fraction, self.electronic_variance, self.delta)
         if isinstance(self.streak_fraction, bool) or not isinstance(self.streak_fraction, (int, float)) \
                 or not 0 < self.streak_fraction <= 1:
