@@ -464,21 +464,29 @@ class MetalSimulator:
     def removed_tissue(self, context: MetalContext, rays: ShadowRays, step_px: float = CHORD_STEP_PX) -> torch.Tensor:
         """Water and bone line integrals (g/cm^3 * mm) inside the metal, per sub-ray: ``(2, R, Sa, Sb)``.
 
-        Midpoint rule along each object's chord with ``ceil(longest chord / step_px)`` points
-        (at least 2), on the bilinearly interpolated density maps (the projector's image model).
+        Per ray and object, the mean tissue density along the object's longest sub-ray chord
+        in that bin (midpoint rule, ``ceil(longest chord / step_px)`` points, at least 2, on the
+        bilinearly interpolated density maps, the projector's image model) times each sub-ray's
+        exact chord: the tissue inside an implant is taken as uniform across one bin's
+        aperture and view interval (a fraction of a millimetre and half a degree), while the
+        metal chords, which carry the artifacts, stay exact per sub-ray.
         """
         geometry = self.geometry
         n, spacing = geometry.image_size, geometry.pixel_spacing_mm
         shape = torch.broadcast_shapes(rays.theta.shape, rays.t.shape)
         removed = torch.zeros((2,) + tuple(shape), dtype=torch.float64, device=self.device)
-        theta = rays.theta.expand(shape)
-        t = rays.t.expand(shape)
+        theta = rays.theta.expand(shape).reshape(shape[0], -1)
+        t = rays.t.expand(shape).reshape(shape[0], -1)
         scale = 2.0 / (n - 1)
         for entry, chord in zip(rays.entry, rays.chord):
-            inside = chord > 0
-            if not bool(inside.any()):
+            flat = chord.reshape(shape[0], -1)
+            longest, pick = flat.max(dim=1)
+            hit = longest > 0
+            if not bool(hit.any()):
                 continue
-            th, tt, e0, c = theta[inside], t[inside], entry[inside], chord[inside]
+            pick = pick[hit, None]
+            th, tt = theta[hit].gather(1, pick)[:, 0], t[hit].gather(1, pick)[:, 0]
+            e0, c = entry.reshape(shape[0], -1)[hit].gather(1, pick)[:, 0], longest[hit]
             n_steps = max(2, int(math.ceil(float(c.max()) / _positive(step_px, "step_px"))))
             xi = (torch.arange(n_steps, dtype=torch.float64, device=self.device) + 0.5) / n_steps
             along = e0[:, None] + c[:, None] * xi                                      # (H, M)
@@ -488,8 +496,8 @@ class MetalSimulator:
             grid = torch.stack((scale * x - 1, scale * y - 1), dim=-1).to(torch.float32)[None]
             samples = F.grid_sample(context.densities[None], grid, mode="bilinear", padding_mode="zeros",
                                     align_corners=True)[0]                           # (2, H, M)
-            step_mm = c * spacing / n_steps
-            removed[:, inside] += samples.sum(dim=-1).to(torch.float64) * step_mm
+            density = samples.mean(dim=-1).to(torch.float64)                            # (2, H) g/cm^3
+            removed[:, hit] += density[:, :, None, None] * (chord[hit] * spacing)[None]
         return removed
 
     def _shadow(self, context: MetalContext, params: MetalParams):
