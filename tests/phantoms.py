@@ -99,3 +99,18 @@ def pelvis_hu(n: int = 128) -> np.ndarray:
     hu[r <= 8 * s] = 800
     hu[r <= 6.5 * s] = 250
     return hu
+
+
+def head_with_teeth_hu(n: int = 512, pixel_mm: float = 0.45) -> np.ndarray:
+    """Head slice at the level of the upper teeth: soft-tissue ellipse 150 x 190 mm, a bone
+    ring (maxilla), and 10 teeth (enamel 2500 HU, 7 mm) on a parabolic arch in front."""
+    yy, xx = (np.mgrid[:n, :n] - n // 2) * pixel_mm
+    hu = np.full((n, n), -1000.0)
+    hu[(xx / 75) ** 2 + (yy / 95) ** 2 <= 1] = 40
+    ring = (xx / 70) ** 2 + (yy / 90) ** 2
+    hu[(ring <= 1) & (ring >= 0.85)] = 900
+    for k in range(10):
+        u = (k - 4.5) / 4.5
+        cx, cy = 22 * u, -70 + 22 * u ** 2
+        hu[np.hypot(xx - cx, yy - cy) <= 3.5] = 2500
+    return hu.astype(np.int16)

@@ -18,6 +18,7 @@ from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS
 from ctdegradbench.builder.core.hu import AIR_HU, MU_WATER_PER_MM
 from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
+from ctdegradbench.builder.simulate.simulator import HU_RANGE
 from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 from ctdegradbench.builder.dataset.splits import __doc__ as SPLIT_DOC
@@ -82,10 +83,20 @@ def physics_notes(config) -> str:
     sim = config.simulation_config().to_dict()
     lines = ["Simulation settings of this build (`metadata[\"config\"]` of every row):", ""]
     lines += [f"- `{key}`: {value}" for key, value in sim.items()]
+    low, high = HU_RANGE
     lines += ["", f"Conventions: HU -> attenuation with mu_water = {MU_WATER_PER_MM} /mm (water at ~70 keV), values "
               f"below {AIR_HU:g} HU (scanner padding) as air; line integrals in mm; parallel beam, {DEFAULT_N_VIEWS} "
-              f"views over [0, 180), ceil(sqrt(2) N) detector bins of one pixel width; FBP with a zero-padded ramp "
-              f"filter. Sparse views are exact subsets of the {DEFAULT_N_VIEWS}."]
+              f"views over [0, 180), ceil(sqrt(2) N) detector bins of one pixel width. Each measurement integrates "
+              f"over its detector bin's aperture and over its view's angular interval (continuous rotation), as a "
+              f"scanner measures, so sharp edges do not alias into moire. Sparse views are exact subsets of the "
+              f"{DEFAULT_N_VIEWS}, each integrating the same half degree (the tube pulses at fewer angles). FBP "
+              f"with a zero-padded ramp filter and the kernel `fbp_filter` (recorded per row). CT numbers are "
+              f"clipped as a scanner stores them, to [{low}, {high}] HU (the 12-bit floor; the extended CT scale "
+              f"above 3071 HU for metal), and the clipped pixels are counted per row (`clipped_low`, "
+              f"`clipped_high`). Every level is in physical units (mm, photons per mm of detector), so it is the "
+              f"same physics at any pixel spacing; it is calibrated for pixels of at most 1 mm on images of at "
+              f"least 256 px. A reference whose body touches the image border is flagged "
+              f"(`reference_info.truncated`, `border_body_fraction`)."]
     return "\n".join(lines)
 
 

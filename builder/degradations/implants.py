@@ -223,8 +223,8 @@ def find_anatomy(hu: np.ndarray, spacing_mm: float, body_part: str | None = None
 
     Heuristics on HU (thresholds above): the body is the largest region above ``BODY_HU``
     with its holes filled; lungs (and gas) are pixels below ``LUNG_HU`` inside it. The region
-    is "head" when the body is narrower than ``HEAD_MAX_EXTENT_MM`` and holds no lung (or the
-    header says HEAD / BRAIN), "chest" when lungs cover ``CHEST_LUNG_FRACTION`` of the body,
+    is the header's body part when it names one (``body_part``), else "head" when the body is
+    narrower than ``HEAD_MAX_EXTENT_MM`` and holds no lung, "chest" when lungs cover ``CHEST_LUNG_FRACTION`` of the body,
     "pelvis" when two thick bones (inscribed radius >= ``FEMORAL_HEAD_MIN_RADIUS_MM``) lie in
     the left and right thirds, else "abdomen". The vertebral body is the thickest bone near
     the midline in the posterior part of the body. Teeth (head only) are regions above
@@ -271,7 +271,13 @@ def find_anatomy(hu: np.ndarray, spacing_mm: float, body_part: str | None = None
             break
 
     header = (body_part or "").upper()
-    if header in ("HEAD", "BRAIN", "SKULL") or (extent < HEAD_MAX_EXTENT_MM and lung_fraction < 0.01):
+    if header in ("CHEST", "THORAX", "LUNG"):
+        region = "chest"
+    elif header in ("ABDOMEN", "PANCREAS", "LIVER"):
+        region = "abdomen"
+    elif header == "PELVIS":
+        region = "pelvis"
+    elif header in ("HEAD", "BRAIN", "SKULL") or (extent < HEAD_MAX_EXTENT_MM and lung_fraction < 0.01):
         region = "head"
     elif lung_fraction >= CHEST_LUNG_FRACTION:
         region = "chest"
