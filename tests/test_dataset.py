@@ -41,8 +41,8 @@ def test_every_config_loads_offline_by_name(built, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(out.parent)
     names = set(datasets.get_dataset_config_names("ct-degradbench"))
-    assert names == {s.config_name for s in SETTINGS} | {"all", "references"}
-    for setting in SETTINGS:
+    assert names == {s.config_name for s in SETTINGS if s.in_paper} | {"all", "references"}   # S6 is opt-in
+    for setting in (s for s in SETTINGS if s.in_paper):
         ds = datasets.load_dataset("ct-degradbench", setting.config_name)
         features = next(iter(ds.values())).features
         assert features["label"].names == list(CLASS_NAMES)
@@ -64,7 +64,7 @@ def test_all_config_points_at_setting_files_without_copies(built):
     assert "all" not in parquet_dirs
     ds = datasets.load_dataset(str(out), "all")
     total = sum(len(split) for split in ds.values())
-    assert total == len(SETTINGS) * N_PATIENTS * SLICES_PER_PATIENT * len(LEVELS)
+    assert total == len([s for s in SETTINGS if s.in_paper]) * N_PATIENTS * SLICES_PER_PATIENT * len(LEVELS)
     assert len(set(sid for split in ds.values() for sid in split["sample_id"])) == total   # ids unique
 
 
