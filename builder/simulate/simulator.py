@@ -106,7 +106,7 @@ class SimulationConfig:
         Electronic noise variance sigma_e^2 in counts^2 (Eq. 6).
     delta : float, default 1
         Log stabiliser in counts (Eq. 7).
-    streak_fraction : float, default 0.02
+    streak_fraction : float, default 0.002
         Fraction of the object's rays that are photon-starved (the highest line integrals;
         the mask M of Eq. 10), the same at every level, in (0, 1].
     metal_material : str, default "steel"
