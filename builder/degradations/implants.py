@@ -332,7 +332,8 @@ def _fits(objects, anatomy: Anatomy, spacing_mm: float, allow_bone: bool = True)
         extent = obj.extent_px(spacing_mm)
         if min(r, c) - extent < 0 or max(r, c) + extent > n - 1:
             return False
-        if anatomy.tissue_distance_mm[int(round(r)), int(round(c))] < extent * spacing_mm + MARGIN_MM:
+        mask = object_mask(obj, n, spacing_mm)
+        if not mask.any() or anatomy.tissue_distance_mm[mask].min() < MARGIN_MM:   # every metal pixel in tissue
             return False
     return True
 
