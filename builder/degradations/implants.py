@@ -56,6 +56,8 @@ SHAPES = ("ellipse", "rectangle")
 BODY_HU = -300.0
 LUNG_HU = -400.0
 BONE_HU = 200.0
+SPINE_DEPTH = 0.55                # the vertebral body lies in the posterior 45 % of the body (behind
+                                  # the contrast-filled heart and aorta, which also exceed BONE_HU)
 TOOTH_HU = 2000.0                 # enamel and dentine; skull bone stays below in most slices
 SOFT_TISSUE_HU = (-100.0, 150.0)
 HEAD_MAX_EXTENT_MM = 230.0        # a head is narrower than this, a trunk wider
@@ -266,7 +268,7 @@ def find_anatomy(hu: np.ndarray, spacing_mm: float, body_part: str | None = None
         hips = ((right[0][1], right[0][2], right[0][0]), (left[0][1], left[0][2], left[0][0]))
     vertebra = ()
     for depth, r, c in thick:
-        if depth >= VERTEBRA_MIN_RADIUS_MM and abs(c - centre_col) < 0.12 * width and r > top + 0.4 * height:
+        if depth >= VERTEBRA_MIN_RADIUS_MM and abs(c - centre_col) < 0.12 * width and r > top + SPINE_DEPTH * height:
             vertebra = (r, c, depth)
             break
 
