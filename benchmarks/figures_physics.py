@@ -104,8 +104,16 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     chest, head = chest_slice(), head_slice()
     settings_grid([("chest", chest), ("head", head)], args.out / "settings_L0_L3.png")
-    rows = [("synthetic pelvis phantom", pelvis_phantom(), "hip_pair"), ("chest", chest, "spine_screws")]
-    from ctdegradbench.builder.degradations.implants import find_anatomy
+    from ctdegradbench.builder.degradations.implants import find_anatomy, place_implant
+    from ctdegradbench.builder.degradations.metal import attenuation_ratio
+
+    pelvis = pelvis_phantom()
+    screws_on = ("chest", chest)
+    if place_implant("spine_screws", find_anatomy(chest.hu, chest.pixel_spacing_mm), chest.pixel_spacing_mm,
+                     attenuation_ratio("titanium"), np.random.default_rng(0)) is None:
+        print("the L3 screws do not fit the chest slice's vertebra without entering lung: shown on the phantom")
+        screws_on = ("synthetic pelvis phantom", pelvis)
+    rows = [("synthetic pelvis phantom", pelvis, "hip_pair"), (*screws_on, "spine_screws")]
     if find_anatomy(head.hu, head.pixel_spacing_mm, "HEAD").teeth:
         rows.append(("head", head, "dental"))
     else:      # the real head slices are at brain level: teeth from a synthetic head phantom
