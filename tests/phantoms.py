@@ -82,3 +82,35 @@ def marked_volume(n_slices: int = 5, size: int = 64) -> np.ndarray:
         vol[k, 20 + 3 * k, 24] = 300 + 100 * k  # moves posterior with the slice index
     vol[:, 22, 40] = 1500  # anterior (small row), patient left (large column)
     return vol
+
+
+def pelvis_hu(n: int = 128) -> np.ndarray:
+    """Pelvis-like slice (2 mm pixels at 128 px): soft-tissue ellipse 240 x 160 mm, two femoral
+    heads (bone ring, cancellous core) in the lateral thirds, a vertebral body posterior of centre."""
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    s = n / 128
+    hu = np.full((n, n), -1000, np.int16)
+    hu[(xx / (60 * s)) ** 2 + (yy / (40 * s)) ** 2 <= 1] = 40
+    for cx in (-38 * s, 38 * s):
+        r = np.hypot(xx - cx, yy)
+        hu[r <= 11 * s] = 900
+        hu[r <= 9 * s] = 300
+    r = np.hypot(xx, yy - 18 * s)
+    hu[r <= 8 * s] = 800
+    hu[r <= 6.5 * s] = 250
+    return hu
+
+
+def head_with_teeth_hu(n: int = 512, pixel_mm: float = 0.45) -> np.ndarray:
+    """Head slice at the level of the upper teeth: soft-tissue ellipse 150 x 190 mm, a bone
+    ring (maxilla), and 10 teeth (enamel 2500 HU, 7 mm) on a parabolic arch in front."""
+    yy, xx = (np.mgrid[:n, :n] - n // 2) * pixel_mm
+    hu = np.full((n, n), -1000.0)
+    hu[(xx / 75) ** 2 + (yy / 95) ** 2 <= 1] = 40
+    ring = (xx / 70) ** 2 + (yy / 90) ** 2
+    hu[(ring <= 1) & (ring >= 0.85)] = 900
+    for k in range(10):
+        u = (k - 4.5) / 4.5
+        cx, cy = 22 * u, -70 + 22 * u ** 2
+        hu[np.hypot(xx - cx, yy - cy) <= 3.5] = 2500
+    return hu.astype(np.int16)

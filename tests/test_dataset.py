@@ -36,7 +36,7 @@ def built(tiny_source, tmp_path_factory):
     out = root / "ct-degradbench"
     summary = build_dataset(BuildOptions(out=out, source=SourceOptions(sources=(str(tiny_source),),
                                                                        image_size=IMAGE_SIZE),
-                                         simulation=SimulationConfig(seed=7)))
+                                         simulation=SimulationConfig(seed=7), allow_uncalibrated_grid=True))
     return out, summary
 
 
@@ -150,6 +150,7 @@ def test_interrupted_build_leaves_no_output_and_keeps_old(built, tiny_source, tm
     monkeypatch.setattr(export, "write_split", boom)
     with pytest.raises(KeyboardInterrupt):
         build_dataset(BuildOptions(out=copy, configs=("single_blur",), overwrite=True, cache_dir=tmp_path / "cache",
+                                   allow_uncalibrated_grid=True,
                                    source=SourceOptions(sources=(str(tiny_source),), image_size=IMAGE_SIZE,
                                                         max_slices=1)))
     assert sorted(p.name for p in copy.rglob("*")) == before    # old output untouched
@@ -185,7 +186,7 @@ def test_cli_source_without_ct_and_unwritable_output(tmp_path, tiny_source, caps
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert cli_main(["build", "--source", str(tiny_source), "--image-size", str(IMAGE_SIZE),
-                     "--out", str(blocker / "sub" / "out")]) == 2
+                     "--allow-uncalibrated-grid", "--out", str(blocker / "sub" / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(blocker) in err
 
@@ -193,7 +194,7 @@ def test_cli_source_without_ct_and_unwritable_output(tmp_path, tiny_source, caps
 def test_existing_output_needs_overwrite(built, tiny_source, capsys):
     out, _ = built
     assert cli_main(["build", "--source", str(tiny_source), "--image-size", str(IMAGE_SIZE),
-                     "--out", str(out)]) == 2
+                     "--allow-uncalibrated-grid", "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 

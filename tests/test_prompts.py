@@ -34,12 +34,16 @@ def test_low_quality_prompts_cover_every_degradation_type():
 
 # One recorded parameter set per type (as the simulator records them).
 FIELDS = {
-    "noise": dict(seed=3, gamma=2.5, i0=6.4e6, dose_fraction=0.25, electronic_variance=10.0, delta=1.0),
-    "blur": dict(sigma_bins=1.5),
-    "streak": dict(seed=4, delta_l=1.0, streak_views=[3, 90, 200], streak_bins=[40, 41, 60], streak_widths=[1, 2, 3]),
+    "noise": dict(seed=3, gamma=2.0, i0=6.4e6, i0_per_mm=9.1e6, dose_fraction=0.25, effective_dose_fraction=1 / 16,
+                  electronic_variance=10.0, delta=1.0),
+    "blur": dict(sigma_mm=1.05, sigma_bins=1.0752),
+    "streak": dict(seed=4, delta_l=1.0, streak_fraction=0.02, streak_threshold=7.5, streak_cell_mm=1.0,
+                   streak_cell_bins=1.024),
     "aliasing": dict(n_views=90),
-    "metal": dict(seed=9, metal_model="polychromatic", material="titanium", diameter_mm=6.0, center_px=[210.0, 300.0],
-                  bbox=[297, 207, 303, 213], spectrum="120 kVp W", i0=2e7, electronic_variance=10.0),
+    "metal": dict(seed=9, metal_model="polychromatic", implant="hip_pair", material="titanium", metal_mm=6.0,
+                  metal_area_mm2=76.6, object_shapes="ellipse,ellipse", object_centers_px=[210.0, 100.0, 210.0, 300.0],
+                  object_sizes_mm=[7.0, 7.0, 7.0, 7.0], object_angles_deg=[0.0, 0.0],
+                  bbox=[97, 207, 303, 213], spectrum="120 kVp W", i0=2e7, i0_per_mm=2.9e7, electronic_variance=10.0),
 }
 
 
@@ -58,10 +62,10 @@ def metadata_for(setting, level: int = 2) -> dict:
 
 KEY_PARAMETER = {
     "noise": lambda c: f"gamma {c['gamma']:g}",
-    "blur": lambda c: f"sigma {c['sigma_bins']:g}",
-    "streak": lambda c: f"amplitude {c['delta_l']:g}",
+    "blur": lambda c: f"sigma {c['sigma_mm']:g} mm",
+    "streak": lambda c: f"err by +-{c['delta_l']:g}",
     "aliasing": lambda c: f"{c['n_views']} of 360 views",
-    "metal": lambda c: f"{c['diameter_mm']:g} mm {c['material']}",
+    "metal": lambda c: f"{c['material']}, 2 objects, 77 mm^2 of metal, {c['metal_mm']:g} mm steel-equivalent",
 }
 
 
@@ -79,7 +83,7 @@ def test_prompt_mentions_setting_components_levels_and_parameters(setting):
         assert f"severity L{component['level']}" in prompt[part:]
         position = part
     if METAL in setting.components:
-        assert "row 210, col 300" in prompt and "x 297-303, y 207-213" in prompt
+        assert "pair of hip prostheses" in prompt and "x 97-303, y 207-213" in prompt
     if setting.is_mixture:
         assert "mixture of" in prompt
 
@@ -88,7 +92,7 @@ def test_prompt_is_deterministic_and_order_independent_of_the_list():
     meta = metadata_for(PAPER_SETTINGS[-1])
     shuffled = dict(meta, components=list(reversed(meta["components"])))
     assert describe(meta) == describe(meta) == describe(shuffled)
-    assert "quarter dose" in describe(meta)
+    assert "1/4 of the full dose scan, the quantum noise of 1/16 of the full dose" in describe(meta)
 
 
 def test_prompt_rejects_unknown_types():

@@ -40,15 +40,15 @@ def source(nifti_body_source) -> Path:
 
 
 def build_args(source, out, *extra) -> list[str]:
-    return ["build", "--source", str(source), "--image-size", str(IMAGE_SIZE), "--configs", "single_noise",
-            "mixture_m3", "--out", str(out), *extra]
+    return ["build", "--source", str(source), "--image-size", str(IMAGE_SIZE), "--allow-uncalibrated-grid",
+            "--configs", "single_noise", "mixture_m3", "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="module")
 def export(source, tmp_path_factory) -> Path:
     """A small export (two settings) built once; tests tamper with copies."""
     out = tmp_path_factory.mktemp("export") / "bench"
-    build_dataset(BuildOptions(out=out, configs=("single_noise", "mixture_m3"),
+    build_dataset(BuildOptions(out=out, configs=("single_noise", "mixture_m3"), allow_uncalibrated_grid=True,
                                source=SourceOptions(sources=(str(source),), image_size=IMAGE_SIZE)))
     return out
 
@@ -282,8 +282,10 @@ def test_figure_and_preview_print_the_path_they_wrote(tmp_path, monkeypatch, cap
     assert (tmp_path / "prev.png").is_file()
 
 
-def test_ctrl_c_with_workers_is_one_clean_line(source, tmp_path):
-    """SIGINT to the whole process group, as a terminal's Ctrl-C: the workers stay quiet."""
+def test_ctrl_c_with_workers_is_one_clean_line(nifti_body_source, tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: the workers stay quiet. Three
+    slices per split, so that each split has several shards and really runs in the workers."""
+    source = nifti_body_source(3, 3, IMAGE_SIZE, PIXEL_MM)
     command = [sys.executable, "-c", "import ct_degradbench, sys; sys.exit(ct_degradbench.main(sys.argv[1:]))",
                *build_args(source, tmp_path / "bench", "--num-proc", "2")]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -297,8 +299,8 @@ def test_ctrl_c_with_workers_is_one_clean_line(source, tmp_path):
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert "Traceback" not in err and "TimeoutError" not in err
-    assert "interrupted; no partial output was left looking complete" in err
+    assert "KeyboardInterrupt" not in err and "TimeoutError" not in err, err     # no worker or pool traceback
+    assert err.strip().splitlines()[-1].startswith("ct-degradbench: interrupted; no partial output was left")
     assert not (tmp_path / "bench").exists()
 
 
@@ -322,7 +324,7 @@ def test_spacing_only_nifti_affine_is_refused_without_axes(tmp_path, capsys):
 def test_one_patient_build_says_which_splits_are_empty(nifti_body_source, tmp_path, capsys):
     source = nifti_body_source(1, 1, IMAGE_SIZE, PIXEL_MM)
     assert cli_main(["build", "--source", str(source), "--image-size", str(IMAGE_SIZE), "--configs", "single_blur",
-                     "--out", str(tmp_path / "bench")]) == 0
+                     "--allow-uncalibrated-grid", "--out", str(tmp_path / "bench")]) == 0
     assert "note: the validation and test splits are empty" in capsys.readouterr().out
 
 
@@ -336,3 +338,14 @@ def test_python_api_rejects_empty_requests_and_accepts_one_setting():
     if not __import__("torch").cuda.is_available():
         with pytest.raises(OptionError, match="no CUDA GPU"):
             SimulationConfig(device="cuda")
+
+
+def test_grids_coarser_than_the_calibration_are_refused_before_simulating(source, nifti_body_source, tmp_path,
+                                                                          capsys):
+    """--image-size 64, or pixels above 1 mm, would make the severity levels lose their meaning."""
+    assert cli_main(["build", "--source", str(source), "--image-size", "64", "--out", str(tmp_path / "a")]) == 2
+    assert "image size 64 px is below 256 px" in one_error_line(capsys)
+    wide = nifti_body_source(1, 1, 64, 6.0)              # a 384 mm field of view: 1.5 mm pixels at 256 px
+    assert cli_main(["build", "--source", str(wide), "--image-size", "256", "--out", str(tmp_path / "b")]) == 2
+    assert "pixel spacing 1.5 mm is above 1 mm" in one_error_line(capsys)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -102,7 +102,7 @@ def test_single_ring_config_builds_verifies_and_appears_in_the_card(nifti_body_s
     source = nifti_body_source(3, 1, 64, 2.0)
     out = tmp_path / "ring-bench"
     build_dataset(BuildOptions(out=out, configs=("single_blur", "single_ring"), simulation=SimulationConfig(seed=4),
-                               source=SourceOptions(sources=(str(source),), image_size=64)))
+                               source=SourceOptions(sources=(str(source),), image_size=64), allow_uncalibrated_grid=True))
     ring = datasets.load_dataset(str(out), "single_ring")
     rows = datasets.concatenate_datasets(list(ring.values()))
     assert set(rows["setting"]) == {"S6"} and sorted(set(rows["level"])) == list(LEVELS)

@@ -15,7 +15,8 @@ from ctdegradbench.builder.simulate.prompts import describe
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
 from ctdegradbench.builder.simulate.settings import LEVELS, METAL, PAPER_SETTINGS, SETTINGS_BY_CODE
-from ctdegradbench.builder.simulate.simulator import DegradedSample, PreparedReference, SimulationConfig, Simulator
+from ctdegradbench.builder.simulate.simulator import (HU_RANGE, DegradedSample, PreparedReference, SimulationConfig,
+                                                      Simulator)
 from phantoms import reference_phantom
 
 N = 96
@@ -28,6 +29,7 @@ NOISE_SD_RATIO_RTOL = 0.10
 TOP_LEVEL_KEYS = {"sample_id", "reference_id", "patient_key", "setting", "class_name", "level", "realization",
                   "seed", "components", "geometry", "pixel_spacing_mm", "fbp_filter", "backend", "device", "dtype",
                   "simulator_version", "config", "mu_water_per_mm", "clip_count", "clamped_bins",
+                  "clipped_low", "clipped_high", "hu_range",
                   "reference_below_air_pixels", "reference_info"}
 
 
@@ -97,7 +99,14 @@ def test_metadata_is_complete_and_consistent(samples, prepared):
         assert meta["config"] == SimulationConfig(seed=5).to_dict()
         assert meta["reference_info"]["kernel"] == "B30f"
         assert meta["reference_below_air_pixels"] == int(np.count_nonzero(prepared.reference.hu < -1000))
-        assert meta["clip_count"] == 0 and meta["clamped_bins"] >= 0
+        assert meta["clamped_bins"] >= 0
+        # scanner range: nothing below -1024 or above the extended scale; the clipped pixels are
+        # counted and now read exactly the range's ends
+        low, high = HU_RANGE
+        assert meta["hu_range"] == [low, high] and low <= sample.image_hu.min() and sample.image_hu.max() <= high
+        assert meta["clip_count"] == meta["clipped_low"] + meta["clipped_high"]
+        assert meta["clipped_low"] <= int(np.count_nonzero(sample.image_hu == low))
+        assert meta["clipped_high"] <= int(np.count_nonzero(sample.image_hu == high))
         assert sample.prompt == describe(meta)
         json.dumps(meta)                                           # plain types only
         metal = [c for c in meta["components"] if c["type"] == METAL]
@@ -108,6 +117,13 @@ def test_metadata_is_complete_and_consistent(samples, prepared):
             assert rows.size and x0 <= cols.min() and cols.max() <= x1 and y0 <= rows.min() and rows.max() <= y1
         else:
             assert sample.bbox == []
+
+
+def test_scanner_range_clips_and_counts_low_values():
+    """A clean FBP of a slice with air reads about -1000 +- ringing: values below -1024 are clipped and counted."""
+    simulator = Simulator(SimulationConfig(seed=1))
+    sample = simulator.run(reference_phantom(N, PIXEL_MM), settings=["S4"], levels=(3,))[0]
+    assert sample.metadata["clipped_low"] > 0 and sample.image_hu.min() == HU_RANGE[0]
 
 
 def test_error_grows_with_severity_for_single_settings(samples, prepared):
@@ -156,8 +172,9 @@ def test_runs_reproduce_and_seeds_change_the_draws(simulator, prepared, samples)
 # ----------------------------------------------------------------- config
 @pytest.mark.parametrize("field, value", [
     ("seed", -1), ("realizations", 0), ("device", "warp-drive"), ("dtype", "float16"), ("fbp_filter", "ramp"),
-    ("i0", -1.0), ("dose_fraction", 2.0), ("electronic_variance", -3.0), ("delta", 0.0), ("streak_runs", 0),
-    ("metal_model", "analytic"), ("backend", ""), ("backend", "radon-magic"),
+    ("i0_per_mm", -1.0), ("dose_fraction", 2.0), ("electronic_variance", -3.0), ("delta", 0.0),
+    ("streak_fraction", 0.0), ("streak_fraction", 1.5), ("metal_model", "analytic"), ("metal_implant", "stent"),
+    ("metal_i0_per_mm", 0.0), ("backend", ""), ("backend", "radon-magic"),
 ])
 def test_config_rejects_invalid_values(field, value):
     with pytest.raises(ValueError, match="--" + field.replace("_", "-")):
@@ -198,10 +215,10 @@ def test_replay_uses_every_recorded_option_not_the_replaying_config():
     """Noise flux, dose and the metal scan's photons come from the record, not from the simulator
     that replays (whose config holds the defaults)."""
     ref = reference_phantom(N, PIXEL_MM)
-    built = Simulator(SimulationConfig(seed=1, i0=2e6, dose_fraction=0.5, metal_i0=5e5)).run(ref, settings="M3",
-                                                                                          levels=(1, 3))
+    config = SimulationConfig(seed=1, i0_per_mm=2e6, dose_fraction=0.5, metal_i0_per_mm=5e5)
+    built = Simulator(config).run(ref, settings="M3", levels=(1, 3))
     default = Simulator(SimulationConfig(seed=1))
     for sample in built:
         assert np.array_equal(default.replay(ref, sample.metadata), sample.image_hu), sample.sample_id
     metal = sample.metadata["components"][0]
-    assert metal["type"] == METAL and metal["i0"] == 5e5
+    assert metal["type"] == METAL and metal["i0_per_mm"] == 5e5

@@ -11,7 +11,9 @@ itself appears only when complete (see :mod:`builder.export`).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from ctdegradbench.builder.dataset.export import (ExportSummary, card_metadata, 
                                                   output_error, start_export, write_configs, write_manifest)
 from ctdegradbench.builder.dataset.features import SPLITS
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG, BuildOptions
+from ctdegradbench.builder.simulate.resolution import check_resolution
 
 
 @dataclass
@@ -74,19 +77,63 @@ def build_dataset(options: BuildOptions, *, progress=None) -> BuildSummary:
     with export_lock(out):
         check_output(out, options.overwrite)        # again, now that no other build can change it
         source_result = load_sources(options.source)
+        if not options.allow_uncalibrated_grid:
+            for ref in source_result.slices:
+                check_resolution(ref.pixel_spacing_mm, ref.image_size, where=f"reference {ref.reference_id}")
         work = start_export(out, options.overwrite)
         try:
             build = _build_into(work, options, cache_dir, source_result, start)
         except OSError as exc:
             shutil.rmtree(work, ignore_errors=True)
             raise output_error(exc, work) from None
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(work, ignore_errors=True)
+            if _interrupted(exc):          # datasets' worker pool replaces Ctrl-C by its own TimeoutError
+                raise KeyboardInterrupt from None
             raise
         finish_export(work, out, options.overwrite)
     if options.cache_dir is None:      # the default cache is ours to delete once the export is complete
         shutil.rmtree(cache_dir, ignore_errors=True)
     return build
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a KeyboardInterrupt."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _workers_ignore_interrupts():
+    """Start worker processes with Ctrl-C ignored, so that only this process reacts to it.
+
+    A terminal sends Ctrl-C (SIGINT) to every process of its group; a worker that received it
+    would print its own traceback. A process started while SIGINT is ignored keeps ignoring it
+    (Python installs its KeyboardInterrupt handler only when the parent left SIGINT alone),
+    so every process start inside this block (``datasets`` starts its pool's workers there)
+    briefly ignores SIGINT here while it spawns the child.
+    """
+    import multiprocess.process
+
+    start = multiprocess.process.BaseProcess.start
+
+    def start_ignoring_interrupts(process):
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            start(process)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    multiprocess.process.BaseProcess.start = start_ignoring_interrupts
+    try:
+        yield
+    finally:
+        multiprocess.process.BaseProcess.start = start
 
 
 def _use_spawned_workers() -> None:
@@ -113,11 +160,12 @@ def _build_into(work, options: BuildOptions, cache_dir, source_result, start) ->
                   threads=options.threads)
     references_builder = CTDegradBench(config_name=REFERENCES_CONFIG, cache_dir=str(cache_dir),
                                        source_result=source_result, **config)
-    references_builder.download_and_prepare(num_proc=options.num_proc)
-    references = references_builder.as_dataset()
     samples_builder = CTDegradBench(config_name=ALL_CONFIG, settings=options.settings, cache_dir=str(cache_dir),
                                     source_result=source_result, **config)
-    samples_builder.download_and_prepare(num_proc=options.num_proc)
+    with _workers_ignore_interrupts() if options.threads is not None else contextlib.nullcontext():
+        references_builder.download_and_prepare(num_proc=options.num_proc)
+        samples_builder.download_and_prepare(num_proc=options.num_proc)
+    references = references_builder.as_dataset()
     samples = samples_builder.as_dataset()
 
     summary = ExportSummary(options.out)

@@ -18,7 +18,9 @@ from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS
 from ctdegradbench.builder.core.hu import AIR_HU, MU_WATER_PER_MM
 from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
+from ctdegradbench.builder.simulate.simulator import HU_RANGE
 from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.builder.simulate.resolution import MAX_PIXEL_SPACING_MM, MIN_IMAGE_SIZE
 from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 from ctdegradbench.builder.dataset.splits import SPLIT_RULE
 
@@ -82,10 +84,20 @@ def physics_notes(options) -> str:
     sim = options.simulation.to_dict()
     lines = ["Simulation settings of this build (`metadata[\"config\"]` of every row):", ""]
     lines += [f"- `{key}`: {value}" for key, value in sim.items()]
+    low, high = HU_RANGE
     lines += ["", f"Conventions: HU -> attenuation with mu_water = {MU_WATER_PER_MM} /mm (water at ~70 keV), values "
               f"below {AIR_HU:g} HU (scanner padding) as air; line integrals in mm; parallel beam, {DEFAULT_N_VIEWS} "
-              f"views over [0, 180), ceil(sqrt(2) N) detector bins of one pixel width; FBP with a zero-padded ramp "
-              f"filter. Sparse views are exact subsets of the {DEFAULT_N_VIEWS}."]
+              f"views over [0, 180), ceil(sqrt(2) N) detector bins of one pixel width. Each measurement integrates "
+              f"over its detector bin's aperture and over its view's angular interval (continuous rotation), as a "
+              f"scanner measures, so sharp edges do not alias into moire. Sparse views are exact subsets of the "
+              f"{DEFAULT_N_VIEWS}, each integrating the same half degree (the tube pulses at fewer angles). FBP "
+              f"with a zero-padded ramp filter and the kernel `fbp_filter` (recorded per row). CT numbers are "
+              f"clipped as a scanner stores them, to [{low}, {high}] HU (the 12-bit floor; the extended CT scale "
+              f"above 3071 HU for metal), and the clipped pixels are counted per row (`clipped_low`, "
+              f"`clipped_high`). Every level is in physical units (mm, photons per mm of detector), so it is the "
+              f"same physics at any pixel spacing; it is calibrated for pixels of at most 1 mm on images of at "
+              f"least 256 px. A reference whose body touches the image border is flagged "
+              f"(`reference_info.truncated`, `border_body_fraction`)."]
     return "\n".join(lines)
 
 
@@ -142,9 +154,13 @@ def skipped_text(source_result) -> str:
 
 def build_facts(build, options) -> str:
     src, sim = options.source, options.simulation
+    rule = ("WAIVED with --allow-uncalibrated-grid: the severity levels do not hold their calibrated meaning on "
+            "this grid" if options.allow_uncalibrated_grid else "enforced")
     lines = [
         f"- source: {', '.join(f'`{s}`' for s in src.sources)}; image size {src.image_size}; stride {src.stride}; "
         f"max slices per series {src.max_slices}; min body fraction {src.min_body_fraction}",
+        f"- resolution rule ({rule}): pixels of at most {MAX_PIXEL_SPACING_MM:g} mm, images of at least "
+        f"{MIN_IMAGE_SIZE} px",
         f"- realizations per reference and level: {sim.realizations}; seed {sim.seed}; device `{sim.device}`",
         f"- wall time {build.seconds:.1f} s for {build.n_references} reference slices "
         f"({build.n_references / max(build.seconds, 1e-9):.3f} slices/s) on {platform.machine()} "

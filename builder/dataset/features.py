@@ -44,7 +44,8 @@ SAMPLE_FIELD_DOCS: dict[str, str] = {
     "components": "every applied degradation operator with its level and drawn parameters, in application order",
     "seed": "seed of the sample, derived from the build seed and the sample id",
     "pixel_spacing_mm": "pixel side in mm (also the detector bin width)",
-    "geometry": "parallel-beam geometry: image size, pixel spacing, views over [0, 180), detector bins",
+    "geometry": "parallel-beam geometry: image size, pixel spacing, views over [0, 180), detector bins, and the "
+                "acquisition sampling (bin aperture and view interval integrated, sub-angles per view)",
     "fbp_filter": "ramp filter of the filtered backprojection",
     "simulator_version": "version of ct-degradbench that simulated the row",
     "reference_kernel": "reconstruction kernel of the reference series, when known",
@@ -63,7 +64,9 @@ def _component_feature() -> dict:
 
 def _geometry_feature() -> dict:
     return {"image_size": datasets.Value("int64"), "pixel_spacing_mm": datasets.Value("float64"),
-            "n_views": datasets.Value("int64"), "n_detectors": datasets.Value("int64")}
+            "n_views": datasets.Value("int64"), "n_detectors": datasets.Value("int64"),
+            "detector_aperture": datasets.Value("float64"), "view_integration": datasets.Value("float64"),
+            "view_subsamples": datasets.Value("int64")}
 
 
 def image_feature(image_size: int) -> datasets.Array2D:

@@ -19,7 +19,6 @@ samples by ``reference_id``; see :func:`with_references`).
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass, field
 
 import datasets
@@ -147,7 +146,6 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
 
         if self.config.threads is not None:      # a worker process of ``--num-proc``
             torch.set_num_threads(self.config.threads)
-            _ignore_interrupts_in_workers()
         simulator = Simulator(self.config.simulation)
         for ref in slices:
             if self.config.is_references:
@@ -156,15 +154,6 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
                 continue
             for sample in simulator.run(ref, settings=self.config.settings):
                 yield sample.sample_id, sample_to_row(sample)
-
-
-def _ignore_interrupts_in_workers() -> None:
-    """In a worker process, ignore Ctrl-C: the terminal sends it to every process of the
-    group, and only the main process should react (it stops the pool and reports one line)."""
-    import multiprocess
-
-    if multiprocess.parent_process() is not None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def reference_row(ref, clean_fbp_hu: np.ndarray) -> dict:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ctdegradbench.builder.core.errors import OptionError
 from ctdegradbench.builder.core.options import check_int, option
+from ctdegradbench.builder.simulate.resolution import MIN_IMAGE_SIZE, check_resolution
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions
 
@@ -73,6 +74,10 @@ class BuildOptions:
         beside the output, deleted once the export is complete).
     overwrite : bool
         Replace an existing export of ours (never another folder).
+    allow_uncalibrated_grid : bool
+        Simulate grids coarser than the severity levels' calibration (pixels above 1 mm or
+        images below 256 px, :mod:`~ctdegradbench.builder.simulate.resolution`); the levels
+        then lose their meaning. For quick pipeline tests only; the card says so.
     source : SourceOptions
     simulation : SimulationConfig or None
         ``None`` means ``SimulationConfig()``.
@@ -88,6 +93,8 @@ class BuildOptions:
     cache_dir: Path | None = option(None, "datasets cache of the builder, kept after the build (default: "
                                     ".<out>.cache beside the output, deleted when the export is complete)", type=Path)
     overwrite: bool = option(False, "replace an existing CT-DegradBench export in --out (never any other folder)")
+    allow_uncalibrated_grid: bool = option(False, "simulate pixels above 1 mm or images below 256 px, where the "
+                                           "severity levels lose their meaning (quick pipeline tests only)")
     source: SourceOptions = field(default_factory=SourceOptions)
     simulation: SimulationConfig | None = None   # None: the defaults
 
@@ -110,6 +117,8 @@ class BuildOptions:
         if not isinstance(simulation, SimulationConfig):
             raise OptionError(f"simulation must be a SimulationConfig, got {type(simulation).__name__}")
         object.__setattr__(self, "simulation", simulation)
+        if not self.allow_uncalibrated_grid and self.source.image_size < MIN_IMAGE_SIZE:
+            check_resolution(0.0, self.source.image_size, where=f"--image-size {self.source.image_size}")
 
     @property
     def settings(self) -> tuple[str, ...]:

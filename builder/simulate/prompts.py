@@ -46,10 +46,16 @@ def _join(words: list[str]) -> str:
 def describe(metadata: dict) -> str:
     """The structured prompt of a sample (paper Figure 1), from its metadata alone.
 
+    Each component states its physical parameters in physical units (mm, the dose fraction):
+
     >>> noise = {"type": "noise", "level": 1, "order": 0, "gamma": 2.0, "dose_fraction": 0.25}
     >>> describe({"setting": "S1", "level": 1, "pixel_spacing_mm": 0.98, "geometry": {"n_views": 360},
     ...           "components": [noise]})
-    'Axial CT slice (pixel spacing 0.98 mm) with noise (S1, severity L1 of L0-L3): 1) photon noise at gamma 2 (quarter dose), severity L1.'
+    'Axial CT slice (pixel spacing 0.98 mm) with noise (S1, severity L1 of L0-L3): 1) photon noise at gamma 2 on a 1/4 of the full dose scan, the quantum noise of 1/16 of the full dose (alpha / gamma^2), severity L1.'
+    >>> blur = {"type": "blur", "level": 2, "order": 0, "sigma_mm": 1.05, "sigma_bins": 1.5}
+    >>> describe({"setting": "S2", "level": 2, "pixel_spacing_mm": 0.70, "geometry": {"n_views": 360},
+    ...           "components": [blur]})
+    'Axial CT slice (pixel spacing 0.70 mm) with loss of sharpness (S2, severity L2 of L0-L3): 1) loss of sharpness from a detector blur of sigma 1.05 mm (1.50 detector bins), severity L2.'
     """
     setting = get_setting(metadata["setting"])
     components = sorted(metadata["components"], key=lambda c: c["order"])

@@ -12,8 +12,11 @@ For one reference slice (paper Figure 1):
    in the setting's order (:mod:`builder.severity`; metal, when present, first: it
    replaces ``s`` by the sinogram of the slice with metal inserted).
 3. FBP (Eq. 4) of all degraded sinograms, batched by view subset, then
-   ``HU = round_half_even(mu_to_hu(mu))`` as int16; values outside the int16 range are
-   clipped and counted (``clip_count``).
+   ``HU = round_half_even(mu_to_hu(mu))`` as int16, clipped to the range a scanner stores
+   (:data:`HU_RANGE`): the floor ``-1024 HU`` (the lowest CT number of a 12-bit scanner; air
+   reads about -1000) and the top of the extended CT scale, ``30710 HU`` (scanners switch
+   to it for metal; the standard 12-bit scale would clip every implant at 3071). The clipped
+   pixels are counted per row (``clipped_low``, ``clipped_high``, ``clip_count`` their sum).
 
 Replay. Each sample's metadata holds every drawn parameter and seed, the geometry and the
 FBP filter; :meth:`Simulator.replay` rebuilds the image from the metadata and the reference
@@ -26,7 +29,7 @@ Metadata keys of a sample (top level): ``sample_id``, ``reference_id``, ``patien
 :func:`builder.metadata.make_component` records in application order), ``geometry``,
 ``pixel_spacing_mm``, ``fbp_filter``, ``backend``, ``device``, ``dtype``,
 ``simulator_version``, ``config`` (:meth:`SimulationConfig.to_dict`), ``mu_water_per_mm``,
-``clip_count``, ``clamped_bins`` (sinogram readings floored before the log: negative
+``clip_count``, ``clipped_low``, ``clipped_high``, ``hu_range``, ``clamped_bins`` (sinogram readings floored before the log: negative
 readings of the noise operator plus the metal scan's readings below its floor, see
 :mod:`builder.degradations.noise` and :mod:`builder.degradations.metal`),
 ``reference_below_air_pixels`` and ``reference_info``
@@ -51,12 +54,12 @@ from ctdegradbench.builder.core.seeding import (check_seed, component_seed, leve
                                                 numpy_generator, sample_seed)
 from ctdegradbench.builder.degradations import (ScanContext, SinogramState, get_degradation,
                                                 make_component)
-from ctdegradbench.builder.degradations.metal import DEFAULT_I0 as DEFAULT_METAL_I0
-from ctdegradbench.builder.degradations.metal import METAL_MODELS
+from ctdegradbench.builder.degradations.metal import DEFAULT_I0_PER_MM as DEFAULT_METAL_I0_PER_MM
+from ctdegradbench.builder.degradations.metal import DEFAULT_IMPLANT, IMPLANT_CHOICES, METAL_MODELS
 from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE,
-                                                      DEFAULT_I0)
+                                                      DEFAULT_I0_PER_MM)
 from ctdegradbench.builder.degradations.spectrum import METAL_MATERIALS
-from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_RUNS
+from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_FRACTION
 from ctdegradbench.builder.projector import BACKENDS, FILTERS, ParallelBeamProjector, resolve_backend
 from ctdegradbench.builder.simulate.mixtures import setting_components
 from ctdegradbench.builder.simulate.prompts import describe
@@ -65,7 +68,8 @@ from ctdegradbench.builder.sources.reference import ReferenceSlice
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 FBP_BATCH = 8          # sinograms reconstructed together (bounds the FBP's peak memory)
-INT16_MIN, INT16_MAX = -32768, 32767
+HU_RANGE = (-1024, 30710)   # CT numbers a scanner stores: 12-bit floor, extended-scale top (metal)
+DEFAULT_FBP_FILTER = "ram-lak"
 
 
 def simulator_version() -> str:
@@ -112,24 +116,31 @@ class SimulationConfig:
     backend : str, default "auto"
         Projector backend (``ParallelBeamProjector(backend=...)``); "auto" lets the projector
         choose for the device, and the resolved name is recorded as ``backend``.
-    fbp_filter : {"ram-lak", "shepp-logan", "hann"}, default "ram-lak"
-        FBP ramp filter.
-    i0 : float, default 6.4e6
-        Incident photons per detector bin and view at full dose (noise, Eq. 5).
+    fbp_filter : {"ram-lak", "shepp-logan", "hann"}, default DEFAULT_FBP_FILTER
+        FBP ramp filter (the reconstruction kernel), recorded per row as ``fbp_filter``.
+    i0_per_mm : float, default 9.1e6
+        Incident photons per mm of detector (at the isocentre) and view at full dose (noise,
+        Eq. 5); a bin of width ``pixel_spacing_mm`` receives ``i0_per_mm * pixel_spacing_mm``.
     dose_fraction : float, default 0.25
         Dose fraction alpha of the low-dose scan (quarter dose).
     electronic_variance : float, default 10
         Electronic noise variance sigma_e^2 in counts^2 (Eq. 6).
     delta : float, default 1
         Log stabiliser in counts (Eq. 7).
-    streak_runs : int, default 36
-        Outlier runs per streak mask (Eq. 10), the same at every level.
+    streak_fraction : float, default 0.002
+        Fraction of the object's rays that are photon-starved (the highest line integrals;
+        the mask M of Eq. 10), the same at every level, in (0, 1].
     metal_material : str, default "steel"
-        Metal of the inserted disk (see ``builder.degradations.metal``).
+        Metal of the ``disk`` implant (see ``builder.degradations.metal``); the other implants
+        have their own (titanium hips and screws, amalgam fillings, steel clips).
     metal_model : {"polychromatic", "monochromatic"}, default "polychromatic"
         Metal physics: polychromatic with beam hardening, or the paper's Eq. 12 alone.
-    metal_i0 : float, default 2e7
-        Incident photons per ray of the polychromatic metal scan.
+    metal_i0_per_mm : float, default 2.9e7
+        Incident photons per mm of detector and view of the polychromatic metal scan.
+    metal_implant : str, default "anatomical"
+        The implant of the metal settings: "anatomical" (a type drawn among those the slice's
+        anatomy allows) or one type: "disk" (the paper's), "hip_pair", "spine_screws",
+        "dental", "clip".
     """
 
     seed: int = option(0, "root seed of every random draw and of the patient split", minimum=0)
@@ -138,17 +149,22 @@ class SimulationConfig:
     dtype: str = option("float32", "floating type of the simulation", choices=tuple(DTYPES))
     backend: str = option("auto", "projector backend ('auto' picks nufft on the CPU, interp on a GPU)",
                           choices=("auto",) + BACKENDS)
-    fbp_filter: str = option("ram-lak", "FBP ramp filter", choices=FILTERS)
-    i0: float = option(DEFAULT_I0, "incident photons per detector bin and view at full dose (noise)", minimum=0)
+    fbp_filter: str = option(DEFAULT_FBP_FILTER, "FBP ramp filter", choices=FILTERS)
+    i0_per_mm: float = option(DEFAULT_I0_PER_MM, "incident photons per mm of detector and view at full dose "
+                              "(noise)", minimum=0)
     dose_fraction: float = option(DEFAULT_DOSE_FRACTION, "dose fraction alpha of the low-dose scan", minimum=0,
                                   maximum=1)
     electronic_variance: float = option(DEFAULT_ELECTRONIC_VARIANCE, "electronic noise variance, counts^2", cli=False)
     delta: float = option(DEFAULT_DELTA, "log stabiliser, counts", cli=False)
-    streak_runs: int = option(DEFAULT_STREAK_RUNS, "outlier runs per streak mask", cli=False)
-    metal_material: str = option("steel", "metal of the metal settings", choices=METAL_MATERIALS)
+    streak_fraction: float = option(DEFAULT_STREAK_FRACTION, "fraction of the object's rays that are photon-starved "
+                                    "(streaks)", minimum=0, maximum=1)
+    metal_material: str = option("steel", "metal of the disk implant", choices=METAL_MATERIALS)
     metal_model: str = option("polychromatic", "metal physics: polychromatic scan or the paper's Eq. 12 insertion",
                               choices=METAL_MODELS)
-    metal_i0: float = option(DEFAULT_METAL_I0, "incident photons per ray of the polychromatic metal scan", minimum=1)
+    metal_i0_per_mm: float = option(DEFAULT_METAL_I0_PER_MM, "incident photons per mm of detector and view of the "
+                                    "polychromatic metal scan", minimum=1)
+    metal_implant: str = option(DEFAULT_IMPLANT, "implant of the metal settings: 'anatomical' (drawn from what the "
+                                "slice shows) or one type", choices=IMPLANT_CHOICES)
 
     def __post_init__(self) -> None:
         cls = SimulationConfig
@@ -157,7 +173,6 @@ class SimulationConfig:
         except ValueError:
             raise OptionError(f"--seed must be an integer in [0, 2**63), got {self.seed!r}") from None
         check_int(cls, "realizations", self.realizations, minimum=1)
-        check_int(cls, "streak_runs", self.streak_runs, minimum=1)
         object.__setattr__(self, "device", check_device(self.device))
         check_choice(cls, "dtype", self.dtype, tuple(DTYPES))
         check_choice(cls, "backend", self.backend, ("auto",) + BACKENDS)
@@ -166,13 +181,15 @@ class SimulationConfig:
         except ValueError as exc:
             raise OptionError(f"--backend {self.backend}: {exc}") from None
         check_choice(cls, "fbp_filter", self.fbp_filter, FILTERS)
-        check_number(cls, "i0", self.i0, above=0)
+        check_number(cls, "i0_per_mm", self.i0_per_mm, above=0)
         check_number(cls, "dose_fraction", self.dose_fraction, above=0, maximum=1)
         check_number(cls, "electronic_variance", self.electronic_variance, minimum=0)
         check_number(cls, "delta", self.delta, above=0)
+        check_number(cls, "streak_fraction", self.streak_fraction, above=0, maximum=1)
+        check_choice(cls, "metal_implant", self.metal_implant, IMPLANT_CHOICES)
         check_choice(cls, "metal_material", self.metal_material, METAL_MATERIALS)
         check_choice(cls, "metal_model", self.metal_model, METAL_MODELS)
-        check_number(cls, "metal_i0", self.metal_i0, above=1)
+        check_number(cls, "metal_i0_per_mm", self.metal_i0_per_mm, above=1)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -239,7 +256,7 @@ class PreparedReference(ScanContext):
     clean_fbp_hu : np.ndarray of int16 (N, N)
         FBP of the clean sinogram in HU: the reconstruction floor every degradation adds to.
     clean_clip_count : int
-        Pixels of the clean FBP clipped to the int16 range.
+        Pixels of the clean FBP clipped to the scanner's range (:data:`HU_RANGE`).
     below_air_pixels : int
         Reference pixels below -1000 HU that were treated as air.
     """
@@ -320,7 +337,7 @@ class Simulator:
         sinogram = projector(mu)
         images, clips = self._reconstruct(projector, sinogram.unsqueeze(0), None, self.config.fbp_filter)
         prepared = PreparedReference(reference=reference, geometry=geometry, projector=projector, mu=mu,
-                                     sinogram=sinogram, clean_fbp_hu=images[0], clean_clip_count=clips[0],
+                                     sinogram=sinogram, clean_fbp_hu=images[0], clean_clip_count=sum(clips[0]),
                                      below_air_pixels=count_below_air(reference.hu))
         return prepared
 
@@ -348,18 +365,20 @@ class Simulator:
         return state
 
     @staticmethod
-    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str) -> tuple[list[np.ndarray], list[int]]:
-        """FBP of a batch ``(B, V', D)`` -> int16 HU images and per-image int16 clip counts.
+    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str):
+        """FBP of a batch ``(B, V', D)`` -> int16 HU images and per-image clip counts ``(low, high)``.
 
-        ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to the int16 range.
+        ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to :data:`HU_RANGE`.
         """
         mu = projector.fbp(sinograms, views=views, filter_name=filter_name)
         if not bool(torch.isfinite(mu).all()):
             raise ValueError("FBP produced non-finite values; the degraded sinogram is not finite")
         hu = torch.round(mu_to_hu(mu))
-        clips = ((hu < INT16_MIN) | (hu > INT16_MAX)).sum(dim=(-2, -1)).tolist()
-        images = hu.clamp(INT16_MIN, INT16_MAX).to(torch.int16).cpu().numpy()
-        return [img for img in images], [int(c) for c in clips]
+        low, high = HU_RANGE
+        below = (hu < low).sum(dim=(-2, -1)).tolist()
+        above = (hu > high).sum(dim=(-2, -1)).tolist()
+        images = hu.clamp(low, high).to(torch.int16).cpu().numpy()
+        return [img for img in images], [(int(a), int(b)) for a, b in zip(below, above)]
 
     # ----------------------------------------------------------------- run
     def run(self, reference: ReferenceSlice | PreparedReference, settings=None, levels=LEVELS,
@@ -419,7 +438,7 @@ class Simulator:
     def _component_record(prepared: PreparedReference, comp: _Component) -> dict:
         return make_component(get_degradation(comp.type), comp.params, comp.level, comp.order, prepared)
 
-    def _sample(self, prepared: PreparedReference, plan: _Plan, image: np.ndarray, clip_count: int,
+    def _sample(self, prepared: PreparedReference, plan: _Plan, image: np.ndarray, clips: tuple[int, int],
                 clamped_bins: int) -> DegradedSample:
         ref = prepared.reference
         components = [self._component_record(prepared, c) for c in plan.components]
@@ -442,12 +461,15 @@ class Simulator:
             "simulator_version": simulator_version(),
             "config": self.config.to_dict(),
             "mu_water_per_mm": MU_WATER_PER_MM,
-            "clip_count": int(clip_count),
+            "clip_count": int(sum(clips)),
+            "clipped_low": int(clips[0]),
+            "clipped_high": int(clips[1]),
+            "hu_range": list(HU_RANGE),
             "clamped_bins": int(clamped_bins),
             "reference_below_air_pixels": int(prepared.below_air_pixels),
             "reference_info": _plain(dict(ref.info)),
         }
-        bbox = next((list(c["bbox"]) for c in components if c.get("bbox")), [])
+        bbox = next((list(c["bbox"]) for c in components if c.get("bbox")), [])   # union box of all metal objects
         return DegradedSample(sample_id=plan.sample_id, reference_id=ref.reference_id, patient_key=ref.patient_key,
                               setting=plan.setting.code, class_name=plan.setting.class_name, level=plan.level,
                               realization=plan.realization, image_hu=image, metadata=metadata,

@@ -60,6 +60,7 @@ from ctdegradbench.builder.sources import nifti_io
 from ctdegradbench.builder.core.errors import InputError, InputNotFoundError, OptionError
 from ctdegradbench.builder.core.hu import AIR_HU
 from ctdegradbench.builder.sources.reference import ReferenceSlice
+from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES, apply_truncation_mode
 
 # A pixel above -500 HU is body (or table): halfway between air (-1000) and water (0), the usual
 # threshold that separates air and lung-free tissue robustly even in noisy images.
@@ -366,7 +367,8 @@ def _finish(square: np.ndarray, cand: _Candidate, source: str, image_size: int |
 
 
 def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_body_fraction: float,
-                   max_slices: int | None, image_size: int | None, log: _SkipLog) -> list[ReferenceSlice]:
+                   max_slices: int | None, image_size: int | None, log: _SkipLog,
+                   truncation: str = "keep") -> list[ReferenceSlice]:
     """Stride, read + check, body-fraction filter, max_slices, then finish (see the module doc)."""
     on_stride = cands[::stride]
     if len(cands) > len(on_stride):
@@ -382,6 +384,12 @@ def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_bod
         square = _checked_square(hu, cand.spacing_mm, cand.where, log)
         if square is None:
             continue
+        square, facts = apply_truncation_mode(square, truncation)   # see builder.sources.truncation
+        cand.info.update(facts)
+        if square is None:
+            log.add("truncated: the body touches the field-of-view edge",
+                    f"{cand.where}: {facts['border_body_fraction']:.3f} of the border in the body")
+            continue
         fraction = body_fraction(square)
         if fraction < min_body_fraction:
             log.add(f"body fraction below {min_body_fraction:g}", f"{cand.where}: {fraction:.3f}")
@@ -395,7 +403,10 @@ def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_bod
     return [_finish(square, cand, source, image_size) for cand, square in kept]
 
 
-def _check_options(stride: int, min_body_fraction: float, image_size: int | None, max_slices: int | None) -> None:
+def _check_options(stride: int, min_body_fraction: float, image_size: int | None, max_slices: int | None,
+                   truncation: str = "keep") -> None:
+    if truncation not in TRUNCATION_MODES:
+        raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
     if not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
     if not 0.0 <= float(min_body_fraction) <= 1.0:
@@ -508,11 +519,11 @@ def _sorted_series(members, root: Path | None, log: _SkipLog) -> list[_Candidate
 
 def _load_dicom_paths(paths: list[Path], root: Path | None, *, source: str, stride: int,
                       min_body_fraction: float, image_size: int | None, max_slices: int | None,
-                      log: _SkipLog) -> list[ReferenceSlice]:
+                      log: _SkipLog, truncation: str = "keep") -> list[ReferenceSlice]:
     slices: list[ReferenceSlice] = []
     for cands in _dicom_candidates(paths, root, log):
         slices += _select_series(cands, source=source, stride=stride, min_body_fraction=min_body_fraction,
-                                 max_slices=max_slices, image_size=image_size, log=log)
+                                 max_slices=max_slices, image_size=image_size, log=log, truncation=truncation)
     return slices
 
 
@@ -521,7 +532,7 @@ def _files_under(folder: Path) -> list[Path]:
 
 
 def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, image_size: int | None = None,
-                      max_slices: int | None = None, source: str | None = None) -> SourceResult:
+                      max_slices: int | None = None, source: str | None = None, truncation: str = "keep") -> SourceResult:
     """Load the axial CT slices of every series under a DICOM folder (searched recursively).
 
     Parameters
@@ -539,6 +550,9 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
         At most this many slices per series, evenly spaced among those left.
     source : str or None
         The source part of the ids; default: the folder's name.
+    truncation : {"keep", "skip", "pad"}
+        What to do with slices whose body touches the image border (``builder.sources.truncation``):
+        record ``info["truncated"]`` and keep them (default), skip them, or pad the patient out.
 
     Series are grouped by SeriesInstanceUID and sorted by ImagePositionPatient projected on the
     slice normal (InstanceNumber when a position is missing); of files at the same position
@@ -546,7 +560,7 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
     images (no PixelData: SR, RTSTRUCT, DICOMDIR...), not CT, multi-frame, not greyscale or not
     axial, and duplicate positions, are counted in ``skipped``.
     """
-    _check_options(stride, min_body_fraction, image_size, max_slices)
+    _check_options(stride, min_body_fraction, image_size, max_slices, truncation)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"DICOM path {path} does not exist: expected a folder of DICOM files")
@@ -557,12 +571,12 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
     log = _SkipLog()
     slices = _load_dicom_paths(files, root, source=source or root.name, stride=stride,
                                min_body_fraction=min_body_fraction, image_size=image_size,
-                               max_slices=max_slices, log=log)
+                               max_slices=max_slices, log=log, truncation=truncation)
     return _result(slices, log, f"DICOM {path}", path)
 
 
 def load_default_source(image_size: int | None = None, *, stride: int = 1, min_body_fraction: float = 0.0,
-                        max_slices: int | None = None) -> SourceResult:
+                        max_slices: int | None = None, truncation: str = "keep") -> SourceResult:
     """The five real CT slices shipped in pydicom / pydicom-data (``DEFAULT_SOURCE_FILES``).
 
     The selection options are those of the other loaders; each default series holds one
@@ -573,12 +587,12 @@ def load_default_source(image_size: int | None = None, *, stride: int = 1, min_b
     when present, is kept as ``info["body_part_header"]``. Raises ``SourceError`` unless all five
     load (e.g. a JPEG 2000 / JPEG lossless decoder plugin is missing).
     """
-    _check_options(stride, min_body_fraction, image_size, max_slices)
+    _check_options(stride, min_body_fraction, image_size, max_slices, truncation)
     log = _SkipLog()
     paths = default_source_paths()
     slices = _load_dicom_paths(paths, None, source=DEFAULT_SOURCE_NAME, stride=stride,
                                min_body_fraction=min_body_fraction, image_size=image_size,
-                               max_slices=max_slices, log=log)
+                               max_slices=max_slices, log=log, truncation=truncation)
     if len(slices) != len(DEFAULT_SOURCE_FILES):
         raise SourceError(f"the default reference CT gave {len(slices)} of {len(DEFAULT_SOURCE_FILES)} "
                           f"slices: {log.describe()}")
@@ -632,7 +646,7 @@ def _nifti_candidates(path: Path, root: Path, codes_given: tuple[str, str, str] 
 
 def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fraction: float = 0.0,
                image_size: int | None = None, max_slices: int | None = None, patient_id: str | None = None,
-               source: str | None = None, info: dict | None = None) -> SourceResult:
+               source: str | None = None, info: dict | None = None, truncation: str = "keep") -> SourceResult:
     """Load the axial slices of a NIfTI CT volume, or of every ``.nii`` / ``.nii.gz`` under a folder.
 
     Parameters
@@ -643,7 +657,7 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
         Orientation code of the stored array (see ``builder.nifti_io``), e.g. ``"LPS"`` for files
         whose array axes (x, y, z) grow towards patient left, posterior and superior while their
         affine holds the spacing only (the shared development volumes). None: from the affine.
-    stride, min_body_fraction, image_size, max_slices
+    stride, min_body_fraction, image_size, max_slices, truncation
         As in ``load_dicom_folder`` (per volume).
     patient_id : str or None
         Patient id for every volume (e.g. several series of one patient); default: file stem.
@@ -655,7 +669,7 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
     Values are taken as HU. A volume without any value below -500 HU holds no air and is
     skipped as "not CT in HU"; slices with NaN / inf are skipped (counted).
     """
-    _check_options(stride, min_body_fraction, image_size, max_slices)
+    _check_options(stride, min_body_fraction, image_size, max_slices, truncation)
     codes = nifti_io.parse_axes(axes) if axes is not None else None
     path = Path(path)
     if not path.exists():
@@ -676,7 +690,7 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
         cands = _nifti_candidates(file, root, codes, patient_id, dict(info or {}), log)
         slices += _select_series(cands, source=source or root.name, stride=stride,
                                  min_body_fraction=min_body_fraction, max_slices=max_slices,
-                                 image_size=image_size, log=log)
+                                 image_size=image_size, log=log, truncation=truncation)
     return _result(slices, log, f"NIfTI {path}", path)
 
 

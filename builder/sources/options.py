@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctdegradbench.builder.core.errors import InputNotFoundError
-from ctdegradbench.builder.core.options import check_int, check_number, option
+from ctdegradbench.builder.core.options import check_choice, check_int, check_number, option
+from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES
 
 DEFAULT_SOURCE = "default"
 # Smallest image grid the simulator accepts (pixels per side).
@@ -39,6 +40,9 @@ class SourceOptions:
     nifti_axes : str or None
         Patient direction of each NIfTI array axis (e.g. ``"LPS"``) for files whose affine holds
         no orientation; applies to the NIfTI sources only. ``None`` reads it from the affine.
+    truncation : {"keep", "skip", "pad"}, default "keep"
+        Slices whose body touches the image border (a truncated patient): keep them (flagged
+        in their metadata), skip them, or pad the patient out (see ``sources/truncation.py``).
     """
 
     sources: tuple[str, ...] = option(
@@ -51,6 +55,8 @@ class SourceOptions:
     image_size: int = option(512, "square grid side in pixels (pixel spacing tracked)", minimum=MIN_IMAGE_SIZE)
     nifti_axes: str | None = option(None, "patient direction of each NIfTI array axis (e.g. LPS) when the affine "
                                     "has none", type=str, metavar="AXES")
+    truncation: str = option("keep", "slices whose body touches the image border: keep (flagged), skip, or pad the "
+                             "patient out", choices=TRUNCATION_MODES)
 
     def __post_init__(self) -> None:
         sources = (self.sources,) if isinstance(self.sources, (str, Path)) else tuple(self.sources)
@@ -67,6 +73,7 @@ class SourceOptions:
         check_int(SourceOptions, "max_slices", self.max_slices, minimum=1, allow_none=True)
         check_number(SourceOptions, "min_body_fraction", self.min_body_fraction, minimum=0, below=1)
         check_int(SourceOptions, "image_size", self.image_size, minimum=MIN_IMAGE_SIZE)
+        check_choice(SourceOptions, "truncation", self.truncation, TRUNCATION_MODES)
         if self.nifti_axes is not None:
             from ctdegradbench.builder.sources.nifti_io import parse_axes
 
@@ -75,4 +82,4 @@ class SourceOptions:
     def loader_options(self) -> dict:
         """Keyword arguments of :func:`~ctdegradbench.builder.sources.load_source` (all but the sources)."""
         return {"stride": self.stride, "max_slices": self.max_slices, "min_body_fraction": self.min_body_fraction,
-                "image_size": self.image_size, "nifti_axes": self.nifti_axes}
+                "image_size": self.image_size, "nifti_axes": self.nifti_axes, "truncation": self.truncation}
