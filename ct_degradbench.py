@@ -26,7 +26,7 @@ from ctdegradbench.builder.dataset.hf_builder import CTDegradBench, CTDegradBenc
 __all__ = ["CTDegradBench", "CTDegradBenchConfig", "with_references", "main", "build_parser"]
 
 # Modules that register sub-commands, in the order of the help text.
-COMMAND_MODULES = ("ctdegradbench.builder.cli",)
+COMMAND_MODULES = ("ctdegradbench.builder.cli", "ctdegradbench.evaluation.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
