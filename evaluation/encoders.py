@@ -157,7 +157,7 @@ def load_open_clip(model_id: str, device="cpu"):
         if not (path / "open_clip_config.json").is_file():
             raise InputNotFoundError(f"open_clip local-dir {path} has no open_clip_config.json; a local-dir model "
                                      "needs open_clip_config.json and a weights file (*.safetensors, *.bin or *.pth)")
-        if not any(path.glob(pattern) for pattern in ("*.safetensors", "*.bin", "*.pth")):
+        if not any(any(path.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.pth")):
             raise InputNotFoundError(f"open_clip local-dir {path} holds no weights file (*.safetensors, *.bin, *.pth)")
         name, pretrained = model_id, None
     elif model_id.startswith("hf-hub:"):

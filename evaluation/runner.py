@@ -179,12 +179,14 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
     from ctdegradbench.evaluation.stats import level_table, severity_correlation_table
 
     folder = DatasetFolder.open(options.dataset)
-    available = [c for c in folder.setting_configs() if folder.has_split(c, options.split)]
-    configs = options.configs or available
+    configs = options.configs or folder.setting_configs()
     unknown = [c for c in configs if c not in folder.setting_configs()]
     if unknown:
         raise OptionError(f"config(s) {', '.join(unknown)} not in {folder.path}; it has {', '.join(folder.setting_configs())}")
-    configs = [c for c in configs if folder.has_split(c, options.split)]
+    lacking = [c for c in configs if not folder.has_split(c, options.split)]
+    if options.configs and lacking:
+        raise OptionError(f"config(s) {', '.join(lacking)} of {folder.path} have no {options.split!r} split")
+    configs = [c for c in configs if c not in lacking]
     if not configs:
         raise InputError(f"no setting config of {folder.path} has a {options.split!r} split")
     out = Path(options.out)
@@ -217,6 +219,7 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
                   for name in parts[0]["values"].get(t, {})} for t in targets}
     results = {
         "kind": kind, "dataset": str(folder.path), "split": options.split, "configs": configs,
+        "configs_without_split": [c for c in folder.setting_configs() if not folder.has_split(c, options.split)],
         "window_hu": list(options.window), "targets": targets, "scorers": describe,
         "counts": {"rows": int(levels.size), "patients": len(set(patients.tolist())),
                    "per_setting": {c: int((settings == c).sum()) for c in sorted(set(settings.tolist()))},
