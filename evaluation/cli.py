@@ -32,8 +32,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", nargs=2, type=float, default=[-300.0, 300.0], metavar=("LO", "HI"),
                    help="HU window mapped to [0, 1] before every metric / encoder (values outside are clipped)")
     p.add_argument("--max-references", type=int, default=None, metavar="N",
-                   help="evaluate only the first N reference slices (sorted ids) of each config, with all their "
-                        "levels; the counts used / available are recorded (default: all)")
+                   help="evaluate only N reference slices of each config, spread over patients (each patient's "
+                        "first slice, then second, ...), with all their levels; the counts used / available are "
+                        "recorded (default: all)")
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (>= 1)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--bootstrap", type=int, default=1000,

@@ -44,7 +44,7 @@ class BenchOptions:
     n_boot: int = 1000
     seed: int = 0
     confidence: float = 0.95
-    max_references: int | None = None        # evaluate the first N reference slices only (sorted ids)
+    max_references: int | None = None        # evaluate N reference slices, spread over patients
     weights_dir: Path | None = None
     progress: bool = True
     figures: bool = True
@@ -144,6 +144,17 @@ class _DriftScorer:
         return out
 
 
+def spread_references(rows: dict, n: int) -> list[str]:
+    """``n`` reference slices spread over patients: the patients' first slices (patients and
+    slices in sorted order), then their second slices, and so on."""
+    by_patient: dict[str, list[str]] = {}
+    for rid, patient in sorted(set(zip(rows["reference_id"].tolist(), rows["patient_key"].tolist()))):
+        by_patient.setdefault(patient, []).append(rid)
+    order = [ids[k] for k in range(max(map(len, by_patient.values()))) for _, ids in sorted(by_patient.items())
+             if k < len(ids)]
+    return order[:n]
+
+
 def _config_result(folder: DatasetFolder, config: str, scorer, fingerprint: dict, options: BenchOptions) -> dict:
     from tqdm.auto import tqdm
 
@@ -151,7 +162,7 @@ def _config_result(folder: DatasetFolder, config: str, scorer, fingerprint: dict
 
     rows = read_rows(folder, config, options.split)
     available = sorted(set(rows["reference_id"].tolist()))
-    chosen = available[:options.max_references] if options.max_references else available
+    chosen = spread_references(rows, options.max_references) if options.max_references else available
     keep = set(chosen)
     refs = read_references(folder, chosen)
     columns = {k: [] for k in ("sample_id", "patient_key", "setting", "level")}
@@ -198,7 +209,8 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
     started = time.perf_counter()
     parts, timing = [], {}
     for config in configs:
-        fingerprint = {"kind": kind, "split": options.split, "max_references": options.max_references, "window_hu": list(options.window),
+        fingerprint = {"kind": kind, "split": options.split, "max_references": options.max_references,
+                       "reference_selection": "spread over patients (spread_references)", "window_hu": list(options.window),
                        "targets": scorer.targets(), "scorers": describe, "files": folder.fingerprint(config, options.split)}
         path = out / "configs" / f"{config}.json"
         if path.is_file():

@@ -14,7 +14,8 @@ from skimage.metrics import peak_signal_noise_ratio
 
 import ct_degradbench
 from ctdegradbench.evaluation.encoders import Encoder
-from ctdegradbench.evaluation.runner import BenchOptions, run_drift
+from ctdegradbench.evaluation.leaderboard import show
+from ctdegradbench.evaluation.runner import BenchOptions, run_drift, spread_references
 
 WINDOW = (-300.0, 300.0)
 
@@ -51,6 +52,8 @@ def test_eval_bench_iqa_values_tables_figures_and_resume(bench_folder, tmp_path,
     assert "Mean (single)" in tables and "Mean (mixtures)" in tables
     for name in ("severity_reference.png", "spearman_clean_fbp.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / name).stat().st_size > 10_000
+    board = show([out])                              # the score leaderboard: which metric tracks severity best
+    assert "| 1 | " in board and "Best per setting: S1:" in board
     # resume: the same run reuses every config; another metric set recomputes
     assert ct_degradbench.main(argv) == 0
     again = json.loads((out / "results.json").read_text())
@@ -81,6 +84,7 @@ def test_eval_bench_drift_equals_cosine_of_embeddings(bench_folder, tmp_path):
     results = run_drift(options, built_encoders=[encoder])
     part = json.loads((tmp_path / "drift" / "configs" / "single_blur.json").read_text())
     assert part["references"] == {"used": 2, "available": 3} and len(part["rows"]["sample_id"]) == 8
+    assert len(set(part["rows"]["patient_key"])) == 2                       # spread over patients
     samples = {r["sample_id"]: r for r in pq.read_table(bench_folder / "data/single_blur/test-00000-of-00001.parquet").to_pylist()}
     refs = {r["reference_id"]: r for r in pq.read_table(bench_folder / "data/references/test-00000-of-00001.parquet").to_pylist()}
     for i, sid in enumerate(part["rows"]["sample_id"]):
@@ -91,3 +95,10 @@ def test_eval_bench_drift_equals_cosine_of_embeddings(bench_folder, tmp_path):
     assert results["kind"] == "drift" and results["scorers"]["pooled_pixels"]["dim"] == 64
     rho = results["severity_correlation"]["reference"]["pooled_pixels"]["S2"]["spearman"]["value"]
     assert rho > 0.5                                 # more blur, further from the reference
+
+
+def test_eval_spread_references_takes_each_patient_first():
+    rows = {"reference_id": np.array(["a/1", "a/2", "a/3", "b/1", "c/1", "c/2", "a/1"]),
+            "patient_key": np.array(["a", "a", "a", "b", "c", "c", "a"])}
+    assert spread_references(rows, 4) == ["a/1", "b/1", "c/1", "a/2"]
+    assert spread_references(rows, 10) == ["a/1", "b/1", "c/1", "a/2", "c/2", "a/3"]
