@@ -37,7 +37,7 @@ def __getattr__(name: str):
 
 
 # Modules that register sub-commands, in the order of the help text.
-COMMAND_MODULES = ("ctdegradbench.builder.cli",)
+COMMAND_MODULES = ("ctdegradbench.builder.cli", "ctdegradbench.evaluation.cli")
 
 
 def _command_of(argv) -> str | None:
