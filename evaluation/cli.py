@@ -46,8 +46,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def add_commands(sub) -> None:
-    """Register ``bench`` and ``leaderboard`` on ``sub`` (an ``argparse`` sub-parsers object)."""
+def add_commands(sub, active: str | None = None, argv=()) -> None:
+    """Register ``bench`` and ``leaderboard`` on ``sub`` (an ``argparse`` sub-parsers object).
+
+    ``active`` and ``argv`` (the command being run and its arguments) are the dispatcher's
+    protocol; these commands are cheap to declare, so they are always declared in full.
+    """
     from ctdegradbench.evaluation.iqa import DEFAULT_METRICS, METRICS
 
     bench = sub.add_parser("bench", help="benchmark IQA metrics / embedding drift against severity, score estimators",

@@ -26,46 +26,15 @@ import datetime
 import importlib
 import json
 import math
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from ctdegradbench.builder.core.errors import InputError, InputNotFoundError, OptionError, RemoteError
+from ctdegradbench.builder.dataset.eval_tasks import (DEFAULT_DESCRIPTION, DEFAULT_FRAMEWORK, DEFAULT_NAME,  # noqa: F401
+                                                      EVAL_YAML, TASKS, Task, eval_yaml_content, write_eval_yaml_file)
 
-EVAL_YAML = "eval.yaml"
 EVAL_RESULTS_FOLDER = ".eval_results"
-DEFAULT_FRAMEWORK = "ct-degradbench"
-DEFAULT_NAME = "CT-DegradBench"
-DEFAULT_DESCRIPTION = (
-    "CT-DegradBench: physics-informed CT degradations (noise, blur, streaks, sparse-view aliasing, metal and five "
-    "mixtures, four severity levels each) simulated in the sinogram domain from real CT. Tasks: degradation-type "
-    "classification and severity estimation on the test split, whose patients are never seen in training.")
-
-
-@dataclass(frozen=True)
-class Task:
-    """A leaderboard task: its id, the dataset config and split, and where a ``bench tasks``
-    result holds its value (``path`` of keys)."""
-
-    id: str
-    path: tuple[str, ...]
-    description: str
-    config: str = "all"
-    split: str = "test"
-
-
-TASKS: tuple[Task, ...] = (
-    Task("degradation_classification_accuracy", ("classification", "accuracy"),
-         "accuracy of the degradation type over all settings"),
-    Task("degradation_classification_macro_f1", ("classification", "macro_f1"), "macro F1 of the degradation type"),
-    Task("severity_spearman_single", ("severity", "spearman_mean_single"),
-         "Spearman of predicted severity with the level, mean over the single settings"),
-    Task("severity_spearman_mixture", ("severity", "spearman_mean_mixture"),
-         "Spearman of predicted severity with the level, mean over the mixtures"),
-    Task("severity_qwk", ("severity", "qwk"), "quadratic weighted kappa of the rounded predicted severity"),
-)
 
 
 def task_values(result: dict, tasks=TASKS) -> dict[str, float]:
@@ -84,13 +53,6 @@ def _declared_splits(folder: Path) -> dict[str, set[str]]:
     from ctdegradbench.evaluation.data import DatasetFolder
 
     return {config: {s for s, files in splits.items() if files} for config, splits in DatasetFolder.open(folder).files.items()}
-
-
-def eval_yaml_content(name: str = DEFAULT_NAME, description: str = DEFAULT_DESCRIPTION,
-                      evaluation_framework: str = DEFAULT_FRAMEWORK, tasks=TASKS) -> dict:
-    """The ``eval.yaml`` mapping: name, description, evaluation_framework, tasks [{id, config, split}]."""
-    return {"name": name, "description": description, "evaluation_framework": evaluation_framework,
-            "tasks": [{"id": t.id, "config": t.config, "split": t.split} for t in tasks]}
 
 
 def write_eval_yaml(folder, *, name: str = DEFAULT_NAME, description: str = DEFAULT_DESCRIPTION,
@@ -112,12 +74,7 @@ def write_eval_yaml(folder, *, name: str = DEFAULT_NAME, description: str = DEFA
         for task in tasks:
             if task.split not in declared.get(task.config, set()):
                 raise InputError(f"task {task.id}: config {task.config!r} split {task.split!r} is not in {folder}")
-    path = folder / EVAL_YAML
-    tmp = folder / f".{EVAL_YAML}.tmp"
-    tmp.write_text(yaml.safe_dump(eval_yaml_content(name, description, evaluation_framework, tasks),
-                                  sort_keys=False, allow_unicode=True, width=100), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_eval_yaml_file(folder, eval_yaml_content(name, description, evaluation_framework, tasks))
 
 
 def eval_result_entries(result: dict, dataset_id: str, *, source_url: str | None = None,

@@ -81,11 +81,14 @@ def run_tasks(dataset, predictions, config: str = "all", split: str = "test", mo
               "config": config, "split": split, "rows": len(preds), "class_names": names,
               "patients": len(set(rows["patient_key"][index].tolist()))}
     if all("label" in p for p in preds):
-        scores = [p["scores"] for p in preds] if all("scores" in p for p in preds) else None
+        predicted = [_label_index(p["label"], names) for p in preds]
+        references = rows["label"][index].astype(int).tolist()
+        # the classes are those up to the highest one present: the paper's ten for `all` (the opt-in
+        # classes that follow them in the label names count only when a row or a prediction has one)
+        k = max(max(predicted), max(references)) + 1
+        scores = [p["scores"][:k] for p in preds] if all("scores" in p for p in preds) else None
         result["classification"] = load_metric("ct_degradation_classification").compute(
-            predictions=[_label_index(p["label"], names) for p in preds],
-            references=rows["label"][index].astype(int).tolist(),
-            scores=scores, num_classes=len(names), class_names=names)
+            predictions=predicted, references=references, scores=scores, num_classes=k, class_names=names[:k])
     if all("level" in p for p in preds):
         result["severity"] = load_metric("ct_severity_estimation").compute(
             predictions=[float(p["level"]) for p in preds], references=rows["level"][index].astype(int).tolist(),

@@ -132,6 +132,13 @@ def test_card_states_measured_counts(built):
     assert "configs:" in card and "dataset_info:" in card
     assert "| `single_noise` |" in card
     assert (out / "images" / "sample_grid.png").stat().st_size > 10_000
+    import yaml
+
+    from ctdegradbench.builder.dataset.eval_tasks import TASKS
+
+    leaderboard = yaml.safe_load((out / "eval.yaml").read_text())        # the Hub's benchmark registration
+    assert [t["id"] for t in leaderboard["tasks"]] == [t.id for t in TASKS]
+    assert all(t["config"] == "all" and t["split"] == "test" for t in leaderboard["tasks"])
 
 
 def test_interrupted_build_leaves_no_output_and_keeps_old(built, tiny_source, tmp_path, monkeypatch):

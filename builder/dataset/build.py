@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from ctdegradbench.builder.dataset.export import (ExportSummary, card_metadata, check_output, export_lock, finish_export,
                                                   output_error, start_export, write_configs, write_manifest)
 from ctdegradbench.builder.dataset.features import SPLITS
+from ctdegradbench.builder.dataset.eval_tasks import eval_yaml_content, write_eval_yaml_file
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG, BuildOptions
 from ctdegradbench.builder.simulate.resolution import check_resolution
+from ctdegradbench.builder.simulate.settings import get_setting
 
 
 @dataclass
@@ -176,5 +178,7 @@ def _build_into(work, options: BuildOptions, cache_dir, source_result, start) ->
     n_references = sum(summary.rows.get(REFERENCES_CONFIG, {}).values())
     build = BuildSummary(summary, elapsed, n_references, dict(source_result.skipped))
     (work / "README.md").write_text(render_card(card_data, build, options, source_result, figures), encoding="utf-8")
+    if any(summary.rows[c].get("test") for c in summary.rows if c != REFERENCES_CONFIG and get_setting(c).in_paper):
+        write_eval_yaml_file(work, eval_yaml_content())      # the leaderboard tasks (config all, split test)
     write_manifest(work, summary)
     return build
