@@ -21,16 +21,35 @@ import importlib.metadata
 import sys
 
 from ctdegradbench.builder.core.errors import CTDegradBenchError
-from ctdegradbench.builder.dataset.hf_builder import CTDegradBench, CTDegradBenchConfig, with_references
 
 __all__ = ["CTDegradBench", "CTDegradBenchConfig", "with_references", "main", "build_parser"]
 
+
+
+def __getattr__(name: str):
+    """The builder class, its config and ``with_references``, imported on first use (so the
+    command line starts without loading ``datasets`` and torch)."""
+    if name in ("CTDegradBench", "CTDegradBenchConfig", "with_references"):
+        from ctdegradbench.builder.dataset import hf_builder
+
+        return getattr(hf_builder, name)
+    raise AttributeError(f"module 'ct_degradbench' has no attribute {name!r}")
+
+
 # Modules that register sub-commands, in the order of the help text.
-COMMAND_MODULES = ("ctdegradbench.builder.cli", "ctdegradbench.model.cli")
+COMMAND_MODULES = ("ctdegradbench.builder.cli", "ctdegradbench.evaluation.cli", "ctdegradbench.model.cli")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``ct-degradbench`` argument parser with every subpackage's sub-commands."""
+def _command_of(argv) -> str | None:
+    """The sub-command named in ``argv`` (its first argument that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv=()) -> argparse.ArgumentParser:
+    """The ``ct-degradbench`` argument parser; the command named in ``argv`` gets its arguments
+    (all commands do when ``argv`` names none)."""
+    argv = list(argv)
+    command = _command_of(argv)
     parser = argparse.ArgumentParser(
         prog="ct-degradbench",
         description="Physics-informed CT degradation dataset builder, benchmark and SeSpeCT estimator.")
@@ -38,20 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
                         version=f"%(prog)s {importlib.metadata.version('ct-degradbench')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub)
+        rest = argv[argv.index(command) + 1:] if command else []
+        importlib.import_module(name).add_commands(sub, active=command or "", argv=rest)
     return parser
 
 
 def main(argv=None) -> int:
     """Entry point of the ``ct-degradbench`` command."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        args = build_parser(argv).parse_args(argv)
         return args.func(args)
     except KeyboardInterrupt:
         print("ct-degradbench: interrupted; no partial output was left looking complete; "
               "rerun the same command to resume", file=sys.stderr)
         return 130
-    except (CTDegradBenchError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except CTDegradBenchError as exc:
         print(f"ct-degradbench: error: {exc}", file=sys.stderr)
         return 2
 

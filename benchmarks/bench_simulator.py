@@ -13,7 +13,7 @@ What it measures. On the same real 512 x 512 slices of ``../shared/ct`` (the mid
   ``HU -> mu`` map, :func:`builder.hu.hu_to_mu`); the clean FBP; then per setting-level the
   degradation operators in numpy / scipy, applied in the setting's order with the
   *parameters our simulator drew* (read back from each sample's metadata with
-  :func:`builder.simulate.params_from_component`, so both pipelines degrade with the same
+  each degradation's ``params_from_record`` (the registry), so both pipelines degrade with the same
   parameters; drawing them is not timed on this side):
 
   - noise (Eq. 5-8): ``np.random.Generator`` (PCG64 seeded with the component seed) Poisson
@@ -231,9 +231,9 @@ def load_references(count: int) -> list:
 
 def sample_plans(samples) -> list[list[tuple[str, object]]]:
     """``[(type, params), ...]`` of each sample, in application order, from its metadata."""
-    from ctdegradbench.builder.simulate.simulator import params_from_component
+    from ctdegradbench.builder.degradations import get_degradation
 
-    return [[(c["type"], params_from_component(c)) for c in sorted(s.metadata["components"], key=lambda c: c["order"])]
+    return [[(c["type"], get_degradation(c["type"]).params_from_record(c)) for c in sorted(s.metadata["components"], key=lambda c: c["order"])]
             for s in samples]
 
 

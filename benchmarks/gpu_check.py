@@ -20,9 +20,7 @@ Run from the repository root:  python3 benchmarks/gpu_check.py   (about 1-2 minu
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

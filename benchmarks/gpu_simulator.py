@@ -16,9 +16,7 @@ generators differ: noise settings are compared by their noise SD instead).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -29,6 +29,12 @@ levels and noise per slice, so per-slice monotonicity is a stronger, noisier pro
 Exit status: 1 when any setting's mean SSIM is not strictly decreasing with level (so the
 script doubles as a check), 0 otherwise.
 
+Sources: ``--ct-dir`` (NIfTI series, default ``../shared/ct``) or ``--dicom`` (a DICOM folder,
+e.g. ``../shared/ct-tcga-lung``, ``--dicom-slices`` evenly spaced slices). ``--filter`` sets the
+FBP kernel; ``--json`` keeps the per-slice metrics (``benchmarks/compare_table10.py`` puts two
+runs side by side). The script only uses the public simulator API, so it also measures an
+older checkout of the library (put that checkout's package first on ``PYTHONPATH``).
+
 Run from the repository root::
 
     python benchmarks/table10.py                      # 3 slices per series, about 2-5 min on 2 cores
@@ -49,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import torch  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
-from ctdegradbench.builder.simulate.settings import LEVELS, SETTINGS  # noqa: E402
+from ctdegradbench.builder.simulate.settings import LEVELS, PAPER_SETTINGS as SETTINGS  # noqa: E402
 from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator  # noqa: E402
 from ctdegradbench.builder.sources import load_source  # noqa: E402
 
@@ -93,6 +99,15 @@ def pick_interior(items: list, count: int) -> list:
     if n <= count:
         return list(items)
     return [items[int((i + 0.5) * n / count)] for i in range(count)]
+
+
+def select_dicom(folder: Path, count: int, min_body_fraction: float) -> tuple[list, list[str]]:
+    """``count`` evenly spaced slices of a DICOM folder (all its series together), one line each."""
+    result = load_source(folder, min_body_fraction=min_body_fraction, image_size=IMAGE_SIZE)
+    slices = sorted(result.slices, key=lambda s: s.reference_id)
+    chosen = [slices[int((i + 0.5) * len(slices) / count)] for i in range(min(count, len(slices)))]
+    return chosen, [f"{s.reference_id} ({s.pixel_spacing_mm:.3f} mm, kernel {s.info.get('kernel', '?')})"
+                    for s in chosen]
 
 
 def select_slices(ct_dir: Path, per_series: int, min_body_fraction: float) -> tuple[list, list[str]]:
@@ -267,6 +282,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--out", type=Path, default=None, help="folder for table10.md and table10.png")
+    parser.add_argument("--dicom", type=Path, default=None,
+                        help="a DICOM folder (e.g. ../shared/ct-tcga-lung) measured instead of --ct-dir")
+    parser.add_argument("--dicom-slices", type=int, default=12, help="evenly spaced slices of --dicom")
+    parser.add_argument("--filter", default=None, help="FBP filter (SimulationConfig.fbp_filter); default: the default")
+    parser.add_argument("--json", type=Path, default=None, help="write the per-slice metrics to this JSON file")
     args = parser.parse_args(argv)
     if args.slices_per_series < 1:
         raise ValueError(f"--slices-per-series must be >= 1, got {args.slices_per_series}")
@@ -276,8 +296,11 @@ def main(argv=None) -> int:
         raise ValueError(f"unknown setting code in {args.settings}; expected codes of {[s.code for s in SETTINGS]}")
 
     start = time.perf_counter()
-    slices, lines = select_slices(args.ct_dir, args.slices_per_series, args.min_body_fraction)
-    config = SimulationConfig(seed=args.seed)
+    if args.dicom is not None:
+        slices, lines = select_dicom(args.dicom, args.dicom_slices, args.min_body_fraction)
+    else:
+        slices, lines = select_slices(args.ct_dir, args.slices_per_series, args.min_body_fraction)
+    config = SimulationConfig(seed=args.seed, **({} if args.filter is None else {"fbp_filter": args.filter}))
     simulator = Simulator(config)
     print(f"Table 10 from our simulator: {len(slices)} slices of {args.ct_dir}, {IMAGE_SIZE} x {IMAGE_SIZE}")
     for line in lines:
@@ -308,6 +331,15 @@ def main(argv=None) -> int:
     print(f"\n{'all settings monotone in mean SSIM' if ok else 'FAIL: a setting is not monotone in mean SSIM'}; "
           f"{time.perf_counter() - start:.0f} s")
 
+    if args.json is not None:
+        import json
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "slices": [s.reference_id for s in slices], "config": config.to_dict(),
+            "floor": [v.tolist() for v in result["floor"]],
+            "ref": {f"{code} L{lv}": [v.tolist() for v in vals] for (code, lv), vals in result["ref"].items()},
+            "fbp": {f"{code} L{lv}": [v.tolist() for v in vals] for (code, lv), vals in result["fbp"].items()},
+            "clip_count": int(result["clip_count"]), "clamped_bins": int(result["clamped_bins"])}))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         md = "\n\n".join(["# Table 10 from the CT-DegradBench simulator", conventions, floor, counts,

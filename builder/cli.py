@@ -2,12 +2,17 @@
 
 Sub-commands::
 
-    ct-degradbench sources [--source S] [--preview PNG]     list / preview the reference CT
-    ct-degradbench build   [--configs ...] [--source S] [--out DIR] ...   build + export the dataset
-    ct-degradbench verify  DIR [--samples N]                re-simulate rows and check they replay
-    ct-degradbench push    [DIR] --repo-id ORG/NAME          upload an exported folder to the Hub
-    ct-degradbench figure  [--source S] [--out PNG]         paper Figure 4: mid-severity degradations
+    ct-degradbench sources [--source S ...] [--preview PNG]   list / preview the reference CT
+    ct-degradbench build   [--config ...] [--source S ...] [--out DIR] ...   build + export the dataset
+    ct-degradbench verify  DIR [--samples N | --all]          check an export: files, rows, replay
+    ct-degradbench push    [DIR] --repo-id ORG/NAME            upload an exported folder to the Hub
+    ct-degradbench figure  [--source S] [--out PNG]           paper Figure 4: mid-severity degradations
 
+The options are the fields of :class:`~ctdegradbench.builder.sources.options.SourceOptions`,
+:class:`~ctdegradbench.builder.simulate.simulator.SimulationConfig` and
+:class:`~ctdegradbench.builder.dataset.options.BuildOptions`, declared once there. This module
+imports nothing heavy: the source paths of a command are checked before the simulator (and
+torch) is imported.
 """
 
 from __future__ import annotations
@@ -15,109 +20,106 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ctdegradbench.builder.dataset.export import ALL_CONFIG
-from ctdegradbench.builder.simulate.settings import SETTINGS
+from ctdegradbench.builder.core.options import add_arguments, from_args
+from ctdegradbench.builder.sources.options import SourceOptions
 
-CONFIG_CHOICES = [s.config_name for s in SETTINGS] + [ALL_CONFIG]
-
-
-def _add_source_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", default="default",
-                   help="'default' (CT shipped in pydicom/pydicom-data), a DICOM folder, a NIfTI file or folder")
-    p.add_argument("--stride", type=int, default=1, help="keep every N-th slice of each series")
-    p.add_argument("--max-slices", type=int, default=None, help="at most this many slices per series")
-    p.add_argument("--min-body-fraction", type=float, default=0.0,
-                   help="skip slices with a smaller fraction of pixels above -500 HU")
-    p.add_argument("--image-size", type=int, default=512, help="square grid side in pixels (spacing tracked)")
-    p.add_argument("--nifti-axes", default=None,
-                   help="patient direction of each NIfTI array axis (e.g. LPS) when the affine has none")
+HELP_FLAGS = {"-h", "--help"}
 
 
-def _source_options(args) -> dict:
-    return {"stride": args.stride, "max_slices": args.max_slices, "min_body_fraction": args.min_body_fraction,
-            "image_size": args.image_size, "nifti_axes": args.nifti_axes}
+def _source_arguments(p: argparse.ArgumentParser, argv) -> None:
+    """Source flags; unless help is asked for, the sources are checked now (a missing path is
+    reported at once, before the simulator and torch are imported)."""
+    add_arguments(p, SourceOptions)
+    if not HELP_FLAGS & set(argv):
+        from_args(SourceOptions, p.parse_known_args(argv)[0])
 
 
-def add_commands(sub) -> None:
-    """Register the builder's sub-commands on ``sub`` (an ``argparse`` sub-parsers object)."""
+def _simulation_arguments(p: argparse.ArgumentParser) -> None:
+    from ctdegradbench.builder.simulate.simulator import SimulationConfig
 
-    p = sub.add_parser("sources", help="list and preview the reference CT slices of a source")
-    p.set_defaults(func=_cmd_sources)
-    _add_source_options(p)
-    p.add_argument("--preview", type=Path, default=Path("sources_preview.png"), help="PNG grid of the slices")
+    add_arguments(p, SimulationConfig)
 
-    p = sub.add_parser("build", help="simulate the configs and export a Hub-style Parquet folder")
-    p.set_defaults(func=_cmd_build)
-    _add_source_options(p)
-    p.add_argument("--configs", nargs="+", default=["all"], metavar="CONFIG",
-                   help=f"configs to build (default: all); one or more of {', '.join(CONFIG_CHOICES)}")
-    p.add_argument("--out", type=Path, default=Path("ct-degradbench"), help="output folder")
-    p.add_argument("--realizations", type=int, default=1, help="degraded realizations per reference and level")
-    p.add_argument("--seed", type=int, default=0, help="root seed of every random draw and of the split")
-    p.add_argument("--device", default="cpu", help="torch device of the simulator (cpu, cuda, ...)")
-    p.add_argument("--metal-material", default=None, help="metal of the metal settings (steel or titanium)")
-    p.add_argument("--num-proc", type=int, default=None, help="worker processes for generation, each with cores/N threads (pays off on many-core "
-                        "machines; on 2 cores one process with 2 threads was faster: 75 s vs 86 s)")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="datasets cache for the builder, kept after the build (default: .<out>.cache beside "
-                        "the output, deleted once the export is complete)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
-    p = sub.add_parser("verify", help="re-simulate a random sample of rows and check they replay exactly")
-    p.set_defaults(func=_cmd_verify)
+def _sources_arguments(p, argv) -> None:
+    _source_arguments(p, argv)
+    p.add_argument("--preview", type=Path, default=Path("sources_preview.png"),
+                   help="PNG grid of the slices (a folder: sources_preview.png inside it); default sources_preview.png")
+
+
+def _build_arguments(p, argv) -> None:
+    from ctdegradbench.builder.dataset.options import BuildOptions
+
+    _source_arguments(p, argv)
+    add_arguments(p, BuildOptions)
+    _simulation_arguments(p)
+
+
+def _verify_arguments(p, argv) -> None:
     p.add_argument("folder", type=Path, help="an exported dataset folder")
-    p.add_argument("--samples", type=int, default=20, help="rows to re-simulate")
-    p.add_argument("--config", default="all", help="config to draw the rows from (default: all settings)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the row sampling")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--samples", type=int, default=None,
+                       help="images to re-simulate, spread over every config and level; default 2 per config and "
+                            "level")
+    which.add_argument("--all", action="store_true", help="re-simulate every image")
+    p.add_argument("--seed", type=int, default=0, help="seed of the choice of rows to replay; default 0")
     p.add_argument("--device", default=None, help="device to replay on (default: the one recorded per row)")
 
-    p = sub.add_parser("push", help="upload an exported dataset folder to the Hugging Face Hub")
-    p.set_defaults(func=_cmd_push)
-    p.add_argument("folder", type=Path, nargs="?", default=Path("ct-degradbench"), help="exported folder")
+
+def _push_arguments(p, argv) -> None:
+    p.add_argument("folder", type=Path, nargs="?", default=Path("ct-degradbench"),
+                   help="exported folder; default ct-degradbench")
     p.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repository")
     p.add_argument("--private", action="store_true", help="create the repository as private")
-    p.add_argument("--revision", default=None, help="branch to commit to")
+    p.add_argument("--revision", default=None, help="branch to commit to (default: the repository's main branch)")
     p.add_argument("--token", default=None, help="Hugging Face token (default: the stored login or HF_TOKEN)")
     p.add_argument("--endpoint", default=None, help="Hub endpoint URL (default: huggingface.co)")
 
-    p = sub.add_parser("figure", help="write the paper's Figure 4: mid-severity degradations and their spectra")
-    p.set_defaults(func=_cmd_figure)
-    _add_source_options(p)
-    p.add_argument("--out", type=Path, default=Path("figure4.png"), help="output PNG")
-    p.add_argument("--level", type=int, default=2, help="severity level shown (default 2)")
-    p.add_argument("--slice", type=int, default=0, help="which slice of the source to show")
+
+def _figure_arguments(p, argv) -> None:
+    _source_arguments(p, argv)
+    p.add_argument("--out", type=Path, default=Path("figure4.png"),
+                   help="output PNG (a folder: figure4.png inside it); default figure4.png")
+    p.add_argument("--level", type=int, default=2, choices=range(4), help="severity level shown; default 2")
+    p.add_argument("--slice", type=int, default=0, help="which slice of the source to show; default 0")
+    _simulation_arguments(p)
+
+
+def png_path(path: Path, default_name: str) -> Path:
+    """Where a PNG for ``path`` goes: inside it if it is a folder, with ``.png`` added if it has no suffix."""
+    path = Path(path)
+    if path.is_dir():
+        return path / default_name
+    return path if path.suffix else path.with_suffix(".png")
 
 
 def _cmd_sources(args) -> int:
-    from ctdegradbench.builder.sources import format_table, load_source, save_preview
+    from ctdegradbench.builder.sources import format_table, load_sources, save_preview
 
-    result = load_source(args.source, **_source_options(args))
+    options = from_args(SourceOptions, args)
+    result = load_sources(options)
     print(format_table(result.slices))
     print(result.summary())
-    save_preview(result.slices, args.preview)
-    print(f"preview written to {args.preview}")
+    written = save_preview(result.slices, png_path(args.preview, "sources_preview.png"))
+    print(f"preview written to {written}")
     return 0
 
 
 def _cmd_build(args) -> int:
     from ctdegradbench.builder.dataset.build import build_dataset
+    from ctdegradbench.builder.dataset.options import BuildOptions
+    from ctdegradbench.builder.simulate.simulator import SimulationConfig
 
-    simulation = {}
-    if args.metal_material:
-        simulation["metal_material"] = args.metal_material
-    summary = build_dataset(
-        args.out, configs=args.configs, source=args.source, source_options=_source_options(args),
-        realizations=args.realizations, seed=args.seed, device=args.device, simulation=simulation,
-        num_proc=args.num_proc, cache_dir=args.cache_dir, overwrite=args.overwrite)
-    print(summary.report())
+    options = from_args(BuildOptions, args, source=from_args(SourceOptions, args),
+                        simulation=from_args(SimulationConfig, args))
+    print(build_dataset(options).report())
     return 0
 
 
 def _cmd_verify(args) -> int:
     from ctdegradbench.builder.dataset.verify import verify_folder
 
-    report = verify_folder(args.folder, n_samples=args.samples, seed=args.seed, device=args.device,
-                           config=args.config)
+    report = verify_folder(args.folder, n_samples=args.samples, replay_all=args.all, seed=args.seed,
+                           device=args.device)
     print(report.text())
     return 0 if report.ok else 1
 
@@ -132,12 +134,42 @@ def _cmd_push(args) -> int:
 
 
 def _cmd_figure(args) -> int:
+    from ctdegradbench.builder.core.errors import OptionError
     from ctdegradbench.builder.dataset.figures import save_figure4
-    from ctdegradbench.builder.sources import load_source
+    from ctdegradbench.builder.simulate.simulator import SimulationConfig
+    from ctdegradbench.builder.sources import load_sources
 
-    result = load_source(args.source, **_source_options(args))
+    simulation = from_args(SimulationConfig, args)
+    result = load_sources(from_args(SourceOptions, args))
     if not 0 <= args.slice < len(result.slices):
-        raise ValueError(f"--slice must be in 0..{len(result.slices) - 1} for this source, got {args.slice}")
-    save_figure4(result.slices[args.slice], args.out, level=args.level)
-    print(f"figure written to {args.out}")
+        raise OptionError(f"--slice must be in 0..{len(result.slices) - 1} for this source, got {args.slice}")
+    written = save_figure4(result.slices[args.slice], png_path(args.out, "figure4.png"), level=args.level,
+                           simulation=simulation)
+    print(f"figure written to {written}")
     return 0
+
+
+# name -> (one-line help, arguments(parser, argv), command)
+COMMANDS = {
+    "sources": ("list and preview the reference CT slices of a source", _sources_arguments, _cmd_sources),
+    "build": ("simulate the configs and export a Hub-style Parquet folder", _build_arguments, _cmd_build),
+    "verify": ("check an exported folder: every file, every row's labels and metadata, and replayed images",
+               _verify_arguments, _cmd_verify),
+    "push": ("upload an exported dataset folder to the Hugging Face Hub", _push_arguments, _cmd_push),
+    "figure": ("write the paper's Figure 4: mid-severity degradations and their spectra", _figure_arguments,
+               _cmd_figure),
+}
+
+
+def add_commands(sub, active: str | None = None, argv=()) -> None:
+    """Register the builder's sub-commands on ``sub`` (an ``argparse`` sub-parsers object).
+
+    Only the ``active`` command (the one being run; every command when ``None``) gets its
+    arguments, built from ``argv`` (the arguments after the command name), so ``ct-degradbench
+    verify`` never imports the simulator.
+    """
+    for name, (help_text, arguments, command) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        p.set_defaults(func=command)
+        if active is None or name == active:
+            arguments(p, argv)

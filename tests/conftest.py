@@ -45,3 +45,27 @@ def real_hu_slices(shared_ct_dir) -> list[tuple[np.ndarray, float]]:
         depth = nib.load(str(path)).shape[2]
         out.append(load_nifti_slice(path, depth // 2))
     return out
+
+
+@pytest.fixture(scope="session")
+def nifti_body_source(tmp_path_factory):
+    """Factory: a folder of NIfTI body phantoms (:func:`phantoms.body_volume`), one file per patient,
+    with spacing-only affines; ``nifti_body_source(patients, slices, size, pixel_mm)``."""
+    import nibabel as nib
+
+    from phantoms import body_volume
+
+    made: dict[tuple, Path] = {}
+
+    def make(patients: int, slices: int, size: int, pixel_mm: float) -> Path:
+        key = (patients, slices, size, pixel_mm)
+        if key not in made:
+            folder = tmp_path_factory.mktemp("nifti")
+            for p in range(patients):
+                affine = np.diag([pixel_mm, pixel_mm, 3.0, 1.0])
+                affine[:3, 3] = (-size * pixel_mm / 2, -size * pixel_mm / 2, -40.0)   # an origin: RAS from the affine
+                nib.save(nib.Nifti1Image(body_volume(p, slices, size), affine), str(folder / f"patient{p}.nii.gz"))
+            made[key] = folder
+        return made[key]
+
+    return make

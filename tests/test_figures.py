@@ -3,7 +3,9 @@ from PIL import Image
 
 from ctdegradbench.builder.dataset.figures import log_spectrum, save_figure4
 from ctdegradbench.builder.sources.reference import ReferenceSlice
-from test_dataset import PIXEL_MM, phantom_volume
+from phantoms import body_volume
+
+PIXEL_MM = 2.0
 
 
 def test_log_spectrum_centres_the_zero_frequency():
@@ -14,7 +16,7 @@ def test_log_spectrum_centres_the_zero_frequency():
 
 
 def test_figure4_has_image_and_spectrum_rows(tmp_path):
-    hu = phantom_volume(0, depth=1)[:, :, 0].T.copy()
+    hu = body_volume(0, depth=1)[:, :, 0].T.copy()
     ref = ReferenceSlice(hu=hu, pixel_spacing_mm=PIXEL_MM, source="test", patient_id="p", series_id="s", slice_index=0)
     path = save_figure4(ref, tmp_path / "fig4.png", level=1)
     with Image.open(path) as img:

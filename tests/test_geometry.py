@@ -65,6 +65,7 @@ def test_bad_geometry_raises(kwargs, match):
 def test_to_dict_is_plain_and_round_trips():
     geometry = ParallelBeamGeometry(np.int64(128), pixel_spacing_mm=0.75, n_views=180)
     described = geometry.to_dict()
-    assert described == {"image_size": 128, "pixel_spacing_mm": 0.75, "n_views": 180, "n_detectors": 182}
+    assert described == {"image_size": 128, "pixel_spacing_mm": 0.75, "n_views": 180, "n_detectors": 182,
+                         "detector_aperture": 1.0, "view_integration": 1.0, "view_subsamples": 4}
     assert all(type(v) in (int, float) for v in described.values())
     assert ParallelBeamGeometry(**described) == geometry

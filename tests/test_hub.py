@@ -23,7 +23,6 @@ from ctdegradbench.builder.dataset.hub import (
     check_dataset_folder,
     push_folder,
     resolve_token,
-    validate_repo_id,
 )
 from hub_endpoint import INVALID_TOKEN_MESSAGE, LocalHub
 
@@ -220,11 +219,6 @@ def test_bad_repo_id(repo_id, hub, tmp_path):
         push_folder(make_export(tmp_path), repo_id, token=TOKEN, endpoint=hub.url)
     assert "ORG/NAME" in assert_one_line(err)
     assert hub.requests == []
-
-
-@pytest.mark.parametrize("repo_id", ["ct-lab/ct-degradbench", "User_1/data.v2", "a/b"])
-def test_good_repo_id_is_accepted(repo_id):
-    assert validate_repo_id(repo_id) == repo_id
 
 
 # ---------------------------------------------------------------- folder checks

@@ -10,17 +10,22 @@ import pytest
 import torch
 from scipy import ndimage
 
-from ctdegradbench.builder.degradations.metal import (EXACT_POISSON_BELOW, PLACEMENT_MARGIN_MM, MetalParams, MetalSimulator,
-                                        body_distance_mm, body_mask, metal_bbox, metal_mask, sample_metal,
-                                        tissue_densities)
+from ctdegradbench.builder.degradations import REGISTRY, ScanContext
+from ctdegradbench.builder.degradations import implants
+from ctdegradbench.builder.degradations.implants import METAL_MM_LEVELS, MetalObject
+from ctdegradbench.builder.degradations.metal import (EXACT_POISSON_BELOW, MetalParams, MetalSimulator,
+                                                      attenuation_ratio, choose_implant, metal_bbox, metal_mask,
+                                                      sample_metal, tissue_densities)
+from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
 from ctdegradbench.builder.projector import ParallelBeamProjector
 from ctdegradbench.builder.core.seeding import numpy_generator
-from ctdegradbench.builder.simulate.settings import LEVELS, METAL, SEVERITY_TABLE
+from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.degradations.spectrum import (BHC_FIT_MAX_WATER_MM, SpectrumSpec, apply_water_correction, effective_water_mu,
                               mass_attenuation, polychromatic_water_line_integral,
                               water_correction_coefficients, x_ray_spectrum)
+from phantoms import pelvis_hu, torso_hu
 
 N = 128
 PIXEL_MM = 2.0
@@ -60,15 +65,9 @@ MAX_POLY_TO_MONO_METAL_CONTRAST = 0.8
 # is off by O(1 / photons), 0.2 % at 500 photons (measured ratios 1.0001 and 1.0024). 3 % still
 # fails a wrong variance formula (photon counting instead of energy integrating: 5 %).
 NOISE_SD_RTOL = 0.03
-
-
-def phantom_hu(n: int = N) -> np.ndarray:
-    """Soft-tissue ellipse (220 x 152 mm at 2 mm pixels) with a bone insert, in air."""
-    yy, xx = np.mgrid[:n, :n] - n // 2
-    hu = np.full((n, n), -1000, np.int16)
-    hu[(xx / 55.0) ** 2 + (yy / 38.0) ** 2 <= 1] = 40
-    hu[(xx + 30) ** 2 + (yy - 8) ** 2 < 25] = 1000
-    return hu
+# Dark band between two 10 mm steel disks 30 mm apart in a water torso, noise-free, 2 mm pixels:
+# measured about -100 HU against the single disk; 20 HU is far above the numerical noise.
+MIN_DARK_BAND_HU = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +82,19 @@ def simulator(projector) -> MetalSimulator:
 
 @pytest.fixture(scope="module")
 def context(simulator):
-    return simulator.prepare(phantom_hu())
+    return simulator.prepare(torso_hu(N))
+
+
+def disk(diameter_mm: float, center) -> MetalObject:
+    return MetalObject("ellipse", center, diameter_mm, diameter_mm)
 
 
 def params(level: int, center=(N // 2 - 5.0, N // 2 + 12.0), material="steel", model="polychromatic",
-           seed=11) -> MetalParams:
-    return MetalParams(level=level, diameter_mm=SEVERITY_TABLE[METAL][level], center_px=center,
-                       material=material, model=model, seed=seed)
+           seed=11, i0=2e7) -> MetalParams:
+    """The paper's disk of the level's diameter (3 / 6 / 10 / 15 mm, whatever the material)."""
+    return MetalParams(level=level, implant="disk", metal_mm=METAL_MM_LEVELS[level], material=material,
+                       objects=(disk(METAL_MM_LEVELS[level], center),), model=model, seed=seed,
+                       i0=i0 if model == "polychromatic" else None)
 
 
 def artifact_energy(projector, metal_sinograms, clean_sinogram, masks, pixel_mm) -> list[float]:
@@ -179,29 +184,86 @@ def test_bbox_contains_the_mask_and_is_tight(level, center):
     # tight: the mask touches every side of the box
     assert mask[y_min].any() and mask[y_max].any() and mask[:, x_min].any() and mask[:, x_max].any()
     # pixel centres in a disk of radius r: the count approaches pi r^2
-    radius = p.radius_px(PIXEL_MM)
+    radius = 0.5 * METAL_MM_LEVELS[level] / PIXEL_MM
     assert abs(mask.sum() - math.pi * radius ** 2) <= 4 * radius + 4
 
 
-def test_disk_lies_inside_the_body():
-    hu = phantom_hu()
-    body = body_mask(hu)
-    distance = body_distance_mm(hu, PIXEL_MM)
-    for level in LEVELS:
-        for seed in range(5):
-            p = sample_metal(level, hu, PIXEL_MM, numpy_generator(seed), seed=seed)
+def test_disk_lies_inside_the_body_never_in_lung_or_air():
+    hu = torso_hu(N)
+    hu[50:70, 30:50] = -850                                  # a lung inside the body
+    anatomy = implants.find_anatomy(hu, PIXEL_MM)
+    for seed in range(5):
+        implant, material, anchors = choose_implant(anatomy, PIXEL_MM, numpy_generator(seed), "disk")
+        for level in LEVELS:
+            p = sample_metal(level, implant, material, anchors, PIXEL_MM, seed=seed)
             mask = metal_mask(p, N, PIXEL_MM)
-            assert p.diameter_mm == SEVERITY_TABLE[METAL][level]
-            assert np.all(body[mask])
-            assert distance[mask].min() >= PLACEMENT_MARGIN_MM
+            assert p.objects[0].length_mm == METAL_MM_LEVELS[level]            # steel: the paper's diameter
+            assert np.all(hu[mask] > -300)
+            assert anatomy.tissue_distance_mm[mask].min() >= implants.MARGIN_MM
+
+
+def test_hip_pair_sits_in_the_femoral_heads_and_levels_share_the_placement():
+    hu = pelvis_hu(N)
+    anatomy = implants.find_anatomy(hu, PIXEL_MM)
+    assert anatomy.region == "pelvis" and len(anatomy.hips) == 2 and "hip_pair" in implants.eligible_types(anatomy)
+    implant, material, anchors = choose_implant(anatomy, PIXEL_MM, numpy_generator(3), "hip_pair")
+    areas = []
+    for level in LEVELS:
+        p = sample_metal(level, implant, material, anchors, PIXEL_MM, seed=1)
+        assert [o.center_px for o in p.objects] == anchors["centres"]           # fixed across levels
+        assert all(hu[int(round(o.center_px[0])), int(round(o.center_px[1]))] > 200 for o in p.objects)   # in bone
+        # steel-equivalent cross-section of the level (titanium scaled up by mu_steel / mu_titanium)
+        assert implants.steel_equivalent_area(p.objects, attenuation_ratio(material)) == pytest.approx(
+            math.pi * METAL_MM_LEVELS[level] ** 2 / 4, rel=1e-9)
+        areas.append(p.area_mm2)
+    assert areas == sorted(areas) and material == "titanium"
+
+
+def test_spine_screws_meet_in_the_vertebral_body():
+    hu = pelvis_hu(N)
+    anatomy = implants.find_anatomy(hu, PIXEL_MM)
+    _, material, anchors = choose_implant(anatomy, PIXEL_MM, numpy_generator(0), "spine_screws")
+    p = sample_metal(3, "spine_screws", material, anchors, PIXEL_MM, seed=0)
+    row, col, _ = anatomy.vertebra
+    tips = anchors["tips"]
+    assert len(p.objects) == 2 and all(o.shape == "rectangle" for o in p.objects)
+    assert all(hu[int(round(r)), int(round(c))] > 200 for r, c in tips)          # tips in bone
+    # the screws diverge posteriorly: their far ends lie wider apart than their tips
+    ends = [(o.center_px[1] - c) * 2 + c for o, (_, c) in zip(p.objects, tips)]
+    assert abs(ends[1] - ends[0]) > abs(tips[1][1] - tips[0][1])
+
+
+def test_anatomical_choice_is_reproducible_and_fits_the_slice():
+    anatomy = implants.find_anatomy(pelvis_hu(N), PIXEL_MM)
+    picks = {choose_implant(anatomy, PIXEL_MM, numpy_generator(s))[0] for s in range(12)}
+    assert picks <= set(implants.eligible_types(anatomy)) and len(picks) > 1
+    assert choose_implant(anatomy, PIXEL_MM, numpy_generator(4)) == choose_implant(anatomy, PIXEL_MM,
+                                                                                  numpy_generator(4))
+    chest = implants.find_anatomy(torso_hu(N), PIXEL_MM)
+    assert "hip_pair" not in implants.eligible_types(chest)
+
+
+def test_dark_band_between_two_metal_objects(projector, simulator, context):
+    """Two steel disks: along the line joining them the rays cross both, beam hardening and
+    starvation make the band between them darker than the same place beside one disk alone."""
+    centre = N // 2
+    pair = MetalParams(level=3, implant="hip_pair", metal_mm=15.0, material="steel",
+                       objects=(disk(10.0, (centre, centre - 15.0)), disk(10.0, (centre, centre + 15.0))),
+                       model="polychromatic", seed=2, i0=2e7)
+    one = MetalParams(level=3, implant="disk", metal_mm=10.0, material="steel",
+                      objects=(disk(10.0, (centre, centre - 15.0)),), model="polychromatic", seed=2, i0=2e7)
+    clean = mu_to_hu(projector.fbp(simulator.noiseless_sinogram(context))).numpy()
+    images = [mu_to_hu(projector.fbp(simulator.noiseless_sinogram(context, p))).numpy() - clean for p in (pair, one)]
+    band = (slice(centre - 1, centre + 2), slice(centre - 4, centre + 5))          # between the disks
+    assert images[0][band].mean() < -MIN_DARK_BAND_HU
+    assert images[0][band].mean() < images[1][band].mean() - MIN_DARK_BAND_HU
 
 
 def test_sampling_reproducible_and_seed_dependent():
-    hu = phantom_hu()
-    a = sample_metal(2, hu, PIXEL_MM, numpy_generator(7), seed=7)
-    b = sample_metal(2, hu, PIXEL_MM, numpy_generator(7), seed=7)
-    assert a == b
-    positions = {sample_metal(2, hu, PIXEL_MM, numpy_generator(s), seed=s).center_px for s in range(5)}
+    anatomy = implants.find_anatomy(torso_hu(N), PIXEL_MM)
+    a = choose_implant(anatomy, PIXEL_MM, numpy_generator(7), "disk")
+    assert a == choose_implant(anatomy, PIXEL_MM, numpy_generator(7), "disk")
+    positions = {choose_implant(anatomy, PIXEL_MM, numpy_generator(s), "disk")[2]["centre"] for s in range(5)}
     assert len(positions) == 5
 
 
@@ -215,29 +277,43 @@ def test_same_params_give_bit_identical_sinograms_and_seeds_change_the_noise(sim
     assert float((first - other).abs().mean()) < 0.01
 
 
-def test_component_records_every_parameter_and_replays(simulator):
+def test_component_records_every_parameter_and_replays(projector, simulator):
     p = params(1, material="titanium")
-    component = simulator.component(p, order=0)
-    assert component["type"] == METAL and component["level"] == 1 and component["order"] == 0
-    assert component["diameter_mm"] == SEVERITY_TABLE[METAL][1]
-    assert component["center_px"] == list(p.center_px)
+    hu = torso_hu(N)
+    reference = ReferenceSlice(hu=hu, pixel_spacing_mm=PIXEL_MM, source="t", patient_id="p", series_id="s",
+                               slice_index=0)
+    mu = hu_to_mu(torch.as_tensor(hu, dtype=torch.float32))
+    context = ScanContext(reference, projector.geometry, projector, mu, projector(mu))
+    metal = REGISTRY["metal"]
+    component = dict(metal.record(p, context), type="metal", level=1, order=0)
+    assert component["metal_mm"] == METAL_MM_LEVELS[1] and component["implant"] == "disk"
+    assert component["object_centers_px"] == list(p.objects[0].center_px)
     assert component["bbox"] == list(metal_bbox(p, N, PIXEL_MM))
     assert component["material"] == "titanium" and component["metal_model"] == "polychromatic"
     assert component["i0"] == simulator.i0 and component["electronic_variance"] == simulator.electronic_variance
     assert "120 kVp" in component["spectrum"] and component["seed"] == 11
-    assert MetalParams.from_component(component) == p
+    assert metal.params_from_record(component) == p
 
 
 # ------------------------------------------------------------------- physics
-def test_shadow_chords_integrate_to_the_disk_area(simulator):
-    for level in LEVELS:
-        p = params(level, center=(60.25, 70.6))
+@pytest.mark.parametrize("shape, angle", [("ellipse", 0.0), ("ellipse", 33.0), ("rectangle", 0.0),
+                                          ("rectangle", 57.0)])
+def test_shadow_chords_integrate_to_the_object_area(simulator, shape, angle):
+    """Every view's chords, averaged over the sub-rays of each bin (aperture and view interval),
+    integrate over the detector to the object's area."""
+    for length, width in ((3.0, 2.0), (14.0, 5.0)):
+        obj = MetalObject(shape, (60.25, 70.6), length, width, angle)
+        p = MetalParams(level=0, implant="disk", metal_mm=3.0, material="steel", objects=(obj,),
+                        model="polychromatic", seed=1, i0=2e7)
         rays = simulator.shadow_rays(p)
-        half = rays.half_chord_px
-        assert torch.all(half[:, [0, -1], :] == 0)         # the window holds the whole shadow
-        area = (2 * half).mean(dim=-1).sum(dim=-1)         # per view, pixel^2
-        expected = math.pi * p.radius_px(PIXEL_MM) ** 2
+        per_ray = rays.chord[0].mean(dim=(-2, -1))
+        area = torch.zeros(projector_views(simulator), dtype=torch.float64).index_add_(0, rays.views, per_ray)
+        expected = obj.area_mm2 / PIXEL_MM ** 2
         assert torch.allclose(area, torch.full_like(area, expected), rtol=DISK_AREA_RTOL)
+
+
+def projector_views(simulator) -> int:
+    return simulator.geometry.n_views
 
 
 def test_noiseless_scan_without_metal_matches_the_projector_for_soft_tissue():
@@ -298,7 +374,7 @@ def test_monochromatic_insertion_is_eq12_and_noise_free(projector, simulator, co
     scan = simulator.simulate(context, p)
     assert scan.clamped_bins == 0 and scan.exact_poisson_bins == 0
     mask = torch.as_tensor(metal_mask(p, N, PIXEL_MM))
-    mu = hu_to_mu(torch.as_tensor(phantom_hu(), dtype=torch.float32))
+    mu = hu_to_mu(torch.as_tensor(torso_hu(N), dtype=torch.float32))
     expected = projector(torch.where(mask, torch.full_like(mu, simulator.metal_mu("steel")), mu))
     assert torch.equal(scan.sinogram, expected)
     assert torch.equal(scan.sinogram, simulator.sinogram(context, params(2, model="monochromatic", seed=99)))
@@ -315,8 +391,8 @@ def test_reading_noise_has_the_energy_integrating_variance(i0):
     projector = ParallelBeamProjector(ParallelBeamGeometry(n, PIXEL_MM, n_views=360))
     simulator = MetalSimulator(projector, i0=i0)
     context = simulator.prepare(np.full((n, n), -1000, np.int16))
-    p = MetalParams(level=0, diameter_mm=3.0, center_px=(32.0, 32.0), material="steel", model="polychromatic",
-                    seed=5)
+    p = MetalParams(level=0, implant="disk", metal_mm=3.0, material="steel", objects=(disk(3.0, (32.0, 32.0)),),
+                    model="polychromatic", seed=5, i0=i0)
     scan = simulator.simulate(context, p)
     spectrum = simulator.spectrum
     variance = i0 * np.sum(spectrum.signal_weights * spectrum.energies_kev / spectrum.mean_energy_kev) \
@@ -325,7 +401,7 @@ def test_reading_noise_has_the_energy_integrating_variance(i0):
     expected_sd = slope * math.sqrt(variance) / i0
     rays = simulator.shadow_rays(p)
     air = torch.ones_like(scan.sinogram, dtype=torch.bool)
-    air[rays.views, rays.bins] = False
+    air.view(-1)[rays.rays] = False
     assert float(scan.sinogram[air].std()) == pytest.approx(expected_sd, rel=NOISE_SD_RTOL)
     assert (scan.exact_poisson_bins > 0) == (i0 < EXACT_POISSON_BELOW)
 
@@ -336,7 +412,8 @@ def test_photon_starvation_is_counted_and_stays_finite():
     hu = np.where(np.hypot(xx, yy) <= 45, 40, -1000).astype(np.int16)     # 270 mm soft tissue
     projector = ParallelBeamProjector(ParallelBeamGeometry(n, pixel))
     simulator = MetalSimulator(projector, i0=2e4)
-    scan = simulator.simulate(simulator.prepare(hu), MetalParams(3, 15.0, (48.0, 48.0), "steel", "polychromatic", 3))
+    scan = simulator.simulate(simulator.prepare(hu), MetalParams(3, "disk", 15.0, "steel", (disk(15.0, (48.0, 48.0)),),
+                                                                 "polychromatic", 3, i0=2e4))
     assert scan.exact_poisson_bins > 0 and scan.clamped_bins > 0
     assert bool(torch.isfinite(scan.sinogram).all())
 
@@ -350,7 +427,7 @@ def test_artifact_energy_grows_with_size_on_a_real_slice(shared_ct_dir):
     projector = ParallelBeamProjector(ParallelBeamGeometry(n, pixel))
     simulator = MetalSimulator(projector)
     context = simulator.prepare(hu)
-    centre = sample_metal(3, hu, pixel, numpy_generator(1), seed=1).center_px   # fits every size
+    centre = choose_implant(implants.find_anatomy(hu, pixel), pixel, numpy_generator(1), "disk")[2]["centre"]
     ps = [params(level, centre) for level in LEVELS]
     energies = artifact_energy(projector, [simulator.sinogram(context, p) for p in ps],
                                simulator.noiseless_sinogram(context), [metal_mask(p, n, pixel) for p in ps], pixel)
@@ -361,44 +438,32 @@ def test_artifact_energy_grows_with_size_on_a_real_slice(shared_ct_dir):
 def test_no_position_fits_raises():
     hu = np.full((64, 64), -1000, np.int16)
     hu[28:36, 28:36] = 40                                    # 16 mm body at 2 mm pixels
-    with pytest.raises(ValueError, match="no position inside the body fits a 15 mm"):
-        sample_metal(3, hu, PIXEL_MM, numpy_generator(0), seed=0)
+    anatomy = implants.find_anatomy(hu, PIXEL_MM)
+    with pytest.raises(ValueError, match="no place for a disk"):
+        choose_implant(anatomy, PIXEL_MM, numpy_generator(0), "disk")
+    with pytest.raises(ValueError, match="no place for a hip_pair"):
+        choose_implant(implants.find_anatomy(torso_hu(N), PIXEL_MM), PIXEL_MM, numpy_generator(0), "hip_pair")
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(level=4), "severity level"),
-    (dict(level=True), "severity level"),
-    (dict(material="gold"), "metal material"),
-    (dict(model="mono"), "metal model"),
-    (dict(pixel_spacing_mm=0.0), "pixel_spacing_mm"),
-    (dict(pixel_spacing_mm=float("nan")), "pixel_spacing_mm"),
-    (dict(seed=-1), "seed"),
-    (dict(rng=np.random.default_rng(0).random), "rng"),
-    (dict(hu=np.zeros((64, 32), np.int16)), "square"),
-])
-def test_invalid_sampling_arguments_raise(kwargs, match):
-    args = dict(level=1, hu=phantom_hu(), pixel_spacing_mm=PIXEL_MM, rng=numpy_generator(0), material="steel",
-                model="polychromatic", seed=0)
-    args.update(kwargs)
-    with pytest.raises(ValueError, match=match):
-        sample_metal(args.pop("level"), args.pop("hu"), args.pop("pixel_spacing_mm"), args.pop("rng"), **args)
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(diameter_mm=0.0), "diameter_mm"),
-    (dict(diameter_mm=float("inf")), "diameter_mm"),
-    (dict(center_px=(1.0,)), "center_px"),
-    (dict(center_px=(1.0, float("nan"))), "center_px"),
+    (dict(metal_mm=0.0), "metal_mm"),
+    (dict(objects=()), "objects"),
     (dict(material="lead"), "metal material"),
+    (dict(implant="stent"), "implant type"),
     (dict(model="spectral"), "metal model"),
     (dict(level=-1), "severity level"),
     (dict(seed=2 ** 63), "seed"),
 ])
 def test_invalid_metal_params_raise(kwargs, match):
-    args = dict(level=0, diameter_mm=3.0, center_px=(30.0, 30.0), material="steel", model="polychromatic", seed=0)
+    args = dict(level=0, implant="disk", metal_mm=3.0, material="steel", objects=(disk(3.0, (30.0, 30.0)),),
+                model="polychromatic", seed=0, i0=2e7)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         MetalParams(**args)
+    with pytest.raises(ValueError, match="length_mm"):
+        MetalObject("ellipse", (1.0, 1.0), 0.0, 1.0)
+    with pytest.raises(ValueError, match="shape"):
+        MetalObject("star", (1.0, 1.0), 1.0, 1.0)
 
 
 def test_invalid_simulator_arguments_raise(projector, simulator, context):
@@ -413,10 +478,9 @@ def test_invalid_simulator_arguments_raise(projector, simulator, context):
     with pytest.raises(ValueError, match="does not lie inside"):
         simulator.sinogram(context, params(3, center=(2.0, 60.0)))
     with pytest.raises(ValueError, match="MetalParams"):
-        simulator.sinogram(context, {"diameter_mm": 3.0})
+        simulator.sinogram(context, {"metal_mm": 3.0})
     with pytest.raises(ValueError, match="e_max_kev"):
         SpectrumSpec(kvp=100.0)
     with pytest.raises(ValueError, match="unknown material"):
         mass_attenuation("gold", [60.0])
-    with pytest.raises(ValueError, match="pixel_spacing_mm"):
-        metal_mask(params(0), N, -1.0)
+

@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ctdegradbench.builder.degradations.aliasing import sample_aliasing
-from ctdegradbench.builder.degradations.blur import sample_blur
-from ctdegradbench.builder.degradations.noise import sample_noise
-from ctdegradbench.builder.degradations.streak import StreakParams
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-from ctdegradbench.builder.degradations.record import make_component
-from ctdegradbench.builder.simulate.prompts import HIGH_QUALITY_PROMPTS, LOW_QUALITY_PROMPTS, TYPE_NAMES, describe
-from ctdegradbench.builder.simulate.settings import DEGRADATION_TYPES, METAL, SETTINGS
+from ctdegradbench.builder.degradations import REGISTRY, component_fields
+from ctdegradbench.builder.simulate.prompts import HIGH_QUALITY_PROMPTS, LOW_QUALITY_PROMPTS, describe
+from ctdegradbench.builder.simulate.settings import METAL, PAPER_SETTINGS
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "ct-degradbench-paper.txt"
 
@@ -30,35 +26,32 @@ def test_table7_prompts_are_verbatim_from_the_paper():
 
 
 def test_low_quality_prompts_cover_every_degradation_type():
-    assert set(LOW_QUALITY_PROMPTS) == set(DEGRADATION_TYPES)
+    assert set(LOW_QUALITY_PROMPTS) == {kind for setting in PAPER_SETTINGS for kind in setting.components}
     keywords = {"noise": "noise", "blur": "blur", "streak": "streak", "aliasing": "aliasing", "metal": "metal"}
     for kind, prompt in LOW_QUALITY_PROMPTS.items():
         assert keywords[kind] in prompt.lower()
 
 
-def metal_component(order: int, level: int) -> dict:
-    return make_component(type=METAL, level=level, order=order, seed=9, metal_model="polychromatic",
-                          material="titanium", diameter_mm=6.0, center_px=[210.0, 300.0], bbox=[297, 207, 303, 213],
-                          spectrum="120 kVp W", i0=2e7, electronic_variance=10.0)
+# One recorded parameter set per type (as the simulator records them).
+FIELDS = {
+    "noise": dict(seed=3, gamma=2.0, i0=6.4e6, i0_per_mm=9.1e6, dose_fraction=0.25, effective_dose_fraction=1 / 16,
+                  electronic_variance=10.0, delta=1.0),
+    "blur": dict(sigma_mm=1.05, sigma_bins=1.0752),
+    "streak": dict(seed=4, delta_l=1.0, streak_fraction=0.02, streak_threshold=7.5, streak_cell_mm=1.0,
+                   streak_cell_bins=1.024),
+    "aliasing": dict(n_views=90),
+    "metal": dict(seed=9, metal_model="polychromatic", implant="hip_pair", material="titanium", metal_mm=6.0,
+                  metal_area_mm2=76.6, object_shapes="ellipse,ellipse", object_centers_px=[210.0, 100.0, 210.0, 300.0],
+                  object_sizes_mm=[7.0, 7.0, 7.0, 7.0], object_angles_deg=[0.0, 0.0],
+                  bbox=[97, 207, 303, 213], spectrum="120 kVp W", i0=2e7, i0_per_mm=2.9e7, electronic_variance=10.0),
+}
 
 
 def components_for(setting) -> list[dict]:
     """One component record per type of ``setting`` in its order, each at its own level."""
-    records = []
-    for order, kind in enumerate(setting.components):
-        level = order % 4
-        if kind == "noise":
-            records.append(sample_noise(level, seed=3).component(order))
-        elif kind == "blur":
-            records.append(sample_blur(level).component(order))
-        elif kind == "streak":
-            records.append(StreakParams(level=level, delta_l=1.0, views=(3, 90, 200), bins=(40, 41, 60),
-                                        widths=(1, 2, 3), seed=4).component(order))
-        elif kind == "aliasing":
-            records.append(sample_aliasing(level).component(order))
-        else:
-            records.append(metal_component(order, level))
-    return records
+    empty = dict.fromkeys(component_fields())
+    return [dict(empty, type=kind, level=order % 4, order=order, **FIELDS[kind])
+            for order, kind in enumerate(setting.components)]
 
 
 def metadata_for(setting, level: int = 2) -> dict:
@@ -69,14 +62,14 @@ def metadata_for(setting, level: int = 2) -> dict:
 
 KEY_PARAMETER = {
     "noise": lambda c: f"gamma {c['gamma']:g}",
-    "blur": lambda c: f"sigma {c['sigma_bins']:g}",
-    "streak": lambda c: f"amplitude {c['delta_l']:g}",
+    "blur": lambda c: f"sigma {c['sigma_mm']:g} mm",
+    "streak": lambda c: f"err by +-{c['delta_l']:g}",
     "aliasing": lambda c: f"{c['n_views']} of 360 views",
-    "metal": lambda c: f"{c['diameter_mm']:g} mm {c['material']}",
+    "metal": lambda c: f"{c['material']}, 2 objects, 77 mm^2 of metal, {c['metal_mm']:g} mm steel-equivalent",
 }
 
 
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.code)
+@pytest.mark.parametrize("setting", PAPER_SETTINGS, ids=lambda s: s.code)
 def test_prompt_mentions_setting_components_levels_and_parameters(setting):
     meta = metadata_for(setting)
     prompt = describe(meta)
@@ -85,25 +78,25 @@ def test_prompt_mentions_setting_components_levels_and_parameters(setting):
     position = 0
     for i, component in enumerate(meta["components"], start=1):
         part = prompt.index(f"{i}) ", position)            # components listed in application order
-        assert TYPE_NAMES[component["type"]] in prompt
+        assert REGISTRY[component["type"]].title in prompt
         assert KEY_PARAMETER[component["type"]](component) in prompt[part:]
         assert f"severity L{component['level']}" in prompt[part:]
         position = part
     if METAL in setting.components:
-        assert "row 210, col 300" in prompt and "x 297-303, y 207-213" in prompt
+        assert "pair of hip prostheses" in prompt and "x 97-303, y 207-213" in prompt
     if setting.is_mixture:
         assert "mixture of" in prompt
 
 
 def test_prompt_is_deterministic_and_order_independent_of_the_list():
-    meta = metadata_for(SETTINGS[-1])
+    meta = metadata_for(PAPER_SETTINGS[-1])
     shuffled = dict(meta, components=list(reversed(meta["components"])))
     assert describe(meta) == describe(meta) == describe(shuffled)
-    assert "quarter dose" in describe(meta)
+    assert "1/4 of the full dose scan, the quantum noise of 1/16 of the full dose" in describe(meta)
 
 
 def test_prompt_rejects_unknown_types():
-    meta = metadata_for(SETTINGS[0])
+    meta = metadata_for(PAPER_SETTINGS[0])
     meta["components"] = [dict(meta["components"][0], type="motion")]
     with pytest.raises(ValueError, match="motion"):
         describe(meta)

@@ -9,12 +9,15 @@ import json
 import numpy as np
 import pytest
 
-from ctdegradbench.builder.degradations.metal import MetalParams, metal_mask
+from ctdegradbench.builder.degradations import REGISTRY
+from ctdegradbench.builder.degradations.metal import metal_mask
 from ctdegradbench.builder.simulate.prompts import describe
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
-from ctdegradbench.builder.simulate.settings import LEVELS, METAL, SETTINGS, SETTINGS_BY_CODE
-from ctdegradbench.builder.simulate.simulator import DegradedSample, PreparedReference, SimulationConfig, Simulator
+from ctdegradbench.builder.simulate.settings import LEVELS, METAL, PAPER_SETTINGS, SETTINGS_BY_CODE
+from ctdegradbench.builder.simulate.simulator import (HU_RANGE, DegradedSample, PreparedReference, SimulationConfig,
+                                                      Simulator)
+from phantoms import reference_phantom
 
 N = 96
 PIXEL_MM = 2.0
@@ -26,18 +29,8 @@ NOISE_SD_RATIO_RTOL = 0.10
 TOP_LEVEL_KEYS = {"sample_id", "reference_id", "patient_key", "setting", "class_name", "level", "realization",
                   "seed", "components", "geometry", "pixel_spacing_mm", "fbp_filter", "backend", "device", "dtype",
                   "simulator_version", "config", "mu_water_per_mm", "clip_count", "clamped_bins",
+                  "clipped_low", "clipped_high", "hu_range",
                   "reference_below_air_pixels", "reference_info"}
-
-
-def phantom_reference(n: int = N, slice_index: int = 0) -> ReferenceSlice:
-    yy, xx = np.mgrid[:n, :n] - n // 2
-    hu = np.full((n, n), -1024, np.int16)
-    hu[(yy / (0.42 * n)) ** 2 + (xx / (0.46 * n)) ** 2 < 1] = 30
-    hu[(yy - 0.05 * n) ** 2 + (xx + 0.2 * n) ** 2 < (0.07 * n) ** 2] = 1000
-    hu[(yy + 0.15 * n) ** 2 + (xx - 0.1 * n) ** 2 < (0.05 * n) ** 2] = -800
-    hu[0, 0] = -3024   # scanner padding: treated as air and counted
-    return ReferenceSlice(hu, PIXEL_MM, "phantom", "patient-1", "series-1", slice_index,
-                          info={"kernel": "B30f", "slice_thickness_mm": 3.0, "noise_sd_hu": np.float64(8.5)})
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +40,7 @@ def simulator() -> Simulator:
 
 @pytest.fixture(scope="module")
 def prepared(simulator) -> PreparedReference:
-    return simulator.prepare(phantom_reference())
+    return simulator.prepare(reference_phantom(N, PIXEL_MM))
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +82,7 @@ def test_sample_ids_and_seeds_follow_the_formulas(samples, prepared):
 
 # --------------------------------------------------------------- metadata
 def test_every_setting_and_level_is_generated(samples):
-    assert [(s.setting, s.level) for s in samples] == [(st.code, lv) for st in SETTINGS for lv in LEVELS]
+    assert [(s.setting, s.level) for s in samples] == [(st.code, lv) for st in PAPER_SETTINGS for lv in LEVELS]
 
 
 def test_metadata_is_complete_and_consistent(samples, prepared):
@@ -106,17 +99,31 @@ def test_metadata_is_complete_and_consistent(samples, prepared):
         assert meta["config"] == SimulationConfig(seed=5).to_dict()
         assert meta["reference_info"]["kernel"] == "B30f"
         assert meta["reference_below_air_pixels"] == int(np.count_nonzero(prepared.reference.hu < -1000))
-        assert meta["clip_count"] == 0 and meta["clamped_bins"] >= 0
+        assert meta["clamped_bins"] >= 0
+        # scanner range: nothing below -1024 or above the extended scale; the clipped pixels are
+        # counted and now read exactly the range's ends
+        low, high = HU_RANGE
+        assert meta["hu_range"] == [low, high] and low <= sample.image_hu.min() and sample.image_hu.max() <= high
+        assert meta["clip_count"] == meta["clipped_low"] + meta["clipped_high"]
+        assert meta["clipped_low"] <= int(np.count_nonzero(sample.image_hu == low))
+        assert meta["clipped_high"] <= int(np.count_nonzero(sample.image_hu == high))
         assert sample.prompt == describe(meta)
         json.dumps(meta)                                           # plain types only
         metal = [c for c in meta["components"] if c["type"] == METAL]
         if metal:
             x0, y0, x1, y1 = sample.bbox
             assert sample.bbox == metal[0]["bbox"] and x0 <= x1 and y0 <= y1
-            rows, cols = np.nonzero(metal_mask(MetalParams.from_component(metal[0]), N, PIXEL_MM))
+            rows, cols = np.nonzero(metal_mask(REGISTRY["metal"].params_from_record(metal[0]), N, PIXEL_MM))
             assert rows.size and x0 <= cols.min() and cols.max() <= x1 and y0 <= rows.min() and rows.max() <= y1
         else:
             assert sample.bbox == []
+
+
+def test_scanner_range_clips_and_counts_low_values():
+    """A clean FBP of a slice with air reads about -1000 +- ringing: values below -1024 are clipped and counted."""
+    simulator = Simulator(SimulationConfig(seed=1))
+    sample = simulator.run(reference_phantom(N, PIXEL_MM), settings=["S4"], levels=(3,))[0]
+    assert sample.metadata["clipped_low"] > 0 and sample.image_hu.min() == HU_RANGE[0]
 
 
 def test_error_grows_with_severity_for_single_settings(samples, prepared):
@@ -137,7 +144,7 @@ def test_replay_is_bit_exact_for_every_setting_and_level(simulator, prepared, sa
 def test_replay_from_stored_metadata_on_a_fresh_simulator(samples):
     """Metadata through JSON (tuples become lists), a new simulator and a new clean sinogram."""
     fresh = Simulator(SimulationConfig(seed=5))
-    reference = phantom_reference()
+    reference = reference_phantom(N, PIXEL_MM)
     for sample in samples:
         if sample.level == 3:
             stored = json.loads(json.dumps(sample.metadata))
@@ -146,7 +153,7 @@ def test_replay_from_stored_metadata_on_a_fresh_simulator(samples):
 
 def test_replay_rejects_another_reference(simulator, samples):
     with pytest.raises(ValueError, match="reference"):
-        simulator.replay(phantom_reference(slice_index=1), samples[0].metadata)
+        simulator.replay(reference_phantom(N, PIXEL_MM, slice_index=1), samples[0].metadata)
 
 
 def test_runs_reproduce_and_seeds_change_the_draws(simulator, prepared, samples):
@@ -165,11 +172,12 @@ def test_runs_reproduce_and_seeds_change_the_draws(simulator, prepared, samples)
 # ----------------------------------------------------------------- config
 @pytest.mark.parametrize("field, value", [
     ("seed", -1), ("realizations", 0), ("device", "warp-drive"), ("dtype", "float16"), ("fbp_filter", "ramp"),
-    ("i0", -1.0), ("dose_fraction", 2.0), ("electronic_variance", -3.0), ("delta", 0.0), ("streak_runs", 0),
-    ("metal_model", "analytic"), ("backend", ""), ("backend", "radon-magic"),
+    ("i0_per_mm", -1.0), ("dose_fraction", 2.0), ("electronic_variance", -3.0), ("delta", 0.0),
+    ("streak_fraction", 0.0), ("streak_fraction", 1.5), ("metal_model", "analytic"), ("metal_implant", "stent"),
+    ("metal_i0_per_mm", 0.0), ("backend", ""), ("backend", "radon-magic"),
 ])
 def test_config_rejects_invalid_values(field, value):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match="--" + field.replace("_", "-")):
         SimulationConfig(**{field: value})
 
 
@@ -201,3 +209,16 @@ def test_real_slice_all_settings_replay_and_noise_scaling(real_hu_slices):
     sd = [float(np.std((s.image_hu - clean)[soft])) for s in samples if s.setting == "S1"]
     gammas = [c["gamma"] for s in samples if s.setting == "S1" for c in s.metadata["components"]]
     assert sd[3] / sd[0] == pytest.approx(gammas[3] / gammas[0], rel=NOISE_SD_RATIO_RTOL)
+
+
+def test_replay_uses_every_recorded_option_not_the_replaying_config():
+    """Noise flux, dose and the metal scan's photons come from the record, not from the simulator
+    that replays (whose config holds the defaults)."""
+    ref = reference_phantom(N, PIXEL_MM)
+    config = SimulationConfig(seed=1, i0_per_mm=2e6, dose_fraction=0.5, metal_i0_per_mm=5e5)
+    built = Simulator(config).run(ref, settings="M3", levels=(1, 3))
+    default = Simulator(SimulationConfig(seed=1))
+    for sample in built:
+        assert np.array_equal(default.replay(ref, sample.metadata), sample.image_hu), sample.sample_id
+    metal = sample.metadata["components"][0]
+    assert metal["type"] == METAL and metal["i0_per_mm"] == 5e5

@@ -22,6 +22,7 @@ from ctdegradbench.builder.sources import (
     load_source,
     save_preview,
 )
+from phantoms import body_disk, marked_volume
 
 # Air calibration: a CT scanner's air reads -1000 HU to within a few HU (measured on the three
 # default slices with air around the patient: -999, -1002, -1000); 25 HU catches a wrong rescale.
@@ -47,14 +48,6 @@ GANTRY_TILT_DEG = float(np.degrees(np.arccos(0.9272)))  # from J2K_pixelrep_mism
 # --------------------------------------------------------------------------------------------
 # Synthetic data
 # --------------------------------------------------------------------------------------------
-
-
-def body_phantom(size: int = 64, radius_px: float = 24.0, body_hu: int = 40) -> np.ndarray:
-    """A water-like disk in air (int16 HU)."""
-    y, x = np.mgrid[:size, :size] - (size - 1) / 2
-    hu = np.full((size, size), -1000, dtype=np.int16)
-    hu[np.hypot(x, y) < radius_px] = body_hu
-    return hu
 
 
 def write_dicom(path, hu, *, patient_id="PAT-A", study_uid="1.2.826.0.1.3680043.8.498.10",
@@ -101,17 +94,6 @@ def write_nifti(path, data, *, spacing=(0.8, 0.8, 2.5), affine=None, sform_code=
     img.set_qform(affine, code=qform_code)
     nib.save(img, str(path))
     return path
-
-
-def marked_volume(n_slices: int = 5, size: int = 64) -> np.ndarray:
-    """Display-order volume (slice inferior->superior, row anterior->posterior, column right->left)
-    of a body disk with markers that break every symmetry: one per slice at a slice-dependent
-    place, plus a fixed anterior-left marker."""
-    vol = np.stack([body_phantom(size) for _ in range(n_slices)]).astype(np.int16)
-    for k in range(n_slices):
-        vol[k, 20 + 3 * k, 24] = 300 + 100 * k  # moves posterior with the slice index
-    vol[:, 22, 40] = 1500  # anterior (small row), patient left (large column)
-    return vol
 
 
 def spine_row_fraction(hu_slices) -> float:
@@ -236,7 +218,7 @@ ORIENTATIONS = [
 @pytest.mark.parametrize("orientation, transform", ORIENTATIONS)
 def test_dicom_orientation_gives_radiological_view(tmp_path, orientation, transform):
     """Markers keep the order of their patient coordinates: column with x (left), row with y (posterior)."""
-    hu = body_phantom(64)
+    hu = body_disk(64)
     stored_markers = {700: (10, 20), 900: (40, 5), 1100: (25, 50)}  # value -> (row, col) as stored
     for value, (i, j) in stored_markers.items():
         hu[i, j] = value
@@ -261,7 +243,7 @@ def test_dicom_orientation_gives_radiological_view(tmp_path, orientation, transf
 
 
 def test_dicom_sagittal_is_skipped(tmp_path):
-    write_dicom(tmp_path / "sag.dcm", body_phantom(64), orientation=(0, 1, 0, 0, 0, -1))
+    write_dicom(tmp_path / "sag.dcm", body_disk(64), orientation=(0, 1, 0, 0, 0, -1))
     with pytest.raises(SourceError, match="non-axial orientation"):
         load_dicom_folder(tmp_path)
 
@@ -275,15 +257,15 @@ def dicom_folder(tmp_path):
     names = rng.permutation(20)
     z_a = [0.0, 2.5, 5.0, 7.5, 10.0, 12.5]
     for k, z in enumerate(z_a):  # InstanceNumber runs against position: position must win
-        write_dicom(root / f"img{names[k]:03d}.dcm", body_phantom(64, body_hu=10 * k), z=z, instance=50 - k)
+        write_dicom(root / f"img{names[k]:03d}.dcm", body_disk(64, body_hu=10 * k), z=z, instance=50 - k)
     # same position as slice 2: the file with the lower InstanceNumber (slice 2's 48) is kept
-    write_dicom(root / f"img{names[6]:03d}.dcm", body_phantom(64, body_hu=999), z=5.0, instance=99)
+    write_dicom(root / f"img{names[6]:03d}.dcm", body_disk(64, body_hu=999), z=5.0, instance=99)
     for k, z in enumerate([30.0, 10.0, 20.0, 0.0]):
-        write_dicom(root / "b" / f"img{names[7 + k]:03d}.dcm", body_phantom(64, body_hu=int(z)), z=z,
+        write_dicom(root / "b" / f"img{names[7 + k]:03d}.dcm", body_disk(64, body_hu=int(z)), z=z,
                     patient_id="PAT-B", study_uid="1.2.826.0.1.3680043.8.498.20",
                     series_uid="1.2.826.0.1.3680043.8.498.21", instance=k + 1)
     write_dicom(root / "report.dcm", None, modality="SR", pixels=False)
-    write_dicom(root / "mr.dcm", body_phantom(64), modality="MR", series_uid="1.2.826.0.1.3680043.8.498.30")
+    write_dicom(root / "mr.dcm", body_disk(64), modality="MR", series_uid="1.2.826.0.1.3680043.8.498.30")
     (root / "README.txt").write_text("not DICOM")
     return root
 
@@ -314,14 +296,14 @@ def test_dicom_fallback_ids_and_instance_order(tmp_path):
     folder = tmp_path / "anon_case"
     folder.mkdir()
     for k, instance in enumerate([3, 1, 2]):  # no positions: InstanceNumber orders the series
-        write_dicom(folder / f"{k}.dcm", body_phantom(64, body_hu=instance), instance=instance,
+        write_dicom(folder / f"{k}.dcm", body_disk(64, body_hu=instance), instance=instance,
                     patient_id="", position=False)
     s = load_dicom_folder(folder).slices
     assert [int(x.hu[32, 32]) for x in s] == [1, 2, 3]
     assert s[0].patient_id == "study-1.2.826.0.1.3680043.8.498.10"
     other = tmp_path / "no_study"
     other.mkdir()
-    write_dicom(other / "x.dcm", body_phantom(64), patient_id="", study_uid="")
+    write_dicom(other / "x.dcm", body_disk(64), patient_id="", study_uid="")
     assert load_dicom_folder(other).slices[0].patient_id == "no_study"
 
 
@@ -348,10 +330,10 @@ def test_non_square_image_is_padded_with_air_and_resampled(tmp_path):
 
 
 def test_tiny_image_is_a_counted_skip(tmp_path):
-    write_dicom(tmp_path / "tiny.dcm", body_phantom(32, radius_px=10))
+    write_dicom(tmp_path / "tiny.dcm", body_disk(32, radius_px=10))
     with pytest.raises(SourceError, match=f"image smaller than {MIN_IMAGE_PX} px: 1"):
         load_dicom_folder(tmp_path)
-    write_dicom(tmp_path / "ok.dcm", body_phantom(64), z=5.0, series_uid="1.2.826.0.1.3680043.8.498.99")
+    write_dicom(tmp_path / "ok.dcm", body_disk(64), z=5.0, series_uid="1.2.826.0.1.3680043.8.498.99")
     result = load_dicom_folder(tmp_path)
     assert len(result.slices) == 1 and result.skipped == {f"image smaller than {MIN_IMAGE_PX} px": 1}
 
@@ -368,7 +350,8 @@ def stored_layouts(display: np.ndarray):
     pli = display[::-1].transpose(1, 2, 0)  # x = row (posterior), y = column (left), z = inferior
     return [
         ("axes LPS, spacing-only affine", lps, {}, {"axes": "LPS"}),
-        ("RAS affine", ras, {"sform_code": 1}, {}),
+        ("RAS affine", ras, {"affine": np.array([[0.8, 0, 0, -25.2], [0, 0.8, 0, -25.2], [0, 0, 2.5, 11.0],
+                                                 [0, 0, 0, 1.0]]), "sform_code": 1}, {}),
         ("LPS affine", lps, {"affine": np.diag([-0.8, -0.8, 2.5, 1.0]), "sform_code": 1}, {}),
         ("axes PLI", pli, {"qform_code": 0, "sform_code": 0}, {"axes": "pli"}),
     ]
@@ -385,13 +368,15 @@ def test_nifti_orientation(tmp_path, case):
         assert s.slice_index == k and np.array_equal(s.hu, display[k]), name
 
 
-def test_nifti_spacing_only_affine_is_read_as_ras_without_axes(tmp_path):
-    """The trap of the shared volumes: their spacing-only affine means RAS to nibabel."""
+def test_nifti_spacing_only_affine_needs_axes(tmp_path):
+    """The trap of the shared volumes: their spacing-only affine would mean RAS to nibabel (and show
+    them rotated by 180 degrees); such an affine carries no orientation, so it is refused."""
     display = marked_volume()
     write_nifti(tmp_path / "vol.nii.gz", display.transpose(2, 1, 0))
-    s = load_nifti(tmp_path / "vol.nii.gz").slices
-    assert s[0].info["axes"] == "RAS"
-    assert np.array_equal(s[0].hu, display[0, ::-1, ::-1])  # rotated by 180 degrees
+    with pytest.raises(SourceError, match="voxel spacing only"):
+        load_nifti(tmp_path / "vol.nii.gz")
+    s = load_nifti(tmp_path / "vol.nii.gz", axes="RAS").slices
+    assert np.array_equal(s[0].hu, display[0, ::-1, ::-1])  # read as RAS: rotated by 180 degrees
 
 
 def test_nifti_without_orientation_needs_axes(tmp_path):
@@ -403,7 +388,7 @@ def test_nifti_without_orientation_needs_axes(tmp_path):
 
 def test_nifti_folder_stride_body_fraction_and_max_slices(tmp_path):
     sizes = [0, 4, 8, 12, 16, 20, 24, 28, 30, 30]  # body radius per slice, 0 = air only
-    display = np.stack([body_phantom(64, radius_px=r) if r else np.full((64, 64), -1000, np.int16)
+    display = np.stack([body_disk(64, radius_px=r) if r else np.full((64, 64), -1000, np.int16)
                         for r in sizes])
     write_nifti(tmp_path / "case1.nii.gz", display.transpose(2, 1, 0))
     write_nifti(tmp_path / "case2.nii", display[:4].transpose(2, 1, 0))
@@ -462,8 +447,8 @@ def test_nifti_bad_volumes(tmp_path):
 
 
 def test_corrupt_files_are_counted_or_reported(tmp_path):
-    write_dicom(tmp_path / "good.dcm", body_phantom(64), z=0.0)
-    other = write_dicom(tmp_path / "other.dcm", body_phantom(64), z=5.0)
+    write_dicom(tmp_path / "good.dcm", body_disk(64), z=0.0)
+    other = write_dicom(tmp_path / "other.dcm", body_disk(64), z=5.0)
     raw = other.read_bytes()
     other.unlink()
     (tmp_path / "truncated_pixels.dcm").write_bytes(raw[:-3000])
@@ -496,7 +481,7 @@ def test_non_image_or_non_ct_alone_is_a_clear_error(tmp_path):
     with pytest.raises(SourceError, match=r"no CT found in .*sr: no pixel data \(non-image object\): 1"):
         load_source(tmp_path / "sr")
     (tmp_path / "mr").mkdir()
-    write_dicom(tmp_path / "mr" / "mr.dcm", body_phantom(64), modality="MR")
+    write_dicom(tmp_path / "mr" / "mr.dcm", body_disk(64), modality="MR")
     with pytest.raises(SourceError, match=r"modality MR \(not CT\): 1"):
         load_source(tmp_path / "mr")
 
@@ -530,7 +515,7 @@ def test_bad_arguments_raise_value_error(tmp_path, kwargs, message):
 
 
 def test_single_dicom_file_loads(tmp_path):
-    path = write_dicom(tmp_path / "one.dcm", body_phantom(64))
+    path = write_dicom(tmp_path / "one.dcm", body_disk(64))
     result = load_source(path)
     assert len(result.slices) == 1 and result.slices[0].source == tmp_path.name
 
@@ -593,5 +578,5 @@ def test_shared_volumes_load_in_anatomical_orientation(shared_ct_dir):
         for s in full.slices:  # the documented plain read of these files
             assert np.array_equal(s.hu, np.asarray(img.dataobj[:, :, s.slice_index]).T)
         assert full.slices[0].pixel_spacing_mm == pytest.approx(float(img.header.get_zooms()[0]))
-        wrong = load_nifti(path, max_slices=3)  # affine read as RAS: upside down
+        wrong = load_nifti(path, axes="RAS", max_slices=3)  # the affine read as RAS: upside down
         assert spine_row_fraction([s.hu for s in wrong.slices]) < SPINE_POSTERIOR_MIN

@@ -20,12 +20,6 @@ def test_sizes_follow_fractions_and_fill_small_splits():
     assert split_sizes(10, (1.0, 0.0, 0.0)) == [10, 0, 0]
 
 
-def test_slices_of_one_patient_share_a_split():
-    keys = ["a/1", "a/1", "a/2", "b/1", "b/1", "b/1"]
-    a = assign_splits(keys)
-    assert len(a) == 3
-
-
 @pytest.mark.parametrize("bad", [(0.5, 0.5), (0.5, 0.6, -0.1), (0.0, 0.5, 0.5), (0.7, 0.2, 0.2)])
 def test_bad_fractions_raise(bad):
     with pytest.raises(ValueError, match="fractions"):

@@ -16,11 +16,18 @@ were affected use ``count_below_air``.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import torch
 
 MU_WATER_PER_MM = 0.0192
 AIR_HU = -1000.0
+
+
+def _is_tensor(value) -> bool:
+    """Whether ``value`` is a torch tensor (torch is not imported for this: no tensor exists before it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def hu_to_mu(hu, mu_water: float = MU_WATER_PER_MM):
@@ -31,8 +38,8 @@ def hu_to_mu(hu, mu_water: float = MU_WATER_PER_MM):
     """
     if mu_water <= 0:
         raise ValueError(f"mu_water must be a positive attenuation in 1/mm, got {mu_water!r}")
-    if isinstance(hu, torch.Tensor):
-        hu = hu if hu.is_floating_point() else hu.to(torch.float32)
+    if _is_tensor(hu):
+        hu = hu if hu.is_floating_point() else hu.float()
         return (mu_water * (1.0 + hu / 1000.0)).clamp_min(0.0)
     hu = np.asarray(hu)
     hu = hu if np.issubdtype(hu.dtype, np.floating) else hu.astype(np.float32)
@@ -48,6 +55,6 @@ def mu_to_hu(mu, mu_water: float = MU_WATER_PER_MM):
 
 def count_below_air(hu) -> int:
     """Number of pixels below -1000 HU (padding or air noise) that ``hu_to_mu`` maps to air."""
-    if isinstance(hu, torch.Tensor):
+    if _is_tensor(hu):
         return int((hu < AIR_HU).sum())
     return int(np.count_nonzero(np.asarray(hu) < AIR_HU))

@@ -11,15 +11,19 @@ itself appears only when complete (see :mod:`builder.export`).
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
+import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from ctdegradbench.builder.dataset.export import (ALL_CONFIG, REFERENCES_CONFIG, ExportSummary, card_metadata, finish_export, start_export,
-                     write_configs)
-from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
+from ctdegradbench.builder.dataset.export import (ExportSummary, card_metadata, check_output, export_lock, finish_export,
+                                                  output_error, start_export, write_configs, write_manifest)
+from ctdegradbench.builder.dataset.features import SPLITS
+from ctdegradbench.builder.dataset.eval_tasks import eval_yaml_content, write_eval_yaml_file
+from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG, BuildOptions
+from ctdegradbench.builder.simulate.resolution import check_resolution
+from ctdegradbench.builder.simulate.settings import get_setting
 
 
 @dataclass
@@ -44,59 +48,94 @@ class BuildSummary:
         simulated = sum(self.export.config_rows(c) for c in self.export.rows if c != REFERENCES_CONFIG)
         lines.append(f"{simulated} degraded rows at {simulated / max(self.seconds, 1e-9):.2f} rows/s, "
                      f"{self.n_references / max(self.seconds, 1e-9):.3f} reference slices/s")
+        empty = [split for split in SPLITS if not self.export.rows.get(REFERENCES_CONFIG, {}).get(split)]
+        if empty:
+            lines.append(f"note: the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty: "
+                         "splits are by patient and the source has too few patients for every split")
         if self.skipped:
             lines.append("skipped while reading the source: "
                          + ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items())))
         return "\n".join(lines)
 
 
-def settings_for(configs) -> tuple[str, ...]:
-    """Setting codes of the requested config names (``all`` = every setting), in paper order."""
-    if isinstance(configs, str):
-        configs = [configs]
-    known = [s.config_name for s in SETTINGS] + [ALL_CONFIG]
-    codes = set()
-    for name in configs:
-        if name == ALL_CONFIG:
-            codes.update(s.code for s in SETTINGS)
-        elif name in known:
-            codes.add(get_setting(name).code)
-        else:
-            raise ValueError(f"unknown config {name!r}; expected one or more of {', '.join(known)}")
-    return tuple(s.code for s in SETTINGS if s.code in codes)
+def build_dataset(options: BuildOptions, *, progress=None) -> BuildSummary:
+    """Build ``options.configs`` from ``options.source`` and export them to ``options.out``.
 
-
-def build_dataset(out, *, configs=("all",), source="default", source_options=None, realizations=1, seed=0,
-                  device="cpu", simulation=None, num_proc=None, cache_dir=None, overwrite=False) -> BuildSummary:
-    """Build ``configs`` from ``source`` and export them to the folder ``out``.
-
-    Returns the measured :class:`BuildSummary`. Raises ValueError / ExportError with one
-    clear line for bad arguments (unknown config, existing output without ``overwrite``,
-    unwritable folder, a source without CT).
+    Every option was validated when ``options`` was made; here the output is checked and
+    locked and the source read before any simulation starts. Returns the measured
+    :class:`BuildSummary`. A problem the user can fix raises a
+    :class:`~ctdegradbench.builder.core.errors.CTDegradBenchError` with one clear line; an
+    interrupted or failed build leaves any existing output untouched (and the builder cache,
+    so a rerun resumes).
     """
-    from ctdegradbench.builder.sources import load_source
+    from ctdegradbench.builder.sources import load_sources
 
+    if not isinstance(options, BuildOptions):
+        raise TypeError(f"build_dataset takes a BuildOptions, got {type(options).__name__}")
     start = time.perf_counter()
-    out = Path(out)
-    settings = settings_for(configs)
-    if num_proc is not None and num_proc < 1:
-        raise ValueError(f"--num-proc must be a positive integer, got {num_proc}")
-    source_options = dict(source_options or {})
-    options = dict(source=str(source), realizations=realizations, seed=seed, device=device,
-                   simulation=dict(simulation or {}), **source_options)
-    own_cache = cache_dir is None        # the default cache is ours to delete once the export is complete
-    cache_dir = Path(cache_dir) if cache_dir else out.parent / f".{out.name}.cache"
-    source_result = load_source(str(source), **source_options)   # a bad source fails before any work
-    work = start_export(out, overwrite=overwrite)    # fail early on an unwritable / existing output
-    try:
-        build = _build_into(work, out, settings, options, cache_dir, num_proc, source_result, start)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    finish_export(work, out)
-    if own_cache:
+    out = options.out
+    cache_dir = options.cache_dir or out.parent / f".{out.name}.cache"
+    check_output(out, options.overwrite)            # fail before locking, reading or simulating anything
+    with export_lock(out):
+        check_output(out, options.overwrite)        # again, now that no other build can change it
+        source_result = load_sources(options.source)
+        if not options.allow_uncalibrated_grid:
+            for ref in source_result.slices:
+                check_resolution(ref.pixel_spacing_mm, ref.image_size, where=f"reference {ref.reference_id}")
+        work = start_export(out, options.overwrite)
+        try:
+            build = _build_into(work, options, cache_dir, source_result, start)
+        except OSError as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise output_error(exc, work) from None
+        except BaseException as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            if _interrupted(exc):          # datasets' worker pool replaces Ctrl-C by its own TimeoutError
+                raise KeyboardInterrupt from None
+            raise
+        finish_export(work, out, options.overwrite)
+    if options.cache_dir is None:      # the default cache is ours to delete once the export is complete
         shutil.rmtree(cache_dir, ignore_errors=True)
     return build
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a KeyboardInterrupt."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _workers_ignore_interrupts():
+    """Start worker processes with Ctrl-C ignored, so that only this process reacts to it.
+
+    A terminal sends Ctrl-C (SIGINT) to every process of its group; a worker that received it
+    would print its own traceback. A process started while SIGINT is ignored keeps ignoring it
+    (Python installs its KeyboardInterrupt handler only when the parent left SIGINT alone),
+    so every process start inside this block (``datasets`` starts its pool's workers there)
+    briefly ignores SIGINT here while it spawns the child.
+    """
+    import multiprocess.process
+
+    start = multiprocess.process.BaseProcess.start
+
+    def start_ignoring_interrupts(process):
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            start(process)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    multiprocess.process.BaseProcess.start = start_ignoring_interrupts
+    try:
+        yield
+    finally:
+        multiprocess.process.BaseProcess.start = start
 
 
 def _use_spawned_workers() -> None:
@@ -112,31 +151,34 @@ def _use_spawned_workers() -> None:
         multiprocess.set_start_method("spawn", force=True)
 
 
-def _build_into(work, out, settings, options, cache_dir, num_proc, source_result, start) -> BuildSummary:
-    from ctdegradbench.builder.dataset.hf_builder import CTDegradBench
-
-    if num_proc is not None and num_proc > 1:
-        _use_spawned_workers()
-        options["threads"] = max(1, len(os.sched_getaffinity(0)) // num_proc)
-
+def _build_into(work, options: BuildOptions, cache_dir, source_result, start) -> BuildSummary:
     from ctdegradbench.builder.dataset.card import render_card
     from ctdegradbench.builder.dataset.figures import save_sample_grid
+    from ctdegradbench.builder.dataset.hf_builder import CTDegradBench
 
+    if options.threads is not None:
+        _use_spawned_workers()
+    config = dict(source=options.source, simulation=options.simulation, split_fractions=options.split_fractions,
+                  threads=options.threads)
     references_builder = CTDegradBench(config_name=REFERENCES_CONFIG, cache_dir=str(cache_dir),
-                                       source_result=source_result, **options)
-    references_builder.download_and_prepare(num_proc=num_proc)
+                                       source_result=source_result, **config)
+    samples_builder = CTDegradBench(config_name=ALL_CONFIG, settings=options.settings, cache_dir=str(cache_dir),
+                                    source_result=source_result, **config)
+    with _workers_ignore_interrupts() if options.threads is not None else contextlib.nullcontext():
+        references_builder.download_and_prepare(num_proc=options.num_proc)
+        samples_builder.download_and_prepare(num_proc=options.num_proc)
     references = references_builder.as_dataset()
-    samples_builder = CTDegradBench(config_name=ALL_CONFIG, settings=settings, cache_dir=str(cache_dir),
-                                    source_result=source_result, **options)
-    samples_builder.download_and_prepare(num_proc=num_proc)
     samples = samples_builder.as_dataset()
 
-    summary = ExportSummary(out)
+    summary = ExportSummary(options.out)
     write_configs(work, samples, references, summary)
     figures = save_sample_grid(samples, references, work / "images" / "sample_grid.png")
     card_data = card_metadata(summary, samples_builder.info, references_builder.info)
     elapsed = time.perf_counter() - start
     n_references = sum(summary.rows.get(REFERENCES_CONFIG, {}).values())
     build = BuildSummary(summary, elapsed, n_references, dict(source_result.skipped))
-    (work / "README.md").write_text(render_card(card_data, build, samples_builder.config, source_result, figures))
+    (work / "README.md").write_text(render_card(card_data, build, options, source_result, figures), encoding="utf-8")
+    if any(summary.rows[c].get("test") for c in summary.rows if c != REFERENCES_CONFIG and get_setting(c).in_paper):
+        write_eval_yaml_file(work, eval_yaml_content())      # the leaderboard tasks (config all, split test)
+    write_manifest(work, summary)
     return build

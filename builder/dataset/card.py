@@ -5,23 +5,24 @@ from __future__ import annotations
 import importlib.metadata
 from importlib import resources
 import platform
-import re
 from collections import defaultdict
-from pathlib import Path
 from string import Template
 
 from huggingface_hub import DatasetCard
 
 from ctdegradbench.builder.core.paper import CITATION
 
-from ctdegradbench.builder.dataset.export import ALL_CONFIG, REFERENCES_CONFIG
+from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.dataset.features import SAMPLE_FIELD_DOCS, SPLITS
 from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS
 from ctdegradbench.builder.core.hu import AIR_HU, MU_WATER_PER_MM
-from ctdegradbench.builder.degradations.record import COMPONENT_FIELDS
+from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
-from ctdegradbench.builder.simulate.settings import LEVELS, SETTINGS, SEVERITY_PARAMETER, SEVERITY_TABLE, get_setting
-from ctdegradbench.builder.dataset.splits import __doc__ as SPLIT_DOC
+from ctdegradbench.builder.simulate.simulator import HU_RANGE
+from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.builder.simulate.resolution import MAX_PIXEL_SPACING_MM, MIN_IMAGE_SIZE
+from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
+from ctdegradbench.builder.dataset.splits import SPLIT_RULE
 
 # The template ships as package data (a link to the top-level dataset_card.md in the checkout).
 TEMPLATE = "dataset_card.md"
@@ -44,10 +45,10 @@ def config_table(summary) -> str:
     rows = []
     for config in list(summary.rows) + [ALL_CONFIG]:
         if config == ALL_CONFIG:
-            setting_configs = [c for c in summary.rows if c != REFERENCES_CONFIG]
-            counts = {split: sum(summary.rows[c].get(split, 0) for c in setting_configs) for split in SPLITS}
-            size = sum(summary.config_bytes(c) for c in setting_configs)
-            what = "every setting below (no files of its own)"
+            paper_configs = [c for c in summary.rows if c != REFERENCES_CONFIG and get_setting(c).in_paper]
+            counts = {split: sum(summary.rows[c].get(split, 0) for c in paper_configs) for split in SPLITS}
+            size = sum(summary.config_bytes(c) for c in paper_configs)
+            what = "the paper's settings above (no files of its own)"
         else:
             counts = {split: summary.rows[config].get(split, 0) for split in SPLITS}
             size = summary.config_bytes(config)
@@ -72,56 +73,37 @@ def reference_saving(summary) -> str:
 
 
 def severity_table() -> str:
-    names = {"noise": "noise (S1)", "blur": "loss of sharpness (S2)", "streak": "streaks (S3)",
-             "aliasing": "aliasing (S4)", "metal": "metal (S5)"}
-    rows = [[names[kind], f"`{SEVERITY_PARAMETER[kind]}`", *(f"{v:g}" for v in values)]
-            for kind, values in SEVERITY_TABLE.items()]
-    return _table(["degradation", "parameter", *(f"L{lv}" for lv in LEVELS)], rows)
+    """Each registered degradation's severity parameter, unit and level table."""
+    singles = {s.components[0]: s for s in SETTINGS if not s.is_mixture}
+    rows = [[f"{d.title} ({singles[d.name].code})" if d.name in singles else d.title, f"`{d.parameter}`", d.unit,
+             *(f"{v:g}" for v in d.levels)] for d in REGISTRY.values()]
+    return _table(["degradation", "parameter", "unit", *(f"L{lv}" for lv in LEVELS)], rows)
 
 
-def physics_notes(config) -> str:
-    sim = config.simulation_config().to_dict()
+def physics_notes(options) -> str:
+    sim = options.simulation.to_dict()
     lines = ["Simulation settings of this build (`metadata[\"config\"]` of every row):", ""]
     lines += [f"- `{key}`: {value}" for key, value in sim.items()]
+    low, high = HU_RANGE
     lines += ["", f"Conventions: HU -> attenuation with mu_water = {MU_WATER_PER_MM} /mm (water at ~70 keV), values "
               f"below {AIR_HU:g} HU (scanner padding) as air; line integrals in mm; parallel beam, {DEFAULT_N_VIEWS} "
-              f"views over [0, 180), ceil(sqrt(2) N) detector bins of one pixel width; FBP with a zero-padded ramp "
-              f"filter. Sparse views are exact subsets of the {DEFAULT_N_VIEWS}."]
+              f"views over [0, 180), ceil(sqrt(2) N) detector bins of one pixel width. Each measurement integrates "
+              f"over its detector bin's aperture and over its view's angular interval (continuous rotation), as a "
+              f"scanner measures, so sharp edges do not alias into moire. Sparse views are exact subsets of the "
+              f"{DEFAULT_N_VIEWS}, each integrating the same half degree (the tube pulses at fewer angles). FBP "
+              f"with a zero-padded ramp filter and the kernel `fbp_filter` (recorded per row). CT numbers are "
+              f"clipped as a scanner stores them, to [{low}, {high}] HU (the 12-bit floor; the extended CT scale "
+              f"above 3071 HU for metal), and the clipped pixels are counted per row (`clipped_low`, "
+              f"`clipped_high`). Every level is in physical units (mm, photons per mm of detector), so it is the "
+              f"same physics at any pixel spacing; it is calibrated for pixels of at most 1 mm on images of at "
+              f"least 256 px. A reference whose body touches the image border is flagged "
+              f"(`reference_info.truncated`, `border_body_fraction`)."]
     return "\n".join(lines)
 
 
-def doc_to_markdown(doc: str, n_paragraphs: int) -> str:
-    """The first ``n_paragraphs`` of a numpydoc/reST module docstring as Markdown
-    (``::`` literal blocks become fenced code)."""
-    paragraphs = [p for p in doc.strip().split("\n\n") if p.strip()]
-    out = []
-    for para in paragraphs[:n_paragraphs]:
-        lines = para.split("\n")
-        if all(line.startswith("    ") for line in lines):
-            out.append("```\n" + "\n".join(line[4:] for line in lines) + "\n```")
-        elif re.match(r"\s*(\*|\d+\.) ", lines[0]):          # a list: one item per line
-            items = []
-            for line in lines:
-                if re.match(r"\s*(\*|\d+\.) ", line):
-                    items.append(line.strip())
-                else:
-                    items[-1] += " " + line.strip()
-            out.append("\n".join(items))
-        else:
-            text = " ".join(line.strip() for line in lines)
-            out.append(text[:-1] if text.endswith("::") else text)
-    return "\n\n".join(out)
-
-
 def degradation_physics() -> str:
-    """Each degradation operator's own statement of its physics (its module docstring)."""
-    from ctdegradbench.builder.degradations import aliasing, blur, metal, noise, streak
-
-    sections = []
-    for module, n_paragraphs in ((noise, 4), (blur, 3), (streak, 6), (aliasing, 3), (metal, 2)):
-        sections.append(doc_to_markdown(module.__doc__, n_paragraphs)
-                        + f"\n\n(Full statement, with the defaults: the docstring of `{module.__name__}`.)")
-    return "\n\n".join(sections)
+    """Each registered degradation's statement of its physics."""
+    return "\n\n".join(d.physics for d in REGISTRY.values())
 
 
 def mixture_table() -> str:
@@ -135,7 +117,7 @@ def field_table(features) -> str:
 
 
 def component_table() -> str:
-    return _table(["field", "type", "meaning"], [[f"`{name}`", kind, doc] for name, (kind, doc) in COMPONENT_FIELDS.items()])
+    return _table(["field", "type", "meaning"], [[f"`{name}`", kind, doc] for name, (kind, doc) in component_fields().items()])
 
 
 def split_table(summary) -> str:
@@ -170,11 +152,16 @@ def skipped_text(source_result) -> str:
         f"{n} {reason}" for reason, n in sorted(source_result.skipped.items())) + "."
 
 
-def build_facts(build, config) -> str:
+def build_facts(build, options) -> str:
+    src, sim = options.source, options.simulation
+    rule = ("WAIVED with --allow-uncalibrated-grid: the severity levels do not hold their calibrated meaning on "
+            "this grid" if options.allow_uncalibrated_grid else "enforced")
     lines = [
-        f"- source: `{config.source}`; image size {config.image_size}; stride {config.stride}; "
-        f"max slices per series {config.max_slices}; min body fraction {config.min_body_fraction}",
-        f"- realizations per reference and level: {config.realizations}; seed {config.seed}; device `{config.device}`",
+        f"- source: {', '.join(f'`{s}`' for s in src.sources)}; image size {src.image_size}; stride {src.stride}; "
+        f"max slices per series {src.max_slices}; min body fraction {src.min_body_fraction}",
+        f"- resolution rule ({rule}): pixels of at most {MAX_PIXEL_SPACING_MM:g} mm, images of at least "
+        f"{MIN_IMAGE_SIZE} px",
+        f"- realizations per reference and level: {sim.realizations}; seed {sim.seed}; device `{sim.device}`",
         f"- wall time {build.seconds:.1f} s for {build.n_references} reference slices "
         f"({build.n_references / max(build.seconds, 1e-9):.3f} slices/s) on {platform.machine()} "
         f"with {_cpu_count()} CPU cores",
@@ -190,7 +177,7 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def render_card(card_data, build, config, source_result, figures) -> str:
+def render_card(card_data, build, options, source_result, figures) -> str:
     """The README.md of an exported folder: YAML front matter + the filled template."""
     from ctdegradbench.builder.dataset.features import sample_features
 
@@ -201,18 +188,18 @@ def render_card(card_data, build, config, source_result, figures) -> str:
         config_table=config_table(summary),
         reference_saving=reference_saving(summary),
         severity_table=severity_table(),
-        physics_notes=physics_notes(config),
+        physics_notes=physics_notes(options),
         degradation_physics=degradation_physics(),
         mixture_rule=MIXTURE_RULE,
         mixture_table=mixture_table(),
-        image_size=config.image_size,
-        field_table=field_table(sample_features(config.image_size)),
+        image_size=options.source.image_size,
+        field_table=field_table(sample_features(options.source.image_size)),
         component_table=component_table(),
-        split_rule=" ".join(SPLIT_DOC.split()),
+        split_rule=SPLIT_RULE,
         split_table=split_table(summary),
         source_table=source_table(source_result),
         skipped=skipped_text(source_result),
-        build_facts=build_facts(build, config),
+        build_facts=build_facts(build, options),
         citation=CITATION.strip(),
     )
     return str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))

@@ -13,12 +13,27 @@ configs' files (one shared schema), so nothing is stored twice.
 
 The folder is written under ``.<out>.partial`` beside it (with an ``.incomplete`` marker)
 and renamed into place only when complete, so an interrupted build never leaves a
-folder that looks finished.
+folder that looks finished. A finished export carries its manifest
+(:data:`MANIFEST`: every file with its size and SHA-256, and the rows of each Parquet file),
+which is both what ``ct-degradbench verify`` checks against and the marker that says the
+folder is ours.
+
+Nothing of a user's is deleted: an existing ``out`` is replaced only with ``overwrite`` and
+only when it is empty or an export of ours holding nothing but the files its manifest lists;
+the current directory, its ancestors, the home folder and ``/`` are never outputs. One build
+writes to an output at a time (:func:`export_lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import errno
+import fcntl
+import hashlib
+import json
 import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +48,15 @@ from huggingface_hub import DatasetCardData
 
 from ctdegradbench.builder.core.errors import OutputError
 from ctdegradbench.builder.dataset.features import SPLITS
-from ctdegradbench.builder.simulate.settings import SETTINGS
+from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
+from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 
 PARQUET_COMPRESSION = "zstd"          # ~10 % smaller than the default Snappy on HU arrays
 MAX_SHARD_BYTES = 500 * 1024 ** 2     # uncompressed Arrow bytes per Parquet file
 ROW_GROUP_ROWS = 64                   # rows per row group: ~20 MB at 512 x 512, cheap random access
 INCOMPLETE_MARKER = ".incomplete"
-REFERENCES_CONFIG = "references"
-ALL_CONFIG = "all"
+MANIFEST = "ct-degradbench-manifest.json"   # every file of a finished export; marks the folder as ours
+MANIFEST_FORMAT = 1
 
 
 class ExportError(OutputError):
@@ -72,31 +88,147 @@ def partial_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def start_export(out: Path, overwrite: bool = False) -> Path:
-    """Check ``out`` can be written and create a fresh partial folder; return it."""
+def _protected(out: Path) -> str | None:
+    """Why ``out`` may never be an output folder (or ``None``)."""
+    resolved, cwd = out.resolve(), Path.cwd().resolve()
+    if resolved == Path(resolved.anchor):
+        return "is the file-system root"
+    if resolved == Path.home().resolve():
+        return "is your home folder"
+    if resolved == cwd:
+        return "is the current directory"
+    if cwd.is_relative_to(resolved):
+        return f"holds the current directory {cwd}"
+    return None
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The manifest of an export folder, or ``None`` when it has none (not an export of ours)."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def _foreign_files(folder: Path) -> list[str]:
+    """Files in ``folder`` that are not part of its export (all of them if it has no manifest)."""
+    manifest = read_manifest(folder)
+    listed = set(manifest["files"]) | {MANIFEST} if manifest else set()
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and str(p.relative_to(folder)) not in listed)
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Raise ExportError unless a build may write ``out`` (see the module notes)."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ExportError(f"output folder {out} already exists; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
+    reason = _protected(out)
+    if reason:
+        raise ExportError(f"--out {out} {reason}; write the dataset into a folder of its own, "
+                          "e.g. --out ct-degradbench")
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
         raise ExportError(f"output path {out} exists and is not a folder")
+    if not overwrite:
+        raise ExportError(f"output folder {out} already exists; pass --overwrite to replace it "
+                          "(only a CT-DegradBench export is ever replaced)")
+    if any(out.iterdir()) and read_manifest(out) is None:
+        raise ExportError(f"{out} is not a CT-DegradBench export (it has no {MANIFEST}); refusing to replace it: "
+                          "choose another --out")
+    foreign = _foreign_files(out)
+    if foreign and read_manifest(out) is not None:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ExportError(f"{out} holds files that are not part of its export ({shown}); move them away or choose "
+                          "another --out")
+
+
+@contextlib.contextmanager
+def export_lock(out: Path):
+    """Hold the lock of output ``out`` (the file ``.<out>.lock`` beside it) for one build.
+
+    The lock is an advisory ``flock``: the system releases it when the holding process ends,
+    however it ends, so a crashed build never blocks the next one.
+    """
+    out = Path(out)
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        handle = open(parent / f".{out.name}.lock", "a+")
     except OSError as exc:
-        raise ExportError(f"cannot create the output's parent folder {parent}: {exc.strerror}") from None
+        raise ExportError(f"cannot create the output's folder {parent}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ExportError(f"another build is writing {out} ({holder}); wait for it to finish") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {datetime.datetime.now().isoformat(timespec='seconds')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def start_export(out: Path, overwrite: bool = False) -> Path:
+    """Check ``out`` can be written and create a fresh partial folder; return it.
+
+    Call it while holding :func:`export_lock`.
+    """
+    out = Path(out)
+    check_output(out, overwrite)
     work = partial_dir(out)
     if work.exists():
+        if not (work / INCOMPLETE_MARKER).is_file():
+            raise ExportError(f"{work} exists and is not an unfinished export of ours; move it away")
         shutil.rmtree(work)    # a previous interrupted export: restart it cleanly
     try:
         work.mkdir()
         (work / INCOMPLETE_MARKER).write_text("export in progress\n")
     except OSError as exc:
-        raise ExportError(f"output folder {parent} is not writable: {exc.strerror}") from None
+        raise ExportError(f"cannot write the output's folder {out.parent}: {exc.strerror}") from None
     return work
 
 
-def finish_export(work: Path, out: Path) -> None:
-    """Atomically move a finished partial folder into place (replacing ``out`` if present)."""
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(work: Path, summary: ExportSummary) -> dict:
+    """Write :data:`MANIFEST` listing every file of ``work`` with its size and SHA-256, and for
+    each Parquet file its config, split and rows. Returns the manifest."""
+    parquet = {path: (config, split) for config, splits in summary.files.items()
+               for split, paths in splits.items() for path in paths}
+    files = {}
+    for path in sorted(p for p in work.rglob("*") if p.is_file() and p.name not in (INCOMPLETE_MARKER, MANIFEST)):
+        rel = str(path.relative_to(work))
+        entry = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        if rel in parquet:
+            entry.update(config=parquet[rel][0], split=parquet[rel][1],
+                         rows=pq.ParquetFile(path).metadata.num_rows)
+        files[rel] = entry
+    from importlib.metadata import version
+
+    manifest = {"format": MANIFEST_FORMAT, "ct_degradbench_version": version("ct-degradbench"),
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "files": files}
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return manifest
+
+
+def finish_export(work: Path, out: Path, overwrite: bool) -> None:
+    """Move a finished partial folder into place, replacing an export of ours at ``out``."""
+    check_output(out, overwrite)     # nothing of a user's appeared there meanwhile
     (work / INCOMPLETE_MARKER).unlink()
     old = out.parent / f".{out.name}.old"
     if out.exists():
@@ -106,6 +238,12 @@ def finish_export(work: Path, out: Path) -> None:
     work.rename(out)
     if old.exists():
         shutil.rmtree(old)
+
+
+def output_error(exc: OSError, where) -> ExportError:
+    """An OSError while writing ``where`` as one line (a full disk says so)."""
+    what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return ExportError(f"cannot write {exc.filename or where}: {what}")
 
 
 def shard_tables(table: pa.Table, max_bytes: int = MAX_SHARD_BYTES) -> list[pa.Table]:
@@ -161,24 +299,25 @@ def card_metadata(summary: ExportSummary, sample_info: datasets.DatasetInfo,
     card = DatasetCardData(license="other", task_categories=["image-classification"],
                            tags=["medical", "computed-tomography", "image-quality", "artifacts", "physics-simulation"])
     setting_configs = [s.config_name for s in SETTINGS if s.config_name in summary.rows]
+    paper_configs = [c for c in setting_configs if get_setting(c).in_paper]   # what `all` points at
     configs, infos = {}, {}
     for config in setting_configs + ([REFERENCES_CONFIG] if REFERENCES_CONFIG in summary.rows else []):
         configs[config] = {"data_files": [{"split": split, "path": f"data/{config}/{split}-*.parquet"}
                                           for split in SPLITS if split in summary.rows[config]]}
         info = reference_info if config == REFERENCES_CONFIG else sample_info
         infos[config] = _sized_info(info, config, summary)
-    if setting_configs:
+    if paper_configs:
         configs[ALL_CONFIG] = {"default": True, "data_files": [
-            {"split": split, "path": [f"data/{c}/{split}-*.parquet" for c in setting_configs
+            {"split": split, "path": [f"data/{c}/{split}-*.parquet" for c in paper_configs
                                       if split in summary.rows[c]]}
-            for split in SPLITS if any(split in summary.rows[c] for c in setting_configs)]}
+            for split in SPLITS if any(split in summary.rows[c] for c in paper_configs)]}
         all_summary = ExportSummary(summary.out)
         for split in SPLITS:
-            rows = sum(summary.rows[c].get(split, 0) for c in setting_configs)
+            rows = sum(summary.rows[c].get(split, 0) for c in paper_configs)
             if rows:
                 all_summary.rows.setdefault(ALL_CONFIG, {})[split] = rows
                 all_summary.bytes.setdefault(ALL_CONFIG, {})[split] = sum(
-                    summary.bytes[c].get(split, 0) for c in setting_configs)
+                    summary.bytes[c].get(split, 0) for c in paper_configs)
         infos[ALL_CONFIG] = _sized_info(sample_info, ALL_CONFIG, all_summary)
     DatasetInfosDict(infos).to_dataset_card_data(card)
     MetadataConfigs(configs).to_dataset_card_data(card)

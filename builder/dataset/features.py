@@ -7,18 +7,16 @@ the simulator needs for replay that has no column of its own (simulation config,
 dtype, backend, reference facts, ...) is kept in the ``metadata`` JSON column, and
 :func:`row_to_metadata` reassembles the simulator's metadata dict exactly.
 
-Pixels are lossless Hounsfield units as ``int16`` arrays (``Array2D``): measured on 20
-noisy 512 x 512 real slices, 393 KB/row (Snappy) or 352 KB/row (Zstandard, what we write)
-against 361 KB/row for 16-bit PNG, while loading 7x faster (0.8 ms vs 5.5 ms a row) and
-costing nothing to encode (PNG: 77 ms an image). ``np.asarray(row["image"], np.int16)``
-gives HU directly.
+Pixels are lossless Hounsfield units as ``int16`` arrays (``Array2D``), stored in Zstandard
+Parquet: about the size of 16-bit PNG, several times faster to load and free to encode (the
+measurement is in the README). ``np.asarray(row["image"], np.int16)`` gives HU directly.
 """
 
 from __future__ import annotations
 
 import datasets
 
-from ctdegradbench.builder.degradations.record import COMPONENT_FIELDS
+from ctdegradbench.builder.degradations import component_fields
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -46,7 +44,8 @@ SAMPLE_FIELD_DOCS: dict[str, str] = {
     "components": "every applied degradation operator with its level and drawn parameters, in application order",
     "seed": "seed of the sample, derived from the build seed and the sample id",
     "pixel_spacing_mm": "pixel side in mm (also the detector bin width)",
-    "geometry": "parallel-beam geometry: image size, pixel spacing, views over [0, 180), detector bins",
+    "geometry": "parallel-beam geometry: image size, pixel spacing, views over [0, 180), detector bins, and the "
+                "acquisition sampling (bin aperture and view interval integrated, sub-angles per view)",
     "fbp_filter": "ramp filter of the filtered backprojection",
     "simulator_version": "version of ct-degradbench that simulated the row",
     "reference_kernel": "reconstruction kernel of the reference series, when known",
@@ -58,14 +57,16 @@ SAMPLE_FIELD_DOCS: dict[str, str] = {
 
 def _component_feature() -> dict:
     feature = {}
-    for name, (kind, _) in COMPONENT_FIELDS.items():
+    for name, (kind, _) in component_fields().items():
         feature[name] = _SCALAR[kind] if kind in _SCALAR else _LIST[kind]
     return feature
 
 
 def _geometry_feature() -> dict:
     return {"image_size": datasets.Value("int64"), "pixel_spacing_mm": datasets.Value("float64"),
-            "n_views": datasets.Value("int64"), "n_detectors": datasets.Value("int64")}
+            "n_views": datasets.Value("int64"), "n_detectors": datasets.Value("int64"),
+            "detector_aperture": datasets.Value("float64"), "view_integration": datasets.Value("float64"),
+            "view_subsamples": datasets.Value("int64")}
 
 
 def image_feature(image_size: int) -> datasets.Array2D:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ctdegradbench.builder.simulate.settings import LEVELS, SETTINGS, get_setting  # noqa: E402
+from ctdegradbench.builder.core.plotting import save_png
+from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 
 WINDOW_HU = (-160.0, 240.0)
-SINGLE_CODES = tuple(s.code for s in SETTINGS if not s.is_mixture)
+SINGLE_CODES = tuple(s.code for s in SETTINGS if not s.is_mixture and s.in_paper)
 
 
 def log_spectrum(image_hu: np.ndarray) -> np.ndarray:
@@ -47,8 +46,8 @@ def save_sample_grid(samples, references, path) -> list[str]:
     refs = references[split].filter(lambda rid: rid == reference_id, input_columns="reference_id")
     reference = np.asarray(refs.with_format("numpy")[0]["reference"])
     codes = [s.code for s in SETTINGS if s.code in set(rows["setting"])]
-    fig, axes = plt.subplots(len(codes), 1 + len(LEVELS), figsize=(2.0 * (1 + len(LEVELS)), 2.0 * len(codes)),
-                             squeeze=False)
+    fig = Figure(figsize=(2.0 * (1 + len(LEVELS)), 2.0 * len(codes)))
+    axes = fig.subplots(len(codes), 1 + len(LEVELS), squeeze=False)
     by_key = {(r["setting"], int(r["level"])): r for r in rows if int(r["realization"]) == 0}
     for i, code in enumerate(codes):
         _show(axes[i, 0], reference, "reference")
@@ -61,22 +60,21 @@ def save_sample_grid(samples, references, path) -> list[str]:
     fig.suptitle(f"CT-DegradBench samples of {reference_id}\nwindow {WINDOW_HU[0]:.0f}..{WINDOW_HU[1]:.0f} HU",
                  fontsize=9, wrap=True)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     return [f"{path.parent.name}/{path.name}"]
 
 
 def save_figure4(reference, path, level: int = 2, simulation=None) -> Path:
     """The paper's Figure 4 for one ``ReferenceSlice``: each single degradation at ``level``
     in the image domain (top row) and as log-Fourier magnitude (bottom row)."""
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+    from ctdegradbench.builder.simulate.simulator import Simulator
 
-    simulator = Simulator(simulation or SimulationConfig())
+    simulator = Simulator(simulation)
     samples = {s.setting: s for s in simulator.run(reference, settings=SINGLE_CODES, levels=(level,))}
     columns = [("reference", reference.hu)] + [
         (get_setting(code).description, samples[code].image_hu) for code in SINGLE_CODES]
-    fig, axes = plt.subplots(2, len(columns), figsize=(2.2 * len(columns), 4.6))
+    fig = Figure(figsize=(2.2 * len(columns), 4.6))
+    axes = fig.subplots(2, len(columns))
     for j, (title, image) in enumerate(columns):
         _show(axes[0, j], image, title)
         axes[1, j].imshow(log_spectrum(image), cmap="magma")
@@ -84,8 +82,4 @@ def save_figure4(reference, path, level: int = 2, simulation=None) -> Path:
     fig.suptitle(f"{reference.reference_id}: severity L{level} (top: HU, window "
                  f"{WINDOW_HU[0]:.0f}..{WINDOW_HU[1]:.0f}; bottom: log(1+|F|))", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120)

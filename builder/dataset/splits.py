@@ -1,30 +1,18 @@
-"""Patient-level train / validation / test split, deterministic.
-
-No patient is in two splits: every slice of a patient goes where the patient goes.
-Patients are ordered by a seeded hash of their key (so the order does not depend on the
-order the source lists them in), then cut into consecutive groups whose sizes follow the
-fractions by the largest-remainder rule; when there are at least as many patients as
-splits with a positive fraction, every such split gets at least one patient (taken from the
-largest split). With fewer patients, the later splits stay empty and the build says so.
-"""
+"""Patient-level train / validation / test split, deterministic (:data:`SPLIT_RULE`)."""
 
 from __future__ import annotations
 
 import hashlib
 
 from ctdegradbench.builder.dataset.features import SPLITS
+from ctdegradbench.builder.dataset.options import DEFAULT_FRACTIONS, check_fractions
 
-DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
-
-
-def check_fractions(fractions) -> tuple[float, float, float]:
-    """Validate ``(train, validation, test)`` fractions: three non-negative numbers summing to 1."""
-    fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9 or fractions[0] == 0:
-        raise ValueError(
-            f"split fractions must be three non-negative numbers (train > 0) summing to 1, got {fractions!r}")
-    return fractions
-
+SPLIT_RULE = (
+    "No patient is in two splits: every slice of a patient goes where the patient goes. Patients are ordered by "
+    "a seeded hash of their key (so the order does not depend on the order the source lists them in), then cut "
+    "into consecutive groups whose sizes follow the fractions by the largest-remainder rule; when there are at "
+    "least as many patients as splits with a positive fraction, every such split gets at least one patient (taken "
+    "from the largest split). With fewer patients, the later splits stay empty and the build says so.")
 
 def _rank(patient_key: str, seed: int) -> str:
     return hashlib.sha256(f"split/{seed}/{patient_key}".encode()).hexdigest()

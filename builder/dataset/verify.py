@@ -1,14 +1,28 @@
-"""``ct-degradbench verify``: replay a random sample of rows from their metadata.
+"""``ct-degradbench verify``: prove that an exported folder is what its build wrote.
 
-Each chosen row is re-simulated from its reference (the ``references`` config) and its
-metadata alone (every drawn parameter and seed is stored), and compared with the stored
-image pixel for pixel. Replay is exact on the device and dtype that built the row; a row
-that does not replay is reported with the number of differing pixels and the largest
-difference in HU.
+Four checks, in this order, each reported with exactly what it covered:
+
+1. **Files.** Every file the manifest lists (``ct-degradbench-manifest.json``, written at
+   export) exists with its recorded size and SHA-256, every Parquet file holds its recorded
+   rows, no file outside the manifest sits in the folder, and every ``data_files`` pattern
+   of the card's YAML matches files of the manifest (and every Parquet file is in a config).
+   A changed pixel, a deleted file or folder, an edited card: each changes a hash.
+2. **Rows** (all of them, no simulation). Each row's label, level, sample id, seeds,
+   component types, component levels (the mixture rule's draw, replayed), severity
+   parameters (each degradation's level table), prompt, bounding box, reference, patient and
+   split agree with its metadata and the registry.
+3. **References.** Each reference's clean FBP is re-simulated and compared bit for bit.
+4. **Images.** A replay of degraded images from their metadata, compared bit for bit:
+   ``n_samples`` images (default: 2 per config and level) spread so every config and level
+   is covered, or every image with ``replay_all``.
+
+Files are read straight from disk: ``datasets.load_dataset`` caches a local folder by its
+name and YAML, not by content, so it could serve a stale copy of a changed file.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,33 +31,53 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from ctdegradbench.builder.core.errors import InputError, InputNotFoundError, OptionError
+from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.builder.core.seeding import (component_seed, levels_seed, make_sample_id, numpy_generator,
+                                                sample_seed)
+from ctdegradbench.builder.dataset.export import MANIFEST, file_sha256, read_manifest
 from ctdegradbench.builder.dataset.features import row_to_metadata
+from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
+from ctdegradbench.builder.degradations import REGISTRY
+from ctdegradbench.builder.simulate.mixtures import setting_components
+from ctdegradbench.builder.simulate.prompts import describe
+from ctdegradbench.builder.simulate.settings import CLASS_NAMES, SETTINGS_BY_CODE
 from ctdegradbench.builder.sources.reference import ReferenceSlice
+
+DEFAULT_SAMPLES_PER_STRATUM = 2
+MAX_LISTED_PROBLEMS = 40
 
 
 @dataclass
-class Mismatch:
-    sample_id: str
-    differing_pixels: int
-    max_abs_diff_hu: int
+class Problem:
+    where: str
+    what: str
 
 
 @dataclass
 class VerifyReport:
+    """What was checked (one line per check) and every problem found."""
+
     folder: Path
-    checked: int = 0
-    mismatches: list = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.checked > 0 and not self.mismatches
+        return bool(self.checked) and not self.problems
+
+    def problem(self, where: str, what: str) -> None:
+        self.problems.append(Problem(where, what))
 
     def text(self) -> str:
-        lines = [f"verified {self.checked} rows of {self.folder}: "
-                 f"{self.checked - len(self.mismatches)} replay exactly, {len(self.mismatches)} do not"]
-        for m in self.mismatches:
-            lines.append(f"  MISMATCH {m.sample_id}: {m.differing_pixels} pixels differ, "
-                         f"max |diff| {m.max_abs_diff_hu} HU")
+        lines = [f"verify {self.folder}:"] + [f"  checked {line}" for line in self.checked]
+        if self.ok:
+            lines.append("OK: every check passed")
+        else:
+            lines.append(f"FAILED: {len(self.problems)} problem(s)")
+            lines += [f"  {p.where}: {p.what}" for p in self.problems[:MAX_LISTED_PROBLEMS]]
+            if len(self.problems) > MAX_LISTED_PROBLEMS:
+                lines.append(f"  ... and {len(self.problems) - MAX_LISTED_PROBLEMS} more")
         return "\n".join(lines)
 
 
@@ -55,82 +89,283 @@ def reference_from_row(row: dict) -> ReferenceSlice:
                           slice_index=int(row["slice_index"]), info=dict(row["info"] or {}))
 
 
-class _ParquetRows:
-    """Random access to the rows of one config's Parquet files, read straight from disk.
+def _decoded_rows(path: Path, columns=None) -> list[dict]:
+    """The rows of one Parquet file decoded with its embedded features (JSON, arrays)."""
+    import datasets
 
-    ``datasets.load_dataset`` caches a local folder by its name and YAML, not by the files'
-    contents, so a changed file can be served from a stale cache; verification must read
-    the bytes as they are. Only the row group holding a requested row is read and decoded.
-    """
-
-    def __init__(self, folder: Path, config: str):
-        import datasets
-
-        try:
-            data_files = datasets.load_dataset_builder(str(folder), config).config.data_files
-        except ValueError as exc:
-            raise ValueError(f"{folder} has no loadable {config!r} config ({exc}); is it an exported "
-                             f"CT-DegradBench folder?") from None
-        self._locations = []          # global row -> (file, row group, offset)
-        self.files = [f for split in data_files.values() for f in split]
-        self._group_key, self._group = None, None
-        for path in self.files:
-            meta = pq.ParquetFile(path).metadata
-            for group in range(meta.num_row_groups):
-                self._locations += [(path, group, k) for k in range(meta.row_group(group).num_rows)]
-
-    def __len__(self) -> int:
-        return len(self._locations)
-
-    def column(self, name: str) -> list:
-        return [v for path in self.files for v in pq.read_table(path, columns=[name]).column(name).to_pylist()]
-
-    def __getitem__(self, i: int) -> dict:
-        import datasets
-
-        path, group, offset = self._locations[i]
-        if self._group_key != (path, group):        # rows are visited in order: read each group once
-            self._group = datasets.Dataset(pq.ParquetFile(path).read_row_group(group))
-            self._group_key = (path, group)
-        return self._group[offset]
+    return list(datasets.Dataset(pq.read_table(path, columns=columns)))
 
 
-def verify_folder(folder, n_samples: int = 20, seed: int = 0, device: str | None = None,
-                  config: str = "all") -> VerifyReport:
-    """Replay ``n_samples`` randomly chosen rows of ``config`` (default: every setting) of an
-    exported folder; return the report."""
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+# ------------------------------------------------------------------ 1. files
+def _card_patterns(folder: Path) -> dict[str, list[str]]:
+    """``config -> data_files path patterns`` from the card's YAML front matter."""
+    from ctdegradbench.builder.dataset.hub import _data_file_patterns, _front_matter
 
-    folder = Path(folder)
-    if not (folder / "README.md").is_file():
-        raise FileNotFoundError(f"{folder} is not an exported dataset folder (no README.md)")
-    if n_samples < 1:
-        raise ValueError(f"--samples must be a positive integer, got {n_samples}")
-    samples = _ParquetRows(folder, config)
-    references = _ParquetRows(folder, "references")
-    ref_index = {rid: i for i, rid in enumerate(references.column("reference_id"))}
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(samples), size=min(n_samples, len(samples)), replace=False)
+    configs = _front_matter(folder / "README.md").get("configs") or []
+    return {c.get("config_name"): _data_file_patterns(c) for c in configs if isinstance(c, dict)}
 
-    report = VerifyReport(folder)
-    simulators: dict[str, Simulator] = {}
-    for i in tqdm(sorted(int(i) for i in chosen), desc="replaying rows", unit="row"):
-        row = samples[i]
-        meta = row_to_metadata(row)
-        if meta["reference_id"] not in ref_index:
-            raise ValueError(f"row {meta['sample_id']!r} names reference {meta['reference_id']!r}, "
-                             f"which the references config lacks")
-        ref = reference_from_row(references[ref_index[meta["reference_id"]]])
-        config = dict(meta["config"], backend=meta["backend"])   # the backend that built the row, not "auto"
-        if device is not None:
-            config["device"] = device
+
+def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str, dict]:
+    """Check 1; returns the manifest's Parquet entries that exist (``relative path -> entry``)."""
+    files = manifest["files"]
+    good_bytes = 0
+    parquet = {}
+    for rel, entry in tqdm(sorted(files.items()), desc="hashing files", unit="file", leave=False):
+        path = folder / rel
+        if not path.is_file():
+            report.problem(rel, "listed in the manifest but missing")
+            continue
+        if path.stat().st_size != entry["bytes"]:
+            report.problem(rel, f"content changed since export ({path.stat().st_size} bytes, the manifest records "
+                                f"{entry['bytes']})")
+        elif file_sha256(path) != entry["sha256"]:
+            report.problem(rel, "content changed since export (SHA-256 differs from the manifest)")
+        else:
+            good_bytes += entry["bytes"]
+        if "rows" in entry:
+            parquet[rel] = entry
+            rows = pq.ParquetFile(path).metadata.num_rows
+            if rows != entry["rows"]:
+                report.problem(rel, f"{rows} rows, the manifest records {entry['rows']}")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(folder))
+        if rel not in files and rel != MANIFEST:
+            report.problem(rel, "not part of the export (absent from the manifest)")
+    patterns = _card_patterns(folder)
+    covered = set()
+    for config, config_patterns in patterns.items():
+        for pattern in config_patterns:
+            matched = [str(p.relative_to(folder)) for p in folder.glob(pattern)]
+            if not matched:
+                report.problem(f"README.md config {config}", f"data_files {pattern!r} match no file")
+            covered.update(matched)
+            for rel in matched:
+                if rel not in files:
+                    report.problem(f"README.md config {config}", f"data_files name {rel}, which the manifest lacks")
+    for rel, entry in files.items():
+        if "rows" in entry and rel not in covered:
+            report.problem(rel, f"Parquet file of config {entry['config']} that no config of README.md names")
+    report.checked.append(f"{len(files)} files against the manifest ({good_bytes / 1e6:.1f} MB hashed), "
+                          f"{len(patterns)} configs of README.md")
+    return {rel: entry for rel, entry in parquet.items() if (folder / rel).is_file()}
+
+
+# ------------------------------------------------------------------- 2. rows
+def _row_problems(meta: dict, row: dict, config: str, references: dict) -> list[str]:
+    """What is inconsistent in one sample row (empty when nothing)."""
+    problems = []
+    setting = SETTINGS_BY_CODE.get(meta["setting"])
+    if setting is None:
+        return [f"unknown setting {meta['setting']!r}"]
+    if setting.config_name != config:
+        problems.append(f"setting {setting.code} stored in config {config}")
+    if CLASS_NAMES[row["label"]] != setting.class_name:
+        problems.append(f"label {CLASS_NAMES[row['label']]} but setting {setting.code} is {setting.class_name}")
+    sample_id = make_sample_id(meta["reference_id"], meta["setting"], meta["level"], meta["realization"])
+    if meta["sample_id"] != sample_id:
+        problems.append(f"sample_id {meta['sample_id']!r} but its fields make {sample_id!r}")
+    seed = sample_seed(int(meta["config"]["seed"]), sample_id)
+    if meta["seed"] != seed:
+        problems.append(f"seed {meta['seed']} but the build seed and sample id give {seed}")
+    components = sorted(meta["components"], key=lambda c: c["order"])
+    types = [c["type"] for c in components]
+    if types != list(setting.components) or [c["order"] for c in components] != list(range(len(types))):
+        return problems + [f"components {types} but setting {setting.code} applies {list(setting.components)}"]
+    if meta["level"] not in LEVELS:
+        return problems + [f"level {meta['level']} outside {LEVELS}"]
+    expected = [lv for _, lv in setting_components(setting, meta["level"], numpy_generator(levels_seed(seed)))]
+    levels = [c["level"] for c in components]
+    if levels != expected:
+        problems.append(f"component levels {levels} but the mixture draw for level L{meta['level']} gives {expected}")
+    for c in components:
+        degradation = REGISTRY[c["type"]]
+        if c["level"] in LEVELS and c[degradation.parameter] != degradation.value(c["level"]):
+            problems.append(f"{c['type']} {degradation.parameter} {c[degradation.parameter]} but level "
+                            f"L{c['level']} means {degradation.value(c['level'])}")
+        if c["seed"] is not None and c["seed"] != component_seed(seed, c["order"], c["type"]):
+            problems.append(f"{c['type']} seed {c['seed']} differs from the one derived from the sample seed")
+    if meta["prompt"] != describe(meta):
+        problems.append("prompt differs from the description of its metadata")
+    boxes = [c["bbox"] for c in components if c.get("bbox")]
+    expected_box = ([min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                     max(b[3] for b in boxes)] if boxes else [])
+    if list(row["bbox"]) != expected_box:
+        problems.append(f"bbox {list(row['bbox'])} but its components give {expected_box}")
+    ref = references.get(meta["reference_id"])
+    if ref is None:
+        problems.append(f"reference {meta['reference_id']!r} is not in the references config")
+    else:
+        for key in ("patient_key", "pixel_spacing_mm"):
+            if meta[key] != ref[key]:
+                problems.append(f"{key} {meta[key]!r} but its reference has {ref[key]!r}")
+        if meta["split"] != ref["split"]:
+            problems.append(f"in split {meta['split']} but its reference (patient) is in {ref['split']}")
+    return problems
+
+
+def check_rows(folder: Path, parquet: dict, report: VerifyReport) -> tuple[dict, dict, list]:
+    """Check 2 on every sample row; returns (references by id, replay config per reference, sample locations)."""
+    references, samples = {}, []
+    for rel, entry in parquet.items():
+        if entry["config"] == REFERENCES_CONFIG:
+            for row in pq.read_table(folder / rel, columns=["reference_id", "patient_key", "pixel_spacing_mm"]
+                                     ).to_pylist():
+                references[row["reference_id"]] = dict(row, split=entry["split"])
+    configs: dict[str, dict] = {}
+    checked = 0
+    for rel, entry in tqdm(sorted(parquet.items()), desc="checking rows", unit="file", leave=False):
+        if entry["config"] == REFERENCES_CONFIG:
+            continue
+        columns = [c for c in pq.ParquetFile(folder / rel).schema_arrow.names if c != "image"]
+        for index, row in enumerate(_decoded_rows(folder / rel, columns)):
+            meta = dict(row_to_metadata(row), prompt=row["prompt"], split=entry["split"])
+            for what in _row_problems(meta, row, entry["config"], references):
+                report.problem(f"{rel} row {index} ({meta['sample_id']})", what)
+            configs.setdefault(meta["reference_id"], dict(meta["config"], backend=meta["backend"]))
+            samples.append((rel, index, entry["config"], meta["level"]))
+            checked += 1
+    report.checked.append(f"{checked} sample rows (labels, levels, ids, seeds, components, severity parameters, "
+                          f"prompts, boxes, references, splits) against their metadata and the registry")
+    return references, configs, samples
+
+
+# ------------------------------------------------------ 3-4. re-simulation
+class _Replayer:
+    """Simulators per recorded configuration, and prepared references (one at a time)."""
+
+    def __init__(self, device: str | None):
+        self.device = device
+        self.simulators: dict[str, object] = {}
+        self.prepared_key, self.prepared = None, None
+
+    def simulator(self, config: dict):
+        from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+
+        config = dict(config) if self.device is None else dict(config, device=self.device)
         key = json.dumps(config, sort_keys=True)
-        if key not in simulators:
-            simulators[key] = Simulator(SimulationConfig(**config))
-        replayed = simulators[key].replay(ref, meta)
-        stored = np.asarray(row["image"], dtype=np.int16)
-        report.checked += 1
-        if not np.array_equal(replayed, stored):
-            diff = np.abs(replayed.astype(np.int32) - stored.astype(np.int32))
-            report.mismatches.append(Mismatch(meta["sample_id"], int(np.count_nonzero(diff)), int(diff.max())))
+        if key not in self.simulators:
+            self.simulators[key] = Simulator(SimulationConfig(**config))
+        return self.simulators[key]
+
+    def prepare(self, reference: ReferenceSlice, config: dict):
+        key = (reference.reference_id, json.dumps(config, sort_keys=True))
+        if key != self.prepared_key:
+            self.prepared_key, self.prepared = key, self.simulator(config).prepare(reference)
+        return self.prepared
+
+
+def _compare(report: VerifyReport, where: str, replayed: np.ndarray, stored: np.ndarray) -> bool:
+    if replayed.shape == stored.shape and np.array_equal(replayed, stored):
+        return True
+    if replayed.shape != stored.shape:
+        report.problem(where, f"image shape {stored.shape}, the replay gives {replayed.shape}")
+    else:
+        diff = np.abs(replayed.astype(np.int32) - stored.astype(np.int32))
+        report.problem(where, f"{int(np.count_nonzero(diff))} pixels differ from the replay, "
+                              f"max |difference| {int(diff.max())} HU")
+    return False
+
+
+def check_references(folder: Path, parquet: dict, configs: dict, replayer: _Replayer,
+                     report: VerifyReport) -> dict[str, ReferenceSlice]:
+    """Check 3; returns the references by id."""
+    from ctdegradbench.builder.simulate.simulator import SimulationConfig
+
+    default = dict(SimulationConfig().to_dict(), backend=None)
+    references, equal, total = {}, 0, 0
+    files = [rel for rel, entry in sorted(parquet.items()) if entry["config"] == REFERENCES_CONFIG]
+    for rel in files:
+        for index, row in enumerate(tqdm(_decoded_rows(folder / rel), desc=f"replaying {rel}", unit="reference",
+                                         leave=False)):
+            reference = reference_from_row(row)
+            references[reference.reference_id] = reference
+            config = configs.get(reference.reference_id, default)
+            if config.get("backend") is None:
+                config = dict(config, backend="auto")
+            prepared = replayer.prepare(reference, config)
+            total += 1
+            equal += _compare(report, f"{rel} row {index} ({reference.reference_id}) clean_fbp",
+                              prepared.clean_fbp_hu, np.asarray(row["clean_fbp"], dtype=np.int16))
+    report.checked.append(f"{total} references: clean FBP re-simulated, {equal} identical")
+    return references
+
+
+def choose_replays(samples: list, n_samples: int | None, replay_all: bool, seed: int) -> list:
+    """The sample locations to replay: all, or ``n_samples`` (default 2 per config and level)
+    spread round-robin over the (config, level) strata so that each is covered when there are
+    at least as many samples as strata."""
+    if replay_all:
+        return list(samples)
+    strata: dict[tuple, list] = {}
+    for item in samples:
+        strata.setdefault((item[2], item[3]), []).append(item)
+    if n_samples is None:
+        n_samples = DEFAULT_SAMPLES_PER_STRATUM * len(strata)
+    rng = np.random.default_rng(seed)
+    shuffled = [list(rng.permutation(len(items))) for items in strata.values()]
+    chosen = []
+    for round_ in itertools.count():
+        added = False
+        for (key, items), order in zip(strata.items(), shuffled):
+            if len(chosen) == n_samples:
+                return chosen
+            if round_ < len(order):
+                chosen.append(items[order[round_]])
+                added = True
+        if not added:
+            return chosen
+
+
+def check_images(folder: Path, chosen: list, references: dict, replayer: _Replayer, report: VerifyReport) -> None:
+    """Check 4 on the chosen sample locations."""
+    by_file: dict[str, list[int]] = {}
+    for rel, index, _, _ in chosen:
+        by_file.setdefault(rel, []).append(index)
+    equal = 0
+    strata = {(config, level) for _, _, config, level in chosen}
+    progress = tqdm(total=len(chosen), desc="replaying images", unit="image", leave=False)
+    for rel, indices in sorted(by_file.items()):
+        rows = pq.ParquetFile(folder / rel)
+        table = rows.read()
+        import datasets
+
+        ds = datasets.Dataset(table)
+        for index in sorted(indices):
+            row = ds[index]
+            meta = row_to_metadata(row)
+            reference = references.get(meta["reference_id"])
+            if reference is None:     # reported by the row check
+                progress.update()
+                continue
+            config = dict(meta["config"], backend=meta["backend"])
+            prepared = replayer.prepare(reference, config)
+            replayed = replayer.simulator(config).replay(prepared, meta)
+            equal += _compare(report, f"{rel} row {index} ({meta['sample_id']})", replayed,
+                              np.asarray(row["image"], dtype=np.int16))
+            progress.update()
+    progress.close()
+    report.checked.append(f"{len(chosen)} images re-simulated over {len(strata)} (config, level) strata, "
+                          f"{equal} identical")
+
+
+def verify_folder(folder, n_samples: int | None = None, replay_all: bool = False, seed: int = 0,
+                  device: str | None = None) -> VerifyReport:
+    """Run the four checks of the module docstring on an exported folder and return the report."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputNotFoundError(f"dataset folder {folder} does not exist")
+    if not (folder / "README.md").is_file():
+        raise InputError(f"{folder} is not an exported dataset folder (no README.md)")
+    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0):
+        raise OptionError(f"--samples must be an integer >= 0, got {n_samples!r}")
+    manifest = read_manifest(folder)
+    report = VerifyReport(folder)
+    if manifest is None:
+        report.problem(MANIFEST, "missing or unreadable: the folder is not a complete CT-DegradBench export")
+        return report
+    parquet = check_files(folder, manifest, report)
+    _, configs, samples = check_rows(folder, parquet, report)
+    replayer = _Replayer(device)
+    references = check_references(folder, parquet, configs, replayer, report)
+    check_images(folder, choose_replays(samples, n_samples, replay_all, seed), references, replayer, report)
     return report

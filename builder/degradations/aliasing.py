@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-from ctdegradbench.builder.degradations.record import make_component
-from ctdegradbench.builder.simulate.settings import ALIASING, check_level, severity_value
+from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
+
+VIEW_LEVELS = (180, 90, 60, 45)     # views kept of the 360 at L0..L3 (paper Eq. 11)
 
 
 @dataclass(frozen=True)
@@ -47,18 +49,10 @@ class AliasingParams:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n_views must be a positive integer number of views, got {n!r}")
 
-    def component(self, order: int) -> dict:
-        """This subsampling as a metadata component (no random draws, so no seed)."""
-        return make_component(type=ALIASING, level=self.level, order=order, n_views=int(self.n_views))
-
-    @classmethod
-    def from_component(cls, component: dict) -> "AliasingParams":
-        return cls(level=component["level"], n_views=int(component["n_views"]))
-
 
 def sample_aliasing(level: int) -> AliasingParams:
     """Sparse-view parameters of severity ``level``: ``N`` from the severity table (deterministic)."""
-    return AliasingParams(level=check_level(level), n_views=int(severity_value(ALIASING, level)))
+    return AliasingParams(level=level, n_views=VIEW_LEVELS[check_level(level)])
 
 
 def aliasing_views(params: AliasingParams, geometry: ParallelBeamGeometry) -> np.ndarray:
@@ -80,3 +74,38 @@ def apply_aliasing(sinogram: torch.Tensor, params: AliasingParams,
                          f"got a sinogram of shape {tuple(sinogram.shape)}")
     views = aliasing_views(params, geometry)
     return sinogram[..., torch.as_tensor(views, device=sinogram.device), :], views
+
+
+@register
+class Aliasing(Degradation):
+    """Sparse-view aliasing (paper Eq. 11); see the module docstring."""
+
+    name = "aliasing"
+    title = "aliasing artifacts"
+    parameter = "n_views"
+    unit = "views of 360"
+    levels = VIEW_LEVELS
+    fields = {"n_views": ("int", "number of views kept of the full scan")}
+    physics = (
+        "**Aliasing** (sparse views, Eq. 11). FBP needs about `pi/2 N` views for an `N`-pixel object; with "
+        "fewer, every edge sends out a fan of fine streaks. The scan keeps `N` evenly spaced views of the "
+        "full scan (every `360/N`-th, starting at view 0: the same rays, fewer of them) and FBP reconstructs "
+        "them with the angular weight `pi/(2N)`.")
+
+    def sample(self, level, context, seed, config) -> AliasingParams:
+        return sample_aliasing(level)
+
+    def apply(self, state: SinogramState, params: AliasingParams, context) -> SinogramState:
+        if state.views is not None:
+            raise ValueError("aliasing can be applied once per sample")
+        sparse, views = apply_aliasing(state.sinogram, params, context.geometry)
+        return state.replace(sinogram=sparse, views=views)
+
+    def record(self, params: AliasingParams, context) -> dict:
+        return {"n_views": int(params.n_views)}
+
+    def params_from_record(self, record: dict) -> AliasingParams:
+        return AliasingParams(level=record["level"], n_views=int(record["n_views"]))
+
+    def phrase(self, record: dict, geometry: dict) -> str:
+        return f"sparse-view aliasing from {int(record['n_views'])} of {int(geometry['n_views'])} views"

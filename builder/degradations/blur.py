@@ -4,7 +4,8 @@ Physics. The finite detector aperture, cross-talk between neighbouring cells and
 focal spot spread each ray over neighbouring detector bins; the detector response is the
 dominant resolution loss of a CT scanner, and it acts along the detector, not across
 views. We model it as a 1-D Gaussian point-spread function of standard deviation
-``sigma`` detector bins::
+``sigma_mm`` millimetres at the isocentre, i.e. ``sigma = sigma_mm / pixel_spacing_mm``
+detector bins (a bin is one pixel wide)::
 
     s_blur[v, d] = sum_k g[k] * s[v, d - k],   g[k] ∝ exp(-k^2 / (2 sigma^2)),  sum_k g[k] = 1
 
@@ -14,7 +15,13 @@ with ``k`` running over ``-r .. r``, ``r = int(4 * sigma + 0.5)`` (the kernel of
 as long as the object's shadow stays ``r`` bins away from the detector edges, which the
 default detector (``ceil(sqrt(2) N)`` bins) guarantees for anything inside the image
 circle. ``sigma = 0`` is the identity. The FBP then turns the detector blur into an
-in-plane loss of resolution (a lower MTF).
+in-plane loss of resolution: the image MTF is multiplied by ``exp(-2 pi^2 sigma_mm^2 f^2)``
+(``f`` in line pairs per mm), the same at every pixel spacing.
+
+Levels. The paper gives ``sigma`` = 0.8 / 1 / 1.5 / 2.5 without a unit, on 512 x 512 slices;
+we read them as detector bins of the 0.7 mm pixels of a typical 360 mm abdominal field of
+view, i.e. ``sigma_mm`` = 0.56 / 0.7 / 1.05 / 1.75 mm, so that a level is the same detector
+blur on any series (the bins it becomes are recorded as ``sigma_bins``).
 
 There is nothing random in this operator.
 """
@@ -27,8 +34,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ctdegradbench.builder.degradations.record import make_component
-from ctdegradbench.builder.simulate.settings import BLUR, check_level, severity_value
+from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
+
+PAPER_SIGMA_BINS = (0.8, 1.0, 1.5, 2.5)   # the paper's Eq. 9 values (bins of its 512 px slices)
+PAPER_PIXEL_MM = 0.7                      # pixel of a 360 mm field of view on 512 px
+SIGMA_MM_LEVELS = tuple(round(s * PAPER_PIXEL_MM, 4) for s in PAPER_SIGMA_BINS)   # L0..L3, mm
 
 TRUNCATE_SIGMAS = 4.0   # kernel half-width in standard deviations (as scipy's default)
 
@@ -42,30 +53,33 @@ class BlurParams:
     level : int
         Severity level 0..3.
     sigma_bins : float
-        Gaussian standard deviation in detector bins, >= 0 (0 is the identity).
+        The Gaussian standard deviation in detector bins, >= 0 (0 is the identity); the
+        operator uses this value.
+    sigma_mm : float or None
+        The same at the isocentre in mm (``sigma_bins * pixel spacing``); ``None`` when the
+        blur was given in bins only.
     """
 
     level: int
     sigma_bins: float
+    sigma_mm: float | None = None
 
     def __post_init__(self) -> None:
         check_level(self.level)
-        s = self.sigma_bins
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
-            raise ValueError(f"sigma_bins must be a finite number >= 0 detector bins, got {s!r}")
-
-    def component(self, order: int) -> dict:
-        """This blur as a metadata component (no random draws, so no seed)."""
-        return make_component(type=BLUR, level=self.level, order=order, sigma_bins=float(self.sigma_bins))
-
-    @classmethod
-    def from_component(cls, component: dict) -> "BlurParams":
-        return cls(level=component["level"], sigma_bins=component["sigma_bins"])
+        for name in ("sigma_bins", "sigma_mm"):
+            s = getattr(self, name)
+            if s is None and name == "sigma_mm":
+                continue
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {s!r}")
 
 
-def sample_blur(level: int) -> BlurParams:
-    """Blur parameters of severity ``level``: ``sigma`` from the severity table (deterministic)."""
-    return BlurParams(level=check_level(level), sigma_bins=float(severity_value(BLUR, level)))
+def sample_blur(level: int, pixel_spacing_mm: float) -> BlurParams:
+    """Blur of severity ``level``: ``sigma_mm`` from the severity table, in bins of ``pixel_spacing_mm``."""
+    if isinstance(pixel_spacing_mm, bool) or not pixel_spacing_mm > 0:
+        raise ValueError(f"pixel_spacing_mm must be a positive number of mm, got {pixel_spacing_mm!r}")
+    sigma_mm = SIGMA_MM_LEVELS[check_level(level)]
+    return BlurParams(level=level, sigma_bins=sigma_mm / float(pixel_spacing_mm), sigma_mm=sigma_mm)
 
 
 def gaussian_kernel(sigma_bins: float) -> list[float]:
@@ -98,3 +112,43 @@ def apply_blur(sinogram: torch.Tensor, params: BlurParams) -> torch.Tensor:
         start = radius - (index - radius)
         out.add_(padded[..., start:start + d], alpha=weight)
     return out
+
+
+@register
+class Blur(Degradation):
+    """Loss of sharpness: detector-axis Gaussian blur (paper Eq. 9); see the module docstring."""
+
+    name = "blur"
+    title = "loss of sharpness"
+    parameter = "sigma_mm"
+    unit = "mm"
+    levels = SIGMA_MM_LEVELS
+    fields = {"sigma_mm": ("float", "Gaussian detector blur sigma at the isocentre, in mm"),
+              "sigma_bins": ("float", "the same sigma in detector bins of this scan (sigma_mm / pixel spacing)")}
+    physics = (
+        "**Loss of sharpness** (Eq. 9). The detector aperture, cross-talk and the focal spot spread each "
+        "ray over neighbouring bins; this acts along the detector, not across views. Each view is "
+        "convolved with a normalised Gaussian of standard deviation `sigma_mm` at the isocentre "
+        "(`sigma_mm / pixel spacing` bins; truncated at 4 sigma; bins beyond the detector read air), which "
+        "FBP turns into an in-plane loss of resolution: the MTF is multiplied by `exp(-2 pi^2 sigma_mm^2 f^2)` "
+        "(f in lp/mm), the same on every series. The paper's 0.8 / 1 / 1.5 / 2.5 are read as bins of 0.7 mm "
+        "(a 360 mm field of view on 512 px): 0.56 / 0.7 / 1.05 / 1.75 mm.")
+
+    def sample(self, level, context, seed, config) -> BlurParams:
+        return sample_blur(level, context.geometry.pixel_spacing_mm)
+
+    def apply(self, state: SinogramState, params: BlurParams, context) -> SinogramState:
+        return state.replace(sinogram=apply_blur(state.sinogram, params))
+
+    def record(self, params: BlurParams, context) -> dict:
+        return {"sigma_mm": None if params.sigma_mm is None else float(params.sigma_mm),
+                "sigma_bins": float(params.sigma_bins)}
+
+    def params_from_record(self, record: dict) -> BlurParams:
+        return BlurParams(level=record["level"], sigma_bins=record["sigma_bins"], sigma_mm=record["sigma_mm"])
+
+    def phrase(self, record: dict, geometry: dict) -> str:
+        if record.get("sigma_mm") is None:
+            return f"loss of sharpness from a detector blur of sigma {float(record['sigma_bins']):g} bins"
+        return (f"loss of sharpness from a detector blur of sigma {float(record['sigma_mm']):g} mm "
+                f"({float(record['sigma_bins']):.2f} detector bins)")

@@ -23,7 +23,8 @@ These are the energy-dependent physics of the polychromatic metal model
   ICRU-44 cortical bone (1.92 g/cm^3; mass fractions H 3.4, C 15.5, N 4.2, O 43.5, Na 0.1,
   Mg 0.2, P 10.3, S 0.3, Ca 22.5 %); titanium (4.5 g/cm^3, e.g. dental and spinal implants);
   steel, modelled as pure iron at 7.87 g/cm^3 (stainless steel is about 65-70 % Fe with Cr
-  and Ni of similar atomic number; iron is the usual stand-in).
+  and Ni of similar atomic number; iron is the usual stand-in); dental amalgam (Hg 50, Ag 35,
+  Sn 12, Cu 3 % by mass, 11.6 g/cm^3).
 * **Water beam-hardening correction** (the scanner's water precorrection): a polynomial
   ``p_mono = sum_{k=1..4} c_k p_poly^k`` fitted once per spectrum, by least squares on water
   paths of 0..500 mm, that maps polychromatic water line integrals
@@ -190,8 +191,10 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
                       ("P", 0.103), ("S", 0.003), ("Ca", 0.225)), 1.92, "ICRU-44 cortical bone"),
     Material("titanium", (("Ti", 1.0),), 4.5, "titanium (implants)"),
     Material("steel", (("Fe", 1.0),), 7.87, "iron as a steel stand-in"),
+    Material("amalgam", (("Hg", 0.50), ("Ag", 0.35), ("Sn", 0.12), ("Cu", 0.03)), 11.6, "dental amalgam"),
 )}
-METAL_MATERIALS: tuple[str, ...] = ("steel", "titanium")
+METAL_MATERIALS: tuple[str, ...] = ("steel", "titanium")          # choices for the disk implant
+IMPLANT_MATERIALS: tuple[str, ...] = ("steel", "titanium", "amalgam")   # every metal an implant may be
 
 
 def get_material(name: str) -> Material:

@@ -6,6 +6,11 @@ scikit-image's zero-padded image) and summed along the ray, exactly the model of
 scikit-image's ``radon(circle=False)``. The rotation is one ``grid_sample`` per chunk of
 views, with the slices of a batch in the channel dimension so they share the sampling grid.
 
+Acquisition sampling (``ParallelBeamGeometry.detector_aperture``, ``view_integration``): each
+measurement is the mean of the ray sums of ``BIN_SUBSAMPLES`` sub-rays spread over the bin
+aperture (midpoints of equal parts) and of the geometry's ``view_subsamples`` sub-angles
+over the view interval; with both set to 0 it is scikit-image's point-sampled ``radon``.
+
 Adjoint: the exact transpose of that discrete operator, i.e. the input-gradient of
 ``grid_sample`` (``aten.grid_sampler_2d_backward``, the same kernel autograd calls) applied to
 the sinogram spread back along each ray; ``<A x, y> = <x, A^T y>`` to rounding. (ATen's
@@ -41,6 +46,9 @@ DEFAULT_CHUNK_BYTES = {"cpu": 16 * 2**20, "cuda": 64 * 2**20}
 # Bytes of grid_sample output allowed per chunk; the batch is split into slabs of slices to
 # stay under it (slabs do not change any slice's result).
 DEFAULT_MEMORY_BUDGET = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
+# Sub-rays per detector bin (midpoint rule over the bin aperture) of the reference backend;
+# the Fourier backend applies the aperture exactly (a sinc factor).
+BIN_SUBSAMPLES = 4
 
 
 def grid_sample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -102,6 +110,15 @@ class InterpBackend:
                              f"{self.view_chunk} and {self.memory_budget}")
         self._sum = pairwise_sum if device.type == "cuda" else (lambda t, dim: t.sum(dim=dim))
         self._theta = torch.as_tensor(geometry.angles_rad, dtype=torch.float64, device=device)
+        self._subtheta = torch.as_tensor(geometry.subangles_rad, dtype=torch.float64, device=device)   # (V, S)
+        self.bin_subsamples = BIN_SUBSAMPLES if geometry.detector_aperture > 0 else 1
+        # Forward sub-angles per chunk (whole views): one sub-angle's grid holds D x D*B samples,
+        # so a chunk holds about as many samples as ``view_chunk`` point-sampled views.
+        per_view = geometry.view_subsamples * self.bin_subsamples
+        self.sub_chunk = per_view * max(1, self.view_chunk // per_view)
+        b = self.bin_subsamples
+        self._shifts = torch.as_tensor(geometry.detector_aperture * ((torch.arange(b, dtype=torch.float64) + 0.5) / b - 0.5),
+                                       dtype=torch.float64, device=device)     # sub-ray offsets in bins
 
     def _slab(self, per_slice_bytes: int, batch: int) -> int:
         return max(1, min(batch, self.memory_budget // max(1, per_slice_bytes)))
@@ -124,11 +141,12 @@ class InterpBackend:
             torch.add(along_u, along_w, out=grid[..., k])
         return grid
 
-    def _forward_affine(self, theta: torch.Tensor) -> torch.Tensor:
+    def _forward_affine(self, theta: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """Affine maps ``(v, 2, 3)``: rotated-image sample (ray position r, bin c) -> pixel (x, y).
 
         Output row ``r`` and column ``c`` (centred on ``D // 2``) sample the input pixel
-        ``x = cos c + sin r + N//2``, ``y = -sin c + cos r + N//2`` (column, row), i.e.
+        ``x = cos t + sin r + N//2``, ``y = -sin t + cos r + N//2`` (column, row) with
+        ``t = c + shift`` (the sub-ray's offset from the bin centre, in bins), i.e.
         scikit-image's rotation of its zero-padded image, in ``grid_sample``'s normalised
         coordinates.
         """
@@ -136,9 +154,10 @@ class InterpBackend:
         a, b0 = (d - 1) / 2, (d - 1) / 2 - d // 2       # centred index = a * u + b0, u in [-1, 1]
         s, k = 2 / (n - 1), 2 * (n // 2) / (n - 1) - 1   # normalised input = s * index + k
         cos, sin = torch.cos(theta), torch.sin(theta)
+        bt = b0 + shift                                   # t = a * u + bt
         return torch.stack((
-            torch.stack((s * a * cos, s * a * sin, s * b0 * (cos + sin) + k), dim=-1),
-            torch.stack((-s * a * sin, s * a * cos, s * b0 * (cos - sin) + k), dim=-1)), dim=1)
+            torch.stack((s * a * cos, s * a * sin, s * (bt * cos + b0 * sin) + k), dim=-1),
+            torch.stack((-s * a * sin, s * a * cos, s * (-bt * sin + b0 * cos) + k), dim=-1)), dim=1)
 
     def _backproject_affine(self, theta: torch.Tensor) -> torch.Tensor:
         """Affine maps ``(v, 2, 3)``: pixel (row, col) -> detector index ``t + D//2`` (x), row 0 (y)."""
@@ -153,42 +172,56 @@ class InterpBackend:
 
     def _forward_grid_buffer(self) -> torch.Tensor:
         d = self.geometry.n_detectors
-        return torch.empty(self.view_chunk, d, d, 2, device=self.device, dtype=self.dtype)
+        return torch.empty(self.sub_chunk, d, d, 2, device=self.device, dtype=self.dtype)
+
+    def _subview_chunks(self):
+        """Chunks of whole views: ``(first view, number of views, sub-ray angles, sub-ray shifts)``,
+        each view expanded into its ``S * B`` sub-rays (sub-angle major, sub-bin minor)."""
+        per_view = self.geometry.view_subsamples * self.bin_subsamples
+        views_per_chunk = max(1, self.sub_chunk // per_view)
+        for start in range(0, self.geometry.n_views, views_per_chunk):
+            theta = self._subtheta[start:start + views_per_chunk]                     # (v, S)
+            v = theta.shape[0]
+            angles = theta[:, :, None].expand(-1, -1, self.bin_subsamples).reshape(-1)
+            shifts = self._shifts.repeat(v * self.geometry.view_subsamples)
+            yield start, v, angles, shifts
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Line integrals in pixel units, ``(B, V, D)``, of ``(B, N, N)`` images."""
+        """Measured line integrals in pixel units, ``(B, V, D)``, of ``(B, N, N)`` images: the
+        bilinear model's ray sums averaged over the bin aperture (``bin_subsamples`` sub-rays)
+        and the view interval (the geometry's sub-angles)."""
         b, d = images.shape[0], self.geometry.n_detectors
+        per_view = self.geometry.view_subsamples * self.bin_subsamples
         out = torch.empty(b, self.geometry.n_views, d, device=self.device, dtype=self.dtype)
-        slab = self._slab(self.view_chunk * d * d * images.element_size(), b)
+        slab = self._slab(self.sub_chunk * d * d * images.element_size(), b)
         buffer = self._forward_grid_buffer()
-        for start in range(0, self.geometry.n_views, self.view_chunk):
-            theta = self._theta[start:start + self.view_chunk]
-            grid = self._affine_grid(self._forward_affine(theta), d, d, buffer).reshape(1, -1, d, 2)
-            for s in range(0, b, slab):
-                x = images[s:s + slab].unsqueeze(0)                  # slices as channels
-                rotated = grid_sample(x, grid)
-                rotated = rotated.view(x.shape[1], len(theta), d, d)
-                out[s:s + slab, start:start + len(theta)] = self._sum(rotated, 2)
+        for start, v, angles, shifts in self._subview_chunks():
+            grid = self._affine_grid(self._forward_affine(angles, shifts), d, d, buffer).reshape(1, -1, d, 2)
+            for i in range(0, b, slab):
+                x = images[i:i + slab].unsqueeze(0)                  # slices as channels
+                rotated = grid_sample(x, grid).view(x.shape[1], v, per_view, d, d)
+                ray = self._sum(rotated, 3)                           # (b', v, S*B, D): sums along the rays
+                out[i:i + slab, start:start + v] = self._sum(ray, 2) / per_view
         return out
 
     # ----------------------------------------------------------------- adjoint
     def adjoint(self, sinograms: torch.Tensor) -> torch.Tensor:
         """Exact adjoint of :meth:`forward`, ``(B, N, N)``."""
         b, n, d = sinograms.shape[0], self.geometry.image_size, self.geometry.n_detectors
+        per_view = self.geometry.view_subsamples * self.bin_subsamples
         image = torch.zeros(b, n, n, device=self.device, dtype=self.dtype)
-        slab = self._slab(self.view_chunk * d * d * sinograms.element_size(), b)
+        slab = self._slab(self.sub_chunk * d * d * sinograms.element_size(), b)
         buffer = self._forward_grid_buffer()
-        for start in range(0, self.geometry.n_views, self.view_chunk):
-            theta = self._theta[start:start + self.view_chunk]
-            grid = self._affine_grid(self._forward_affine(theta), d, d, buffer).reshape(1, -1, d, 2)
-            for s in range(0, b, slab):
-                y = sinograms[s:s + slab, start:start + len(theta)]   # (b', v, D)
-                # Adjoint of the sum along the ray: copy each ray value to every ray sample.
-                spread = y.unsqueeze(2).expand(-1, -1, d, -1).reshape(1, y.shape[0], -1, d)
+        for start, v, angles, shifts in self._subview_chunks():
+            grid = self._affine_grid(self._forward_affine(angles, shifts), d, d, buffer).reshape(1, -1, d, 2)
+            for i in range(0, b, slab):
+                y = sinograms[i:i + slab, start:start + v] / per_view    # (b', v, D)
+                # Adjoint of the mean over sub-rays and of the sum along the ray: copy to every sample.
+                spread = y[:, :, None, None, :].expand(-1, -1, per_view, d, -1).reshape(1, y.shape[0], -1, d)
                 zeros = torch.zeros(1, y.shape[0], n, n, device=self.device, dtype=self.dtype)
                 grad, _ = torch.ops.aten.grid_sampler_2d_backward(
                     spread, zeros, grid, 0, 0, True, [True, False])    # bilinear, zeros padding
-                image[s:s + slab] += grad[0]
+                image[i:i + slab] += grad[0]
         return image
 
     # ------------------------------------------------------------ backproject

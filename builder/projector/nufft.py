@@ -20,6 +20,12 @@ j = 0 .. L//2`` by a type-2 NUFFT (finufft), and a real inverse FFT of length ``
 (``L >= n_detectors + 4``, longer than the projection's support, so nothing wraps) returns
 the projection on the detector bins ``t = k - n_detectors//2``.
 
+Acquisition sampling (``ParallelBeamGeometry.detector_aperture``, ``view_integration``). The
+bin aperture is a box of ``a`` bins along the detector, exactly the factor ``sinc(a nu)`` on
+the projection's spectrum; the view interval is the mean of the spectra of the geometry's
+sub-angles (midpoint rule), i.e. the NUFFT is evaluated on ``view_subsamples`` times more
+points. The FBP (below) backprojects at the view angles, as a scanner's reconstruction does.
+
 Adjoint. Every step above is linear with an explicit adjoint: the type-1 NUFFT with the same
 plan (``finufft.Plan.execute_adjoint``, the exact adjoint of the type-2 transform, same
 kernel, same deconvolution), the same real diagonal weights and the adjoint of the real
@@ -147,11 +153,17 @@ class NufftBackend:
         theta = geometry.angles_rad
         self._theta = theta
 
-        # Forward: half spectrum nu_j = j / L, j = 0 .. L // 2 on every view.
+        # Forward: half spectrum nu_j = j / L, j = 0 .. L // 2, on every sub-angle of every view.
+        # The measurement averages the bilinear model's projection over the bin aperture (a box
+        # of `a` bins: the factor sinc(a nu), exact) and over the view interval (the mean over
+        # the geometry's sub-angles, midpoint rule).
         j = np.arange(self.L // 2 + 1)
         nu = j / self.L
-        cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
-        kernel = np.sinc(nu * cos) ** 2 * np.sinc(nu * sin) ** 2            # K_theta(nu), (V, J)
+        sub = geometry.subangles_rad                                           # (V, S)
+        self.n_sub = sub.shape[1]
+        cos, sin = np.cos(sub)[..., None], np.sin(sub)[..., None]            # (V, S, 1)
+        kernel = np.sinc(nu * cos) ** 2 * np.sinc(nu * sin) ** 2            # K_theta(nu), (V, S, J)
+        kernel = kernel * (np.sinc(geometry.detector_aperture * nu) / self.n_sub)
         self._fwd_weight = kernel.astype(self.dtype)
         # Adjoint of the real inverse FFT: weight 1 at nu = 0 (and at L/2 for even L), else 2.
         w = np.full(j.shape, 2.0)
@@ -173,7 +185,7 @@ class NufftBackend:
         self._fbp_index = jf % self.L
         self._fbp_weight = (wf * np.sinc(nuf) ** 2 * np.exp(2j * np.pi * nuf * self.centre) / self.L
                             ).astype(self.cdtype)                            # (Jf,)
-        self._key = (n, geometry.n_views, d, self.dtype.str)
+        self._key = (n, geometry.n_views, d, self.dtype.str, geometry.view_integration, self.n_sub)
 
     # ------------------------------------------------------------------ plans
     def _plan(self, key, make_points):
@@ -211,14 +223,14 @@ class NufftBackend:
     # -------------------------------------------------------------- per slice
     def _forward_one(self, image: np.ndarray) -> np.ndarray:
         spectrum = self._forward_plan().execute(image.astype(self.cdtype))
-        periodic = scipy.fft.irfft(spectrum.reshape(self._fwd_weight.shape) * self._fwd_weight,
-                                   n=self.L, axis=1, workers=1)
+        measured = (spectrum.reshape(self._fwd_weight.shape) * self._fwd_weight).sum(axis=1)   # mean over sub-angles
+        periodic = scipy.fft.irfft(measured, n=self.L, axis=1, workers=1)
         return np.ascontiguousarray(periodic[:, self._det_index], dtype=self.dtype)
 
     def _adjoint_one(self, sinogram: np.ndarray) -> np.ndarray:
         periodic = np.zeros((sinogram.shape[0], self.L), dtype=self.dtype)
         periodic[:, self._det_index] = sinogram
-        strengths = scipy.fft.rfft(periodic, axis=1, workers=1) * self._adj_weight
+        strengths = scipy.fft.rfft(periodic, axis=1, workers=1)[:, None, :] * self._adj_weight   # (V, S, J)
         image = self._forward_plan().execute_adjoint(np.ascontiguousarray(strengths.ravel()))
         return np.ascontiguousarray(image.real, dtype=self.dtype)
 

@@ -2,19 +2,21 @@
 
 :data:`HIGH_QUALITY_PROMPTS` and :data:`LOW_QUALITY_PROMPTS` are the prompt sets of the
 paper's Table 7, verbatim; they define the semantic quality axis of SeSpeCT (Section 3.1).
-Each low-quality prompt describes one degradation type (the keys are the type names of
-:mod:`builder.severity`).
+Each low-quality prompt describes one of the paper's degradation types (keyed by its
+registry name).
 
 :func:`describe` writes the structured natural-language prompt of a degraded sample from its
 metadata alone (paper Section 2.4 and Figure 1): the slice, the setting and its overall
 severity, then each component in application order with its level and key physical
-parameters. It is deterministic: equal metadata give equal text.
+parameters (each degradation's own ``phrase``, see :mod:`ctdegradbench.builder.degradations`).
+It is deterministic: equal metadata give equal text.
 """
 
 from __future__ import annotations
 
-from ctdegradbench.builder.degradations.noise import dose_name
-from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, METAL, NOISE, STREAK, get_setting
+from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.builder.degradations import get_degradation
+from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, METAL, NOISE, STREAK, get_setting
 
 # Paper Table 7, high-quality prompts (H), in order.
 HIGH_QUALITY_PROMPTS: tuple[str, ...] = (
@@ -34,15 +36,6 @@ LOW_QUALITY_PROMPTS: dict[str, str] = {
     METAL: "Abdominal CT slice with strong metal artifacts causing bright streaks and severe image corruption.",
 }
 
-# How each degradation type is named in a sample prompt.
-TYPE_NAMES: dict[str, str] = {
-    NOISE: "noise",
-    BLUR: "loss of sharpness",
-    STREAK: "streak artifacts",
-    ALIASING: "aliasing artifacts",
-    METAL: "metal artifacts",
-}
-
 _LEVEL_RANGE = f"L{LEVELS[0]}-L{LEVELS[-1]}"
 
 
@@ -50,42 +43,28 @@ def _join(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def describe_component(component: dict, total_views: int) -> str:
-    """One component in words, with its key physical parameters (no level)."""
-    kind = component["type"]
-    if kind == NOISE:
-        return f"photon noise at gamma {float(component['gamma']):g} ({dose_name(component['dose_fraction'])})"
-    if kind == BLUR:
-        return f"loss of sharpness from a detector blur of sigma {float(component['sigma_bins']):g} bins"
-    if kind == STREAK:
-        runs = len(component["streak_views"])
-        return f"streak artifacts from {runs} sinogram outlier runs of amplitude {float(component['delta_l']):g}"
-    if kind == ALIASING:
-        return f"sparse-view aliasing from {int(component['n_views'])} of {int(total_views)} views"
-    if kind == METAL:
-        row, col = (float(v) for v in component["center_px"])
-        x0, y0, x1, y1 = (int(v) for v in component["bbox"])
-        return (f"metal artifacts from a {float(component['diameter_mm']):g} mm {component['material']} insert "
-                f"at (row {row:.0f}, col {col:.0f}), bounding box x {x0}-{x1}, y {y0}-{y1}")
-    raise ValueError(f"unknown degradation type {kind!r} in component {component!r}")
-
-
 def describe(metadata: dict) -> str:
     """The structured prompt of a sample (paper Figure 1), from its metadata alone.
 
-    Example: ``"Axial CT slice (pixel spacing 0.98 mm) with a mixture of metal artifacts and
-    noise (M3, overall severity L2 of L0-L3): 1) metal artifacts from a 10 mm steel insert at
-    (row 210, col 300), bounding box x 295-305, y 205-215, severity L2; 2) photon noise at
-    gamma 2.5 (quarter dose), severity L1."``
+    Each component states its physical parameters in physical units (mm, the dose fraction):
+
+    >>> noise = {"type": "noise", "level": 1, "order": 0, "gamma": 2.0, "dose_fraction": 0.25}
+    >>> describe({"setting": "S1", "level": 1, "pixel_spacing_mm": 0.98, "geometry": {"n_views": 360},
+    ...           "components": [noise]})
+    'Axial CT slice (pixel spacing 0.98 mm) with noise (S1, severity L1 of L0-L3): 1) photon noise at gamma 2 on a 1/4 of the full dose scan, the quantum noise of 1/16 of the full dose (alpha / gamma^2), severity L1.'
+    >>> blur = {"type": "blur", "level": 2, "order": 0, "sigma_mm": 1.05, "sigma_bins": 1.5}
+    >>> describe({"setting": "S2", "level": 2, "pixel_spacing_mm": 0.70, "geometry": {"n_views": 360},
+    ...           "components": [blur]})
+    'Axial CT slice (pixel spacing 0.70 mm) with loss of sharpness (S2, severity L2 of L0-L3): 1) loss of sharpness from a detector blur of sigma 1.05 mm (1.50 detector bins), severity L2.'
     """
     setting = get_setting(metadata["setting"])
     components = sorted(metadata["components"], key=lambda c: c["order"])
     if not components:
         raise ValueError(f"sample {metadata.get('sample_id')!r} has no components to describe")
-    total_views = int(metadata["geometry"]["n_views"])
-    parts = [f"{i}) {describe_component(c, total_views)}, severity L{int(c['level'])}"
+    geometry = metadata["geometry"]
+    parts = [f"{i}) {get_degradation(c['type']).phrase(c, geometry)}, severity L{int(c['level'])}"
              for i, c in enumerate(components, start=1)]
-    names = _join([TYPE_NAMES[c["type"]] for c in components])
+    names = _join([get_degradation(c["type"]).title for c in components])
     if setting.is_mixture:
         head = f"a mixture of {names} ({setting.code}, overall severity L{int(metadata['level'])} of {_LEVEL_RANGE})"
     else:

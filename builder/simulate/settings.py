@@ -1,55 +1,41 @@
-"""The one place for CT-DegradBench's settings, class names and severity tables.
+"""The one place for CT-DegradBench's settings and class names (paper Section 2.3, Table 8).
 
-Paper Section 2.3 and Table 8. Severity levels are L0 (mildest) .. L3 (strongest).
+A *setting* is a single degradation (S1..S5) or a mixture (M1..M5) of degradation types
+(the names of :data:`ctdegradbench.builder.degradations.REGISTRY`), generated at every
+severity level L0 (mildest) .. L3 (strongest). Each degradation's own severity parameter,
+unit and level table live with its operator (``builder/degradations/<type>.py``).
 
-Single degradations (S1..S5), with the physical parameter that sets each level:
+Mixtures apply their components in the order listed (paper Table 8): the physical cause
+acts first, photon noise of the low-dose acquisition last.
 
-=========  ===========  ==========================================  =====================
-setting    class name   parameter (unit)                            L0 / L1 / L2 / L3
-=========  ===========  ==========================================  =====================
-S1         S1_noise     residual noise scaling gamma (Eq. 8)        1 / 2 / 2.5 / 4
-S2         S2_blur      detector-axis Gaussian sigma (bins, Eq. 9)  0.8 / 1 / 1.5 / 2.5
-S3         S3_streak    outlier amplitude dL (line integral, Eq.10) 0.25 / 0.5 / 1 / 2
-S4         S4_aliasing  number of views N of 360 (Eq. 11)           180 / 90 / 60 / 45
-S5         S5_metal     metal disk diameter (mm, Eq. 12)            3 / 6 / 10 / 15
-=========  ===========  ==========================================  =====================
+Settings outside the paper (``in_paper=False``) are opt-in: the ``all`` config and the
+paper's ten classes do not include them unless asked. Their class names come after the
+paper's ten, so the paper's class indices never change.
 
-Mixtures (M1..M5) apply their components in the order listed (paper Table 8): the
-physical cause acts first, photon noise of the low-dose acquisition last.
+This module imports nothing heavy, so the command line can list configs before it loads
+torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-LEVELS: tuple[int, ...] = (0, 1, 2, 3)
+from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.builder.core.levels import LEVELS, check_level
 
-# Degradation types, in the paper's words; each names one operator in builder/degradations/.
+__all__ = ["LEVELS", "check_level", "Setting", "SETTINGS", "PAPER_SETTINGS", "CLASS_NAMES", "PAPER_CLASS_NAMES",
+           "SETTINGS_BY_CODE", "SETTINGS_BY_CONFIG", "get_setting", "NOISE", "BLUR", "STREAK", "ALIASING", "METAL"]
+
+# The paper's degradation types (registry names).
 NOISE, BLUR, STREAK, ALIASING, METAL = "noise", "blur", "streak", "aliasing", "metal"
-DEGRADATION_TYPES: tuple[str, ...] = (NOISE, BLUR, STREAK, ALIASING, METAL)
-
-# The parameter that sets the severity of each degradation type, and its value per level.
-SEVERITY_PARAMETER: dict[str, str] = {
-    NOISE: "gamma",
-    BLUR: "sigma_bins",
-    STREAK: "delta_l",
-    ALIASING: "n_views",
-    METAL: "diameter_mm",
-}
-SEVERITY_TABLE: dict[str, tuple[float, ...]] = {
-    NOISE: (1.0, 2.0, 2.5, 4.0),
-    BLUR: (0.8, 1.0, 1.5, 2.5),
-    STREAK: (0.25, 0.5, 1.0, 2.0),
-    ALIASING: (180, 90, 60, 45),
-    METAL: (3.0, 6.0, 10.0, 15.0),
-}
 
 
 @dataclass(frozen=True)
 class Setting:
     """One benchmark setting: a single degradation (S*) or a mixture (M*).
 
-    ``components`` lists the degradation types in the order they are applied.
+    ``components`` lists the degradation types in the order they are applied; ``in_paper``
+    says whether the paper defines it (the others are opt-in).
     """
 
     code: str          # "S1" .. "M5"
@@ -57,6 +43,7 @@ class Setting:
     config_name: str   # the dataset config, e.g. "single_noise", "mixture_m5"
     components: tuple[str, ...]
     description: str
+    in_paper: bool = True
 
     @property
     def is_mixture(self) -> bool:
@@ -74,11 +61,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("M3", "M3_m+n", "mixture_m3", (METAL, NOISE), "metal + noise"),
     Setting("M4", "M4_a+n", "mixture_m4", (ALIASING, NOISE), "aliasing + noise"),
     Setting("M5", "M5_m+b+n", "mixture_m5", (METAL, BLUR, NOISE), "metal + loss of sharpness + noise"),
+    Setting("S6", "S6_ring", "single_ring", ("ring",), "ring artifacts", in_paper=False),
 )
 
+PAPER_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.in_paper)
 SETTINGS_BY_CODE: dict[str, Setting] = {s.code: s for s in SETTINGS}
 SETTINGS_BY_CONFIG: dict[str, Setting] = {s.config_name: s for s in SETTINGS}
 CLASS_NAMES: tuple[str, ...] = tuple(s.class_name for s in SETTINGS)
+PAPER_CLASS_NAMES: tuple[str, ...] = tuple(s.class_name for s in PAPER_SETTINGS)
 
 
 def get_setting(code_or_config: str) -> Setting:
@@ -87,19 +77,4 @@ def get_setting(code_or_config: str) -> Setting:
         if code_or_config in (s.code, s.config_name, s.class_name):
             return s
     known = ", ".join(f"{s.code}/{s.config_name}" for s in SETTINGS)
-    raise ValueError(f"unknown setting {code_or_config!r}; expected one of: {known}")
-
-
-def severity_value(degradation: str, level: int) -> float:
-    """The physical parameter value of ``degradation`` at severity ``level`` (0..3)."""
-    if degradation not in SEVERITY_TABLE:
-        raise ValueError(f"unknown degradation type {degradation!r}; expected one of {DEGRADATION_TYPES}")
-    check_level(level)
-    return SEVERITY_TABLE[degradation][level]
-
-
-def check_level(level: int) -> int:
-    """Return ``level`` if it is a valid severity level (0..3), else raise ValueError."""
-    if isinstance(level, bool) or not isinstance(level, int) or level not in LEVELS:
-        raise ValueError(f"severity level must be an integer in {LEVELS}, got {level!r}")
-    return level
+    raise OptionError(f"unknown setting {code_or_config!r}; expected one of: {known}")

@@ -12,8 +12,11 @@ For one reference slice (paper Figure 1):
    in the setting's order (:mod:`builder.severity`; metal, when present, first: it
    replaces ``s`` by the sinogram of the slice with metal inserted).
 3. FBP (Eq. 4) of all degraded sinograms, batched by view subset, then
-   ``HU = round_half_even(mu_to_hu(mu))`` as int16; values outside the int16 range are
-   clipped and counted (``clip_count``).
+   ``HU = round_half_even(mu_to_hu(mu))`` as int16, clipped to the range a scanner stores
+   (:data:`HU_RANGE`): the floor ``-1024 HU`` (the lowest CT number of a 12-bit scanner; air
+   reads about -1000) and the top of the extended CT scale, ``30710 HU`` (scanners switch
+   to it for metal; the standard 12-bit scale would clip every implant at 3071). The clipped
+   pixels are counted per row (``clipped_low``, ``clipped_high``, ``clip_count`` their sum).
 
 Replay. Each sample's metadata holds every drawn parameter and seed, the geometry and the
 FBP filter; :meth:`Simulator.replay` rebuilds the image from the metadata and the reference
@@ -26,7 +29,7 @@ Metadata keys of a sample (top level): ``sample_id``, ``reference_id``, ``patien
 :func:`builder.metadata.make_component` records in application order), ``geometry``,
 ``pixel_spacing_mm``, ``fbp_filter``, ``backend``, ``device``, ``dtype``,
 ``simulator_version``, ``config`` (:meth:`SimulationConfig.to_dict`), ``mu_water_per_mm``,
-``clip_count``, ``clamped_bins`` (sinogram readings floored before the log: negative
+``clip_count``, ``clipped_low``, ``clipped_high``, ``hu_range``, ``clamped_bins`` (sinogram readings floored before the log: negative
 readings of the noise operator plus the metal scan's readings below its floor, see
 :mod:`builder.degradations.noise` and :mod:`builder.degradations.metal`),
 ``reference_below_air_pixels`` and ``reference_info``
@@ -42,25 +45,31 @@ from importlib import metadata as importlib_metadata
 import numpy as np
 import torch
 
-from ctdegradbench.builder.degradations.aliasing import AliasingParams, apply_aliasing, sample_aliasing
-from ctdegradbench.builder.degradations.blur import BlurParams, apply_blur, sample_blur
-from ctdegradbench.builder.degradations.metal import MetalContext, MetalParams, MetalSimulator, sample_metal
-from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE, DEFAULT_I0,
-                                 NoiseParams, apply_noise, check_noise_physics, sample_noise)
-from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_RUNS, StreakParams, apply_streak, sample_streak
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.errors import OptionError
 from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
+from ctdegradbench.builder.core.levels import LEVELS, check_level
+from ctdegradbench.builder.core.options import check_choice, check_int, check_number, option
+from ctdegradbench.builder.core.seeding import (check_seed, component_seed, levels_seed, make_sample_id,
+                                                numpy_generator, sample_seed)
+from ctdegradbench.builder.degradations import (ScanContext, SinogramState, get_degradation,
+                                                make_component)
+from ctdegradbench.builder.degradations.metal import DEFAULT_I0_PER_MM as DEFAULT_METAL_I0_PER_MM
+from ctdegradbench.builder.degradations.metal import DEFAULT_IMPLANT, IMPLANT_CHOICES, METAL_MODELS
+from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE,
+                                                      DEFAULT_I0_PER_MM)
+from ctdegradbench.builder.degradations.spectrum import METAL_MATERIALS
+from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_FRACTION
+from ctdegradbench.builder.projector import BACKENDS, FILTERS, ParallelBeamProjector, resolve_backend
 from ctdegradbench.builder.simulate.mixtures import setting_components
-from ctdegradbench.builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
 from ctdegradbench.builder.simulate.prompts import describe
+from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, Setting, get_setting
 from ctdegradbench.builder.sources.reference import ReferenceSlice
-from ctdegradbench.builder.core.seeding import check_seed, component_seed, levels_seed, make_sample_id, numpy_generator, sample_seed
-from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, METAL, NOISE, SETTINGS, STREAK, Setting, check_level, get_setting
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
-METAL_MODELS: tuple[str, ...] = ("polychromatic", "monochromatic")
 FBP_BATCH = 8          # sinograms reconstructed together (bounds the FBP's peak memory)
-INT16_MIN, INT16_MAX = -32768, 32767
+HU_RANGE = (-1024, 30710)   # CT numbers a scanner stores: 12-bit floor, extended-scale top (metal)
+DEFAULT_FBP_FILTER = "ram-lak"
 
 
 def simulator_version() -> str:
@@ -69,6 +78,25 @@ def simulator_version() -> str:
         return importlib_metadata.version("ct-degradbench")
     except importlib_metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+def check_device(device) -> str:
+    """The canonical name of a torch device this machine has; OptionError otherwise."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise OptionError(f"--device must name a torch device such as cpu, cuda or cuda:1, got {device!r}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise OptionError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise OptionError(f"--device {device}: this machine has {count} CUDA device(s), 0..{count - 1}")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise OptionError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise OptionError(f"--device {device}: the simulator runs on cpu, cuda or mps devices")
+    return str(parsed)
 
 
 @dataclass(frozen=True)
@@ -88,61 +116,80 @@ class SimulationConfig:
     backend : str, default "auto"
         Projector backend (``ParallelBeamProjector(backend=...)``); "auto" lets the projector
         choose for the device, and the resolved name is recorded as ``backend``.
-    fbp_filter : {"ram-lak", "shepp-logan", "hann"}, default "ram-lak"
-        FBP ramp filter.
-    i0 : float, default 6.4e6
-        Incident photons per detector bin and view at full dose (noise, Eq. 5).
+    fbp_filter : {"ram-lak", "shepp-logan", "hann"}, default DEFAULT_FBP_FILTER
+        FBP ramp filter (the reconstruction kernel), recorded per row as ``fbp_filter``.
+    i0_per_mm : float, default 9.1e6
+        Incident photons per mm of detector (at the isocentre) and view at full dose (noise,
+        Eq. 5); a bin of width ``pixel_spacing_mm`` receives ``i0_per_mm * pixel_spacing_mm``.
     dose_fraction : float, default 0.25
         Dose fraction alpha of the low-dose scan (quarter dose).
     electronic_variance : float, default 10
         Electronic noise variance sigma_e^2 in counts^2 (Eq. 6).
     delta : float, default 1
         Log stabiliser in counts (Eq. 7).
-    streak_runs : int, default 36
-        Outlier runs per streak mask (Eq. 10), the same at every level.
+    streak_fraction : float, default 0.002
+        Fraction of the object's rays that are photon-starved (the highest line integrals;
+        the mask M of Eq. 10), the same at every level, in (0, 1].
     metal_material : str, default "steel"
-        Metal of the inserted disk (see ``builder.degradations.metal``).
+        Metal of the ``disk`` implant (see ``builder.degradations.metal``); the other implants
+        have their own (titanium hips and screws, amalgam fillings, steel clips).
     metal_model : {"polychromatic", "monochromatic"}, default "polychromatic"
         Metal physics: polychromatic with beam hardening, or the paper's Eq. 12 alone.
+    metal_i0_per_mm : float, default 2.9e7
+        Incident photons per mm of detector and view of the polychromatic metal scan.
+    metal_implant : str, default "anatomical"
+        The implant of the metal settings: "anatomical" (a type drawn among those the slice's
+        anatomy allows) or one type: "disk" (the paper's), "hip_pair", "spine_screws",
+        "dental", "clip".
     """
 
-    seed: int = 0
-    realizations: int = 1
-    device: str = "cpu"
-    dtype: str = "float32"
-    backend: str = "auto"
-    fbp_filter: str = "ram-lak"
-    i0: float = DEFAULT_I0
-    dose_fraction: float = DEFAULT_DOSE_FRACTION
-    electronic_variance: float = DEFAULT_ELECTRONIC_VARIANCE
-    delta: float = DEFAULT_DELTA
-    streak_runs: int = DEFAULT_STREAK_RUNS
-    metal_material: str = "steel"
-    metal_model: str = "polychromatic"
+    seed: int = option(0, "root seed of every random draw and of the patient split", minimum=0)
+    realizations: int = option(1, "degraded realizations per reference, setting and level", minimum=1)
+    device: str = option("cpu", "torch device of the simulator (cpu, cuda, cuda:1, ...)")
+    dtype: str = option("float32", "floating type of the simulation", choices=tuple(DTYPES))
+    backend: str = option("auto", "projector backend ('auto' picks nufft on the CPU, interp on a GPU)",
+                          choices=("auto",) + BACKENDS)
+    fbp_filter: str = option(DEFAULT_FBP_FILTER, "FBP ramp filter", choices=FILTERS)
+    i0_per_mm: float = option(DEFAULT_I0_PER_MM, "incident photons per mm of detector and view at full dose "
+                              "(noise)", minimum=0)
+    dose_fraction: float = option(DEFAULT_DOSE_FRACTION, "dose fraction alpha of the low-dose scan", minimum=0,
+                                  maximum=1)
+    electronic_variance: float = option(DEFAULT_ELECTRONIC_VARIANCE, "electronic noise variance, counts^2", cli=False)
+    delta: float = option(DEFAULT_DELTA, "log stabiliser, counts", cli=False)
+    streak_fraction: float = option(DEFAULT_STREAK_FRACTION, "fraction of the object's rays that are photon-starved "
+                                    "(streaks)", minimum=0, maximum=1)
+    metal_material: str = option("steel", "metal of the disk implant", choices=METAL_MATERIALS)
+    metal_model: str = option("polychromatic", "metal physics: polychromatic scan or the paper's Eq. 12 insertion",
+                              choices=METAL_MODELS)
+    metal_i0_per_mm: float = option(DEFAULT_METAL_I0_PER_MM, "incident photons per mm of detector and view of the "
+                                    "polychromatic metal scan", minimum=1)
+    metal_implant: str = option(DEFAULT_IMPLANT, "implant of the metal settings: 'anatomical' (drawn from what the "
+                                "slice shows) or one type", choices=IMPLANT_CHOICES)
 
     def __post_init__(self) -> None:
-        check_seed(self.seed)
-        for name in ("realizations", "streak_runs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        cls = SimulationConfig
         try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {self.device!r}") from exc
-        object.__setattr__(self, "device", str(device))
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
-        if not isinstance(self.backend, str) or not self.backend:
-            raise ValueError(f"backend must be a non-empty string ('auto' or a projector backend), got {self.backend!r}")
-        resolve_backend(self.backend, device)   # ValueError for an unknown or unavailable backend
-        if self.fbp_filter not in FILTERS:
-            raise ValueError(f"fbp_filter must be one of {FILTERS}, got {self.fbp_filter!r}")
-        check_noise_physics(self.i0, self.dose_fraction, self.electronic_variance, self.delta)
-        if not isinstance(self.metal_material, str) or not self.metal_material:
-            raise ValueError(f"metal_material must be a material name, got {self.metal_material!r}")
-        if self.metal_model not in METAL_MODELS:
-            raise ValueError(f"metal_model must be one of {METAL_MODELS}, got {self.metal_model!r}")
+            check_seed(self.seed)
+        except ValueError:
+            raise OptionError(f"--seed must be an integer in [0, 2**63), got {self.seed!r}") from None
+        check_int(cls, "realizations", self.realizations, minimum=1)
+        object.__setattr__(self, "device", check_device(self.device))
+        check_choice(cls, "dtype", self.dtype, tuple(DTYPES))
+        check_choice(cls, "backend", self.backend, ("auto",) + BACKENDS)
+        try:
+            resolve_backend(self.backend, torch.device(self.device))
+        except ValueError as exc:
+            raise OptionError(f"--backend {self.backend}: {exc}") from None
+        check_choice(cls, "fbp_filter", self.fbp_filter, FILTERS)
+        check_number(cls, "i0_per_mm", self.i0_per_mm, above=0)
+        check_number(cls, "dose_fraction", self.dose_fraction, above=0, maximum=1)
+        check_number(cls, "electronic_variance", self.electronic_variance, minimum=0)
+        check_number(cls, "delta", self.delta, above=0)
+        check_number(cls, "streak_fraction", self.streak_fraction, above=0, maximum=1)
+        check_choice(cls, "metal_implant", self.metal_implant, IMPLANT_CHOICES)
+        check_choice(cls, "metal_material", self.metal_material, METAL_MATERIALS)
+        check_choice(cls, "metal_model", self.metal_model, METAL_MODELS)
+        check_number(cls, "metal_i0_per_mm", self.metal_i0_per_mm, above=1)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -156,7 +203,7 @@ class SimulationConfig:
     def from_dict(cls, values: dict) -> "SimulationConfig":
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown SimulationConfig fields {sorted(unknown)}")
+            raise OptionError(f"unknown SimulationConfig fields {sorted(unknown)}")
         return cls(**values)
 
 
@@ -200,35 +247,23 @@ class DegradedSample:
 
 
 @dataclass
-class PreparedReference:
-    """Per-reference work shared by all its samples.
+class PreparedReference(ScanContext):
+    """Per-reference work shared by all its samples: the operators' :class:`ScanContext`
+    (reference, geometry, projector, ``mu``, clean sinogram, per-reference cache) and
 
     Attributes
     ----------
-    reference : ReferenceSlice
-    geometry : ParallelBeamGeometry
-    projector : ParallelBeamProjector
-    mu : tensor (N, N)
-        Attenuation map in 1/mm.
-    sinogram : tensor (V, D)
-        Clean line integrals on all views.
     clean_fbp_hu : np.ndarray of int16 (N, N)
         FBP of the clean sinogram in HU: the reconstruction floor every degradation adds to.
     clean_clip_count : int
-        Pixels of the clean FBP clipped to the int16 range.
+        Pixels of the clean FBP clipped to the scanner's range (:data:`HU_RANGE`).
     below_air_pixels : int
         Reference pixels below -1000 HU that were treated as air.
     """
 
-    reference: ReferenceSlice
-    geometry: ParallelBeamGeometry
-    projector: ParallelBeamProjector
-    mu: torch.Tensor
-    sinogram: torch.Tensor
-    clean_fbp_hu: np.ndarray
-    clean_clip_count: int
-    below_air_pixels: int
-    metal_context: MetalContext | None = None   # built on first use (builder.degradations.metal)
+    clean_fbp_hu: np.ndarray = None
+    clean_clip_count: int = 0
+    below_air_pixels: int = 0
 
 
 @dataclass(frozen=True)
@@ -262,22 +297,6 @@ def _plain(value):
     return value
 
 
-def params_from_component(component: dict):
-    """The operator parameters recorded in one metadata component."""
-    kind = component["type"]
-    if kind == NOISE:
-        return NoiseParams.from_component(component)
-    if kind == BLUR:
-        return BlurParams.from_component(component)
-    if kind == STREAK:
-        return StreakParams.from_component(component)
-    if kind == ALIASING:
-        return AliasingParams.from_component(component)
-    if kind == METAL:
-        return MetalParams.from_component(component)
-    raise ValueError(f"unknown degradation type {kind!r} in component {component!r}")
-
-
 class Simulator:
     """Degrades reference slices; see the module docstring.
 
@@ -296,7 +315,6 @@ class Simulator:
         self.device = torch.device(config.device)
         self.dtype = config.torch_dtype
         self._projectors: dict[tuple[int, float], ParallelBeamProjector] = {}
-        self._metal_simulators: dict[tuple[int, float], object] = {}
 
     # ------------------------------------------------------------ projectors
     def projector(self, geometry: ParallelBeamGeometry) -> ParallelBeamProjector:
@@ -307,20 +325,9 @@ class Simulator:
                                                           backend=self.config.backend)
         return self._projectors[key]
 
-    def _metal_simulator(self, prepared: PreparedReference):
-        key = (int(prepared.geometry.image_size), float(prepared.geometry.pixel_spacing_mm))
-        if key not in self._metal_simulators:
-            self._metal_simulators[key] = MetalSimulator(prepared.projector)
-        return self._metal_simulators[key]
-
-    def _metal_context(self, prepared: PreparedReference):
-        if prepared.metal_context is None:
-            prepared.metal_context = self._metal_simulator(prepared).prepare(prepared.reference.hu)
-        return prepared.metal_context
-
     # ------------------------------------------------------------- prepare
-    def prepare(self, reference: ReferenceSlice, metal: bool = False) -> PreparedReference:
-        """mu map, clean sinogram and clean FBP of ``reference`` (and its metal context if ``metal``)."""
+    def prepare(self, reference: ReferenceSlice) -> PreparedReference:
+        """mu map, clean sinogram and clean FBP of ``reference``."""
         if not isinstance(reference, ReferenceSlice):
             raise ValueError(f"expected a ReferenceSlice, got {type(reference).__name__}")
         geometry = ParallelBeamGeometry(reference.image_size, float(reference.pixel_spacing_mm))
@@ -330,10 +337,8 @@ class Simulator:
         sinogram = projector(mu)
         images, clips = self._reconstruct(projector, sinogram.unsqueeze(0), None, self.config.fbp_filter)
         prepared = PreparedReference(reference=reference, geometry=geometry, projector=projector, mu=mu,
-                                     sinogram=sinogram, clean_fbp_hu=images[0], clean_clip_count=clips[0],
+                                     sinogram=sinogram, clean_fbp_hu=images[0], clean_clip_count=sum(clips[0]),
                                      below_air_pixels=count_below_air(reference.hu))
-        if metal:
-            self._metal_context(prepared)
         return prepared
 
     # ---------------------------------------------------------------- plan
@@ -347,68 +352,33 @@ class Simulator:
         levels = setting_components(setting, level, numpy_generator(levels_seed(seed)))
         components = []
         for order, (kind, component_level) in enumerate(levels):
-            cseed = component_seed(seed, order, kind)
-            if kind == NOISE:
-                params = sample_noise(component_level, seed=cseed, i0=cfg.i0, dose_fraction=cfg.dose_fraction,
-                                      electronic_variance=cfg.electronic_variance, delta=cfg.delta)
-            elif kind == BLUR:
-                params = sample_blur(component_level)
-            elif kind == STREAK:
-                params = sample_streak(component_level, prepared.sinogram, numpy_generator(cseed), seed=cseed,
-                                       n_runs=cfg.streak_runs)
-            elif kind == ALIASING:
-                params = sample_aliasing(component_level)
-            elif kind == METAL:
-                params = sample_metal(
-                    component_level, prepared.reference.hu, float(prepared.reference.pixel_spacing_mm),
-                    numpy_generator(cseed), material=cfg.metal_material, model=cfg.metal_model, seed=cseed)
-            else:
-                raise ValueError(f"unknown degradation type {kind!r} in setting {setting.code}")
+            params = get_degradation(kind).sample(component_level, prepared, component_seed(seed, order, kind), cfg)
             components.append(_Component(kind, component_level, order, params))
         return _Plan(setting, level, int(realization), sample_id, seed, tuple(components))
 
     # ------------------------------------------------------------- degrade
-    def _degrade(self, prepared: PreparedReference, components) -> tuple[torch.Tensor, np.ndarray | None, int]:
-        """Apply ``components`` (in order) to the clean sinogram: (sinogram, view indices or None, clamped bins)."""
-        sinogram, views, clamped = prepared.sinogram, None, 0
-        for position, comp in enumerate(components):
-            if comp.type == METAL:
-                if position != 0:
-                    raise ValueError(f"metal must be the first component (it replaces the clean sinogram), "
-                                     f"got it at position {position}")
-                scan = self._metal_simulator(prepared).simulate(self._metal_context(prepared), comp.params)
-                sinogram = scan.sinogram
-                clamped += scan.clamped_bins
-            elif comp.type == BLUR:
-                sinogram = apply_blur(sinogram, comp.params)
-            elif comp.type == STREAK:
-                if views is not None:
-                    raise ValueError("streak outliers index the full scan's views; apply them before aliasing")
-                sinogram = apply_streak(sinogram, comp.params)
-            elif comp.type == ALIASING:
-                if views is not None:
-                    raise ValueError("aliasing can be applied once per sample")
-                sinogram, views = apply_aliasing(sinogram, comp.params, prepared.geometry)
-            elif comp.type == NOISE:
-                sinogram, n = apply_noise(sinogram, comp.params)
-                clamped += n
-            else:
-                raise ValueError(f"unknown degradation type {comp.type!r}")
-        return sinogram, views, clamped
+    def _degrade(self, prepared: PreparedReference, components) -> SinogramState:
+        """Apply ``components`` (in order) to the clean sinogram."""
+        state = SinogramState(prepared.sinogram)
+        for comp in components:
+            state = get_degradation(comp.type).apply(state, comp.params, prepared)
+        return state
 
     @staticmethod
-    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str) -> tuple[list[np.ndarray], list[int]]:
-        """FBP of a batch ``(B, V', D)`` -> int16 HU images and per-image int16 clip counts.
+    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str):
+        """FBP of a batch ``(B, V', D)`` -> int16 HU images and per-image clip counts ``(low, high)``.
 
-        ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to the int16 range.
+        ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to :data:`HU_RANGE`.
         """
         mu = projector.fbp(sinograms, views=views, filter_name=filter_name)
         if not bool(torch.isfinite(mu).all()):
             raise ValueError("FBP produced non-finite values; the degraded sinogram is not finite")
         hu = torch.round(mu_to_hu(mu))
-        clips = ((hu < INT16_MIN) | (hu > INT16_MAX)).sum(dim=(-2, -1)).tolist()
-        images = hu.clamp(INT16_MIN, INT16_MAX).to(torch.int16).cpu().numpy()
-        return [img for img in images], [int(c) for c in clips]
+        low, high = HU_RANGE
+        below = (hu < low).sum(dim=(-2, -1)).tolist()
+        above = (hu > high).sum(dim=(-2, -1)).tolist()
+        images = hu.clamp(low, high).to(torch.int16).cpu().numpy()
+        return [img for img in images], [(int(a), int(b)) for a, b in zip(below, above)]
 
     # ----------------------------------------------------------------- run
     def run(self, reference: ReferenceSlice | PreparedReference, settings=None, levels=LEVELS,
@@ -418,9 +388,9 @@ class Simulator:
         Parameters
         ----------
         reference : ReferenceSlice or PreparedReference
-        settings : iterable of str or None
-            Setting codes or config names; ``None`` means all ten (S1..S5, M1..M5).
-        levels : iterable of int
+        settings : str, iterable of str or None
+            A setting code or config name, several, or ``None`` for the paper's ten (S1..S5, M1..M5).
+        levels : int or iterable of int
             Global severity levels, default L0..L3.
         realizations : int, iterable of int or None
             A count (realizations ``0 .. n - 1``), explicit realization indices, or ``None``
@@ -430,41 +400,45 @@ class Simulator:
         -------
         list of DegradedSample, ordered by setting, level, realization.
         """
-        prepared = reference if isinstance(reference, PreparedReference) else self.prepare(reference)
-        settings = SETTINGS if settings is None else tuple(get_setting(s) if isinstance(s, str) else s
-                                                             for s in settings)
+        settings = PAPER_SETTINGS if settings is None else (settings,) if isinstance(settings, (str, Setting)) \
+            else tuple(settings)
+        settings = tuple(get_setting(s) if isinstance(s, str) else s for s in settings)
+        levels = (levels,) if isinstance(levels, int) else tuple(levels)
         levels = tuple(check_level(lv) for lv in levels)
         if realizations is None:
             realizations = range(self.config.realizations)
         elif isinstance(realizations, (int, np.integer)) and not isinstance(realizations, bool):
             if realizations < 1:
-                raise ValueError(f"realizations must be a positive count, got {realizations!r}")
+                raise OptionError(f"realizations must be a positive count, got {realizations!r}")
             realizations = range(int(realizations))
+        for name, chosen in (("settings", settings), ("levels", levels), ("realizations", realizations)):
+            if len(chosen) == 0:
+                raise OptionError(f"{name} must name at least one, got none: nothing would be simulated")
+        prepared = reference if isinstance(reference, PreparedReference) else self.prepare(reference)
         plans = [self._plan(prepared, s, lv, r) for s in settings for lv in levels for r in realizations]
 
         degraded = [self._degrade(prepared, plan.components) for plan in plans]
         images: list[np.ndarray | None] = [None] * len(plans)
         clips: list[int | None] = [None] * len(plans)
-        groups: dict[int, list[int]] = {}
-        for i, (sino, views, _) in enumerate(degraded):
-            groups.setdefault(sino.shape[-2], []).append(i)
+        groups: dict[bytes | None, list[int]] = {}     # samples reconstructed from the same views
+        for i, state in enumerate(degraded):
+            groups.setdefault(None if state.views is None else state.views.tobytes(), []).append(i)
         for indices in groups.values():
-            views = degraded[indices[0]][1]
+            views = degraded[indices[0]].views
             for start in range(0, len(indices), FBP_BATCH):
                 chunk = indices[start:start + FBP_BATCH]
-                batch = torch.stack([degraded[i][0] for i in chunk])
+                batch = torch.stack([degraded[i].sinogram for i in chunk])
                 out, counts = self._reconstruct(prepared.projector, batch, views, self.config.fbp_filter)
                 for i, img, count in zip(chunk, out, counts):
                     images[i], clips[i] = img, count
-        return [self._sample(prepared, plan, images[i], clips[i], degraded[i][2]) for i, plan in enumerate(plans)]
+        return [self._sample(prepared, plan, images[i], clips[i], degraded[i].clamped_bins) for i, plan in enumerate(plans)]
 
     # ------------------------------------------------------------ metadata
-    def _component_record(self, prepared: PreparedReference, comp: _Component) -> dict:
-        if comp.type == METAL:
-            return self._metal_simulator(prepared).component(comp.params, comp.order)
-        return comp.params.component(comp.order)
+    @staticmethod
+    def _component_record(prepared: PreparedReference, comp: _Component) -> dict:
+        return make_component(get_degradation(comp.type), comp.params, comp.level, comp.order, prepared)
 
-    def _sample(self, prepared: PreparedReference, plan: _Plan, image: np.ndarray, clip_count: int,
+    def _sample(self, prepared: PreparedReference, plan: _Plan, image: np.ndarray, clips: tuple[int, int],
                 clamped_bins: int) -> DegradedSample:
         ref = prepared.reference
         components = [self._component_record(prepared, c) for c in plan.components]
@@ -487,12 +461,15 @@ class Simulator:
             "simulator_version": simulator_version(),
             "config": self.config.to_dict(),
             "mu_water_per_mm": MU_WATER_PER_MM,
-            "clip_count": int(clip_count),
+            "clip_count": int(sum(clips)),
+            "clipped_low": int(clips[0]),
+            "clipped_high": int(clips[1]),
+            "hu_range": list(HU_RANGE),
             "clamped_bins": int(clamped_bins),
             "reference_below_air_pixels": int(prepared.below_air_pixels),
             "reference_info": _plain(dict(ref.info)),
         }
-        bbox = next((list(c["bbox"]) for c in components if c["type"] == METAL), [])
+        bbox = next((list(c["bbox"]) for c in components if c.get("bbox")), [])   # union box of all metal objects
         return DegradedSample(sample_id=plan.sample_id, reference_id=ref.reference_id, patient_key=ref.patient_key,
                               setting=plan.setting.code, class_name=plan.setting.class_name, level=plan.level,
                               realization=plan.realization, image_hu=image, metadata=metadata,
@@ -517,7 +494,9 @@ class Simulator:
         if metadata["fbp_filter"] not in FILTERS:
             raise ValueError(f"unknown fbp_filter {metadata['fbp_filter']!r}; expected one of {FILTERS}")
         records = sorted(metadata["components"], key=lambda c: c["order"])
-        components = [_Component(c["type"], c["level"], c["order"], params_from_component(c)) for c in records]
-        sinogram, views, _ = self._degrade(prepared, components)
-        images, _ = self._reconstruct(prepared.projector, sinogram.unsqueeze(0), views, metadata["fbp_filter"])
+        components = [_Component(c["type"], c["level"], c["order"], get_degradation(c["type"]).params_from_record(c))
+                      for c in records]
+        state = self._degrade(prepared, components)
+        images, _ = self._reconstruct(prepared.projector, state.sinogram.unsqueeze(0), state.views,
+                                      metadata["fbp_filter"])
         return images[0]

@@ -57,9 +57,10 @@ from scipy import ndimage
 
 from ctdegradbench.builder.sources import dicom_io
 from ctdegradbench.builder.sources import nifti_io
-from ctdegradbench.builder.core.errors import InputError
+from ctdegradbench.builder.core.errors import InputError, InputNotFoundError, OptionError
 from ctdegradbench.builder.core.hu import AIR_HU
 from ctdegradbench.builder.sources.reference import ReferenceSlice
+from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES, apply_truncation_mode
 
 # A pixel above -500 HU is body (or table): halfway between air (-1000) and water (0), the usual
 # threshold that separates air and lung-free tissue robustly even in noisy images.
@@ -366,7 +367,8 @@ def _finish(square: np.ndarray, cand: _Candidate, source: str, image_size: int |
 
 
 def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_body_fraction: float,
-                   max_slices: int | None, image_size: int | None, log: _SkipLog) -> list[ReferenceSlice]:
+                   max_slices: int | None, image_size: int | None, log: _SkipLog,
+                   truncation: str = "keep") -> list[ReferenceSlice]:
     """Stride, read + check, body-fraction filter, max_slices, then finish (see the module doc)."""
     on_stride = cands[::stride]
     if len(cands) > len(on_stride):
@@ -382,6 +384,12 @@ def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_bod
         square = _checked_square(hu, cand.spacing_mm, cand.where, log)
         if square is None:
             continue
+        square, facts = apply_truncation_mode(square, truncation)   # see builder.sources.truncation
+        cand.info.update(facts)
+        if square is None:
+            log.add("truncated: the body touches the field-of-view edge",
+                    f"{cand.where}: {facts['border_body_fraction']:.3f} of the border in the body")
+            continue
         fraction = body_fraction(square)
         if fraction < min_body_fraction:
             log.add(f"body fraction below {min_body_fraction:g}", f"{cand.where}: {fraction:.3f}")
@@ -395,7 +403,10 @@ def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_bod
     return [_finish(square, cand, source, image_size) for cand, square in kept]
 
 
-def _check_options(stride: int, min_body_fraction: float, image_size: int | None, max_slices: int | None) -> None:
+def _check_options(stride: int, min_body_fraction: float, image_size: int | None, max_slices: int | None,
+                   truncation: str = "keep") -> None:
+    if truncation not in TRUNCATION_MODES:
+        raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
     if not isinstance(stride, (int, np.integer)) or stride < 1:
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
     if not 0.0 <= float(min_body_fraction) <= 1.0:
@@ -508,11 +519,11 @@ def _sorted_series(members, root: Path | None, log: _SkipLog) -> list[_Candidate
 
 def _load_dicom_paths(paths: list[Path], root: Path | None, *, source: str, stride: int,
                       min_body_fraction: float, image_size: int | None, max_slices: int | None,
-                      log: _SkipLog) -> list[ReferenceSlice]:
+                      log: _SkipLog, truncation: str = "keep") -> list[ReferenceSlice]:
     slices: list[ReferenceSlice] = []
     for cands in _dicom_candidates(paths, root, log):
         slices += _select_series(cands, source=source, stride=stride, min_body_fraction=min_body_fraction,
-                                 max_slices=max_slices, image_size=image_size, log=log)
+                                 max_slices=max_slices, image_size=image_size, log=log, truncation=truncation)
     return slices
 
 
@@ -521,7 +532,7 @@ def _files_under(folder: Path) -> list[Path]:
 
 
 def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, image_size: int | None = None,
-                      max_slices: int | None = None, source: str | None = None) -> SourceResult:
+                      max_slices: int | None = None, source: str | None = None, truncation: str = "keep") -> SourceResult:
     """Load the axial CT slices of every series under a DICOM folder (searched recursively).
 
     Parameters
@@ -539,6 +550,9 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
         At most this many slices per series, evenly spaced among those left.
     source : str or None
         The source part of the ids; default: the folder's name.
+    truncation : {"keep", "skip", "pad"}
+        What to do with slices whose body touches the image border (``builder.sources.truncation``):
+        record ``info["truncated"]`` and keep them (default), skip them, or pad the patient out.
 
     Series are grouped by SeriesInstanceUID and sorted by ImagePositionPatient projected on the
     slice normal (InstanceNumber when a position is missing); of files at the same position
@@ -546,7 +560,7 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
     images (no PixelData: SR, RTSTRUCT, DICOMDIR...), not CT, multi-frame, not greyscale or not
     axial, and duplicate positions, are counted in ``skipped``.
     """
-    _check_options(stride, min_body_fraction, image_size, max_slices)
+    _check_options(stride, min_body_fraction, image_size, max_slices, truncation)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"DICOM path {path} does not exist: expected a folder of DICOM files")
@@ -557,12 +571,12 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
     log = _SkipLog()
     slices = _load_dicom_paths(files, root, source=source or root.name, stride=stride,
                                min_body_fraction=min_body_fraction, image_size=image_size,
-                               max_slices=max_slices, log=log)
+                               max_slices=max_slices, log=log, truncation=truncation)
     return _result(slices, log, f"DICOM {path}", path)
 
 
 def load_default_source(image_size: int | None = None, *, stride: int = 1, min_body_fraction: float = 0.0,
-                        max_slices: int | None = None) -> SourceResult:
+                        max_slices: int | None = None, truncation: str = "keep") -> SourceResult:
     """The five real CT slices shipped in pydicom / pydicom-data (``DEFAULT_SOURCE_FILES``).
 
     The selection options are those of the other loaders; each default series holds one
@@ -573,12 +587,12 @@ def load_default_source(image_size: int | None = None, *, stride: int = 1, min_b
     when present, is kept as ``info["body_part_header"]``. Raises ``SourceError`` unless all five
     load (e.g. a JPEG 2000 / JPEG lossless decoder plugin is missing).
     """
-    _check_options(stride, min_body_fraction, image_size, max_slices)
+    _check_options(stride, min_body_fraction, image_size, max_slices, truncation)
     log = _SkipLog()
     paths = default_source_paths()
     slices = _load_dicom_paths(paths, None, source=DEFAULT_SOURCE_NAME, stride=stride,
                                min_body_fraction=min_body_fraction, image_size=image_size,
-                               max_slices=max_slices, log=log)
+                               max_slices=max_slices, log=log, truncation=truncation)
     if len(slices) != len(DEFAULT_SOURCE_FILES):
         raise SourceError(f"the default reference CT gave {len(slices)} of {len(DEFAULT_SOURCE_FILES)} "
                           f"slices: {log.describe()}")
@@ -632,7 +646,7 @@ def _nifti_candidates(path: Path, root: Path, codes_given: tuple[str, str, str] 
 
 def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fraction: float = 0.0,
                image_size: int | None = None, max_slices: int | None = None, patient_id: str | None = None,
-               source: str | None = None, info: dict | None = None) -> SourceResult:
+               source: str | None = None, info: dict | None = None, truncation: str = "keep") -> SourceResult:
     """Load the axial slices of a NIfTI CT volume, or of every ``.nii`` / ``.nii.gz`` under a folder.
 
     Parameters
@@ -643,7 +657,7 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
         Orientation code of the stored array (see ``builder.nifti_io``), e.g. ``"LPS"`` for files
         whose array axes (x, y, z) grow towards patient left, posterior and superior while their
         affine holds the spacing only (the shared development volumes). None: from the affine.
-    stride, min_body_fraction, image_size, max_slices
+    stride, min_body_fraction, image_size, max_slices, truncation
         As in ``load_dicom_folder`` (per volume).
     patient_id : str or None
         Patient id for every volume (e.g. several series of one patient); default: file stem.
@@ -655,7 +669,7 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
     Values are taken as HU. A volume without any value below -500 HU holds no air and is
     skipped as "not CT in HU"; slices with NaN / inf are skipped (counted).
     """
-    _check_options(stride, min_body_fraction, image_size, max_slices)
+    _check_options(stride, min_body_fraction, image_size, max_slices, truncation)
     codes = nifti_io.parse_axes(axes) if axes is not None else None
     path = Path(path)
     if not path.exists():
@@ -676,13 +690,23 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
         cands = _nifti_candidates(file, root, codes, patient_id, dict(info or {}), log)
         slices += _select_series(cands, source=source or root.name, stride=stride,
                                  min_body_fraction=min_body_fraction, max_slices=max_slices,
-                                 image_size=image_size, log=log)
+                                 image_size=image_size, log=log, truncation=truncation)
     return _result(slices, log, f"NIfTI {path}", path)
 
 
 # --------------------------------------------------------------------------------------------
 # Dispatch, table, preview
 # --------------------------------------------------------------------------------------------
+
+
+def is_nifti_source(spec) -> bool:
+    """Whether ``spec`` is read as NIfTI: a ``.nii`` / ``.nii.gz`` file or a folder holding one."""
+    if spec == "default":
+        return False
+    path = Path(spec)
+    if path.is_file():
+        return nifti_io.is_nifti_path(path)
+    return path.is_dir() and any(nifti_io.is_nifti_path(f) for f in _files_under(path))
 
 
 def load_source(spec, **options) -> SourceResult:
@@ -694,30 +718,53 @@ def load_source(spec, **options) -> SourceResult:
     error elsewhere; ``None`` means no override.
     """
     axes = options.pop("nifti_axes", None)
-
-    def not_nifti(loader, where):
-        if axes is not None:
-            raise ValueError(f"nifti_axes={axes!r} only applies to NIfTI sources, but {where} is not NIfTI")
-        return loader
-
-    if isinstance(spec, str) and spec == "default":
-        return not_nifti(load_default_source, "the default source")(**options)
-    path = Path(spec)
-    if not path.exists():
-        raise FileNotFoundError(
+    if spec != "default" and not Path(spec).exists():
+        raise InputNotFoundError(
             f"reference CT source {str(spec)!r} not found: expected 'default', a DICOM folder, "
-            "a NIfTI file (.nii / .nii.gz) or a folder of NIfTI files"
-        )
-    if path.is_file():
-        if nifti_io.is_nifti_path(path):
-            return load_nifti(path, axes=axes, **options)
-        return not_nifti(load_dicom_folder, path)(path, **options)
-    files = _files_under(path)
-    if not files:
+            "a NIfTI file (.nii / .nii.gz) or a folder of NIfTI files")
+    nifti = is_nifti_source(spec)
+    if axes is not None and not nifti:
+        raise OptionError(f"--nifti-axes {axes!r} only applies to NIfTI sources, but {spec} is not NIfTI")
+    if spec == "default":
+        return load_default_source(**options)
+    path = Path(spec)
+    if path.is_dir() and not _files_under(path):
         raise SourceError(f"no CT found in {path}: the folder holds no files")
-    if any(nifti_io.is_nifti_path(f) for f in files):
+    if nifti:
         return load_nifti(path, axes=axes, **options)
-    return not_nifti(load_dicom_folder, path)(path, **options)
+    return load_dicom_folder(path, **options)
+
+
+def load_sources(options) -> SourceResult:
+    """Every source of a :class:`~ctdegradbench.builder.sources.options.SourceOptions` in one result.
+
+    ``nifti_axes`` applies to the NIfTI sources among them (an error when there is none).
+    Slices keep their order, source after source; skip counts are summed. Two sources with
+    the same folder name would give their patients the same keys: that is refused.
+    """
+    kwargs = options.loader_options()
+    axes = kwargs.pop("nifti_axes")
+    nifti = {spec: is_nifti_source(spec) for spec in options.sources}
+    if axes is not None and not any(nifti.values()):
+        raise OptionError(f"--nifti-axes {axes!r} only applies to NIfTI sources, but none of "
+                          f"{', '.join(options.sources)} is NIfTI")
+    results = [load_source(spec, nifti_axes=axes if nifti[spec] else None, **kwargs) for spec in options.sources]
+    if len(results) == 1:
+        return results[0]
+    names: dict[str, str] = {}
+    for spec, result in zip(options.sources, results):
+        for name in {s.source for s in result.slices}:
+            if names.setdefault(name, spec) != spec:
+                raise OptionError(f"sources {names[name]} and {spec} have the same name {name!r}, so their patients "
+                                  "would share keys; give them folders of different names")
+    skipped: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    for result in results:
+        for reason, count in result.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+            examples.setdefault(reason, result.skip_examples.get(reason, ""))
+    return SourceResult([s for r in results for s in r.slices], skipped, examples,
+                        " + ".join(r.description for r in results))
 
 
 def provenance(ref: ReferenceSlice) -> dict:
@@ -760,10 +807,9 @@ def save_preview(slices: list[ReferenceSlice], path, window: tuple[float, float]
     With more than ``max_images`` slices, ``max_images`` evenly spaced ones are shown and the
     figure title says so. Returns the path written.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ctdegradbench.builder.core.plotting import save_png
 
     if not slices:
         raise ValueError("save_preview needs at least one slice, got none")
@@ -776,7 +822,8 @@ def save_preview(slices: list[ReferenceSlice], path, window: tuple[float, float]
         shown = [slices[i] for i in picks]
     cols = min(columns, len(shown))
     rows = int(np.ceil(len(shown) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 4.2 * rows), squeeze=False)
+    fig = Figure(figsize=(3.6 * cols, 4.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, s in zip(axes.ravel(), shown):
@@ -790,8 +837,4 @@ def save_preview(slices: list[ReferenceSlice], path, window: tuple[float, float]
         title += f" (showing {len(shown)} of {len(slices)} slices)"
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / fig.get_figheight()))  # room for the title
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_png(fig, path, dpi=100)

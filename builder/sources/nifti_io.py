@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctdegradbench.builder.core.errors import OptionError
+
 _PAIRS = (("L", "R"), ("P", "A"), ("I", "S"))
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -54,7 +56,7 @@ def parse_axes(axes: str) -> tuple[str, str, str]:
     codes = tuple(str(axes).upper())
     pair_of = {letter: i for i, pair in enumerate(_PAIRS) for letter in pair}
     if len(codes) != 3 or any(c not in pair_of for c in codes) or len({pair_of[c] for c in codes}) != 3:
-        raise ValueError(
+        raise OptionError(
             f"axes={axes!r} is not an orientation code: expected three letters, one of L/R, one of "
             "A/P and one of S/I, each the patient direction an array axis grows towards (e.g. 'LPS')"
         )
@@ -71,7 +73,25 @@ def axes_from_header(img) -> tuple[str, str, str]:
             "its qform_code and sform_code are both 0, so the affine gives no patient orientation: "
             "pass axes= (e.g. axes='LPS')"
         )
+    if spacing_only(img.affine):
+        raise ValueError(
+            "its affine holds the voxel spacing only (a positive diagonal, origin 0), which writers produce "
+            "when they do not know the orientation: check it with `ct-degradbench sources --source FILE "
+            "--nifti-axes LPS --preview p.png` (anterior at the top, patient right on the image's left; try "
+            "RAS too) and pass --nifti-axes"
+        )
     return tuple(nib.aff2axcodes(img.affine))  # type: ignore[return-value]
+
+
+def spacing_only(affine) -> bool:
+    """Whether a NIfTI affine holds the voxel spacing and nothing else: a positive diagonal
+    3 x 3 part and a zero origin. Scanner exports place the origin at the first voxel's
+    patient position (never exactly 0) and flip axes into RAS, so such an affine carries no
+    orientation information."""
+    affine = np.asarray(affine, dtype=float)
+    linear = affine[:3, :3]
+    return bool(np.allclose(linear, np.diag(np.diag(linear))) and np.all(np.diag(linear) > 0)
+                and np.allclose(affine[:3, 3], 0.0))
 
 
 def to_display_axes(volume: np.ndarray, codes: tuple[str, str, str]) -> np.ndarray:

@@ -1,0 +1,85 @@
+"""Source options: which reference CT to read and how to select and grid its slices.
+
+Declared once (:class:`SourceOptions`), shared by the command line, the Python API and the
+dataset builder config, and validated once, in ``__post_init__``: source paths are checked
+first, so a mistyped path is reported before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctdegradbench.builder.core.errors import InputNotFoundError
+from ctdegradbench.builder.core.options import check_choice, check_int, check_number, option
+from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES
+
+DEFAULT_SOURCE = "default"
+# Smallest image grid the simulator accepts (pixels per side).
+MIN_IMAGE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Reference CT and slice selection.
+
+    Parameters
+    ----------
+    sources : tuple of str, default ("default",)
+        ``"default"`` (the real CT slices shipped in pydicom / pydicom-data), DICOM folders or
+        files, NIfTI files or folders of NIfTI files; several sources are read into one
+        dataset (patients stay distinct: their keys start with the source folder's name).
+    stride : int, default 1
+        Keep every ``stride``-th slice of each series.
+    max_slices : int or None
+        At most this many slices per series, evenly spaced after the stride.
+    min_body_fraction : float, default 0
+        Skip slices whose fraction of pixels above -500 HU is smaller (nearly empty slices).
+    image_size : int, default 512
+        Side of the square grid every slice is resampled / padded to (pixel spacing tracked).
+    nifti_axes : str or None
+        Patient direction of each NIfTI array axis (e.g. ``"LPS"``) for files whose affine holds
+        no orientation; applies to the NIfTI sources only. ``None`` reads it from the affine.
+    truncation : {"keep", "skip", "pad"}, default "keep"
+        Slices whose body touches the image border (a truncated patient): keep them (flagged
+        in their metadata), skip them, or pad the patient out (see ``sources/truncation.py``).
+    """
+
+    sources: tuple[str, ...] = option(
+        (DEFAULT_SOURCE,), "reference CT: 'default' (shipped in pydicom/pydicom-data), a DICOM folder or file, a NIfTI "
+        "file or folder; repeat for several sources", flag="--source", repeat=True, metavar="SOURCE")
+    stride: int = option(1, "keep every N-th slice of each series", minimum=1)
+    max_slices: int | None = option(None, "at most this many slices per series", type=int, minimum=1)
+    min_body_fraction: float = option(0.0, "skip slices with a smaller fraction of pixels above -500 HU",
+                                      minimum=0, maximum=1)
+    image_size: int = option(512, "square grid side in pixels (pixel spacing tracked)", minimum=MIN_IMAGE_SIZE)
+    nifti_axes: str | None = option(None, "patient direction of each NIfTI array axis (e.g. LPS) when the affine "
+                                    "has none", type=str, metavar="AXES")
+    truncation: str = option("keep", "slices whose body touches the image border: keep (flagged), skip, or pad the "
+                             "patient out", choices=TRUNCATION_MODES)
+
+    def __post_init__(self) -> None:
+        sources = (self.sources,) if isinstance(self.sources, (str, Path)) else tuple(self.sources)
+        if not sources:
+            raise InputNotFoundError("--source needs at least one reference CT ('default' or a path), got none")
+        sources = tuple(str(s) for s in sources)
+        for source in sources:
+            if source != DEFAULT_SOURCE and not Path(source).exists():
+                raise InputNotFoundError(
+                    f"reference CT source {source!r} not found: expected 'default', a DICOM folder or file, a NIfTI "
+                    "file (.nii / .nii.gz) or a folder of NIfTI files")
+        object.__setattr__(self, "sources", sources)
+        check_int(SourceOptions, "stride", self.stride, minimum=1)
+        check_int(SourceOptions, "max_slices", self.max_slices, minimum=1, allow_none=True)
+        check_number(SourceOptions, "min_body_fraction", self.min_body_fraction, minimum=0, below=1)
+        check_int(SourceOptions, "image_size", self.image_size, minimum=MIN_IMAGE_SIZE)
+        check_choice(SourceOptions, "truncation", self.truncation, TRUNCATION_MODES)
+        if self.nifti_axes is not None:
+            from ctdegradbench.builder.sources.nifti_io import parse_axes
+
+            object.__setattr__(self, "nifti_axes", "".join(parse_axes(self.nifti_axes)))
+
+    def loader_options(self) -> dict:
+        """Keyword arguments of :func:`~ctdegradbench.builder.sources.load_source` (all but the sources)."""
+        return {"stride": self.stride, "max_slices": self.max_slices, "min_body_fraction": self.min_body_fraction,
+                "image_size": self.image_size, "nifti_axes": self.nifti_axes, "truncation": self.truncation}

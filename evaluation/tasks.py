@@ -1,0 +1,99 @@
+"""``bench tasks``: score an estimator's predictions on a dataset split with the evaluate modules.
+
+Predictions are a JSON-lines (``.jsonl``) or CSV file with one row per degraded image:
+
+``sample_id``  (required) the dataset row's id
+``label``      predicted degradation type: class index or class name (S1_noise .. M5_m+b+n, ...)
+``level``      predicted severity in level units (float; 0 = L0 .. 3 = L3)
+``scores``     (JSON lines only) per-class scores, one per class in the dataset's label order
+
+Every formula is the ``ct_degradation_classification`` / ``ct_severity_estimation`` module's:
+they are loaded with :func:`ctdegradbench.evaluation.load_metric` and their ``compute`` is called.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ctdegradbench.builder.core.errors import InputError, InputNotFoundError
+from ctdegradbench.evaluation.data import DatasetFolder, read_rows
+
+
+def class_names(folder: DatasetFolder, config: str, split: str) -> list[str]:
+    """The label names of a config, from the features embedded in its Parquet files."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(folder.split_files(config, split)[0])
+    label = datasets.Features.from_arrow_schema(schema)["label"]
+    return list(label.names)
+
+
+def read_predictions(path) -> list[dict]:
+    """Rows of a ``.jsonl`` or ``.csv`` predictions file (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"predictions file {path} does not exist")
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif path.suffix == ".csv":
+        import csv
+
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = [{k: v for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(handle)]
+    else:
+        raise InputError(f"predictions file {path}: expected a .jsonl or .csv file")
+    if not rows or any("sample_id" not in row for row in rows):
+        raise InputError(f"predictions file {path}: every row needs a sample_id (and label and/or level)")
+    return rows
+
+
+def _label_index(value, names: list[str]) -> int:
+    if isinstance(value, str) and not value.lstrip("-").isdigit():
+        if value not in names:
+            raise InputError(f"predicted label {value!r} is not a class of the dataset ({', '.join(names)})")
+        return names.index(value)
+    return int(value)
+
+
+def run_tasks(dataset, predictions, config: str = "all", split: str = "test", model: str | None = None) -> dict:
+    """Classification and severity metrics of ``predictions`` against ``dataset``'s ``config``/``split``."""
+    from ctdegradbench.evaluation import load_metric
+    from ctdegradbench.evaluation.leaderboard import task_values
+
+    folder = DatasetFolder.open(dataset)
+    rows = read_rows(folder, config, split)
+    names = class_names(folder, config, split)
+    by_id = {sid: i for i, sid in enumerate(rows["sample_id"].tolist())}
+    preds = read_predictions(predictions)
+    unknown = [p["sample_id"] for p in preds if p["sample_id"] not in by_id]
+    if unknown:
+        raise InputError(f"{len(unknown)} predicted sample ids are not in {config}/{split}, e.g. {unknown[0]!r}")
+    missing = len(by_id) - len({p["sample_id"] for p in preds})
+    if missing:
+        raise InputError(f"predictions cover {len(by_id) - missing} of the {len(by_id)} rows of {config}/{split}; "
+                         "score every row")
+    index = np.array([by_id[p["sample_id"]] for p in preds])
+    result = {"kind": "tasks", "model": model or Path(predictions).stem, "dataset": str(folder.path),
+              "config": config, "split": split, "rows": len(preds), "class_names": names,
+              "patients": len(set(rows["patient_key"][index].tolist()))}
+    if all("label" in p for p in preds):
+        predicted = [_label_index(p["label"], names) for p in preds]
+        references = rows["label"][index].astype(int).tolist()
+        # the classes are those up to the highest one present: the paper's ten for `all` (the opt-in
+        # classes that follow them in the label names count only when a row or a prediction has one)
+        k = max(max(predicted), max(references)) + 1
+        scores = [p["scores"][:k] for p in preds] if all("scores" in p for p in preds) else None
+        result["classification"] = load_metric("ct_degradation_classification").compute(
+            predictions=predicted, references=references, scores=scores, num_classes=k, class_names=names[:k])
+    if all("level" in p for p in preds):
+        result["severity"] = load_metric("ct_severity_estimation").compute(
+            predictions=[float(p["level"]) for p in preds], references=rows["level"][index].astype(int).tolist(),
+            settings=rows["setting"][index].astype(str).tolist())
+    if "classification" not in result and "severity" not in result:
+        raise InputError("predictions have neither a label nor a level on every row")
+    result["tasks"] = task_values(result)
+    return result
