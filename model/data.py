@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ctdegradbench.builder.core.errors import InputError, InputNotFoundError
-from ctdegradbench.builder.simulate.settings import CLASS_NAMES
+from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
 
 # Config fields that decide what the frozen stage computes (the cache key).
 FROZEN_FIELDS = ("backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
@@ -70,7 +70,7 @@ def _check_folder(folder: Path) -> Path:
     return folder
 
 
-def load_benchmark(folders, split: str, label_names=CLASS_NAMES, config: str = "all") -> SplitData:
+def load_benchmark(folders, split: str, label_names=PAPER_CLASS_NAMES, config: str = "all") -> SplitData:
     """Rows of ``split`` from every folder, labels mapped by name onto ``label_names``."""
     import datasets
 

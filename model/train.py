@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ctdegradbench.builder.core.errors import OptionError
-from ctdegradbench.builder.simulate.settings import CLASS_NAMES
+from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
 
 # What --ablate can switch off, and the config change each makes.
 ABLATIONS = {
@@ -80,7 +80,7 @@ def make_config(backbone: str = "efficientnet_lite0", overrides: dict | None = N
 
     if backbone not in BACKBONE_CHOICES:
         raise OptionError(f"--backbone must be one of {', '.join(BACKBONE_CHOICES)}, got {backbone!r}")
-    kwargs = {"label_names": list(CLASS_NAMES), "backbone": backbone}
+    kwargs = {"label_names": list(PAPER_CLASS_NAMES), "backbone": backbone}
     if backbone == "open_clip":
         kwargs.update(build_open_clip_config(backbone_options.get("open_clip_model"),
                                              backbone_options.get("backbone_weights")))

@@ -14,7 +14,7 @@ IMAGE_SIZE = 64
 def tiny_config(**overrides):
     """A SeSpeCT config small enough for CPU tests (EfficientNet-Lite0 on 32 px inputs)."""
     from ctdegradbench.model import SeSpeCTConfig
-    from ctdegradbench.builder.simulate.settings import CLASS_NAMES
+    from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES as CLASS_NAMES
 
     kwargs = dict(label_names=list(CLASS_NAMES), image_size=IMAGE_SIZE, spectral_size=16, texture_size=16, spectral_channels=(4, 8),
                   spectral_dim=8, image_channels=(4, 8), image_dim=8, backbone_image_size=32,
