@@ -131,7 +131,8 @@ def test_card_states_measured_counts(built):
     card = (out / "README.md").read_text()
     assert "configs:" in card and "dataset_info:" in card
     assert "| `single_noise` |" in card
-    assert (out / "images" / "sample_grid.png").stat().st_size > 10_000
+    for figure in ("settings_L0_L3.png", "implants_L0_L3.png"):
+        assert (out / "images" / figure).stat().st_size > 10_000 and f"](images/{figure})" in card
     import yaml
 
     from ctdegradbench.builder.dataset.eval_tasks import TASKS

@@ -153,7 +153,7 @@ def _use_spawned_workers() -> None:
 
 def _build_into(work, options: BuildOptions, cache_dir, source_result, start) -> BuildSummary:
     from ctdegradbench.builder.dataset.card import render_card
-    from ctdegradbench.builder.dataset.figures import save_sample_grid
+    from ctdegradbench.builder.dataset.figures import save_card_figures
     from ctdegradbench.builder.dataset.hf_builder import CTDegradBench
 
     if options.threads is not None:
@@ -172,7 +172,7 @@ def _build_into(work, options: BuildOptions, cache_dir, source_result, start) ->
 
     summary = ExportSummary(options.out)
     write_configs(work, samples, references, summary)
-    figures = save_sample_grid(samples, references, work / "images" / "sample_grid.png")
+    figures = save_card_figures(samples, references, work)
     card_data = card_metadata(summary, samples_builder.info, references_builder.info)
     elapsed = time.perf_counter() - start
     n_references = sum(summary.rows.get(REFERENCES_CONFIG, {}).values())

@@ -201,5 +201,6 @@ def render_card(card_data, build, options, source_result, figures) -> str:
         skipped=skipped_text(source_result),
         build_facts=build_facts(build, options),
         citation=CITATION.strip(),
+        figures="\n\n".join(f"![{caption}]({path})\n\n*{caption}.*" for path, caption in figures),
     )
     return str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))
