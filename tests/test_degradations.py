@@ -17,7 +17,6 @@ from ctdegradbench.builder.degradations.streak import (StreakParams, apply_strea
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu
 from ctdegradbench.builder.projector import ParallelBeamProjector
-from ctdegradbench.builder.core.seeding import numpy_generator
 from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.degradations import REGISTRY
 from phantoms import ellipse_hu

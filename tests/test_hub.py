@@ -44,22 +44,7 @@ dataset_info:
 """
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    """Refuse any socket connection outside 127.0.0.1, and keep huggingface_hub online,
-    telemetry off and away from any stored token or real endpoint settings."""
-    real_connect = socket.socket.connect
-
-    def connect(sock, address):
-        host = address[0] if isinstance(address, tuple) else address
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            raise AssertionError(f"test tried to reach {address!r} outside the loopback interface")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 
 @pytest.fixture

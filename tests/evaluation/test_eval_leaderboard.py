@@ -4,7 +4,6 @@ local Hub endpoint (the real huggingface_hub client, loopback only), show."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -25,19 +24,7 @@ from hub_endpoint import LocalHub  # noqa: E402  (the shared local Hub of tests/
 TOKEN = "hf_test"
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    real_connect = socket.socket.connect
-
-    def connect(sock, address):
-        host = address[0] if isinstance(address, tuple) else address
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            raise AssertionError(f"test tried to reach {address!r} outside the loopback interface")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 
 def test_eval_write_eval_yaml(bench_folder, tmp_path):

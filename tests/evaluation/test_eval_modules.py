@@ -16,7 +16,7 @@ from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
 from ctdegradbench.builder.core.paper import CITATION
-from ctdegradbench.evaluation import METRIC_MODULES, load_metric, register_evaluate_modules
+from ctdegradbench.evaluation import METRIC_MODULES, load_metric
 
 TOL = 1e-12          # same formula, float64 round-off only
 DOCTEST_NAMES = {"ct_severity_corr": "corr", "ct_degradation_classification": "clf", "ct_severity_estimation": "sev"}

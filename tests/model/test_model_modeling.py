@@ -177,7 +177,6 @@ def test_preprocessing_pads_with_air_and_windows():
 
 
 def test_each_branch_can_be_ablated(tmp_path):
-    from ctdegradbench.model import SeSpeCTModel
 
     x = _slices(2)
     for flags in ({"use_semantic_branch": False}, {"use_spectral_branch": False}, {"use_image_branch": False},
