@@ -158,6 +158,21 @@ def save_figures(out: Path, outputs: dict, metrics: dict, label_names, seed: int
     fig.savefig(out / "tsne.png", dpi=110)
 
 
+def run_main(args, out: Path, prepared: dict, results: dict, label_names) -> None:
+    """Train the main SeSpeCT run into OUT/sespect and record its test metrics and figures."""
+    from ctdegradbench.model.train import train_sespect
+
+    main_run = train_sespect(args.dataset, out / "sespect", prepared=prepared, epochs=args.epochs, seed=args.seed,
+                             progress=False, log=lambda text: print(text, flush=True),
+                             command=f"ct-degradbench train --dataset {' '.join(map(str, args.dataset))} "
+                                     f"--out {out / 'sespect'} --epochs {args.epochs} --seed {args.seed}")
+    results["sespect"] = {"test": main_run.metrics, "best_epoch": main_run.best_epoch, "seconds": main_run.seconds,
+                          "epochs": args.epochs}
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    print(f"SeSpeCT: acc {main_run.metrics['accuracy']:.3f} ({main_run.seconds['train']:.0f} s training)", flush=True)
+    save_figures(out, main_run.test_outputs, main_run.metrics, label_names, args.seed)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, nargs="+", required=True, help="exported dataset folders")
@@ -168,6 +183,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--skip-ablations", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the main run and the ablations already recorded in OUT/results.json "
+                             "(an interrupted run) and run only what is missing")
     args = parser.parse_args(argv)
 
     from ctdegradbench.model.train import prepare_data, train_sespect
@@ -181,19 +199,22 @@ def main(argv=None) -> int:
     results = {"split_sizes": {k: v.summary() for k, v in splits.items()}, "prepare_seconds": prepared["seconds"],
                "backbone": "EfficientNet-Lite0 (ImageNet), image-prototype quality axis (offline deviation)"}
     print("split sizes:", results["split_sizes"], flush=True)
+    if args.resume and (out / "results.json").is_file():
+        recorded = json.loads((out / "results.json").read_text())
+        if recorded["split_sizes"] != results["split_sizes"]:
+            raise SystemExit(f"--resume: {out / 'results.json'} was made on other splits "
+                             f"({recorded['split_sizes']}); expected {results['split_sizes']}")
+        results.update({k: recorded[k] for k in ("sespect", "ablations") if k in recorded})
+    if "sespect" in results:
+        print(f"SeSpeCT: acc {results['sespect']['test']['accuracy']:.3f} (recorded)", flush=True)
+    else:
+        run_main(args, out, prepared, results, label_names)
 
-    main_run = train_sespect(args.dataset, out / "sespect", prepared=prepared, epochs=args.epochs, seed=args.seed,
-                             progress=False, log=lambda text: print(text, flush=True), command=f"ct-degradbench train --dataset {' '.join(map(str, args.dataset))} "
-                                                     f"--out {out / 'sespect'} --epochs {args.epochs} --seed {args.seed}")
-    results["sespect"] = {"test": main_run.metrics, "best_epoch": main_run.best_epoch, "seconds": main_run.seconds,
-                          "epochs": args.epochs}
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    print(f"SeSpeCT: acc {main_run.metrics['accuracy']:.3f} ({main_run.seconds['train']:.0f} s training)", flush=True)
-    save_figures(out, main_run.test_outputs, main_run.metrics, label_names, args.seed)
-
-    results["ablations"] = {}
+    results.setdefault("ablations", {})
     if not args.skip_ablations:
         for name, ablate in ABLATION_RUNS:
+            if name in results["ablations"]:
+                continue
             run = train_sespect(args.dataset, None, prepared=prepared, ablate=ablate,
                                 epochs=args.ablation_epochs or args.epochs, seed=args.seed, progress=False,
                                 log=lambda text: None)

@@ -112,26 +112,26 @@ def _interrupted(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def _workers_ignore_interrupts():
-    """Start worker processes with Ctrl-C ignored, so that only this process reacts to it.
+    """Start worker processes that never see Ctrl-C, so that only this process reacts to it.
 
     A terminal sends Ctrl-C (SIGINT) to every process of its group; a worker that received it
-    would print its own traceback. A process started while SIGINT is ignored keeps ignoring it
-    (Python installs its KeyboardInterrupt handler only when the parent left SIGINT alone),
-    so every process start inside this block (``datasets`` starts its pool's workers there)
-    briefly ignores SIGINT here while it spawns the child.
+    would print its own traceback. While a child is spawned here (``datasets`` starts its pool's
+    workers inside this block), SIGINT is blocked in this thread: the child inherits the
+    blocked signal through fork and exec and never receives it, and a Ctrl-C that arrives
+    meanwhile is held and delivered to this process as soon as the child has started.
     """
     import multiprocess.process
 
     start = multiprocess.process.BaseProcess.start
 
-    def start_ignoring_interrupts(process):
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def start_without_interrupts(process):
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             start(process)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
-    multiprocess.process.BaseProcess.start = start_ignoring_interrupts
+    multiprocess.process.BaseProcess.start = start_without_interrupts
     try:
         yield
     finally:
