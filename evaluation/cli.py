@@ -17,7 +17,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+class _FORMATTER(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help unless the help already states its default
+    or there is none to state (None, False, a required option)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
