@@ -25,6 +25,9 @@ def _figure(width: float, height: float):
     return fig
 
 
+KIND_TITLES = {"iqa": "IQA", "drift": "Embedding drift"}
+
+
 def severity_figure(results: dict, target: str):
     stats = results["level_stats"][target]
     names = list(stats)
@@ -43,13 +46,17 @@ def severity_figure(results: dict, target: str):
             ax.errorbar(levels, mean, yerr=np.nan_to_num(std), label=setting_label(code), color=cmap(j % 10),
                         linestyle="-" if code.startswith("S") else "--", marker="o", markersize=3, capsize=2)
         spec = results["scorers"][name]
-        ax.set_title(f"{spec['display']} ({'lower' if spec['lower_better'] else 'higher'} = better)", fontsize=9)
+        if results["kind"] == "drift":
+            ax.set_title(spec["display"], fontsize=9)
+            ax.set_ylabel("cosine distance to the reference", fontsize=8)
+        else:
+            ax.set_title(f"{spec['display']} ({'lower' if spec['lower_better'] else 'higher'} = better)", fontsize=9)
         ax.set_xlabel("severity level")
         ax.set_xticks(sorted({int(k) for code in codes for k in stats[name][code]}))
         ax.grid(alpha=0.3)
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize=8)
-    fig.suptitle(f"{results['kind'].upper()} vs severity, {TARGET_TITLES.get(target, target)} "
+    fig.suptitle(f"{KIND_TITLES.get(results['kind'], results['kind'])} vs severity, {TARGET_TITLES.get(target, target)} "
                  f"({results['counts']['rows']} images, {results['counts']['patients']} patients)", fontsize=10)
     return fig
 

@@ -118,7 +118,7 @@ def save_implant_grid(samples, references, path) -> Path | None:
                 axes[i, j + 1].axis("off")
                 continue
             component = row["components"][0]
-            _show(axes[i, j + 1], row["image"], f"{implant} L{level}: {component.get('material')}, "
+            _show(axes[i, j + 1], row["image"], f"L{level}: {component.get('material')}, "
                   f"{float(component.get('metal_mm') or 0):g} mm steel-eq.", METAL_WINDOW_HU)
     fig.suptitle(f"metal implants (S5) by type, L0..L3; window {METAL_WINDOW_HU[0]:.0f}..{METAL_WINDOW_HU[1]:.0f} HU",
                  fontsize=9)
