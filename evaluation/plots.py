@@ -34,7 +34,7 @@ def severity_figure(results: dict, target: str):
     codes = _settings(results, target)
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
-    fig = _figure(3.6 * cols + 1.8, 2.8 * rows + 0.6)
+    fig = _figure(max(3.6 * cols + 1.8, 7.5), 2.8 * rows + 0.6)   # wide enough for the title
     cmap = matplotlib.colormaps["tab10"]
     for i, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -68,7 +68,7 @@ def spearman_figure(results: dict, target: str):
     columns = codes + [g for g, _ in GROUPS if all(g in table[n] for n in names)]
     titles = [setting_label(c) for c in codes] + [t for g, t in GROUPS if g in columns]
     values = np.array([[table[n][c]["spearman"]["value"] for c in columns] for n in names], dtype=float)
-    fig = _figure(1.0 * len(columns) + 3.0, 0.45 * len(names) + 1.8)
+    fig = _figure(1.0 * len(columns) + 3.0, max(0.45 * len(names) + 1.8, 3.0))
     ax = fig.add_subplot()
     image = ax.imshow(values, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(len(columns)), titles, rotation=45, ha="right", fontsize=8)
@@ -78,7 +78,7 @@ def spearman_figure(results: dict, target: str):
             v = values[i, j]
             ax.text(j, i, "n/a" if math.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if not math.isnan(v) and abs(v) > 0.6 else "black")
-    fig.colorbar(image, ax=ax, label="Spearman ρ with severity")
+    fig.colorbar(image, ax=ax, label="Spearman ρ")
     ax.set_title(f"Spearman ρ with severity, {TARGET_TITLES.get(target, target)}", fontsize=10)
     return fig
 

@@ -288,8 +288,10 @@ def test_ctrl_c_with_workers_is_one_clean_line(nifti_body_source, tmp_path):
     source = nifti_body_source(3, 3, IMAGE_SIZE, PIXEL_MM)
     command = [sys.executable, "-c", "import ct_degradbench, sys; sys.exit(ct_degradbench.main(sys.argv[1:]))",
                *build_args(source, tmp_path / "bench", "--num-proc", "2")]
+    # start_new_session: its own process group, as a terminal's foreground job; SIGINT reset to
+    # its default there, since a test runner started in the background inherits it ignored
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     cache = tmp_path / ".bench.cache"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and not any(cache.rglob("*.arrow")):
