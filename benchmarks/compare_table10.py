@@ -44,6 +44,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="JSON files written by table10.py --json")
     args = parser.parse_args(argv)
+    missing = [str(path) for path in args.runs if not path.is_file()]
+    if missing:
+        parser.error(f"no such table10.py --json file: {', '.join(missing)}")
     print("| run | FBP filter | slices | floor PSNR / SSIM | mean abs diff from the paper, all 40: PSNR / SSIM "
           "| single | mixtures | every setting monotone |")
     print("|---|---|---|---|---|---|---|---|")

@@ -34,8 +34,12 @@ def main(argv=None) -> int:
     if args.seeds < 2:
         parser.error(f"--seeds must be >= 2 for a spread, got {args.seeds}")
 
-    from ctdegradbench.model.train import prepare_data, train_sespect
+    from ctdegradbench.model.train import ABLATIONS, prepare_data, train_sespect
 
+    unknown = sorted({part for v in args.variants if v != "full" for part in v.split(",")} - set(ABLATIONS))
+    if unknown:
+        parser.error(f"unknown part(s) to ablate in --variants: {', '.join(unknown)}; expected 'full' or any of "
+                     f"{', '.join(ABLATIONS)}")
     prepared = prepare_data(args.dataset, cache_dir=args.cache_dir, progress=False)
     runs = {}
     for variant in args.variants:

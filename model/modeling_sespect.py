@@ -85,18 +85,20 @@ def _conv_block(cin: int, cout: int, kernel: int, stride: int) -> nn.Sequential:
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+def _conv_stages(in_channels: int, channels) -> nn.Sequential:
+    """Stride-2 3x3 conv blocks, one per entry of ``channels`` (its output width)."""
+    widths = [in_channels, *channels]
+    return nn.Sequential(*(_conv_block(cin, cout, 3, 2) for cin, cout in zip(widths, widths[1:])))
+
+
 class SpectralEncoder(nn.Module):
     """``g_fft``: stride-2 3x3 conv stages on the log spectra, pooled to 4 x 4 (keeps where in
     frequency the energy sits), flattened and projected to ``spectral_dim``."""
 
     def __init__(self, in_channels: int, channels, out_dim: int):
         super().__init__()
-        layers, cin = [], in_channels
-        for c in channels:
-            layers.append(_conv_block(cin, c, 3, 2))
-            cin = c
-        self.layers = nn.Sequential(*layers)
-        self.proj = nn.Linear(cin * 16, out_dim)
+        self.layers = _conv_stages(in_channels, channels)
+        self.proj = nn.Linear(channels[-1] * 16, out_dim)
 
     def forward(self, spectrum: torch.Tensor) -> torch.Tensor:
         x = F.adaptive_avg_pool2d(self.layers(spectrum), 4)
@@ -109,12 +111,8 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, in_channels: int, channels, out_dim: int):
         super().__init__()
-        layers, cin = [], in_channels
-        for c in channels:
-            layers.append(_conv_block(cin, c, 3, 2))
-            cin = c
-        self.layers = nn.Sequential(*layers)
-        self.proj = nn.Linear(3 * cin, out_dim)
+        self.layers = _conv_stages(in_channels, channels)
+        self.proj = nn.Linear(3 * channels[-1], out_dim)
 
     def forward(self, texture: torch.Tensor) -> torch.Tensor:
         x = self.layers(texture).flatten(2)
