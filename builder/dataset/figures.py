@@ -71,7 +71,9 @@ def save_settings_grid(samples, references, path) -> Path:
     chosen = _distinct_references(refs)
     images = {(r["reference_id"], r["setting"], int(r["level"])): r["image"]
               for r in _rows_of(ds, lambda rid, code, level: rid in chosen and level in (LEVELS[0], LEVELS[-1]))}
-    ref_images = {r["reference_id"]: r["reference"] for r in _rows_of_references(refs, chosen)}
+    ref_rows = _rows_of_references(refs, chosen)
+    ref_images = {r["reference_id"]: r["reference"] for r in ref_rows}
+    names = {r["reference_id"]: f"patient {r['patient_id']}, slice {int(r['slice_index'])}" for r in ref_rows}
     codes = [s.code for s in SETTINGS if any(key[1] == s.code for key in images)]
     fig = Figure(figsize=(1.8 * 3 * len(chosen), 1.8 * len(codes)))
     axes = fig.subplots(len(codes), 3 * len(chosen), squeeze=False)
@@ -84,7 +86,7 @@ def save_settings_grid(samples, references, path) -> Path:
                     axes[i, 3 * j + 1 + k].axis("off")
                 else:
                     _show(axes[i, 3 * j + 1 + k], image, f"{get_setting(code).class_name} L{level}")
-    fig.suptitle("settings at L0 and L3 of " + " and ".join(chosen)
+    fig.suptitle("settings at L0 and L3; left: " + "; right: ".join(names[rid] for rid in chosen)
                  + f"\nwindow {WINDOW_HU[0]:.0f}..{WINDOW_HU[1]:.0f} HU", fontsize=9, wrap=True)
     fig.tight_layout()
     return save_png(fig, path, dpi=90)
