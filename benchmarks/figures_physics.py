@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from ctdegradbench.builder.core.plotting import save_png  # noqa: E402
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS  # noqa: E402
 from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator  # noqa: E402
 from ctdegradbench.builder.sources import load_source  # noqa: E402
@@ -56,7 +56,6 @@ def pelvis_phantom():
 def settings_grid(refs, out: Path) -> None:
     simulator = Simulator(SimulationConfig())
     fig = Figure(figsize=(22, 4.6 * len(refs)))
-    FigureCanvasAgg(fig)
     cols = len(PAPER_SETTINGS)
     for r, (name, ref) in enumerate(refs):
         samples = simulator.run(ref, levels=(0, 3))
@@ -70,12 +69,11 @@ def settings_grid(refs, out: Path) -> None:
     fig.suptitle(f"ten settings at L0 and L3, window [{WINDOW[0]}, {WINDOW[1]}] HU, kernel "
                  f"{simulator.config.fbp_filter}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=80)
+    save_png(fig, out, dpi=80)
 
 
 def implant_rows(rows, out: Path) -> None:
     fig = Figure(figsize=(17, 4.4 * len(rows)))
-    FigureCanvasAgg(fig)
     for r, (name, ref, implant) in enumerate(rows):
         simulator = Simulator(SimulationConfig(metal_implant=implant))
         samples = simulator.run(ref, settings=["S5"])
@@ -93,7 +91,7 @@ def implant_rows(rows, out: Path) -> None:
     fig.suptitle(f"metal implants (S5), polychromatic, L0..L3, window [{METAL_WINDOW[0]}, {METAL_WINDOW[1]}] HU",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=80)
+    save_png(fig, out, dpi=80)
 
 
 def main(argv=None) -> int:

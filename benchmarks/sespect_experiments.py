@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctdegradbench.builder.core.tables import markdown_table
+
 ABLATION_RUNS = (
     ("full (same epochs as the ablations)", []),
     ("w/o B_sem (semantic branch)", ["semantic"]),
@@ -99,11 +101,6 @@ def _f(x) -> str:
     return "n/a" if x is None or x != x else f"{x:.3f}"
 
 
-def _table(header, rows) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-
-
 def main_row(name, m):
     return [name, _f(m["accuracy"]), _f(m["macro_f1"]), _f(m["micro_auc"]), _f(m["mae"]), _f(m["rmse"]), _f(m["qwk"]),
             _f(m["mean_spearman_single"]), _f(m["mean_spearman_mixtures"])]
@@ -114,14 +111,15 @@ MAIN_HEADER = ["model", "accuracy", "macro F1", "micro AUC", "MAE", "RMSE", "QWK
 
 def save_figures(out: Path, outputs: dict, metrics: dict, label_names, seed: int = 0) -> None:
     """Confusion matrix and t-SNE of the fused embedding (matplotlib object API, no pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    import matplotlib
     from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
+
+    from ctdegradbench.builder.core.plotting import save_png
 
     cm = np.asarray(metrics["confusion_matrix"], dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     fig = Figure(figsize=(7.5, 6.5))
-    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
@@ -136,12 +134,11 @@ def save_figures(out: Path, outputs: dict, metrics: dict, label_names, seed: int
     ax.set_title(f"SeSpeCT confusion matrix, test split (accuracy {metrics['accuracy']:.3f})")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
     fig.tight_layout()
-    fig.savefig(out / "confusion_matrix.png", dpi=120)
+    save_png(fig, out / "confusion_matrix.png", dpi=120)
 
     emb = TSNE(n_components=2, perplexity=30, init="pca", random_state=seed).fit_transform(outputs["fused_embedding"])
     fig = Figure(figsize=(13, 6))
-    FigureCanvasAgg(fig)
-    cmap = __import__("matplotlib").colormaps["tab10"]
+    cmap = matplotlib.colormaps["tab10"]
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for c, name in enumerate(label_names):
         m = outputs["labels"] == c
@@ -155,7 +152,7 @@ def save_figures(out: Path, outputs: dict, metrics: dict, label_names, seed: int
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(out / "tsne.png", dpi=110)
+    save_png(fig, out / "tsne.png", dpi=110)
 
 
 def run_main(args, out: Path, prepared: dict, results: dict, label_names) -> None:
@@ -249,26 +246,26 @@ def report(results: dict, label_names) -> str:
              f"Main run: {results['sespect']['epochs']} epochs (best validation epoch {results['sespect']['best_epoch']}).",
              "",
              f"Backbone: {results['backbone']}.", "",
-             _table(["split", "patients", "slices", "rows"],
+             markdown_table(["split", "patients", "slices", "rows"],
                     [[k, v["patients"], v["slices"], v["rows"]] for k, v in results["split_sizes"].items()]),
              "", "## Main result and baselines", "",
-             _table(MAIN_HEADER, [main_row("SeSpeCT (all branches)", m)]
+             markdown_table(MAIN_HEADER, [main_row("SeSpeCT (all branches)", m)]
                     + [main_row(k, v["test"]) for k, v in results["baselines"].items()]),
              "", f"## Ablations (paper Table 4 layout; every row trained for "
                  f"{next(iter(results['ablations'].values()), {}).get('epochs', 'n/a')} epochs)", "",
-             _table(["variant", "accuracy", "F1", "MAE", "RMSE", "QWK", "mean rho single", "mean rho mixtures"],
+             markdown_table(["variant", "accuracy", "F1", "MAE", "RMSE", "QWK", "mean rho single", "mean rho mixtures"],
                     [[k, _f(v["test"]["accuracy"]), _f(v["test"]["macro_f1"]), _f(v["test"]["mae"]),
                         _f(v["test"]["rmse"]), _f(v["test"]["qwk"]), _f(v["test"]["mean_spearman_single"]),
                         _f(v["test"]["mean_spearman_mixtures"])] for k, v in results["ablations"].items()]),
              "", "## Per class (paper Table 5 layout): one-vs-rest accuracy and F1", "",
-             _table(["class", "accuracy", "F1", "n"],
+             markdown_table(["class", "accuracy", "F1", "n"],
                     [[k, _f(v["accuracy"]), _f(v["f1"]), v["support"]] for k, v in m["per_class"].items()]),
              "", "## Per setting severity (paper Table 6 layout)", "",
-             _table(["setting", "MAE", "RMSE", "QWK", "Spearman", "n"],
+             markdown_table(["setting", "MAE", "RMSE", "QWK", "Spearman", "n"],
                     [[k, _f(v["mae"]), _f(v["rmse"]), _f(v["qwk"]), _f(v["spearman"]), v["n"]]
                      for k, v in m["per_setting"].items()]),
              "", "## Per severity level", "",
-             _table(["level", "class accuracy", "level MAE", "n"],
+             markdown_table(["level", "class accuracy", "level MAE", "n"],
                     [[k, _f(v["accuracy"]), _f(v["mae"]), v["n"]] for k, v in m["per_level"].items()]),
              "", f"Training time of the main run: {results['sespect']['seconds']['train']:.0f} s (frozen features "
                  f"cached: {results['prepare_seconds']:.0f} s to prepare).",

@@ -105,7 +105,7 @@ def select_dicom(folder: Path, count: int, min_body_fraction: float) -> tuple[li
     """``count`` evenly spaced slices of a DICOM folder (all its series together), one line each."""
     result = load_source(folder, min_body_fraction=min_body_fraction, image_size=IMAGE_SIZE)
     slices = sorted(result.slices, key=lambda s: s.reference_id)
-    chosen = [slices[int((i + 0.5) * len(slices) / count)] for i in range(min(count, len(slices)))]
+    chosen = pick_interior(slices, count)
     return chosen, [f"{s.reference_id} ({s.pixel_spacing_mm:.3f} mm, kernel {s.info.get('kernel', '?')})"
                     for s in chosen]
 

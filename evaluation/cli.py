@@ -62,6 +62,7 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
     ``active`` and ``argv`` (the command being run and its arguments) are the dispatcher's
     protocol; these commands are cheap to declare, so they are always declared in full.
     """
+    from ctdegradbench.evaluation.encoders import DEFAULT_ENCODERS
     from ctdegradbench.evaluation.iqa import DEFAULT_METRICS, METRICS
 
     bench = sub.add_parser("bench", help="benchmark IQA metrics / embedding drift against severity, score estimators",
@@ -93,7 +94,7 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
                                     "open_clip:ARCH@/checkpoint (no CLIP weights ship on PyPI: local ones offline).")
     p.set_defaults(func=_cmd_drift)
     _add_run_options(p)
-    p.add_argument("--encoders", nargs="+", default=["efficientnet_lite0", "st_lpips_alex"], metavar="ENCODER",
+    p.add_argument("--encoders", nargs="+", default=list(DEFAULT_ENCODERS), metavar="ENCODER",
                    help="encoders to compare")
 
     p = bsub.add_parser("tasks", help="score an estimator's predictions (classification, severity)",

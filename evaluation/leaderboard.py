@@ -23,7 +23,6 @@ better for every task.
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import math
 from pathlib import Path
@@ -109,10 +108,6 @@ def load_results(path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _one_line(text) -> str:
-    return " ".join(str(text).split())
-
-
 def push_eval_results(result: dict, repo_id: str, dataset_id: str, *, filename: str = "ct-degradbench.yaml",
                       token: str | None = None, endpoint: str | None = None, revision: str | None = None,
                       create_pr: bool = False, source_url: str | None = None, source_name: str | None = None) -> str:
@@ -126,8 +121,10 @@ def push_eval_results(result: dict, repo_id: str, dataset_id: str, *, filename: 
     RemoteError
         Offline mode, no token, an unreachable endpoint or a refusal (with the server's message).
     """
-    from huggingface_hub import HfApi, constants, get_token
+    from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    from ctdegradbench.builder.dataset.hub import one_line, resolve_token, transport_errors
 
     if repo_id.count("/") != 1 or dataset_id.count("/") != 1:
         raise OptionError(f"--repo-id and --dataset-id must be ORG/NAME, got {repo_id!r} and {dataset_id!r}")
@@ -136,29 +133,20 @@ def push_eval_results(result: dict, repo_id: str, dataset_id: str, *, filename: 
     text = eval_results_yaml(eval_result_entries(result, dataset_id, source_url=source_url, source_name=source_name))
     if constants.HF_HUB_OFFLINE:
         raise RemoteError("offline mode is on (HF_HUB_OFFLINE is set): unset it to push results; nothing was written")
-    token = token or get_token()
-    if not token:
-        raise RemoteError("no Hugging Face token: run `hf auth login`, set HF_TOKEN or pass --token; nothing was written")
-    api = HfApi(endpoint=endpoint, token=token)
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, OSError]
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError")):
-        try:
-            errors.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            pass
+    api = HfApi(endpoint=endpoint, token=resolve_token(token))
     try:
         info = api.upload_file(path_or_fileobj=text.encode("utf-8"), path_in_repo=f"{EVAL_RESULTS_FOLDER}/{filename}",
                                repo_id=repo_id, repo_type="model", revision=revision, create_pr=create_pr,
                                commit_message=f"CT-DegradBench evaluation results ({', '.join(result.get('tasks', {}))})")
     except OfflineModeIsEnabled as err:
-        raise RemoteError(f"offline mode is on: {_one_line(err)}; nothing was written") from None
+        raise RemoteError(f"offline mode is on: {one_line(err)}; nothing was written") from None
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else "?"
         detail = err.server_message or str(err).strip().splitlines()[0]
         raise RemoteError(f"the Hub at {api.endpoint} refused the upload to {repo_id} with HTTP {status}: "
-                          f"{_one_line(detail)}; nothing was written") from None
-    except tuple(errors) as err:
-        raise RemoteError(f"cannot reach the Hub at {api.endpoint}: {type(err).__name__}: {_one_line(err)}; "
+                          f"{one_line(detail)}; nothing was written") from None
+    except (*transport_errors(), OSError) as err:
+        raise RemoteError(f"cannot reach the Hub at {api.endpoint}: {type(err).__name__}: {one_line(err)}; "
                           "nothing was written") from None
     return str(info.pr_url or info.commit_url)
 

@@ -13,16 +13,14 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from ctdegradbench.builder.core.plotting import save_png
 from ctdegradbench.evaluation.report import GROUPS, TARGET_TITLES, _settings, setting_label
 
 
 def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 KIND_TITLES = {"iqa": "IQA", "drift": "Embedding drift"}
@@ -41,8 +39,8 @@ def severity_figure(results: dict, target: str):
         for j, code in enumerate(codes):
             per_level = stats[name][code]
             levels = sorted(int(k) for k in per_level)
-            mean = [per_level.get(lv, per_level.get(str(lv)))["mean"] for lv in levels]
-            std = [per_level.get(lv, per_level.get(str(lv)))["std"] for lv in levels]
+            mean = [per_level[str(lv)]["mean"] for lv in levels]
+            std = [per_level[str(lv)]["std"] for lv in levels]
             ax.errorbar(levels, mean, yerr=np.nan_to_num(std), label=setting_label(code), color=cmap(j % 10),
                         linestyle="-" if code.startswith("S") else "--", marker="o", markersize=3, capsize=2)
         spec = results["scorers"][name]
@@ -88,6 +86,5 @@ def save_figures(results: dict, out: Path) -> list[Path]:
     for target in results["targets"]:
         for stem, make in (("severity", severity_figure), ("spearman", spearman_figure)):
             path = Path(out) / f"{stem}_{target}.png"
-            make(results, target).savefig(path, dpi=110)
-            paths.append(path)
+            paths.append(save_png(make(results, target), path, dpi=110))
     return paths

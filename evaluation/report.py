@@ -60,7 +60,7 @@ def level_stats_table(results: dict, target: str) -> str:
         for level in levels:
             cells = []
             for name in scorers:
-                s = scorers[name][code].get(level) or scorers[name][code].get(str(level))
+                s = scorers[name][code][level]
                 cells.append(f"{_fmt(s['mean'])} ± {_fmt(s['std'])}")
             lines.append(f"| {setting_label(code)} L{level} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

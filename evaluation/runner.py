@@ -17,7 +17,7 @@ import importlib.metadata
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,6 @@ class BenchOptions:
     weights_dir: Path | None = None
     progress: bool = True
     figures: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def _version() -> str:
@@ -155,7 +154,10 @@ def spread_references(rows: dict, n: int) -> list[str]:
     return order[:n]
 
 
-def _config_result(folder: DatasetFolder, config: str, scorer, fingerprint: dict, options: BenchOptions) -> dict:
+def _config_result(folder: DatasetFolder, config: str, scorer, fingerprint: dict, options: BenchOptions,
+                   refs: dict) -> dict:
+    """One config's rows and values; ``refs`` (reference id -> images) is shared by the configs,
+    which mostly use the same reference slices: only the ids it lacks are read, then added to it."""
     from tqdm.auto import tqdm
 
     from ctdegradbench.evaluation.data import read_rows
@@ -164,7 +166,9 @@ def _config_result(folder: DatasetFolder, config: str, scorer, fingerprint: dict
     available = sorted(set(rows["reference_id"].tolist()))
     chosen = spread_references(rows, options.max_references) if options.max_references else available
     keep = set(chosen)
-    refs = read_references(folder, chosen)
+    missing = [rid for rid in chosen if rid not in refs]
+    if missing:
+        refs.update(read_references(folder, missing))
     columns = {k: [] for k in ("sample_id", "patient_key", "setting", "level")}
     values: dict[str, dict[str, list]] = {}
     total = int(np.isin(rows["reference_id"], chosen).sum())
@@ -207,7 +211,7 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
         raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from None
     describe = scorer.describe()
     started = time.perf_counter()
-    parts, timing = [], {}
+    parts, timing, refs = [], {}, {}
     for config in configs:
         fingerprint = {"kind": kind, "split": options.split, "max_references": options.max_references,
                        "reference_selection": "spread over patients (spread_references)", "window_hu": list(options.window),
@@ -220,7 +224,7 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
                 timing[config] = "reused"
                 continue
         t0 = time.perf_counter()
-        part = _config_result(folder, config, scorer, fingerprint, options)
+        part = _config_result(folder, config, scorer, fingerprint, options, refs)
         timing[config] = round(time.perf_counter() - t0, 2)
         write_json_atomic(path, part)
         parts.append(part)
@@ -244,7 +248,6 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
                                                                options.seed, options.confidence) for t in targets},
         "ct_degradbench_version": _version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **options.extra,
     }
     write_json_atomic(out / "results.json", results)
     write_reports(results, out, figures=options.figures)

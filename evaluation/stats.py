@@ -28,13 +28,13 @@ PAIRWISE_MAX_ROWS = 1500
 
 
 def level_table(values: np.ndarray, settings: np.ndarray, levels: np.ndarray) -> dict:
-    """``{setting: {level: {"mean", "std", "n"}}}`` of one score; std is the sample SD (ddof = 1,
-    NaN for a single row)."""
+    """``{setting: {level: {"mean", "std", "n"}}}`` of one score, levels as strings (``"0"``..) as
+    they read back from ``results.json``; std is the sample SD (ddof = 1, NaN for a single row)."""
     table: dict = {}
     for code in sorted(set(settings.tolist())):
         for level in sorted(set(levels[settings == code].tolist())):
             v = values[(settings == code) & (levels == level)]
-            table.setdefault(code, {})[int(level)] = {
+            table.setdefault(code, {})[str(int(level))] = {
                 "mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if v.size > 1 else math.nan, "n": int(v.size)}
     return table
 

@@ -133,7 +133,7 @@ def open_clip_architecture(model_name: str) -> dict:
 
 def open_clip_checkpoint(model_name: str, pretrained: str | None = None) -> Path:
     """Local path of the full open_clip checkpoint of ``model_name`` (downloading it if allowed)."""
-    open_clip = _open_clip()
+    _open_clip()                     # a clear error when open_clip_torch is missing
     from open_clip.factory import _find_checkpoint_in_dir, parse_model_name
 
     schema, identifier = parse_model_name(model_name)

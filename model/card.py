@@ -13,6 +13,7 @@ from string import Template
 import yaml
 
 from ctdegradbench.builder.core.paper import ARXIV_ID, CITATION
+from ctdegradbench.builder.core.tables import markdown_table
 
 TEMPLATE = "model_card.md"
 DATASET_ID = "ct-degradbench"
@@ -28,12 +29,6 @@ HEADLINE = (
     ("mean_spearman_single", "ct_severity_estimation", "mean Spearman (single)"),
     ("mean_spearman_mixtures", "ct_severity_estimation", "mean Spearman (mixtures)"),
 )
-
-
-def _table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _fmt(value) -> str:
@@ -78,10 +73,10 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
                                          ("spectral", config.use_spectral_branch),
                                          ("image", config.use_image_branch)) if on)
     sizes = facts["split_sizes"]
-    split_table = _table(["split", "patients", "slices", "rows"],
+    split_table = markdown_table(["split", "patients", "slices", "rows"],
                          [[s, v["patients"], v["slices"], v["rows"]] for s, v in sizes.items()])
-    results_table = _table(["metric", "value"], [[name, _fmt(metrics.get(key))] for key, _, name in HEADLINE])
-    setting_table = _table(["setting", "n", "Spearman", "MAE", "RMSE", "QWK"],
+    results_table = markdown_table(["metric", "value"], [[name, _fmt(metrics.get(key))] for key, _, name in HEADLINE])
+    setting_table = markdown_table(["setting", "n", "Spearman", "MAE", "RMSE", "QWK"],
                            [[k, v["n"], _fmt(v["spearman"]), _fmt(v["mae"]), _fmt(v["rmse"]), _fmt(v["qwk"])]
                             for k, v in metrics["per_setting"].items()])
     limitations = ("**Limitations.** Trained on simulated degradations of a few dozen patients' slices (see the "

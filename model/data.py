@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ctdegradbench.builder.core.errors import InputError, InputNotFoundError
+from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
 
 # Config fields that decide what the frozen stage computes (the cache key).
@@ -70,19 +71,23 @@ def _check_folder(folder: Path) -> Path:
     return folder
 
 
-def load_benchmark(folders, split: str, label_names=PAPER_CLASS_NAMES, config: str = "all") -> SplitData:
-    """Rows of ``split`` from every folder, labels mapped by name onto ``label_names``."""
+def _load_config(folders, config: str, split: str):
+    """``split`` of ``config`` from every folder, concatenated, and the loaded parts."""
     import datasets
 
     parts = []
     for folder in folders:
         folder = _check_folder(folder)
         try:
-            ds = datasets.load_dataset(str(folder), config, split=split)
+            parts.append(datasets.load_dataset(str(folder), config, split=split))
         except ValueError as err:
             raise InputError(f"{folder} has no split {split!r} in config {config!r}: {err}") from err
-        parts.append(ds)
-    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    return (parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)), parts
+
+
+def load_benchmark(folders, split: str, label_names=PAPER_CLASS_NAMES) -> SplitData:
+    """Rows of ``split`` from every folder, labels mapped by name onto ``label_names``."""
+    ds, parts = _load_config(folders, ALL_CONFIG, split)
     names = ds.features["label"].names
     index = {name: i for i, name in enumerate(label_names)}
     raw = np.asarray(ds["label"])
@@ -102,15 +107,7 @@ def load_benchmark(folders, split: str, label_names=PAPER_CLASS_NAMES, config: s
 
 def load_references(folders, split: str):
     """The ``references`` rows of ``split`` (reference HU images) from every folder."""
-    import datasets
-
-    parts = []
-    for folder in folders:
-        try:
-            parts.append(datasets.load_dataset(str(_check_folder(folder)), "references", split=split))
-        except ValueError as err:
-            raise InputError(f"{folder} has no references config with split {split!r}: {err}") from err
-    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    ds, parts = _load_config(folders, REFERENCES_CONFIG, split)
     fingerprint = hashlib.sha256("|".join(p._fingerprint for p in parts).encode()).hexdigest()[:16]
     return ds.with_format("numpy", columns=["reference"]), fingerprint
 

@@ -285,10 +285,11 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         the model grid (``N = config.image_size``): air padding to a square, then resizing."""
         return self._resize(self._square(pixel_values), self.config.image_size)
 
-    def backbone_pixels(self, hu: torch.Tensor) -> torch.Tensor:
-        """Backbone input ``(B, 3, S, S)``: the first HU window, resized to ``backbone_image_size``,
-        repeated to RGB and normalised with ``backbone_mean`` / ``backbone_std``."""
-        grey = self._resize(self.windows(hu)[:, :1], self.config.backbone_image_size).repeat(1, 3, 1, 1)
+    def backbone_pixels(self, windows: torch.Tensor) -> torch.Tensor:
+        """Backbone input ``(B, 3, S, S)`` from :meth:`windows`' output: the first HU window,
+        resized to ``backbone_image_size``, repeated to RGB and normalised with ``backbone_mean`` /
+        ``backbone_std``."""
+        grey = self._resize(windows[:, :1], self.config.backbone_image_size).repeat(1, 3, 1, 1)
         mean = torch.tensor(self.config.backbone_mean, device=grey.device).view(1, 3, 1, 1)
         std = torch.tensor(self.config.backbone_std, device=grey.device).view(1, 3, 1, 1)
         return (grey - mean) / std
@@ -334,13 +335,12 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         ``patch_tokens`` ``(B, P, D)`` (backbone), ``spectrum`` ``(B, W, s, s)`` and ``hf_ratio``
         ``(B, W)`` (spectral), ``texture`` ``(B, 2W, T, T)`` (image branch).
         """
-        hu = self.preprocess(pixel_values)
+        windows = self.windows(self.preprocess(pixel_values))      # every branch reads these
         out = {}
         cfg = self.config
         if cfg.use_semantic_branch:
-            embedding, tokens = self.backbone(self.backbone_pixels(hu))
+            embedding, tokens = self.backbone(self.backbone_pixels(windows))
             out["embedding"], out["patch_tokens"] = embedding.float(), tokens.float()
-        windows = self.windows(hu) if (cfg.use_spectral_branch or cfg.use_image_branch) else None
         if cfg.use_spectral_branch:
             out["spectrum"], out["hf_ratio"] = self.spectral_inputs(windows)
         if cfg.use_image_branch:

@@ -109,18 +109,17 @@ def build_open_clip_config(model_name: str | None, pretrained: str | None = None
 
 
 def prompt_quality_axis(clip_model, tokenizer, high_prompts, low_prompts) -> torch.Tensor:
-    """Eq. 13-15 with an open_clip text tower: ``e = f_text(p) / ||f_text(p)||``,
-    ``mu_H``, ``mu_L`` the means over each prompt set, ``q = (mu_H - mu_L) / ||mu_H - mu_L||``."""
+    """Eq. 13-15 with an open_clip text tower: the :func:`image_prototype_axis` of the text
+    embeddings ``f_text(p)`` of the high- and low-quality prompt sets."""
     with torch.no_grad():
-        e_h = torch.nn.functional.normalize(clip_model.encode_text(tokenizer(list(high_prompts))).float(), dim=-1)
-        e_l = torch.nn.functional.normalize(clip_model.encode_text(tokenizer(list(low_prompts))).float(), dim=-1)
-    diff = e_h.mean(0) - e_l.mean(0)
-    return diff / diff.norm()
+        e_h = clip_model.encode_text(tokenizer(list(high_prompts))).float().cpu()
+        e_l = clip_model.encode_text(tokenizer(list(low_prompts))).float().cpu()
+    return image_prototype_axis(e_h, e_l)
 
 
 def image_prototype_axis(clean_embeddings, degraded_embeddings) -> torch.Tensor:
-    """The Eq. 15 form with image prototypes: ``mu_H`` / ``mu_L`` = mean L2-normalised embedding of
-    clean / degraded images, ``q = (mu_H - mu_L) / ||mu_H - mu_L||``."""
+    """The Eq. 15 form: ``mu_H`` / ``mu_L`` = mean L2-normalised embedding of the clean (high
+    quality) / degraded (low quality) rows, ``q = (mu_H - mu_L) / ||mu_H - mu_L||``."""
     clean = torch.nn.functional.normalize(torch.as_tensor(np.array(clean_embeddings), dtype=torch.float32), dim=-1)
     degraded = torch.nn.functional.normalize(torch.as_tensor(np.array(degraded_embeddings), dtype=torch.float32),
                                              dim=-1)

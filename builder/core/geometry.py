@@ -143,11 +143,6 @@ class ParallelBeamGeometry:
         return self.angles_rad[:, None] + self.subangle_offsets_rad[None, :]
 
     @property
-    def integrates(self) -> bool:
-        """Whether the measurement integrates over the aperture or the view interval."""
-        return self.detector_aperture > 0 or self.view_integration > 0
-
-    @property
     def detector_positions_mm(self) -> np.ndarray:
         """Signed distance of each detector-bin centre from the rotation axis, in mm."""
         centre = self.n_detectors // 2

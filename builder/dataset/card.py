@@ -11,6 +11,7 @@ from string import Template
 from huggingface_hub import DatasetCard
 
 from ctdegradbench.builder.core.paper import CITATION
+from ctdegradbench.builder.core.tables import markdown_table
 
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.dataset.features import SAMPLE_FIELD_DOCS, SPLITS
@@ -35,13 +36,7 @@ def _version(package: str) -> str:
         return "0+unknown"
 
 
-def _table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def config_table(summary) -> str:
+def configmarkdown_table(summary) -> str:
     rows = []
     for config in list(summary.rows) + [ALL_CONFIG]:
         if config == ALL_CONFIG:
@@ -57,7 +52,7 @@ def config_table(summary) -> str:
         total = sum(counts.values())
         rows.append([f"`{config}`", what, *(counts[s] for s in SPLITS), total,
                      f"{size / 1e6:.1f}", f"{size / max(total, 1) / 1e3:.0f}"])
-    return _table(["config", "content", *SPLITS, "rows", "MB on disk", "KB per row"], rows)
+    return markdown_table(["config", "content", *SPLITS, "rows", "MB on disk", "KB per row"], rows)
 
 
 def reference_saving(summary) -> str:
@@ -72,12 +67,12 @@ def reference_saving(summary) -> str:
             f"(measured: {per_ref / 1e3:.0f} KB per reference row, {sample_rows} sample rows)")
 
 
-def severity_table() -> str:
+def severitymarkdown_table() -> str:
     """Each registered degradation's severity parameter, unit and level table."""
     singles = {s.components[0]: s for s in SETTINGS if not s.is_mixture}
     rows = [[f"{d.title} ({singles[d.name].code})" if d.name in singles else d.title, f"`{d.parameter}`", d.unit,
              *(f"{v:g}" for v in d.levels)] for d in REGISTRY.values()]
-    return _table(["degradation", "parameter", "unit", *(f"L{lv}" for lv in LEVELS)], rows)
+    return markdown_table(["degradation", "parameter", "unit", *(f"L{lv}" for lv in LEVELS)], rows)
 
 
 def physics_notes(options) -> str:
@@ -106,29 +101,29 @@ def degradation_physics() -> str:
     return "\n\n".join(d.physics for d in REGISTRY.values())
 
 
-def mixture_table() -> str:
+def mixturemarkdown_table() -> str:
     return "\n".join(f"| {s.code} `{s.class_name}` | {' -> '.join(s.components)} |" for s in SETTINGS if s.is_mixture)
 
 
-def field_table(features) -> str:
-    return _table(["field", "type", "meaning"],
+def fieldmarkdown_table(features) -> str:
+    return markdown_table(["field", "type", "meaning"],
                   [[f"`{name}`", f"`{features[name]}`".replace("|", "\\|"), SAMPLE_FIELD_DOCS[name]]
                    for name in features])
 
 
-def component_table() -> str:
-    return _table(["field", "type", "meaning"], [[f"`{name}`", kind, doc] for name, (kind, doc) in component_fields().items()])
+def componentmarkdown_table() -> str:
+    return markdown_table(["field", "type", "meaning"], [[f"`{name}`", kind, doc] for name, (kind, doc) in component_fields().items()])
 
 
-def split_table(summary) -> str:
+def splitmarkdown_table(summary) -> str:
     refs = summary.rows.get(REFERENCES_CONFIG, {})
     setting_configs = [c for c in summary.rows if c != REFERENCES_CONFIG]
-    return _table(["split", "reference slices", "degraded rows"],
+    return markdown_table(["split", "reference slices", "degraded rows"],
                   [[split, refs.get(split, 0), sum(summary.rows[c].get(split, 0) for c in setting_configs)]
                    for split in SPLITS])
 
 
-def source_table(source_result) -> str:
+def sourcemarkdown_table(source_result) -> str:
     from ctdegradbench.builder.sources import provenance
 
     groups = defaultdict(list)
@@ -141,7 +136,7 @@ def source_table(source_result) -> str:
         rows.append([source, patient, str(series)[:24], len(slices), info.get("body_part", "?"),
                      info.get("kernel", "?"), f"{slices[0].pixel_spacing_mm:.3f}",
                      facts.get("origin", "?"), facts.get("license", "?")])
-    return _table(["source", "patient", "series", "slices", "body part", "kernel", "pixel mm", "origin", "licence"],
+    return markdown_table(["source", "patient", "series", "slices", "body part", "kernel", "pixel mm", "origin", "licence"],
                   rows)
 
 
@@ -185,19 +180,19 @@ def render_card(card_data, build, options, source_result, figures) -> str:
     body = Template(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")).substitute(
         version=_version("ct-degradbench"),
         dataset_path=summary.out.name,
-        config_table=config_table(summary),
+        config_table=configmarkdown_table(summary),
         reference_saving=reference_saving(summary),
-        severity_table=severity_table(),
+        severity_table=severitymarkdown_table(),
         physics_notes=physics_notes(options),
         degradation_physics=degradation_physics(),
         mixture_rule=MIXTURE_RULE,
-        mixture_table=mixture_table(),
+        mixture_table=mixturemarkdown_table(),
         image_size=options.source.image_size,
-        field_table=field_table(sample_features(options.source.image_size)),
-        component_table=component_table(),
+        field_table=fieldmarkdown_table(sample_features(options.source.image_size)),
+        component_table=componentmarkdown_table(),
         split_rule=SPLIT_RULE,
-        split_table=split_table(summary),
-        source_table=source_table(source_result),
+        split_table=splitmarkdown_table(summary),
+        source_table=sourcemarkdown_table(source_result),
         skipped=skipped_text(source_result),
         build_facts=build_facts(build, options),
         citation=CITATION.strip(),

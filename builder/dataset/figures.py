@@ -64,10 +64,10 @@ def _distinct_references(references, count: int = 2) -> list[dict]:
     return chosen[:count]
 
 
-def save_settings_grid(samples, references, path) -> Path:
+def save_settings_grid(ds, refs, path) -> Path:
     """Every setting (rows) at L0 and L3 on up to two reference slices of different body parts
-    (columns: reference, L0, L3 of each)."""
-    ds, refs = _concatenated(samples), _concatenated(references)
+    (columns: reference, L0, L3 of each); ``ds``, ``refs``: the samples and references, every
+    split in one dataset."""
     chosen = _distinct_references(refs)
     images = {(r["reference_id"], r["setting"], int(r["level"])): r["image"]
               for r in _rows_of(ds, lambda rid, code, level: rid in chosen and level in (LEVELS[0], LEVELS[-1]))}
@@ -97,10 +97,10 @@ def _rows_of_references(refs, reference_ids) -> list[dict]:
     return list(refs.select(index).with_format("numpy"))
 
 
-def save_implant_grid(samples, references, path) -> Path | None:
+def save_implant_grid(ds, refs, path) -> Path | None:
     """One row per metal implant type the build holds (single metal setting): the reference and
-    L0..L3 of the first slice that received that implant. ``None`` without metal rows."""
-    ds, refs = _concatenated(samples), _concatenated(references)
+    L0..L3 of the first slice that received that implant (``ds``, ``refs`` as for
+    :func:`save_settings_grid`). ``None`` without metal rows."""
     metal = _rows_of(ds, lambda rid, code, level: code == "S5")
     first: dict[str, str] = {}
     for row in metal:
@@ -131,9 +131,10 @@ def save_implant_grid(samples, references, path) -> Path | None:
 def save_card_figures(samples, references, folder) -> list[tuple[str, str]]:
     """The card's figures under ``folder / "images"``: ``[(path relative to folder, caption), ...]``."""
     folder = Path(folder)
-    figures = [(save_settings_grid(samples, references, folder / "images" / "settings_L0_L3.png"),
+    ds, refs = _concatenated(samples), _concatenated(references)
+    figures = [(save_settings_grid(ds, refs, folder / "images" / "settings_L0_L3.png"),
                 "Every setting at L0 and L3 (one row per setting) on reference slices of different body parts")]
-    implants = save_implant_grid(samples, references, folder / "images" / "implants_L0_L3.png")
+    implants = save_implant_grid(ds, refs, folder / "images" / "implants_L0_L3.png")
     if implants is not None:
         figures.append((implants, "Metal implants (single metal setting) by type, L0..L3"))
     return [(str(path.relative_to(folder)), caption) for path, caption in figures]

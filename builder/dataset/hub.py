@@ -38,7 +38,7 @@ class PushError(RemoteError):
     """A push that cannot proceed; the message is one line meant for the user."""
 
 
-def _one_line(text: object) -> str:
+def one_line(text: object) -> str:
     """``text`` with every run of whitespace (newlines included) collapsed to one space."""
     return " ".join(str(text).split())
 
@@ -62,7 +62,7 @@ def validate_repo_id(repo_id: str) -> str:
     try:
         hub_validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise PushError(f"invalid repo id (expected ORG/NAME): {_one_line(err)}") from None
+        raise PushError(f"invalid repo id (expected ORG/NAME): {one_line(err)}") from None
     return repo_id
 
 
@@ -75,7 +75,7 @@ def _front_matter(readme: Path) -> dict:
     try:
         meta = yaml.safe_load(match.group(1))
     except yaml.YAMLError as err:
-        raise PushError(f"{readme}: YAML front matter does not parse: {_one_line(err)}") from None
+        raise PushError(f"{readme}: YAML front matter does not parse: {one_line(err)}") from None
     if not isinstance(meta, dict):
         raise PushError(f"{readme}: YAML front matter is not a mapping")
     return meta
@@ -143,7 +143,7 @@ def check_dataset_folder(folder: str | Path) -> list[Path]:
     return shards
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def transport_errors() -> tuple[type[BaseException], ...]:
     """Exception classes the installed HTTP clients raise when no connection is possible."""
     errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
     for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError")):
@@ -241,16 +241,16 @@ def push_folder(
             ignore_patterns=list(IGNORE_PATTERNS),
         )
     except OfflineModeIsEnabled as err:
-        raise PushError(f"offline mode is on: {_one_line(err)}") from None
+        raise PushError(f"offline mode is on: {one_line(err)}") from None
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else "?"
         request = err.response.request if err.response is not None else None
         where = f"{request.method} {request.url}" if request is not None else api.endpoint
         detail = err.server_message or str(err).strip().splitlines()[0]
         hint = "; check that the token has write access to this repo (`hf auth login`)" if status in (401, 403) else ""
-        raise PushError(f"the Hub at {api.endpoint} refused {where} with HTTP {status}: {_one_line(detail)}{hint}") from None
+        raise PushError(f"the Hub at {api.endpoint} refused {where} with HTTP {status}: {one_line(detail)}{hint}") from None
     except ValueError as err:  # huggingface_hub's own checks, e.g. card metadata the Hub rejects
-        raise PushError(f"upload to {api.endpoint} refused: {_one_line(err)}") from None
-    except _transport_errors() as err:
-        raise PushError(f"cannot reach the Hub at {api.endpoint}: {type(err).__name__}: {_one_line(err)}") from None
+        raise PushError(f"upload to {api.endpoint} refused: {one_line(err)}") from None
+    except transport_errors() as err:
+        raise PushError(f"cannot reach the Hub at {api.endpoint}: {type(err).__name__}: {one_line(err)}") from None
     return str(info.commit_url)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ctdegradbench.builder.core.errors import OptionError
 from ctdegradbench.builder.core.options import check_int, option
-from ctdegradbench.builder.simulate.resolution import MIN_IMAGE_SIZE, check_resolution
+from ctdegradbench.builder.simulate.resolution import check_image_size
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions
 
@@ -117,8 +117,8 @@ class BuildOptions:
         if not isinstance(simulation, SimulationConfig):
             raise OptionError(f"simulation must be a SimulationConfig, got {type(simulation).__name__}")
         object.__setattr__(self, "simulation", simulation)
-        if not self.allow_uncalibrated_grid and self.source.image_size < MIN_IMAGE_SIZE:
-            check_resolution(0.0, self.source.image_size, where=f"--image-size {self.source.image_size}")
+        if not self.allow_uncalibrated_grid:
+            check_image_size(self.source.image_size, where=f"--image-size {self.source.image_size}")
 
     @property
     def settings(self) -> tuple[str, ...]:

@@ -215,11 +215,6 @@ class Anatomy:
     teeth: tuple                     # ((row, col), ...) tooth centres, anterior first
 
 
-def _components(mask: np.ndarray):
-    labels, n = ndimage.label(mask)
-    return labels, n
-
-
 def find_anatomy(hu: np.ndarray, spacing_mm: float, body_part: str | None = None) -> Anatomy:
     """Body, air / lung distance, body region, femoral heads, vertebral body and teeth of a slice.
 
@@ -235,7 +230,7 @@ def find_anatomy(hu: np.ndarray, spacing_mm: float, body_part: str | None = None
     hu = np.asarray(hu, dtype=np.float64)
     n = hu.shape[0]
     smooth = ndimage.gaussian_filter(hu, 1.0)
-    labels, count = _components(smooth > BODY_HU)
+    labels, count = ndimage.label(smooth > BODY_HU)
     if count == 0:
         raise ValueError("the slice holds no body (nothing above -300 HU): no place for a metal implant")
     sizes = np.bincount(labels.ravel())
@@ -253,7 +248,7 @@ def find_anatomy(hu: np.ndarray, spacing_mm: float, body_part: str | None = None
 
     bone = ndimage.binary_fill_holes(body & (smooth > BONE_HU))
     bone_depth = ndimage.distance_transform_edt(bone) * spacing_mm
-    blabels, nb = _components(bone)
+    blabels, nb = ndimage.label(bone)
     thick = []
     for k in range(1, nb + 1):
         depth = np.where(blabels == k, bone_depth, 0.0)
@@ -290,7 +285,7 @@ def find_anatomy(hu: np.ndarray, spacing_mm: float, body_part: str | None = None
 
     teeth = ()
     if region == "head":
-        tlabels, nt = _components(body & (smooth > TOOTH_HU) & (np.arange(n)[:, None] < top + 0.5 * height))
+        tlabels, nt = ndimage.label(body & (smooth > TOOTH_HU) & (np.arange(n)[:, None] < top + 0.5 * height))
         found = []
         for k in range(1, nt + 1):
             area = np.count_nonzero(tlabels == k) * spacing_mm ** 2
@@ -327,7 +322,7 @@ def _scale(templates, metal_mm: float, attenuation_ratio: float):
     return math.sqrt(math.pi * metal_mm ** 2 / 4 / base)
 
 
-def _fits(objects, anatomy: Anatomy, spacing_mm: float, allow_bone: bool = True) -> bool:
+def _fits(objects, anatomy: Anatomy, spacing_mm: float) -> bool:
     n = anatomy.body.shape[0]
     for obj in objects:
         r, c = obj.center_px

@@ -94,8 +94,7 @@ from ctdegradbench.builder.degradations import implants
 from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
 from ctdegradbench.builder.degradations.implants import (ANATOMICAL, IMPLANT_MATERIAL, IMPLANT_TYPES,
                                                          METAL_MM_LEVELS, MetalObject)
-from ctdegradbench.builder.degradations.spectrum import (DEFAULT_SPECTRUM, IMPLANT_MATERIALS, METAL_MATERIALS,
-                                                         SpectrumSpec, apply_water_correction, effective_water_mu,
+from ctdegradbench.builder.degradations.spectrum import (DEFAULT_SPECTRUM, IMPLANT_MATERIALS, SpectrumSpec, apply_water_correction, effective_water_mu,
                                                          linear_attenuation, mass_attenuation,
                                                          water_correction_coefficients, x_ray_spectrum)
 
@@ -113,7 +112,6 @@ N_SUBRAYS = 4                        # sub-rays per detector bin over the apertu
 MIN_SUBRAYS_PER_RADIUS = 12          # more for thin objects: chords integrate to the area within 1 %
 CHORD_STEP_PX = 0.5                  # largest integration step along a metal chord (pixels)
 BONE_SPLIT_HU = (100.0, 1500.0)      # bone fraction 0 at/below the first, 1 at/above the second
-OBJECT_CODES = {"ellipse": "ellipse", "rectangle": "rectangle"}
 
 
 def _positive(value, name: str) -> float:
@@ -319,14 +317,13 @@ class MetalContext:
 class ShadowRays:
     """Sub-rays of the detector bins behind the metal.
 
-    ``rays``: flat indices ``view * D + bin`` ``(R,)``; ``views``, ``bins``: the same split;
+    ``rays``: flat indices ``view * D + bin`` ``(R,)``; ``views``: their views;
     ``theta``: ``(R, Sa, 1)`` sub-angles (radians); ``t``: ``(R, 1, Sb)`` sub-bin positions
     (bins from the centre bin); ``entry``, ``chord``: per object ``(R, Sa, Sb)`` in pixels.
     """
 
     rays: torch.Tensor
     views: torch.Tensor
-    bins: torch.Tensor
     theta: torch.Tensor
     t: torch.Tensor
     entry: list
@@ -460,7 +457,7 @@ class MetalSimulator:
             e, c = implants.chords(obj, sub_theta, t, n, spacing, xp=torch)
             entry.append(e)
             chord.append(c)
-        return ShadowRays(rays=rays_t, views=v, bins=k, theta=sub_theta, t=t, entry=entry, chord=chord)
+        return ShadowRays(rays=rays_t, views=v, theta=sub_theta, t=t, entry=entry, chord=chord)
 
     def removed_tissue(self, context: MetalContext, rays: ShadowRays, step_px: float = CHORD_STEP_PX) -> torch.Tensor:
         """Water and bone line integrals (g/cm^3 * mm) inside the metal, per sub-ray: ``(2, R, Sa, Sb)``.

@@ -115,15 +115,20 @@ def starvation_threshold(sinogram, fraction: float) -> float:
 
 
 def sample_streak(level: int, sinogram, pixel_spacing_mm: float, *, seed: int,
-                  fraction: float = DEFAULT_STREAK_FRACTION, cell_mm: float = DEFAULT_CELL_MM) -> StreakParams:
+                  fraction: float = DEFAULT_STREAK_FRACTION, cell_mm: float = DEFAULT_CELL_MM,
+                  threshold: float | None = None) -> StreakParams:
     """Streak parameters of severity ``level`` on a clean sinogram ``(V, D)`` (see the module docstring).
 
-    The signs are drawn by :func:`streak_signs` from ``seed`` when the operator runs.
+    ``threshold``: ``starvation_threshold(sinogram, fraction)`` when already known (it depends on
+    the reference only, so the operator computes it once per reference). The signs are drawn by
+    :func:`streak_signs` from ``seed`` when the operator runs.
     """
     check_level(level)
     spacing = _positive(pixel_spacing_mm, "pixel_spacing_mm")
+    if threshold is None:
+        threshold = starvation_threshold(sinogram, float(fraction))
     return StreakParams(level=level, delta_l=DELTA_L_LEVELS[level], fraction=float(fraction),
-                        threshold=starvation_threshold(sinogram, float(fraction)), cell_mm=float(cell_mm),
+                        threshold=float(threshold), cell_mm=float(cell_mm),
                         cell_bins=_positive(cell_mm, "cell_mm") / spacing, seed=check_seed(seed))
 
 
@@ -182,8 +187,11 @@ class Streak(Degradation):
         "alternating bright and dark streaks along the most attenuating directions.")
 
     def sample(self, level, context, seed, config) -> StreakParams:
+        key = ("streak/threshold", float(config.streak_fraction))
+        if key not in context.cache:       # the same for every level and realization of the reference
+            context.cache[key] = starvation_threshold(context.sinogram, float(config.streak_fraction))
         return sample_streak(level, context.sinogram, context.geometry.pixel_spacing_mm, seed=seed,
-                             fraction=config.streak_fraction)
+                             fraction=config.streak_fraction, threshold=context.cache[key])
 
     def apply(self, state: SinogramState, params: StreakParams, context) -> SinogramState:
         if state.views is not None:

@@ -109,7 +109,6 @@ class InterpBackend:
             raise ValueError(f"view_chunk and memory_budget_bytes must be positive, got "
                              f"{self.view_chunk} and {self.memory_budget}")
         self._sum = pairwise_sum if device.type == "cuda" else (lambda t, dim: t.sum(dim=dim))
-        self._theta = torch.as_tensor(geometry.angles_rad, dtype=torch.float64, device=device)
         self._subtheta = torch.as_tensor(geometry.subangles_rad, dtype=torch.float64, device=device)   # (V, S)
         self.bin_subsamples = BIN_SUBSAMPLES if geometry.detector_aperture > 0 else 1
         # Forward sub-angles per chunk (whole views): one sub-angle's grid holds D x D*B samples,

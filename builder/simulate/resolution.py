@@ -26,6 +26,20 @@ MAX_PIXEL_SPACING_MM = 1.0
 MIN_IMAGE_SIZE = 256
 
 
+def _calibration(where: str, problems: list[str], advice: str) -> OptionError:
+    return OptionError(
+        f"{where}: {' and '.join(problems)}; the severity levels (blur sigma from 0.56 mm, 1 mm streak "
+        f"cells, 3 mm metal, sparse views of a 360-view scan) are calibrated on pixels of at most "
+        f"{MAX_PIXEL_SPACING_MM:g} mm and images of at least {MIN_IMAGE_SIZE} px: {advice}")
+
+
+def check_image_size(image_size: int, where: str) -> None:
+    """Raise OptionError unless ``image_size >= 256`` (before any slice, and so any spacing, is known)."""
+    if image_size < MIN_IMAGE_SIZE:
+        raise _calibration(where, [f"image size {image_size} px is below {MIN_IMAGE_SIZE} px"],
+                           f"use an image size of at least {MIN_IMAGE_SIZE} px")
+
+
 def check_resolution(pixel_spacing_mm: float, image_size: int, where: str = "the reference") -> None:
     """Raise OptionError unless ``pixel_spacing_mm <= 1.0`` and ``image_size >= 256`` (module docstring)."""
     problems = []
@@ -36,8 +50,5 @@ def check_resolution(pixel_spacing_mm: float, image_size: int, where: str = "the
     if problems:
         fov = pixel_spacing_mm * image_size
         needed = max(MIN_IMAGE_SIZE, int(-(-fov // MAX_PIXEL_SPACING_MM)))
-        raise OptionError(
-            f"{where}: {' and '.join(problems)}; the severity levels (blur sigma from 0.56 mm, 1 mm streak "
-            f"cells, 3 mm metal, sparse views of a 360-view scan) are calibrated on pixels of at most "
-            f"{MAX_PIXEL_SPACING_MM:g} mm and images of at least {MIN_IMAGE_SIZE} px: use an image size of at "
-            f"least {needed} px for this {fov:.0f} mm field of view")
+        raise _calibration(where, problems, f"use an image size of at least {needed} px for this {fov:.0f} mm "
+                                            "field of view")

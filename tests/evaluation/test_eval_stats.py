@@ -69,5 +69,5 @@ def test_eval_level_table_matches_numpy():
     settings = np.array(["S1", "S1", "S1", "S1", "M2"])
     levels = np.array([0, 0, 1, 1, 3])
     table = level_table(values, settings, levels)
-    assert table["S1"][0]["mean"] == 1.5 and table["S1"][1]["std"] == pytest.approx(np.std([4, 8], ddof=1))
-    assert table["M2"][3]["n"] == 1 and math.isnan(table["M2"][3]["std"])
+    assert table["S1"]["0"]["mean"] == 1.5 and table["S1"]["1"]["std"] == pytest.approx(np.std([4, 8], ddof=1))
+    assert table["M2"]["3"]["n"] == 1 and math.isnan(table["M2"]["3"]["std"])

@@ -62,7 +62,6 @@ def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0)
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    configs = []
     for split, n in zip(("train", "validation", "test"), n_patients):
         samples, refs = [], []
         for p in range(n):
