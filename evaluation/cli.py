@@ -5,7 +5,7 @@ Sub-commands::
     ct-degradbench bench iqa   --dataset DIR [--configs ...] [--metrics ...] --out DIR
     ct-degradbench bench drift --dataset DIR [--configs ...] [--encoders ...] --out DIR
     ct-degradbench bench tasks --dataset DIR --predictions FILE --out FILE
-    ct-degradbench leaderboard push --results FILE --repo-id ORG/MODEL --dataset-id ORG/DATASET
+    ct-degradbench leaderboard push --results FILE --repo-id ORG/MODEL --dataset-id ORG/DATASET [--dry-run DIR]
     ct-degradbench leaderboard show PATH...
     ct-degradbench leaderboard eval-yaml DIR
 
@@ -118,11 +118,15 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
     lsub = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
 
     p = lsub.add_parser("push", help="upload .eval_results/<file>.yaml to a model repo", formatter_class=_FORMATTER,
-                        description="Write the task values of a `bench tasks` result as .eval_results/<file>.yaml "
-                                    "of the model repo, in one commit (nothing is written if it fails).")
+                        description="Write the task values of a `bench tasks` result (or of `evaluate`'s metrics "
+                                    "JSON) as .eval_results/<file>.yaml of the model repo, in one commit (nothing is "
+                                    "written if it fails). With --dry-run DIR nothing is uploaded: DIR/.eval_results/"
+                                    "<file>.yaml and DIR/model_card_results.md (model-index + table) are written.")
     p.set_defaults(func=_cmd_push)
-    p.add_argument("--results", type=Path, required=True, help="results JSON of `bench tasks`")
-    p.add_argument("--repo-id", required=True, help="ORG/NAME of the model repo")
+    p.add_argument("--results", type=Path, required=True, help="results JSON of `bench tasks` or `evaluate`")
+    p.add_argument("--repo-id", default=None, help="ORG/NAME of the model repo (required unless --dry-run)")
+    p.add_argument("--dry-run", type=Path, default=None, metavar="DIR",
+                   help="write the files into DIR instead of uploading (existing files are never replaced)")
     p.add_argument("--dataset-id", required=True, help="ORG/NAME of the benchmark dataset repo (with eval.yaml)")
     p.add_argument("--filename", default="ct-degradbench.yaml", help="file name under .eval_results/")
     p.add_argument("--source-url", default=None, help="URL of the evaluation's source (logs, paper, ...)")
@@ -195,8 +199,19 @@ def _cmd_tasks(args) -> int:
 
 
 def _cmd_push(args) -> int:
-    from ctdegradbench.evaluation.leaderboard import load_results, push_eval_results
+    from ctdegradbench.builder.core.errors import OptionError
+    from ctdegradbench.evaluation.leaderboard import load_results, push_eval_results, write_eval_results_locally
 
+    if args.dry_run is not None:
+        paths = write_eval_results_locally(load_results(args.results), args.dry_run, args.dataset_id,
+                                           filename=args.filename, source_url=args.source_url,
+                                           source_name=args.source_name,
+                                           model_name=args.repo_id.split("/")[-1] if args.repo_id else None)
+        print("dry run, nothing uploaded; wrote " + " and ".join(str(p) for p in paths)
+              + f"; view with: ct-degradbench leaderboard show {args.dry_run}")
+        return 0
+    if args.repo_id is None:
+        raise OptionError("--repo-id ORG/NAME is required to push (or give --dry-run DIR to write the files locally)")
     url = push_eval_results(load_results(args.results), args.repo_id, args.dataset_id, filename=args.filename,
                             token=args.token, endpoint=args.endpoint, revision=args.revision,
                             create_pr=args.create_pr, source_url=args.source_url, source_name=args.source_name)
