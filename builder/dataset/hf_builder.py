@@ -31,6 +31,7 @@ from ctdegradbench.builder.dataset.features import (SPLITS, preview_png, referen
                                                    sample_to_row)
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, DEFAULT_FRACTIONS, REFERENCES_CONFIG, check_fractions
 from ctdegradbench.builder.dataset.splits import assign_splits
+from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions
 
@@ -89,6 +90,11 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
     def is_references(self) -> bool:
         return self.name == REFERENCES_CONFIG
 
+    @property
+    def rows_per_slice(self) -> int:
+        """Rows one reference slice gives: 1 (references) or settings x levels x realizations."""
+        return 1 if self.is_references else len(self.settings) * len(LEVELS) * self.simulation.realizations
+
 
 def _setting_configs() -> list[CTDegradBenchConfig]:
     return [CTDegradBenchConfig(name=s.config_name, settings=(s.code,),
@@ -137,7 +143,10 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
         for split in SPLITS:
             slices = [s for s in result.slices if splits[s.patient_key] == split]
             if slices:
-                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices}))
+                generator = datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices})
+                # known before simulating: datasets' "Generating <split> split" bar shows it as its total
+                generator.split_info.num_examples = len(slices) * self.config.rows_per_slice
+                generators.append(generator)
         return generators
 
     def _generate_examples(self, slices):

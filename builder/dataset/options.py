@@ -88,7 +88,7 @@ class BuildOptions:
                                       many=True, metavar="CONFIG")
     split_fractions: tuple[float, float, float] = option(DEFAULT_FRACTIONS, "train / validation / test patient "
                                                          "fractions", cli=False)
-    num_proc: int | None = option(None, "worker processes for the simulation, each with cores/N threads (for "
+    num_proc: int | None = option(None, none_means="1 (this process)", help="worker processes for the simulation, each with cores/N threads (for "
                                   "many-core machines)", type=int, minimum=1)
     cache_dir: Path | None = option(None, "datasets cache of the builder, kept after the build (default: "
                                     ".<out>.cache beside the output, deleted when the export is complete)", type=Path)
