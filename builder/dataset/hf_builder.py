@@ -27,7 +27,8 @@ import numpy as np
 from ctdegradbench.builder.core.paper import CITATION
 
 from ctdegradbench.builder.core.errors import OptionError
-from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features, sample_to_row
+from ctdegradbench.builder.dataset.features import (SPLITS, preview_png, reference_features, sample_features,
+                                                   sample_to_row)
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, DEFAULT_FRACTIONS, REFERENCES_CONFIG, check_fractions
 from ctdegradbench.builder.dataset.splits import assign_splits
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
@@ -168,6 +169,7 @@ def reference_row(ref, clean_fbp_hu: np.ndarray) -> dict:
         "slice_index": int(ref.slice_index),
         "pixel_spacing_mm": float(ref.pixel_spacing_mm),
         "reference": ref.hu,
+        "preview": preview_png(ref.hu),
         "clean_fbp": clean_fbp_hu,
         "kernel": None if info.get("kernel") is None else str(info["kernel"]),
         "slice_thickness_mm": None if info.get("slice_thickness_mm") is None else float(info["slice_thickness_mm"]),
