@@ -137,16 +137,13 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
 
         result = self._source_result or load_sources(self.config.source)
         self._source_result = None   # the slices travel in gen_kwargs; don't pickle them twice into workers
-        splits = assign_splits([s.patient_key for s in result.slices], self.config.split_fractions,
-                               self.config.simulation.seed)
         generators = []
-        for split in SPLITS:
-            slices = [s for s in result.slices if splits[s.patient_key] == split]
-            if slices:
-                generator = datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices})
-                # known before simulating: datasets' "Generating <split> split" bar shows it as its total
-                generator.split_info.num_examples = len(slices) * self.config.rows_per_slice
-                generators.append(generator)
+        for split, slices in slices_by_split(result.slices, self.config.split_fractions,
+                                             self.config.simulation.seed).items():
+            generator = datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices})
+            # known before simulating: datasets' "Generating <split> split" bar shows it as its total
+            generator.split_info.num_examples = len(slices) * self.config.rows_per_slice
+            generators.append(generator)
         return generators
 
     def _generate_examples(self, slices):
@@ -164,6 +161,14 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
                 continue
             for sample in simulator.run(ref, settings=self.config.settings):
                 yield sample.sample_id, sample_to_row(sample)
+
+
+def slices_by_split(slices, fractions, seed: int) -> dict[str, list]:
+    """The reference slices of each non-empty split, in source order (splits by patient,
+    :func:`~ctdegradbench.builder.dataset.splits.assign_splits`); every engine builds these."""
+    splits = assign_splits([s.patient_key for s in slices], fractions, seed)
+    grouped = {split: [s for s in slices if splits[s.patient_key] == split] for split in SPLITS}
+    return {split: group for split, group in grouped.items() if group}
 
 
 def reference_row(ref, clean_fbp_hu: np.ndarray) -> dict:
