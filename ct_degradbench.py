@@ -37,7 +37,8 @@ def __getattr__(name: str):
 
 
 # Modules that register sub-commands, in the order of the help text.
-COMMAND_MODULES = ("ctdegradbench.builder.cli", "ctdegradbench.evaluation.cli", "ctdegradbench.model.cli")
+COMMAND_MODULES = ("ctdegradbench.builder.cli", "ctdegradbench.evaluation.cli", "ctdegradbench.model.cli",
+                   "ctdegradbench.model.app.cli")
 
 
 def _command_of(argv) -> str | None:
