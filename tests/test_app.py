@@ -200,12 +200,14 @@ def test_inspect_shows_sespects_answer_for_a_dicom(page, tmp_path):
 def test_text_upload_shows_one_error_in_the_page(page, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("not a CT\n")
+    page.reload()       # an empty upload field
     page.get_by_role("tab", name="Inspect").click()
     page.locator("#inspect-upload input[type=file]").set_input_files(str(bad))
     error = page.get_by_text("notes.txt: not readable as CT")
     error.first.wait_for(state="visible", timeout=60_000)
     assert "Traceback" not in page.content()
     _screenshot(page, tmp_path, "app_error")
+    page.reload()       # the error message stays until closed
 
 
 @browser

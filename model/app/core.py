@@ -32,7 +32,7 @@ WINDOWS: dict[str, tuple[float, float]] = {
 }
 
 #: Half-range of the difference image's colour scale, HU (blue -DIFF_RANGE_HU .. red +DIFF_RANGE_HU).
-DIFF_RANGE_HU = 200.0
+DIFF_RANGE_HU = 100.0
 
 #: Grid side of the demo's simulations, px (the dataset's is 512; 256 keeps a CPU demo interactive).
 DEMO_IMAGE_SIZE = 256
@@ -116,7 +116,7 @@ def _staged(paths: list[Path], tmp: Path) -> Path:
     """The path ``load_source`` reads: a NIfTI file as is, a zip unpacked, DICOM files in one folder."""
     if len(paths) == 1 and paths[0].name.lower().endswith((".nii", ".nii.gz")):
         return paths[0]
-    folder = tmp / "series"
+    folder = tmp / "upload"
     folder.mkdir()
     for i, path in enumerate(paths):
         if path.name.lower().endswith(".zip"):
@@ -126,7 +126,7 @@ def _staged(paths: list[Path], tmp: Path) -> Path:
             except zipfile.BadZipFile as err:
                 raise InputError(f"{path.name}: not a readable zip archive ({err})") from None
         else:
-            shutil.copyfile(path, folder / f"{i:05d}_{path.name}")
+            shutil.copyfile(path, folder / (path.name if len(paths) == 1 else f"{i:05d}_{path.name}"))
     return folder
 
 
@@ -140,6 +140,13 @@ def window_image(hu: np.ndarray, window: str | tuple[float, float]) -> np.ndarra
     low, high = window
     scaled = (np.asarray(hu, dtype=np.float64) - low) / (high - low)
     return np.round(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def display_size(image: np.ndarray, minimum: int = 384) -> np.ndarray:
+    """``image`` with each pixel repeated an integer number of times so that its side reaches
+    ``minimum`` px on screen (nearest neighbour: no new values); larger images are unchanged."""
+    factor = max(1, -(-minimum // image.shape[0]))
+    return image if factor == 1 else np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
 def difference_image(diff_hu: np.ndarray, half_range: float = DIFF_RANGE_HU) -> np.ndarray:

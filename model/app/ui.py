@@ -48,7 +48,7 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
                     window = gr.Radio(list(core.WINDOWS), value="soft tissue", label="window",
                                       elem_id="inspect-window")
                 with gr.Column(scale=1):
-                    image = gr.Image(label="slice", type="numpy", elem_id="inspect-image", interactive=False)
+                    image = gr.Image(label="slice", type="numpy", elem_id="inspect-image", interactive=False, height=420)
                 with gr.Column(scale=1):
                     answer = gr.Textbox(label="SeSpeCT's answer", elem_id="inspect-answer", interactive=False)
                     probabilities = gr.Label(label="class probabilities", num_top_classes=12,
@@ -70,11 +70,12 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
                                           elem_id="degrade-window")
             run = gr.Button("Degrade", variant="primary", elem_id="degrade-run")
             with gr.Row():
-                ref_image = gr.Image(label="reference", type="numpy", interactive=False, elem_id="degrade-reference-image")
-                out_image = gr.Image(label="degraded", type="numpy", interactive=False, elem_id="degrade-image")
+                ref_image = gr.Image(label="reference", type="numpy", interactive=False, height=360,
+                                     elem_id="degrade-reference-image")
+                out_image = gr.Image(label="degraded", type="numpy", interactive=False, height=360, elem_id="degrade-image")
                 diff_image = gr.Image(label=f"degraded - clean FBP (blue -{core.DIFF_RANGE_HU:g} .. red "
                                             f"+{core.DIFF_RANGE_HU:g} HU)",
-                                      type="numpy", interactive=False, elem_id="degrade-difference")
+                                      type="numpy", interactive=False, height=360, elem_id="degrade-difference")
             prompt = gr.Textbox(label="prompt", elem_id="degrade-prompt", interactive=False)
             with gr.Row():
                 metadata = gr.JSON(label="metadata", elem_id="degrade-metadata")
@@ -99,7 +100,7 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
                 return [], gr.update(maximum=1, value=0, interactive=False), None, "", None, ""
             progress(0.1, desc="reading the upload")
             try:
-                read = core.read_upload(files, spacing_mm)
+                read = core.read_upload(files, spacing_mm or None)   # an empty field arrives as 0 or None
             except CTDegradBenchError as err:
                 raise _user_error(err) from None
             middle = len(read) // 2
@@ -117,14 +118,14 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
                 result = core.inspect_slice(model, s)
             except CTDegradBenchError as err:
                 raise _user_error(err) from None
-            return (core.window_image(s.hu, window_name), core.answer_text(result),
+            return (core.display_size(core.window_image(s.hu, window_name)), core.answer_text(result),
                     result["probabilities"] or None, core.spacing_text(result))
 
         def on_slice(read, i, window_name, progress=gr.Progress()):
             return _inspect(read, i, window_name, progress)
 
         def on_window(read, i, window_name):
-            return None if not read else core.window_image(read[min(int(i), len(read) - 1)].hu, window_name)
+            return None if not read else core.display_size(core.window_image(read[min(int(i), len(read) - 1)].hu, window_name))
 
         inspect_outputs = [image, answer, probabilities, spacing_info]
         upload.upload(on_upload, [upload, spacing, window], [slices, index, *inspect_outputs])
@@ -155,9 +156,9 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
         def _degrade_images(result, window_name):
             if result is None:
                 return None, None, None
-            return (core.window_image(result["reference_hu"], window_name),
-                    core.window_image(result["degraded_hu"], window_name),
-                    core.difference_image(result["difference_hu"]))
+            return (core.display_size(core.window_image(result["reference_hu"], window_name)),
+                    core.display_size(core.window_image(result["degraded_hu"], window_name)),
+                    core.display_size(core.difference_image(result["difference_hu"])))
 
         degrade_inputs = [source, reference, setting, level, degrade_window, slices, index]
         degrade_outputs = [row, ref_image, out_image, diff_image, prompt, metadata, download]
