@@ -89,9 +89,9 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
                             elem_id="benchmark-tables")
             else:
                 gr.Markdown(f"Results folder: `{Path(results).name}`", elem_id="benchmark-folder")
-                if figures:
-                    gr.Gallery([str(p) for p in figures], label="severity curves and Spearman heat maps",
-                               columns=2, height="auto", elem_id="benchmark-figures")
+                with gr.Row(elem_id="benchmark-figures"):
+                    for path in figures:      # severity curves and Spearman heat maps, one image each
+                        gr.Image(str(path), label=path.stem, type="filepath", interactive=False, min_width=480)
                 gr.Markdown(tables, elem_id="benchmark-tables")
 
         # ------------------------------------------------------------------ Inspect handlers
