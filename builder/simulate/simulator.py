@@ -365,12 +365,19 @@ class Simulator:
         return state
 
     @staticmethod
-    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str):
+    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str, fine_views=None):
         """FBP of a batch ``(B, V', D)`` -> int16 HU images and per-image clip counts ``(low, high)``.
 
-        ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to :data:`HU_RANGE`.
+        ``fine_views``: per image, a metal scan's :class:`~builder.degradations.metal.FineViews`
+        or ``None``; on full-view scans its correction (the metal seen by the finer views) is
+        added to the FBP. ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to
+        :data:`HU_RANGE`.
         """
         mu = projector.fbp(sinograms, views=views, filter_name=filter_name)
+        if views is None and fine_views is not None:
+            for i, fine in enumerate(fine_views):
+                if fine is not None:
+                    mu[i] += fine.correction(filter_name)
         if not bool(torch.isfinite(mu).all()):
             raise ValueError("FBP produced non-finite values; the degraded sinogram is not finite")
         hu = torch.round(mu_to_hu(mu))
@@ -428,7 +435,8 @@ class Simulator:
             for start in range(0, len(indices), FBP_BATCH):
                 chunk = indices[start:start + FBP_BATCH]
                 batch = torch.stack([degraded[i].sinogram for i in chunk])
-                out, counts = self._reconstruct(prepared.projector, batch, views, self.config.fbp_filter)
+                out, counts = self._reconstruct(prepared.projector, batch, views, self.config.fbp_filter,
+                                                [degraded[i].fine_views for i in chunk])
                 for i, img, count in zip(chunk, out, counts):
                     images[i], clips[i] = img, count
         return [self._sample(prepared, plan, images[i], clips[i], degraded[i].clamped_bins) for i, plan in enumerate(plans)]
@@ -498,5 +506,5 @@ class Simulator:
                       for c in records]
         state = self._degrade(prepared, components)
         images, _ = self._reconstruct(prepared.projector, state.sinogram.unsqueeze(0), state.views,
-                                      metadata["fbp_filter"])
+                                      metadata["fbp_filter"], [state.fine_views])
         return images[0]
