@@ -86,7 +86,7 @@ from skimage.transform import iradon, radon  # noqa: E402
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry  # noqa: E402
 from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu  # noqa: E402
-from ctdegradbench.builder.degradations.streak import streak_signs  # noqa: E402
+from ctdegradbench.builder.degradations.streak import streak_errors  # noqa: E402
 from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, METAL, NOISE, STREAK  # noqa: E402
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS as SETTINGS  # noqa: E402  (the ten of the paper)
 
@@ -128,11 +128,10 @@ def sk_blur(sino: np.ndarray, p) -> np.ndarray:
 
 
 def sk_streak(sino: np.ndarray, clean: np.ndarray, p) -> np.ndarray:
-    """Eq. 10 as our operator: ``+- dL`` on the rays whose clean line integral reaches the
-    starvation threshold, the signs per view and detector cell from the recorded seed
-    (``streak_signs``, shared so that both pipelines draw the same signs; ``(D, V)`` here)."""
-    signs = streak_signs(p, (sino.shape[1], sino.shape[0])).T
-    return sino + p.delta_l * (clean >= p.threshold) * signs
+    """Eq. 10 as our operator: starvation errors on the rays whose clean line integral reaches
+    the threshold (``streak_errors``, shared so that both pipelines draw the same counts;
+    ``(D, V)`` here)."""
+    return sino + streak_errors(clean.T.astype(np.float32), p).T
 
 
 class SkimagePipeline:
