@@ -41,7 +41,7 @@ Polychromatic model (``model="polychromatic"``), per ray (view, detector bin):
    (:meth:`MetalSimulator.prepare`) with the projector, which integrates over each bin's
    aperture and view interval: ``W``, ``B`` in g/cm^3 * mm.
 4. The implant's objects are analytic (ellipses, rectangles). Each detector bin in their
-   shadow is split into sub-rays: the geometry's ``view_subsamples`` sub-angles over the view
+   shadow is split into sub-rays: ``METAL_VIEW_SUBSAMPLES`` (5) sub-angles over the view
    interval times ``N_SUBRAYS`` sub-bins over the aperture (more for thin objects: at least
    ``MIN_SUBRAYS_PER_RADIUS`` per object half-width). Per sub-ray the metal chord of every
    object is exact, and the tissue each object replaces is removed from the tissue line
@@ -65,6 +65,19 @@ Polychromatic model (``model="polychromatic"``), per ray (view, detector bin):
    ``p_poly`` to water-equivalent line integrals at ``E_eff``, rescaled by
    ``MU_WATER_PER_MM / mu_w(E_eff)`` so that the output has the units of
    ``projector(hu_to_mu(hu))``.
+
+8. Reconstruction (:class:`FineViews`): at 360 views the metal's sharp, dense edge aliases
+   into a moire of fine stripes and arcs over the whole field (view aliasing farther than
+   about 115 pixels from the metal, and the Nyquist ringing of an unapodized ramp), which
+   no clinical scanner (1000-2300 views per rotation, apodized kernels) shows. The metal's
+   noise-free increment (metal scan minus metal-free scan) is therefore also kept on the
+   5 x 360 = 1800 fine views of the sub-angles, and the image is
+   ``FBP(sinogram) + FBP_hann(fine increment) - FBP(360-view increment)``: tissue, noise
+   and every other degradation keep the 360 views; only the metal is seen by 1800 views
+   with a Hann-apodized ramp. A detector blur after the metal (M5) blurs the correction by
+   the same Gaussian in the image plane; a sparse-view scan keeps its own aliasing.
+   Measured on a TCGA chest slice (far field > 40 mm, S5 L0, clip): 21.5 / 43.7 HU RMS
+   (body / air) with 360 views, 7.3 / 4.1 HU with the fine views; S1 L0 noise 15.1 / 10.7 HU.
 
 Flux: ``I0 = metal_i0_per_mm * pixel_spacing_mm`` photons per ray (per mm of detector at the
 isocentre and view, times the bin width): high enough that the metal case is not a noise
