@@ -5,6 +5,7 @@ Sub-commands::
     ct-degradbench train    --dataset DIR [DIR ...] --out DIR [--backbone B] [--ablate ...] [--epochs N] [--seed S]
     ct-degradbench predict  FILE [FILE ...] [--model DIR] [--json]
     ct-degradbench evaluate [--model DIR] --dataset DIR [DIR ...] [--split test] [--json] [--out FILE]
+                            [--predictions FILE]
 
 Heavy modules (torch, transformers, datasets) are imported inside the command functions.
 """
@@ -82,7 +83,11 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
     p.add_argument("--split", default="test", choices=("train", "validation", "test"), help="split (default test)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--out", type=Path, default=None,
-                   help="metrics JSON file to write (default: sespect_eval_<split>.json in the current folder)")
+                   help="metrics JSON file to write (default: sespect_eval_<split>.json in the current folder); "
+                        "`leaderboard show / push` read it")
+    p.add_argument("--predictions", type=Path, default=None, metavar="FILE",
+                   help="per-row predictions (.jsonl: sample_id, label, severity, probabilities) to write, the file "
+                        "`bench tasks --predictions` reads (default: sespect_predictions_<split>.jsonl beside --out)")
     p.add_argument("--batch-size", type=_positive_int, default=8, help="slices per forward pass (default 8)")
 
 
@@ -128,9 +133,11 @@ def _cmd_evaluate(args) -> int:
 
     from ctdegradbench.model.evaluate import evaluate_checkpoint, format_metrics
 
-    metrics = evaluate_checkpoint(args.model, args.dataset, args.split, batch_size=args.batch_size)
     out = args.out or Path(f"sespect_eval_{args.split}.json")
+    predictions = args.predictions or out.with_name(f"sespect_predictions_{args.split}.jsonl")
+    metrics = evaluate_checkpoint(args.model, args.dataset, args.split, batch_size=args.batch_size,
+                                  predictions_path=predictions)
     out.write_text(json.dumps(metrics, indent=1, default=float))
     print(json.dumps(metrics, indent=1, default=float) if args.json else format_metrics(metrics))
-    print(f"metrics written to {out}", file=sys.stderr)
+    print(f"metrics written to {out}, per-row predictions to {predictions}", file=sys.stderr)
     return 0
