@@ -5,8 +5,10 @@ Sub-commands::
     ct-degradbench bench iqa   --dataset DIR [--configs ...] [--metrics ...] --out DIR
     ct-degradbench bench drift --dataset DIR [--configs ...] [--encoders ...] --out DIR
     ct-degradbench bench tasks --dataset DIR --predictions FILE --out FILE
-    ct-degradbench leaderboard push --results FILE --repo-id ORG/MODEL --dataset-id ORG/DATASET
+    ct-degradbench leaderboard push --results FILE --repo-id ORG/MODEL --dataset-id ORG/DATASET [--dry-run DIR]
     ct-degradbench leaderboard show PATH...
+    ct-degradbench metrics list
+    ct-degradbench metrics push --namespace ORG
     ct-degradbench leaderboard eval-yaml DIR
 
 Only argparse and pathlib are imported here; torch, piq and datasets load inside the commands.
@@ -118,11 +120,15 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
     lsub = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
 
     p = lsub.add_parser("push", help="upload .eval_results/<file>.yaml to a model repo", formatter_class=_FORMATTER,
-                        description="Write the task values of a `bench tasks` result as .eval_results/<file>.yaml "
-                                    "of the model repo, in one commit (nothing is written if it fails).")
+                        description="Write the task values of a `bench tasks` result (or of `evaluate`'s metrics "
+                                    "JSON) as .eval_results/<file>.yaml of the model repo, in one commit (nothing is "
+                                    "written if it fails). With --dry-run DIR nothing is uploaded: DIR/.eval_results/"
+                                    "<file>.yaml and DIR/model_card_results.md (model-index + table) are written.")
     p.set_defaults(func=_cmd_push)
-    p.add_argument("--results", type=Path, required=True, help="results JSON of `bench tasks`")
-    p.add_argument("--repo-id", required=True, help="ORG/NAME of the model repo")
+    p.add_argument("--results", type=Path, required=True, help="results JSON of `bench tasks` or `evaluate`")
+    p.add_argument("--repo-id", default=None, help="ORG/NAME of the model repo (required unless --dry-run)")
+    p.add_argument("--dry-run", type=Path, default=None, metavar="DIR",
+                   help="write the files into DIR instead of uploading (existing files are never replaced)")
     p.add_argument("--dataset-id", required=True, help="ORG/NAME of the benchmark dataset repo (with eval.yaml)")
     p.add_argument("--filename", default="ct-degradbench.yaml", help="file name under .eval_results/")
     p.add_argument("--source-url", default=None, help="URL of the evaluation's source (logs, paper, ...)")
@@ -139,11 +145,55 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
     p.set_defaults(func=_cmd_show)
     p.add_argument("paths", nargs="+", type=Path, help="results.json files or folders holding one or .eval_results/")
 
+    _add_metrics_commands(sub)
+
     p = lsub.add_parser("eval-yaml", help="write eval.yaml (benchmark registration) into a dataset folder",
                         formatter_class=_FORMATTER)
     p.set_defaults(func=_cmd_eval_yaml)
     p.add_argument("folder", type=Path, help="exported dataset folder")
     p.add_argument("--evaluation-framework", default="ct-degradbench", help="framework id written to eval.yaml")
+
+
+def _add_metrics_commands(sub) -> None:
+    from ctdegradbench.evaluation import METRIC_MODULES
+
+    metrics = sub.add_parser("metrics", help="the evaluate modules: where each load form works, push to the Hub",
+                             description="The benchmark's task metrics are evaluate modules (ct_severity_corr, "
+                                         "ct_degradation_classification, ct_severity_estimation).")
+    msub = metrics.add_subparsers(dest="metrics_command", required=True, metavar="ACTION")
+    p = msub.add_parser("list", help="each metric's folder and the forms that load it, with where they work")
+    p.set_defaults(func=_cmd_metrics_list)
+    p = msub.add_parser("push", help="publish the metrics as Hub Spaces ORG/<name> for evaluate.load('ORG/<name>')",
+                        formatter_class=_FORMATTER,
+                        description="Create (if missing) the Space ORG/<name> of each metric and commit its script, "
+                                    "README, app.py (evaluate's widget) and requirements.txt, one commit per metric.")
+    p.set_defaults(func=_cmd_metrics_push)
+    p.add_argument("--namespace", required=True, help="Hub user or organisation (ORG)")
+    p.add_argument("--names", nargs="+", default=list(METRIC_MODULES), choices=list(METRIC_MODULES), metavar="NAME",
+                   help=f"metrics to push, any of {', '.join(METRIC_MODULES)} (default: all)")
+    p.add_argument("--private", action="store_true", help="create missing Spaces private")
+    p.add_argument("--token", default=None, help="Hugging Face token (default: the stored login or HF_TOKEN)")
+    p.add_argument("--endpoint", default=None, help="Hub endpoint URL (default: huggingface.co)")
+
+
+def _cmd_metrics_list(args) -> int:
+    from ctdegradbench.evaluation import METRIC_MODULES, metric_module_path
+    from ctdegradbench.evaluation.metrics_hub import load_forms
+
+    for name in METRIC_MODULES:
+        print(f"{name}: {metric_module_path(name)}")
+        for where, line in load_forms(name):
+            print(f"  {where}:\n    {line}")
+    return 0
+
+
+def _cmd_metrics_push(args) -> int:
+    from ctdegradbench.evaluation.metrics_hub import push_metrics
+
+    for name, url in push_metrics(args.namespace, args.names, token=args.token, endpoint=args.endpoint,
+                                  private=args.private).items():
+        print(f"{args.namespace}/{name}: {url}  ->  evaluate.load('{args.namespace}/{name}')")
+    return 0
 
 
 def _check_options(args) -> None:
@@ -223,8 +273,19 @@ def _cmd_tasks(args) -> int:
 
 
 def _cmd_push(args) -> int:
-    from ctdegradbench.evaluation.leaderboard import load_results, push_eval_results
+    from ctdegradbench.builder.core.errors import OptionError
+    from ctdegradbench.evaluation.leaderboard import load_results, push_eval_results, write_eval_results_locally
 
+    if args.dry_run is not None:
+        paths = write_eval_results_locally(load_results(args.results), args.dry_run, args.dataset_id,
+                                           filename=args.filename, source_url=args.source_url,
+                                           source_name=args.source_name,
+                                           model_name=args.repo_id.split("/")[-1] if args.repo_id else None)
+        print("dry run, nothing uploaded; wrote " + " and ".join(str(p) for p in paths)
+              + f"; view with: ct-degradbench leaderboard show {args.dry_run}")
+        return 0
+    if args.repo_id is None:
+        raise OptionError("--repo-id ORG/NAME is required to push (or give --dry-run DIR to write the files locally)")
     url = push_eval_results(load_results(args.results), args.repo_id, args.dataset_id, filename=args.filename,
                             token=args.token, endpoint=args.endpoint, revision=args.revision,
                             create_pr=args.create_pr, source_url=args.source_url, source_name=args.source_name)

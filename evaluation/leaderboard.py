@@ -37,11 +37,12 @@ EVAL_RESULTS_FOLDER = ".eval_results"
 
 
 def task_values(result: dict, tasks=TASKS) -> dict[str, float]:
-    """``{task id: value}`` of the tasks a ``bench tasks`` result holds (undefined ones left out)."""
+    """``{task id: value}`` of the tasks a ``bench tasks`` result (or the metrics of
+    ``ct-degradbench evaluate``) holds; undefined ones are left out."""
     values = {}
     for task in tasks:
         node = result
-        for key in task.path:
+        for key in (task.path if result.get("kind") != "evaluate" else (task.metric_key,)):
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, (int, float)) and not math.isnan(node):
             values[task.id] = float(node)
@@ -84,7 +85,8 @@ def eval_result_entries(result: dict, dataset_id: str, *, source_url: str | None
 
     values = result.get("tasks") or task_values(result)
     if not values:
-        raise InputError("the results hold no leaderboard task value; run `ct-degradbench bench tasks` first")
+        raise InputError("the results hold no leaderboard task value; run `ct-degradbench bench tasks` or "
+                         "`ct-degradbench evaluate` first")
     date = date or datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     return [EvalResultEntry(dataset_id=dataset_id, task_id=task_id, value=round(value, 6), dataset_revision=revision,
                             date=date, source_url=source_url, source_name=source_name if source_url else None,
@@ -100,7 +102,7 @@ def eval_results_yaml(entries) -> str:
 
 
 def load_results(path) -> dict:
-    """A ``results.json`` (or a folder holding one) written by ``bench``."""
+    """A ``results.json`` (or a folder holding one) written by ``bench``, or ``evaluate``'s metrics JSON."""
     path = Path(path)
     path = path / "results.json" if path.is_dir() else path
     if not path.is_file():
@@ -126,10 +128,7 @@ def push_eval_results(result: dict, repo_id: str, dataset_id: str, *, filename: 
 
     from ctdegradbench.builder.dataset.hub import one_line, resolve_token, transport_errors
 
-    if repo_id.count("/") != 1 or dataset_id.count("/") != 1:
-        raise OptionError(f"--repo-id and --dataset-id must be ORG/NAME, got {repo_id!r} and {dataset_id!r}")
-    if not filename.endswith(".yaml") or "/" in filename:
-        raise OptionError(f"--filename must be a plain NAME.yaml, got {filename!r}")
+    _check_names(dataset_id, filename, repo_id)
     text = eval_results_yaml(eval_result_entries(result, dataset_id, source_url=source_url, source_name=source_name))
     if constants.HF_HUB_OFFLINE:
         raise RemoteError("offline mode is on (HF_HUB_OFFLINE is set): unset it to push results; nothing was written")
@@ -149,6 +148,70 @@ def push_eval_results(result: dict, repo_id: str, dataset_id: str, *, filename: 
         raise RemoteError(f"cannot reach the Hub at {api.endpoint}: {type(err).__name__}: {one_line(err)}; "
                           "nothing was written") from None
     return str(info.pr_url or info.commit_url)
+
+
+def model_card_block(result: dict, dataset_id: str, model_name: str | None = None) -> str:
+    """The model card's results, as a Markdown block to paste into a model repo's ``README.md``:
+    the ``model-index`` metadata (YAML front matter, huggingface_hub's ``ModelCardData``) and a
+    table of the leaderboard task values."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    values = result.get("tasks") or task_values(result)
+    if not values:
+        raise InputError("the results hold no leaderboard task value; run `ct-degradbench bench tasks` or "
+                         "`ct-degradbench evaluate` first")
+    described = {t.id: t.description for t in TASKS}
+    split = result.get("split", "test")
+    split = split.get("name", "test") if isinstance(split, dict) else split      # evaluate: {name, rows, ...}
+    data = ModelCardData(model_name=model_name or result.get("model") or "model", eval_results=[
+        EvalResult(task_type=task_id, dataset_type=dataset_id, dataset_name=f"CT-DegradBench ({split} split)",
+                   dataset_config=result.get("config", "all"), dataset_split=split,
+                   metric_type=task_id, metric_value=round(value, 6)) for task_id, value in values.items()])
+    rows = "\n".join(f"| {task_id} | {value:.4f} | {described.get(task_id, '')} |" for task_id, value in values.items())
+    return (f"---\n{data.to_yaml()}\n---\n\n## CT-DegradBench results\n\n"
+            f"Dataset `{dataset_id}`, config `{result.get('config', 'all')}`, split `{split}`; "
+            "higher is better.\n\n| task | value | what |\n|---|---:|---|\n" + rows + "\n")
+
+
+CARD_BLOCK = "model_card_results.md"   # the model-card block written by a dry run
+
+
+def write_eval_results_locally(result: dict, folder, dataset_id: str, *, filename: str = "ct-degradbench.yaml",
+                               source_url: str | None = None, source_name: str | None = None,
+                               model_name: str | None = None) -> list[Path]:
+    """``leaderboard push --dry-run``: write ``<folder>/.eval_results/<filename>`` (exactly the
+    text a push uploads) and ``<folder>/model_card_results.md`` (:func:`model_card_block`);
+    return both paths. ``leaderboard show <folder>`` reads the first back.
+
+    Raises
+    ------
+    OptionError
+        A dataset id that is not ORG/NAME or a file name that is not NAME.yaml.
+    InputError
+        Either file exists already (nothing is overwritten; nothing is written).
+    """
+    _check_names(dataset_id, filename)
+    folder = Path(folder)
+    text = eval_results_yaml(eval_result_entries(result, dataset_id, source_url=source_url, source_name=source_name))
+    block = model_card_block(result, dataset_id, model_name)
+    targets = [folder / EVAL_RESULTS_FOLDER / filename, folder / CARD_BLOCK]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing:
+        raise InputError(f"{', '.join(existing)} exists already: give another --dry-run folder or --filename "
+                         "(nothing was written)")
+    targets[0].parent.mkdir(parents=True, exist_ok=True)
+    for target, content in zip(targets, (text, block)):
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(content, encoding="utf-8")
+        tmp.replace(target)
+    return targets
+
+
+def _check_names(dataset_id: str, filename: str, repo_id: str | None = None) -> None:
+    if dataset_id.count("/") != 1 or (repo_id is not None and repo_id.count("/") != 1):
+        raise OptionError(f"--repo-id and --dataset-id must be ORG/NAME, got {repo_id!r} and {dataset_id!r}")
+    if not filename.endswith(".yaml") or "/" in filename:
+        raise OptionError(f"--filename must be a plain NAME.yaml, got {filename!r}")
 
 
 # ------------------------------------------------------------------ show
@@ -174,14 +237,15 @@ def show(paths) -> str:
             models.append((path.name, _read_eval_results(path)))
             continue
         result = load_results(path)
-        if result.get("kind") == "tasks":
+        if result.get("kind") in ("tasks", "evaluate"):
             models.append((result.get("model", path.stem), result.get("tasks") or task_values(result)))
         elif result.get("kind") in ("iqa", "drift"):
             for target in result["targets"]:
                 sections.append(f"## {result['kind']} scores, {TARGET_TITLES.get(target, target)} ({path})\n\n"
                                 + leaderboard_table(result, target))
         else:
-            raise InputError(f"{path}: not a ct-degradbench bench result")
+            raise InputError(f"{path}: not a ct-degradbench result (expected the JSON of `bench tasks`, `bench iqa`, "
+                             "`bench drift` or `evaluate`, or a folder with .eval_results/)")
     parts = []
     if models:
         ids = [t.id for t in TASKS if any(t.id in v for _, v in models)]

@@ -1,11 +1,17 @@
 """``bench tasks``: score an estimator's predictions on a dataset split with the evaluate modules.
 
-Predictions are a JSON-lines (``.jsonl``) or CSV file with one row per degraded image:
+Predictions are a JSON-lines (``.jsonl``) or CSV file with one row per degraded image, or
+the JSON document of ``ct-degradbench predict --json`` (its ``predictions`` list):
 
-``sample_id``  (required) the dataset row's id
-``label``      predicted degradation type: class index or class name (S1_noise .. M5_m+b+n, ...)
-``level``      predicted severity in level units (float; 0 = L0 .. 3 = L3)
-``scores``     (JSON lines only) per-class scores, one per class in the dataset's label order
+``sample_id``      (required) the dataset row's id
+``label``          predicted degradation type: class index or class name (S1_noise .. M5_m+b+n, ...)
+``severity``       predicted severity in level units (float; 0 = L0 .. 3 = L3); ``level`` is read
+                   when there is no ``severity``
+``probabilities``  (JSON only) ``{class name: probability}``; classes the dataset lacks are dropped,
+                   dataset classes missing from it score 0
+``scores``         (JSON only) per-class scores, one per class in the dataset's label order
+
+``ct-degradbench evaluate`` and ``predict --json`` write these rows (:func:`prediction_row`).
 
 Every formula is the ``ct_degradation_classification`` / ``ct_severity_estimation`` module's:
 they are loaded with :func:`ctdegradbench.evaluation.load_metric` and their ``compute`` is called.
@@ -32,23 +38,67 @@ def class_names(folder: DatasetFolder, config: str, split: str) -> list[str]:
     return list(label.names)
 
 
+def prediction_row(sample_id: str, label: str, severity: float, probabilities: dict[str, float]) -> dict:
+    """One predictions row as ``bench tasks`` reads it (the one place of its format). Numbers keep
+    full precision: rounding would tie nearly equal severities and change Spearman's ranks."""
+    return {"sample_id": str(sample_id), "label": str(label), "severity": float(severity),
+            "probabilities": {name: float(p) for name, p in probabilities.items()}}
+
+
+def write_predictions(path, rows: list[dict]) -> Path:
+    """Write ``rows`` as JSON lines (``.jsonl``) atomically; each row carries ``"generator"``, the mark
+    that lets a rerun replace the file (``builder.core.outputs``: a file of the user's is refused)."""
+    from ctdegradbench.builder.core.outputs import GENERATOR, check_file_output, replace_atomically
+
+    path = check_file_output(Path(path), "--predictions")
+    text = "".join(json.dumps({"generator": GENERATOR, **row}) + "\n" for row in rows)
+    return replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _json_rows(path: Path) -> list[dict]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            document = json.loads(text)
+            if not isinstance(document, dict) or not isinstance(document.get("predictions"), list):
+                raise InputError(f"predictions file {path}: expected the JSON of `ct-degradbench predict --json` "
+                                 "(a 'predictions' list) or a .jsonl file")
+            return document["predictions"]
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as err:
+        raise InputError(f"predictions file {path}: not valid JSON ({err})") from None
+
+
 def read_predictions(path) -> list[dict]:
-    """Rows of a ``.jsonl`` or ``.csv`` predictions file (see the module docstring)."""
+    """Rows of a ``.jsonl``, ``.json`` (``predict --json``) or ``.csv`` predictions file (see the
+    module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"predictions file {path} does not exist")
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix in (".jsonl", ".json"):
+        rows = _json_rows(path)
     elif path.suffix == ".csv":
         import csv
 
         with path.open(newline="", encoding="utf-8") as handle:
             rows = [{k: v for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(handle)]
     else:
-        raise InputError(f"predictions file {path}: expected a .jsonl or .csv file")
-    if not rows or any("sample_id" not in row for row in rows):
-        raise InputError(f"predictions file {path}: every row needs a sample_id (and label and/or level)")
+        raise InputError(f"predictions file {path}: expected a .jsonl, .json or .csv file")
+    if not rows or any(not isinstance(row, dict) or "sample_id" not in row for row in rows):
+        raise InputError(f"predictions file {path}: every row needs a sample_id (and label and/or severity)")
+    for row in rows:
+        if "severity" in row:          # the continuous estimate wins over a rounded level
+            row["level"] = row["severity"]
     return rows
+
+
+def _scores(row: dict, names: list[str], k: int) -> list[float] | None:
+    """Per-class scores of a row in the dataset's label order (first ``k`` classes)."""
+    if "scores" in row:
+        return [float(v) for v in row["scores"][:k]]
+    if isinstance(row.get("probabilities"), dict):
+        return [float(row["probabilities"].get(name, 0.0)) for name in names[:k]]
+    return None
 
 
 def _label_index(value, names: list[str]) -> int:
@@ -86,7 +136,8 @@ def run_tasks(dataset, predictions, config: str = "all", split: str = "test", mo
         # the classes are those up to the highest one present: the paper's ten for `all` (the opt-in
         # classes that follow them in the label names count only when a row or a prediction has one)
         k = max(max(predicted), max(references)) + 1
-        scores = [p["scores"][:k] for p in preds] if all("scores" in p for p in preds) else None
+        scores = [_scores(p, names, k) for p in preds]
+        scores = scores if all(s is not None for s in scores) else None
         result["classification"] = load_metric("ct_degradation_classification").compute(
             predictions=predicted, references=references, scores=scores, num_classes=k, class_names=names[:k])
     if all("level" in p for p in preds):

@@ -5,6 +5,7 @@ Sub-commands::
     ct-degradbench train    --dataset DIR [DIR ...] --out DIR [--backbone B] [--ablate ...] [--epochs N] [--seed S]
     ct-degradbench predict  FILE [FILE ...] [--model DIR] [--json]
     ct-degradbench evaluate [--model DIR] --dataset DIR [DIR ...] [--split test] [--json] [--out FILE]
+                            [--predictions FILE]
 
 Heavy modules (torch, transformers, datasets) are imported inside the command functions.
 """
@@ -82,7 +83,11 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
     p.add_argument("--split", default="test", choices=("train", "validation", "test"), help="split (default test)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--out", type=Path, default=None,
-                   help="metrics JSON file to write (default: sespect_eval_<split>.json in the current folder)")
+                   help="metrics JSON file to write (default: sespect_eval_<split>.json in the current folder); "
+                        "`leaderboard show / push` read it")
+    p.add_argument("--predictions", type=Path, default=None, metavar="FILE",
+                   help="per-row predictions (.jsonl: sample_id, label, severity, probabilities) to write, the file "
+                        "`bench tasks --predictions` reads (default: sespect_predictions_<split>.jsonl beside --out)")
     p.add_argument("--batch-size", type=_positive_int, default=8, help="slices per forward pass (default 8)")
 
 
@@ -108,7 +113,8 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from ctdegradbench.model.predict import format_table, iter_inputs, load_model, predict_slices, to_json
+    from ctdegradbench.model.predict import (NAME_WIDTH, format_table, iter_inputs, load_model, predict_slices,
+                                             to_json)
 
     model = load_model(args.model)
     predictions, errors = [], {}
@@ -120,7 +126,7 @@ def _cmd_predict(args) -> int:
                 continue
             ready = predict_slices(model, slices)
             if not args.json:            # each result as soon as it is ready (the header once)
-                print(format_table(ready, header=not predictions), flush=True)
+                print(format_table(ready, header=not predictions, width=NAME_WIDTH), flush=True)
             predictions += ready
     if args.json:
         print(to_json(predictions, errors))
@@ -139,8 +145,11 @@ def _cmd_evaluate(args) -> int:
     out = check_file_output(args.out or Path(f"sespect_eval_{args.split}.json"))   # before any work
     from ctdegradbench.model.evaluate import evaluate_checkpoint, format_metrics
 
-    metrics = evaluate_checkpoint(args.model, args.dataset, args.split, batch_size=args.batch_size)
+    predictions = check_file_output(args.predictions or out.with_name(f"sespect_predictions_{args.split}.jsonl"),
+                                    "--predictions")
+    metrics = evaluate_checkpoint(args.model, args.dataset, args.split, batch_size=args.batch_size,
+                                  predictions_path=predictions)
     write_json_output(out, metrics)
     print(json.dumps(metrics, indent=1, default=float) if args.json else format_metrics(metrics))
-    print(f"metrics written to {out}", file=sys.stderr)
+    print(f"metrics written to {out}, per-row predictions to {predictions}", file=sys.stderr)
     return 0

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size: int = 8, progress: bool = True) -> dict:
+def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size: int = 8, progress: bool = True,
+                        predictions_path=None) -> dict:
     """Run the checkpoint on every row of ``split`` (HU images) and return the task metrics,
-    with the split's size in patients / slices / rows and the rows left out (other classes)."""
+    with the split's size in patients / slices / rows and the rows left out (other classes).
+
+    The metrics carry ``kind: "evaluate"``, the model's name and the leaderboard ``tasks``
+    values, so ``leaderboard show / push`` read them. With ``predictions_path`` the per-row
+    predictions (``sample_id``, label, severity, probabilities) are written there as JSON lines,
+    the file ``bench tasks --predictions`` reads."""
     import torch
     from tqdm.auto import tqdm
 
@@ -27,12 +33,37 @@ def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size
             severity.append(out.severity.numpy())
     metrics = task_metrics(data.labels, np.concatenate(probs), data.levels, np.concatenate(severity), data.settings,
                            cfg.label_names, cfg.max_level)
+    if predictions_path is not None:
+        _write_rows(predictions_path, data, np.concatenate(probs), np.concatenate(severity), cfg)
     metrics["split"] = {"name": split, **data.summary(), "left_out": data.left_out}
-    metrics["model"] = {"quality_axis_source": cfg.quality_axis_source, "backbone": cfg.backbone,
+    metrics["model_facts"] = {"quality_axis_source": cfg.quality_axis_source, "backbone": cfg.backbone,
                         "branches": [n for n, on in (("semantic", cfg.use_semantic_branch),
                                                      ("spectral", cfg.use_spectral_branch),
                                                      ("image", cfg.use_image_branch)) if on]}
-    return metrics
+    return _as_result(metrics, model_dir)
+
+
+def _as_result(metrics: dict, model_dir) -> dict:
+    """``metrics`` as a result the leaderboard reads: kind, model name, config, split, task values."""
+    from pathlib import Path
+
+    from ctdegradbench.evaluation.leaderboard import task_values
+
+    result = {"kind": "evaluate", "model": Path(model_dir).name if model_dir else "sespect", "config": "all",
+              **metrics}
+    result["tasks"] = task_values(result)
+    return result
+
+
+def _write_rows(path, data, probabilities: np.ndarray, severity: np.ndarray, cfg) -> None:
+    """The per-row predictions of a split as ``bench tasks`` reads them."""
+    from ctdegradbench.evaluation.tasks import prediction_row, write_predictions
+
+    sample_ids = data.dataset.select_columns(["sample_id"]).with_format(None)["sample_id"]
+    rows = [prediction_row(sid, cfg.label_names[int(p.argmax())], float(np.clip(s, 0, cfg.max_level)),
+                           dict(zip(cfg.label_names, p.tolist())))
+            for sid, p, s in zip(sample_ids, probabilities, severity)]
+    write_predictions(path, rows)
 
 
 def format_metrics(metrics: dict) -> str:

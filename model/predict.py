@@ -68,8 +68,10 @@ class Prediction:
     probabilities: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"slice": self.name, "label": self.label, "severity": round(self.severity, 4), "level": self.level,
-                "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()}}
+        """The predictions row ``bench tasks`` reads (``sample_id`` = the slice name), plus ``level``."""
+        from ctdegradbench.evaluation.tasks import prediction_row
+
+        return {**prediction_row(self.name, self.label, self.severity, self.probabilities), "level": self.level}
 
 
 def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU) -> list[SliceInput]:
@@ -251,11 +253,25 @@ def _check_weights(weights: Path, config) -> None:
                          f"({len(missing)} missing, {len(unknown)} unknown)")
 
 
-def format_table(predictions: list[Prediction], top: int = 3, header: bool = True) -> str:
-    lines = [f"{'slice':<40} {'type':<12} {'severity':>8} {'level':>5}  top classes"] if header else []
+NAME_WIDTH = 56   # widest slice name in the table; longer ones lose their middle
+
+
+def short_name(name: str, width: int = NAME_WIDTH) -> str:
+    """``name`` in at most ``width`` characters: its start (source / patient) and its end
+    (series tail / slice index) with ``...`` between, never cut from one side only."""
+    if len(name) <= width:
+        return name
+    head = (width - 3) // 2
+    return name[:head] + "..." + name[-(width - 3 - head):]
+
+
+def format_table(predictions: list[Prediction], top: int = 3, header: bool = True, width: int | None = None) -> str:
+    """The predictions as a table; ``header=False`` and a fixed ``width`` continue one printed earlier."""
+    width = width or max([5] + [len(short_name(p.name)) for p in predictions])
+    lines = [f"{'slice':<{width}} {'type':<12} {'severity':>8} {'level':>5}  top classes"] if header else []
     for p in predictions:
         best = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:top]
-        lines.append(f"{p.name[-40:]:<40} {p.label:<12} {p.severity:>8.2f} {'L' + str(p.level):>5}  "
+        lines.append(f"{short_name(p.name):<{width}} {p.label:<12} {p.severity:>8.2f} {'L' + str(p.level):>5}  "
                      + ", ".join(f"{k} {v:.2f}" for k, v in best))
     return "\n".join(lines)
 

@@ -11,6 +11,9 @@ It implements only the routes that ``huggingface_hub`` (2.x) calls for
 ``POST /api/{type}s/{ns}/{name}/branch/{branch}``             create a branch (409 if it exists)
 ``POST /api/{type}s/{ns}/{name}/preupload/{rev}``             answers ``"regular"`` for every file
 ``POST /api/{type}s/{ns}/{name}/commit/{rev}``                NDJSON commit, base64 file content
+``GET|HEAD [/{type}s]/{ns}/{name}/resolve/{rev}/{file}``        a file of a public repo (no token
+                                                              needed, as on the Hub; 404 for an
+                                                              unknown revision or file)
 ==========================================================  ====================================
 
 Requests are answered the way the Hub does (status codes, ``X-Error-Code`` /
@@ -35,6 +38,9 @@ from urllib.parse import unquote, urlsplit
 #: The message the Hub sends with a 401 for a token it does not know.
 INVALID_TOKEN_MESSAGE = "Invalid credentials in Authorization header"
 
+_RESOLVE_ROUTE = re.compile(
+    r"^/(?:(?P<type>datasets|spaces)/)?(?P<ns>[^/]+)/(?P<name>[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$"
+)
 _REPO_ROUTE = re.compile(
     r"^/api/(?P<type>models|datasets|spaces)/(?P<ns>[^/]+)/(?P<name>[^/]+)"
     r"(?:/(?P<action>preupload|commit|branch|revision)/(?P<rev>.+))?$"
@@ -110,6 +116,9 @@ class LocalHub:
             def do_GET(self) -> None:
                 hub._dispatch(self, "GET")
 
+            def do_HEAD(self) -> None:
+                hub._dispatch(self, "HEAD")
+
             def do_POST(self) -> None:
                 hub._dispatch(self, "POST")
 
@@ -153,6 +162,9 @@ class LocalHub:
         body = handler.rfile.read(length) if length else b""
         with self._lock:
             self.requests.append((method, path))
+            resolve = _RESOLVE_ROUTE.match(path) if method in ("GET", "HEAD") else None
+            if resolve is not None:
+                return self._resolve(handler, method, resolve)
             if handler.headers.get("Authorization") != f"Bearer {self.token}":
                 return self._reply(handler, 401, error=INVALID_TOKEN_MESSAGE)
             if method == "POST" and path == "/api/repos/create":
@@ -207,6 +219,38 @@ class LocalHub:
         siblings = [{"rfilename": name} for name in sorted(repo.branches[rev])]
         return self._reply(handler, 200, {"id": repo.repo_id, "private": repo.private,
                                           "sha": repo.heads[rev], "siblings": siblings})
+
+    def _resolve(self, handler, method: str, match) -> None:
+        """A file's bytes (GET) or only its headers (HEAD), with an ETag as the Hub sends."""
+        repo_type = (match["type"] or "models")[:-1]
+        repo = self.repos.get((repo_type, f"{unquote(match['ns'])}/{unquote(match['name'])}"))
+        rev, name = unquote(match["rev"]), unquote(match["file"])
+
+        def not_found(error: str, code: str) -> None:
+            if method == "GET":
+                return self._reply(handler, 404, error=error, error_code=code)
+            handler.send_response(404)          # HEAD: headers only, no body
+            handler.send_header("X-Error-Code", code)
+            handler.send_header("X-Error-Message", error)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return None
+
+        if repo is None or (repo.private and handler.headers.get("Authorization") != f"Bearer {self.token}"):
+            return not_found("Repository not found", "RepoNotFound")
+        if rev not in repo.branches:
+            return not_found(f"Invalid rev id: {rev}", "RevisionNotFound")
+        data = repo.branches[rev].get(name)
+        if data is None:
+            return not_found("Entry not found", "EntryNotFound")
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+        handler.end_headers()
+        if method == "GET":
+            handler.wfile.write(data)
+        return None
 
     def _create_branch(self, handler, repo: Repo, branch: str) -> None:
         if branch in repo.branches:

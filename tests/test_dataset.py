@@ -123,6 +123,37 @@ def test_with_references_gives_int16_pairs(built):
     assert meta["reference_id"] == row["reference_id"]
 
 
+def test_viewer_preview_column_and_torch_dtype(built):
+    """The exported README's features list an Image column (what the Hub's viewer shows) beside
+    the exact int16 HU array; the preview is the HU image in the soft-tissue window, grey level
+    within one step of the linear map; torch format keeps int16 when asked."""
+    import torch
+    import yaml
+    from PIL import Image
+
+    from ctdegradbench.builder.dataset.features import PREVIEW_WINDOW_HU
+
+    out, _ = built
+    meta = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    for info in meta["dataset_info"]:
+        features = {f["name"]: f for f in info["features"]}
+        assert features["preview"]["dtype"] == "image", info["config_name"]
+        hu_column = "image" if "image" in features else "reference"
+        assert features[hu_column]["dtype"]["array2_d"]["dtype"] == "int16"
+    labels = next(i for i in meta["dataset_info"] if i["config_name"] == "single_noise")
+    names = {f["name"]: f for f in labels["features"]}["label"]["dtype"]["class_label"]["names"]
+    assert [names[i] for i in sorted(names, key=int)] == list(CLASS_NAMES)
+    assert CLASS_NAMES.index("clean") == 10 and CLASS_NAMES.index("S6_ring") == 11
+    row = datasets.load_dataset(str(out), "single_noise", split="train")[0]
+    assert isinstance(row["preview"], Image.Image) and row["preview"].mode == "L"
+    lo, hi = PREVIEW_WINDOW_HU
+    expected = np.clip((np.asarray(row["image"], np.float64) - lo) * 255 / (hi - lo), 0, 255)
+    assert np.abs(np.asarray(row["preview"], np.float64) - expected).max() <= 0.5 + 1e-6
+    ds = datasets.load_dataset(str(out), "single_noise", split="train")
+    assert ds.with_format("torch", columns=["image"], dtype=torch.int16)[0]["image"].dtype == torch.int16
+    assert ds.with_format("torch", columns=["image"])[0]["image"].dtype == torch.int64      # datasets' default
+
+
 def test_card_states_measured_counts(built):
     from ctdegradbench.builder.dataset.hub import check_dataset_folder
 

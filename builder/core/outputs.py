@@ -6,9 +6,10 @@ Nothing of a user's is ever replaced. What proves that something is ours:
   listing the command and every file it wrote there; such a folder is reused (files it lists are
   replaced, anything else in it is left alone and never replaced);
 - a dataset export carries its manifest (``builder.dataset.export``, same rule);
-- a single file (``evaluate --out``, ``bench tasks --out``, ``sources --preview``, ``figure
-  --out``) is ours when it carries :data:`GENERATOR`: a JSON object with the key
-  ``"generator"``, a PNG with the text chunk ``Software`` (written by :func:`save_png`).
+- a single file (``evaluate --out`` / ``--predictions``, ``bench tasks --out``, ``sources
+  --preview``, ``figure --out``) is ours when it carries :data:`GENERATOR`: a JSON object (or
+  the first row of a JSON-lines file) with the key ``"generator"``, a PNG with the text chunk
+  ``Software`` (written by ``builder.core.plotting.save_png``).
 
 The current directory, its ancestors, the home folder and ``/`` are never output folders.
 Files are written atomically (a temporary sibling renamed into place), and every writer
@@ -54,8 +55,10 @@ def is_ours(path: Path) -> bool:
     """Whether the existing file ``path`` was written by CT-DegradBench (see the module notes)."""
     path = Path(path)
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+        if path.suffix.lower() in (".json", ".jsonl"):          # JSON lines: the first row carries the mark
+            with path.open(encoding="utf-8") as handle:
+                text = handle.read() if path.suffix.lower() == ".json" else handle.readline()
+            data = json.loads(text)
             return isinstance(data, dict) and str(data.get("generator", "")).startswith(GENERATOR)
         if path.suffix.lower() == ".png":
             from PIL import Image

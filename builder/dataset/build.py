@@ -7,6 +7,9 @@ Parquet files per setting config. The ``datasets`` cache beside the output keeps
 builder runs, so a rerun after an interruption reuses them (the default cache is deleted
 once the export is complete; one given with ``--cache-dir`` is kept); the output folder
 itself appears only when complete (see :mod:`builder.export`).
+
+``--engine ray`` shards the simulation over a Ray cluster instead (:mod:`.ray_engine`); the
+export that follows is the same code, so the output bytes are the same.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import signal
 import time
 from dataclasses import dataclass
 
+import datasets
+
 from ctdegradbench.builder.core.errors import OutputError
 from ctdegradbench.builder.dataset.export import (CACHE_MARKER, ExportSummary, card_metadata, check_output,
-                                                  export_lock, finish_export, output_error, start_export, write_configs, write_manifest)
-from ctdegradbench.builder.dataset.features import SPLITS
+                                                  export_lock, finish_export, output_error, start_export, write_configs,
+                                                  write_manifest)
+from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features
 from ctdegradbench.builder.dataset.eval_tasks import eval_yaml_content, write_eval_yaml_file
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG, BuildOptions
 from ctdegradbench.builder.simulate.resolution import check_resolution
@@ -74,6 +80,10 @@ def build_dataset(options: BuildOptions, *, progress=None) -> BuildSummary:
     if not isinstance(options, BuildOptions):
         raise TypeError(f"build_dataset takes a BuildOptions, got {type(options).__name__}")
     start = time.perf_counter()
+    if options.engine == "ray":
+        from ctdegradbench.builder.dataset.ray_engine import import_ray
+
+        import_ray()                                # not installed: say so before reading anything
     out = options.out
     cache_dir = options.cache_dir or out.parent / f".{out.name}.cache"
     check_output(out, options.overwrite)            # fail before locking, reading or simulating anything
@@ -184,6 +194,33 @@ def _use_spawned_workers() -> None:
 def _build_into(work, options: BuildOptions, cache_dir, source_result, start) -> BuildSummary:
     from ctdegradbench.builder.dataset.card import render_card
     from ctdegradbench.builder.dataset.figures import save_card_figures
+
+    if options.engine == "ray":
+        from ctdegradbench.builder.dataset.ray_engine import simulate_on_ray
+
+        samples, references = simulate_on_ray(options, source_result, cache_dir)
+        sample_info = datasets.DatasetInfo(features=sample_features(options.source.image_size))
+        reference_info = datasets.DatasetInfo(features=reference_features(options.source.image_size))
+    else:
+        samples, references, sample_info, reference_info = _simulate_local(options, cache_dir, source_result)
+
+    summary = ExportSummary(options.out)
+    write_configs(work, samples, references, summary)
+    figures = save_card_figures(samples, references, work)
+    card_data = card_metadata(summary, sample_info, reference_info)
+    elapsed = time.perf_counter() - start
+    n_references = sum(summary.rows.get(REFERENCES_CONFIG, {}).values())
+    build = BuildSummary(summary, elapsed, n_references, dict(source_result.skipped))
+    (work / "README.md").write_text(render_card(card_data, build, options, source_result, figures), encoding="utf-8")
+    if any(summary.rows[c].get("test") for c in summary.rows if c != REFERENCES_CONFIG and get_setting(c).in_paper):
+        write_eval_yaml_file(work, eval_yaml_content())      # the leaderboard tasks (config all, split test)
+    write_manifest(work, summary)
+    return build
+
+
+def _simulate_local(options: BuildOptions, cache_dir, source_result):
+    """The ``datasets`` builder on this machine (``--num-proc`` workers): the samples and
+    references ``DatasetDict``s and their builders' infos."""
     from ctdegradbench.builder.dataset.hf_builder import CTDegradBench
 
     if options.threads is not None:
@@ -197,18 +234,5 @@ def _build_into(work, options: BuildOptions, cache_dir, source_result, start) ->
     with _workers_ignore_interrupts() if options.threads is not None else contextlib.nullcontext():
         references_builder.download_and_prepare(num_proc=options.num_proc)
         samples_builder.download_and_prepare(num_proc=options.num_proc)
-    references = references_builder.as_dataset()
-    samples = samples_builder.as_dataset()
-
-    summary = ExportSummary(options.out)
-    write_configs(work, samples, references, summary)
-    figures = save_card_figures(samples, references, work)
-    card_data = card_metadata(summary, samples_builder.info, references_builder.info)
-    elapsed = time.perf_counter() - start
-    n_references = sum(summary.rows.get(REFERENCES_CONFIG, {}).values())
-    build = BuildSummary(summary, elapsed, n_references, dict(source_result.skipped))
-    (work / "README.md").write_text(render_card(card_data, build, options, source_result, figures), encoding="utf-8")
-    if any(summary.rows[c].get("test") for c in summary.rows if c != REFERENCES_CONFIG and get_setting(c).in_paper):
-        write_eval_yaml_file(work, eval_yaml_content())      # the leaderboard tasks (config all, split test)
-    write_manifest(work, summary)
-    return build
+    return (samples_builder.as_dataset(), references_builder.as_dataset(), samples_builder.info,
+            references_builder.info)

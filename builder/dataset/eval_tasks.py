@@ -26,25 +26,28 @@ DEFAULT_DESCRIPTION = (
 
 @dataclass(frozen=True)
 class Task:
-    """A leaderboard task: its id, the dataset config and split, and where a ``bench tasks``
-    result holds its value (``path`` of keys)."""
+    """A leaderboard task: its id, the dataset config and split, where a ``bench tasks``
+    result holds its value (``path`` of keys) and the key of the same value in the metrics of
+    ``ct-degradbench evaluate`` (``metric_key``)."""
 
     id: str
     path: tuple[str, ...]
+    metric_key: str
     description: str
     config: str = "all"
     split: str = "test"
 
 
 TASKS: tuple[Task, ...] = (
-    Task("degradation_classification_accuracy", ("classification", "accuracy"),
+    Task("degradation_classification_accuracy", ("classification", "accuracy"), "accuracy",
          "accuracy of the degradation type over all settings"),
-    Task("degradation_classification_macro_f1", ("classification", "macro_f1"), "macro F1 of the degradation type"),
-    Task("severity_spearman_single", ("severity", "spearman_mean_single"),
+    Task("degradation_classification_macro_f1", ("classification", "macro_f1"), "macro_f1",
+         "macro F1 of the degradation type"),
+    Task("severity_spearman_single", ("severity", "spearman_mean_single"), "mean_spearman_single",
          "Spearman of predicted severity with the level, mean over the single settings"),
-    Task("severity_spearman_mixture", ("severity", "spearman_mean_mixture"),
+    Task("severity_spearman_mixture", ("severity", "spearman_mean_mixture"), "mean_spearman_mixtures",
          "Spearman of predicted severity with the level, mean over the mixtures"),
-    Task("severity_qwk", ("severity", "qwk"), "quadratic weighted kappa of the rounded predicted severity"),
+    Task("severity_qwk", ("severity", "qwk"), "qwk", "quadratic weighted kappa of the rounded predicted severity"),
 )
 
 

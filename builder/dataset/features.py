@@ -9,17 +9,30 @@ dtype, backend, reference facts, ...) is kept in the ``metadata`` JSON column, a
 
 Pixels are lossless Hounsfield units as ``int16`` arrays (``Array2D``), stored in Zstandard
 Parquet: about the size of 16-bit PNG, several times faster to load and free to encode (the
-measurement is in the README). ``np.asarray(row["image"], np.int16)`` gives HU directly.
+measurement is in the README). ``np.asarray(row["image"], np.int16)`` gives HU directly;
+``ds.with_format("torch", columns=["image"], dtype=torch.int16)`` gives int16 tensors (without
+``dtype`` datasets' torch formatter widens every integer array to int64).
+
+What the Hub's dataset viewer shows is the ``preview`` column (``datasets.Image``): each image
+as an 8-bit greyscale PNG in the soft-tissue window :data:`PREVIEW_WINDOW_HU`, for looking only;
+every number comes from the exact HU in ``image``.
 """
 
 from __future__ import annotations
 
+import io
+
 import datasets
+import numpy as np
 
 from ctdegradbench.builder.degradations import component_fields
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+#: HU window of the ``preview`` PNGs and of the card's figures (soft tissue: noise, streaks and
+#: blur show; lung and bone saturate), mapped linearly to grey levels 0..255.
+PREVIEW_WINDOW_HU: tuple[float, float] = (-160.0, 240.0)
 
 _SCALAR = {"str": datasets.Value("string"), "int": datasets.Value("int64"), "float": datasets.Value("float64")}
 _LIST = {"list[int]": datasets.List(datasets.Value("int64")), "list[float]": datasets.List(datasets.Value("float64"))}
@@ -35,10 +48,12 @@ SAMPLE_FIELD_DOCS: dict[str, str] = {
     "reference_id": "source/patient/series/slice of the reference slice (join key of the references config)",
     "patient_key": "source/patient: the unit of the patient-level split",
     "setting": "S1..S5 (single degradation) or M1..M5 (mixture)",
-    "label": "class label: the paper's setting name (S1_noise .. M5_m+b+n)",
+    "label": "class label: the paper's setting name (S1_noise .. M5_m+b+n, ids 0..9; clean 10 and S6_ring 11 opt-in)",
     "level": "severity level 0..3 (L0 mildest); for mixtures the maximum of the component levels",
     "realization": "index of the random realization of this reference, setting and level",
-    "image": "degraded image, int16 Hounsfield units",
+    "image": "degraded image, int16 Hounsfield units (the exact data)",
+    "preview": f"the image as an 8-bit PNG, window {PREVIEW_WINDOW_HU[0]:g}..{PREVIEW_WINDOW_HU[1]:g} HU "
+               "(for the dataset viewer; not for measurement)",
     "prompt": "structured natural-language description of the degradation",
     "bbox": "metal bounding box [x_min, y_min, x_max, y_max] in pixels (inclusive); empty without metal",
     "components": "every applied degradation operator with its level and drawn parameters, in application order",
@@ -74,6 +89,18 @@ def image_feature(image_size: int) -> datasets.Array2D:
     return datasets.Array2D(shape=(None, int(image_size)), dtype="int16")
 
 
+def preview_png(image_hu, window=PREVIEW_WINDOW_HU) -> dict:
+    """``image_hu`` as an 8-bit greyscale PNG (a ``datasets.Image`` value): HU ``window[0]`` ->
+    grey 0, ``window[1]`` -> 255, linear and clipped, rounded to the nearest grey level."""
+    from PIL import Image
+
+    lo, hi = window
+    grey = np.clip(np.rint((np.asarray(image_hu, np.float32) - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(grey, mode="L").save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
 def sample_features(image_size: int) -> datasets.Features:
     """Features of a degraded-sample row (every ``single_*`` / ``mixture_*`` config)."""
     return datasets.Features({
@@ -85,6 +112,7 @@ def sample_features(image_size: int) -> datasets.Features:
         "level": datasets.Value("int64"),
         "realization": datasets.Value("int64"),
         "image": image_feature(image_size),
+        "preview": datasets.Image(),
         "prompt": datasets.Value("string"),
         "bbox": datasets.List(datasets.Value("int64")),
         "components": datasets.List(_component_feature()),
@@ -111,6 +139,7 @@ def reference_features(image_size: int) -> datasets.Features:
         "slice_index": datasets.Value("int64"),
         "pixel_spacing_mm": datasets.Value("float64"),
         "reference": image_feature(image_size),
+        "preview": datasets.Image(),
         "clean_fbp": image_feature(image_size),
         "kernel": datasets.Value("string"),
         "slice_thickness_mm": datasets.Value("float64"),
@@ -133,6 +162,7 @@ def sample_to_row(sample) -> dict:
     row.update({
         "label": CLASS_NAMES.index(meta["class_name"]),
         "image": sample.image_hu,
+        "preview": preview_png(sample.image_hu),
         "prompt": sample.prompt,
         "bbox": list(sample.bbox),
         "components": meta["components"],

@@ -14,9 +14,10 @@ from matplotlib.figure import Figure
 
 from ctdegradbench.builder.core.plotting import save_png
 from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.builder.dataset.features import PREVIEW_WINDOW_HU
 from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 
-WINDOW_HU = (-160.0, 240.0)
+WINDOW_HU = PREVIEW_WINDOW_HU            # the soft-tissue window of the dataset's preview PNGs
 SINGLE_CODES = tuple(s.code for s in SETTINGS if not s.is_mixture and s.in_paper)
 
 

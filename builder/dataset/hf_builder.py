@@ -27,7 +27,8 @@ import numpy as np
 from ctdegradbench.builder.core.paper import CITATION
 
 from ctdegradbench.builder.core.errors import OptionError
-from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features, sample_to_row
+from ctdegradbench.builder.dataset.features import (SPLITS, preview_png, reference_features, sample_features,
+                                                   sample_to_row)
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, DEFAULT_FRACTIONS, REFERENCES_CONFIG, check_fractions
 from ctdegradbench.builder.dataset.splits import assign_splits
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
@@ -130,14 +131,9 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
 
         result = self._source_result or load_sources(self.config.source)
         self._source_result = None   # the slices travel in gen_kwargs; don't pickle them twice into workers
-        splits = assign_splits([s.patient_key for s in result.slices], self.config.split_fractions,
-                               self.config.simulation.seed)
-        generators = []
-        for split in SPLITS:
-            slices = [s for s in result.slices if splits[s.patient_key] == split]
-            if slices:
-                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices}))
-        return generators
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices})
+                for split, slices in slices_by_split(result.slices, self.config.split_fractions,
+                                                     self.config.simulation.seed).items()]
 
     def _generate_examples(self, slices):
         import torch
@@ -156,6 +152,14 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
                 yield sample.sample_id, sample_to_row(sample)
 
 
+def slices_by_split(slices, fractions, seed: int) -> dict[str, list]:
+    """The reference slices of each non-empty split, in source order (splits by patient,
+    :func:`~ctdegradbench.builder.dataset.splits.assign_splits`); every engine builds these."""
+    splits = assign_splits([s.patient_key for s in slices], fractions, seed)
+    grouped = {split: [s for s in slices if splits[s.patient_key] == split] for split in SPLITS}
+    return {split: group for split, group in grouped.items() if group}
+
+
 def reference_row(ref, clean_fbp_hu: np.ndarray) -> dict:
     """A row of the ``references`` config."""
     info = {k: v for k, v in ref.info.items()}
@@ -168,6 +172,7 @@ def reference_row(ref, clean_fbp_hu: np.ndarray) -> dict:
         "slice_index": int(ref.slice_index),
         "pixel_spacing_mm": float(ref.pixel_spacing_mm),
         "reference": ref.hu,
+        "preview": preview_png(ref.hu),
         "clean_fbp": clean_fbp_hu,
         "kernel": None if info.get("kernel") is None else str(info["kernel"]),
         "slice_thickness_mm": None if info.get("slice_thickness_mm") is None else float(info["slice_thickness_mm"]),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ctdegradbench.builder.core.errors import OptionError
-from ctdegradbench.builder.core.options import check_int, option
+from ctdegradbench.builder.core.options import check_choice, check_int, option
 from ctdegradbench.builder.simulate.resolution import check_image_size
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 ALL_CONFIG = "all"
 REFERENCES_CONFIG = "references"
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
+ENGINES = ("local", "ray")   # local: datasets' builder on this machine; ray: references sharded over a Ray cluster
 CONFIG_NAMES: tuple[str, ...] = tuple(s.config_name for s in SETTINGS) + (ALL_CONFIG,)
 
 
@@ -68,7 +69,18 @@ class BuildOptions:
         Patient fractions of train / validation / test.
     num_proc : int or None
         Worker processes for the simulation (each with cores / N threads); pays off on
-        many-core machines only.
+        many-core machines only. With ``engine="ray"`` and no ``address``: the CPUs of the
+        Ray instance started on this machine (default: all its cores).
+    engine : {"local", "ray"}, default "local"
+        ``local``: the ``datasets`` builder on this machine; ``ray``: the references sharded
+        over a Ray cluster (:mod:`.ray_engine`), same output bytes.
+    address : str or None
+        Ray cluster to run on (``auto``, ``HOST:PORT`` or ``ray://HOST:10001``); ``None``
+        starts a Ray instance on this machine for the build. Only with ``engine="ray"``.
+    shard_size : int, default 4
+        Reference slices per Ray task: the unit that is redone after a failure and kept
+        between runs; bounds each worker's memory (about 20 MB of output per 512 px
+        reference and ten settings).
     cache_dir : Path or None
         ``datasets`` cache of the builder, kept after the build (default: ``.<out>.cache``
         beside the output, deleted once the export is complete).
@@ -90,6 +102,12 @@ class BuildOptions:
                                                          "fractions", cli=False)
     num_proc: int | None = option(None, "worker processes for the simulation, each with cores/N threads (for "
                                   "many-core machines)", type=int, minimum=1)
+    engine: str = option("local", "where the simulation runs: local (this machine, --num-proc workers) or ray (a "
+                         "Ray cluster, see --address)", choices=ENGINES)
+    address: str | None = option(None, "Ray cluster address for --engine ray (auto, HOST:PORT or ray://HOST:10001; "
+                                 "default: start Ray on this machine with --num-proc CPUs)")
+    shard_size: int = option(4, "reference slices per Ray task (--engine ray): the unit redone after a failure and "
+                             "resumed from the cache", minimum=1)
     cache_dir: Path | None = option(None, "datasets cache of the builder, kept after the build (default: "
                                     ".<out>.cache beside the output, deleted when the export is complete)", type=Path)
     overwrite: bool = option(False, "replace an existing CT-DegradBench export in --out (never any other folder)")
@@ -111,6 +129,14 @@ class BuildOptions:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         object.__setattr__(self, "split_fractions", check_fractions(self.split_fractions))
         check_int(BuildOptions, "num_proc", self.num_proc, minimum=1, allow_none=True)
+        check_choice(BuildOptions, "engine", self.engine, ENGINES)
+        check_int(BuildOptions, "shard_size", self.shard_size, minimum=1)
+        if self.address is not None and self.engine != "ray":
+            raise OptionError(f"--address {self.address} is the Ray cluster of --engine ray; add --engine ray "
+                              f"(the engine is {self.engine})")
+        if self.address is not None and self.num_proc is not None:
+            raise OptionError(f"--num-proc {self.num_proc} sizes a Ray instance started here; a cluster given with "
+                              f"--address {self.address} has the CPUs its nodes were started with")
         if not isinstance(self.source, SourceOptions):
             raise OptionError(f"source must be a SourceOptions, got {type(self.source).__name__}")
         simulation = SimulationConfig() if self.simulation is None else self.simulation
@@ -128,6 +154,6 @@ class BuildOptions:
     @property
     def threads(self) -> int | None:
         """CPU threads per worker process: the cores divided among ``num_proc`` workers."""
-        if self.num_proc is None or self.num_proc == 1:
+        if self.num_proc is None or self.num_proc == 1 or self.engine != "local":
             return None
         return max(1, len(os.sched_getaffinity(0)) // self.num_proc)

@@ -9,8 +9,12 @@ Mixtures apply their components in the order listed (paper Table 8): the physica
 acts first, photon noise of the low-dose acquisition last.
 
 Settings outside the paper (``in_paper=False``) are opt-in: the ``all`` config and the
-paper's ten classes do not include them unless asked. Their class names come after the
-paper's ten, so the paper's class indices never change.
+paper's ten classes do not include them unless asked.
+
+The label contract (one place, imported by the dataset's ``ClassLabel`` and by the model's
+``id2label``): :data:`CLASS_NAMES` in id order is the paper's ten classes (ids 0..9), then
+``clean`` (id 10: no added degradation, the estimator's answer for a reference slice), then
+the opt-in settings' classes (``S6_ring`` id 11). The paper's class ids never change.
 
 This module imports nothing heavy, so the command line can list configs before it loads
 torch.
@@ -24,6 +28,7 @@ from ctdegradbench.builder.core.errors import OptionError
 from ctdegradbench.builder.core.levels import LEVELS, check_level
 
 __all__ = ["LEVELS", "check_level", "Setting", "SETTINGS", "PAPER_SETTINGS", "CLASS_NAMES", "PAPER_CLASS_NAMES",
+           "CLEAN_CLASS_NAME", "class_id",
            "SETTINGS_BY_CODE", "SETTINGS_BY_CONFIG", "get_setting", "NOISE", "BLUR", "STREAK", "ALIASING", "METAL"]
 
 # The paper's degradation types (registry names).
@@ -67,8 +72,19 @@ SETTINGS: tuple[Setting, ...] = (
 PAPER_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.in_paper)
 SETTINGS_BY_CODE: dict[str, Setting] = {s.code: s for s in SETTINGS}
 SETTINGS_BY_CONFIG: dict[str, Setting] = {s.config_name: s for s in SETTINGS}
-CLASS_NAMES: tuple[str, ...] = tuple(s.class_name for s in SETTINGS)
 PAPER_CLASS_NAMES: tuple[str, ...] = tuple(s.class_name for s in PAPER_SETTINGS)
+#: The class of a slice with no added degradation (label id 10, after the paper's ten).
+CLEAN_CLASS_NAME = "clean"
+#: Every class name in label-id order: paper ten (0..9), ``clean`` (10), opt-in settings (``S6_ring`` 11, ...).
+CLASS_NAMES: tuple[str, ...] = (PAPER_CLASS_NAMES + (CLEAN_CLASS_NAME,)
+                                + tuple(s.class_name for s in SETTINGS if not s.in_paper))
+
+
+def class_id(name: str) -> int:
+    """The label id of a class name (:data:`CLASS_NAMES`); one error line for an unknown name."""
+    if name not in CLASS_NAMES:
+        raise OptionError(f"unknown class {name!r}; expected one of: {', '.join(CLASS_NAMES)}")
+    return CLASS_NAMES.index(name)
 
 
 def get_setting(code_or_config: str) -> Setting:

@@ -35,7 +35,7 @@ def test_eval_write_eval_yaml(bench_folder, tmp_path):
     assert content["tasks"][0] == {"id": "degradation_classification_accuracy", "config": "all", "split": "test"}
     assert [t["id"] for t in content["tasks"]] == [t.id for t in TASKS]
     with pytest.raises(InputError, match="validation"):
-        write_eval_yaml(bench_folder, tasks=[Task("x", ("a",), "x", split="validation")])
+        write_eval_yaml(bench_folder, tasks=[Task("x", ("a",), "a", "x", split="validation")])
     path.unlink()
 
 

@@ -53,8 +53,9 @@ def synthetic_hu(label: int, level: int, rng: np.random.Generator, size: int = I
     return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
 
 
-def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0):
-    """An exported-style folder (README configs + Parquet) with configs ``all`` and ``references``."""
+def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0, settings=None):
+    """An exported-style folder (README configs + Parquet) with configs ``all`` and ``references``
+    (``all`` holds ``settings``, default every setting, the opt-in S6 included)."""
     import datasets
 
     from ctdegradbench.builder.dataset.features import reference_features, sample_features
@@ -71,7 +72,8 @@ def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0)
                          "series_id": "series", "slice_index": 0, "pixel_spacing_mm": 1.0,
                          "reference": synthetic_hu(0, -1, rng) * 0 + 40, "clean_fbp": synthetic_hu(0, 0, rng),
                          "kernel": None, "slice_thickness_mm": None, "noise_sd_hu": None, "info": {}})
-            for label, setting in enumerate(SETTINGS):
+            for setting in settings or SETTINGS:
+                label = CLASS_NAMES.index(setting.class_name)
                 for level in range(4):
                     for r in range(per_class_levels):
                         samples.append({
@@ -95,7 +97,7 @@ def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0)
         lines += [f"  - split: {s}\n    path: data/{config}/{s}-*.parquet" for s in ("train", "validation", "test")]
     lines += ["---", "", "Synthetic test folder.", ""]
     (folder / "README.md").write_text("\n".join(lines))
-    assert len(CLASS_NAMES) == len(SETTINGS)
+    assert len(CLASS_NAMES) == len(SETTINGS) + 1   # the settings' classes and clean
     return folder
 
 

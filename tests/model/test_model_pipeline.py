@@ -83,7 +83,7 @@ def test_predict_command_reports_bad_files_and_processes_the_rest(trained, tmp_p
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert status == 1
-    assert [p["slice"] for p in report["predictions"]] == ["slice.npy", "slice.png"]
+    assert [p["sample_id"] for p in report["predictions"]] == ["slice.npy", "slice.png"]
     assert set(report["errors"]) == {str(tmp_path / "broken.npy"), str(tmp_path / "missing.dcm")}
     assert captured.err.count("error:") == 2
     for p in report["predictions"]:
