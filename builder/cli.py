@@ -18,6 +18,7 @@ torch) is imported.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ctdegradbench.builder.core.options import add_arguments, from_args
@@ -147,6 +148,7 @@ def _cmd_figure(args) -> int:
     result = load_sources(from_args(SourceOptions, args))
     if not 0 <= args.slice < len(result.slices):
         raise OptionError(f"--slice must be in 0..{len(result.slices) - 1} for this source, got {args.slice}")
+    print(f"read {result.summary()}; simulating slice {args.slice}", file=sys.stderr, flush=True)
     written = save_figure4(result.slices[args.slice], out, level=args.level,
                            simulation=simulation)
     print(f"figure written to {written}")

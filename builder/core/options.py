@@ -27,7 +27,7 @@ _MISSING = dataclasses.MISSING
 
 def option(default=_MISSING, help: str = "", *, default_factory=_MISSING, flag: str | None = None,
            type: Any = None, choices=None, minimum=None, maximum=None, repeat: bool = False, many: bool = False,
-           cli: bool = True, metavar: str | None = None):
+           cli: bool = True, metavar: str | None = None, none_means: str | None = None):
     """A dataclass field with command-line metadata.
 
     Parameters
@@ -50,9 +50,12 @@ def option(default=_MISSING, help: str = "", *, default_factory=_MISSING, flag: 
         The flag takes one or more values (``--configs a b``), collected into a tuple.
     cli : bool
         Whether the field is a command-line option at all.
+    none_means : str or None
+        What a ``None`` default does, shown as the default in ``--help`` (e.g. "every slice").
     """
     metadata = {"help": help, "flag": flag, "type": type, "choices": choices, "minimum": minimum,
-                "maximum": maximum, "repeat": repeat, "many": many, "cli": cli, "metavar": metavar}
+                "maximum": maximum, "repeat": repeat, "many": many, "cli": cli, "metavar": metavar,
+                "none_means": none_means}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -77,9 +80,13 @@ def _help(f: dataclasses.Field) -> str:
     if lo is not None or hi is not None:
         parts.append(f"range {'' if lo is None else lo}..{'' if hi is None else hi}")
     default = _default(f)
-    if default not in (None, (), False):
-        shown = " ".join(str(v) for v in default) if isinstance(default, tuple) else default
-        parts.append(f"default {shown}")
+    if "(default" in meta["help"] or "default:" in meta["help"] or default is False:   # stated, or an off flag
+        pass
+    elif default is None:
+        parts.append(f"default: {meta.get('none_means') or 'none'}")
+    else:   # 0 and 0.0 are defaults too; strings quoted, so that the source 'default' reads as a name
+        values = default if isinstance(default, tuple) else (default,)
+        parts.append("default: " + " ".join(repr(v) if isinstance(v, str) else str(v) for v in values))
     text = "; ".join(p for p in parts if p)
     return text.replace("%", "%%")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 
@@ -191,6 +192,11 @@ def _use_spawned_workers() -> None:
         multiprocess.set_start_method("spawn", force=True)
 
 
+def _announce(line: str) -> None:
+    """A progress line on stderr (the datasets bars that follow show each split's count and total)."""
+    print(f"ct-degradbench build: {line}", file=sys.stderr, flush=True)
+
+
 def _build_into(work, options: BuildOptions, cache_dir, source_result, start) -> BuildSummary:
     from ctdegradbench.builder.dataset.card import render_card
     from ctdegradbench.builder.dataset.figures import save_card_figures
@@ -205,6 +211,7 @@ def _build_into(work, options: BuildOptions, cache_dir, source_result, start) ->
         samples, references, sample_info, reference_info = _simulate_local(options, cache_dir, source_result)
 
     summary = ExportSummary(options.out)
+    _announce(f"step 3/3: writing Parquet, figures and the card into {options.out}")
     write_configs(work, samples, references, summary)
     figures = save_card_figures(samples, references, work)
     card_data = card_metadata(summary, sample_info, reference_info)
@@ -231,8 +238,14 @@ def _simulate_local(options: BuildOptions, cache_dir, source_result):
                                        source_result=source_result, **config)
     samples_builder = CTDegradBench(config_name=ALL_CONFIG, settings=options.settings, cache_dir=str(cache_dir),
                                     source_result=source_result, **config)
+    n = len(source_result.slices)
     with _workers_ignore_interrupts() if options.threads is not None else contextlib.nullcontext():
+        _announce(f"step 1/3: references config: {n} reference slices -> {n} rows (reference + clean FBP)")
         references_builder.download_and_prepare(num_proc=options.num_proc)
+        per_slice = samples_builder.config.rows_per_slice
+        _announce(f"step 2/3: configs {', '.join(options.configs)} (settings "
+                  f"{' '.join(samples_builder.config.settings)}): {n} reference slices x {per_slice} rows "
+                  f"= {n * per_slice} rows")
         samples_builder.download_and_prepare(num_proc=options.num_proc)
     return (samples_builder.as_dataset(), references_builder.as_dataset(), samples_builder.info,
             references_builder.info)

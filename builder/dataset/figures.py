@@ -141,13 +141,25 @@ def save_card_figures(samples, references, folder) -> list[tuple[str, str]]:
     return [(str(path.relative_to(folder)), caption) for path, caption in figures]
 
 
-def save_figure4(reference, path, level: int = 2, simulation=None) -> Path:
+def save_figure4(reference, path, level: int = 2, simulation=None, progress: bool = True) -> Path:
     """The paper's Figure 4 for one ``ReferenceSlice``: each single degradation at ``level``
-    in the image domain (top row) and as log-Fourier magnitude (bottom row)."""
+    in the image domain (top row) and as log-Fourier magnitude (bottom row). ``progress``: a bar
+    on a terminal's stderr over the clean sinogram and the five settings, naming the step running."""
+    from tqdm.auto import tqdm
+
     from ctdegradbench.builder.simulate.simulator import Simulator
 
     simulator = Simulator(simulation)
-    samples = {s.setting: s for s in simulator.run(reference, settings=SINGLE_CODES, levels=(level,))}
+    samples = {}
+    with tqdm(total=1 + len(SINGLE_CODES), desc=f"figure 4 (L{level})", unit=" step",
+              disable=None if progress else True) as bar:          # None: only on a terminal
+        bar.set_postfix_str("clean sinogram + FBP")
+        prepared = simulator.prepare(reference)
+        bar.update()
+        for code in SINGLE_CODES:
+            bar.set_postfix_str(f"{code} {get_setting(code).class_name}")
+            (samples[code],) = simulator.run(prepared, settings=code, levels=(level,), realizations=1)
+            bar.update()
     columns = [("reference", reference.hu)] + [
         (get_setting(code).description, samples[code].image_hu) for code in SINGLE_CODES]
     fig = Figure(figsize=(2.2 * len(columns), 4.6))

@@ -31,6 +31,7 @@ from ctdegradbench.builder.dataset.features import (SPLITS, preview_png, referen
                                                    sample_to_row)
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, DEFAULT_FRACTIONS, REFERENCES_CONFIG, check_fractions
 from ctdegradbench.builder.dataset.splits import assign_splits
+from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions
 
@@ -89,6 +90,11 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
     def is_references(self) -> bool:
         return self.name == REFERENCES_CONFIG
 
+    @property
+    def rows_per_slice(self) -> int:
+        """Rows one reference slice gives: 1 (references) or settings x levels x realizations."""
+        return 1 if self.is_references else len(self.settings) * len(LEVELS) * self.simulation.realizations
+
 
 def _setting_configs() -> list[CTDegradBenchConfig]:
     return [CTDegradBenchConfig(name=s.config_name, settings=(s.code,),
@@ -131,9 +137,14 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
 
         result = self._source_result or load_sources(self.config.source)
         self._source_result = None   # the slices travel in gen_kwargs; don't pickle them twice into workers
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices})
-                for split, slices in slices_by_split(result.slices, self.config.split_fractions,
-                                                     self.config.simulation.seed).items()]
+        generators = []
+        for split, slices in slices_by_split(result.slices, self.config.split_fractions,
+                                             self.config.simulation.seed).items():
+            generator = datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices})
+            # known before simulating: datasets' "Generating <split> split" bar shows it as its total
+            generator.split_info.num_examples = len(slices) * self.config.rows_per_slice
+            generators.append(generator)
+        return generators
 
     def _generate_examples(self, slices):
         import torch

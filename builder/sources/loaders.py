@@ -520,11 +520,20 @@ def _sorted_series(members, root: Path | None, log: _SkipLog) -> list[_Candidate
     return cands
 
 
+def _progress(items: list, what: str, unit: str):
+    """``items`` with a progress bar on a terminal's stderr (count / total, the source's name),
+    removed when done so the listing that follows stays clean; none when stderr is not a
+    terminal (logs, pipes, tests keep one error line) or ``TQDM_DISABLE=1``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=f"reading {what}", unit=f" {unit}", leave=False, disable=None if len(items) > 1 else True)
+
+
 def _load_dicom_paths(paths: list[Path], root: Path | None, *, source: str, stride: int,
                       min_body_fraction: float, image_size: int | None, max_slices: int | None,
                       log: _SkipLog, truncation: str = "keep") -> list[ReferenceSlice]:
     slices: list[ReferenceSlice] = []
-    for cands in _dicom_candidates(paths, root, log):
+    for cands in _progress(_dicom_candidates(paths, root, log), f"{source} (DICOM)", "series"):
         slices += _select_series(cands, source=source, stride=stride, min_body_fraction=min_body_fraction,
                                  max_slices=max_slices, image_size=image_size, log=log, truncation=truncation)
     return slices
@@ -704,7 +713,7 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
     else:
         files = [path]
     slices: list[ReferenceSlice] = []
-    for file in files:
+    for file in _progress(files, f"{source or root.name} (NIfTI)", "file"):
         cands = _nifti_candidates(file, root, codes, patient_id, dict(info or {}), log)
         slices += _select_series(cands, source=source or root.name, stride=stride,
                                  min_body_fraction=min_body_fraction, max_slices=max_slices,

@@ -50,14 +50,15 @@ class SourceOptions:
         (DEFAULT_SOURCE,), "reference CT: 'default' (shipped in pydicom/pydicom-data), a DICOM folder or file, a NIfTI "
         "file or folder; repeat for several sources", flag="--source", repeat=True, metavar="SOURCE")
     stride: int = option(1, "keep every N-th slice of each series", minimum=1)
-    max_slices: int | None = option(None, "at most this many slices per series", type=int, minimum=1)
+    max_slices: int | None = option(None, "at most this many slices per series", type=int, minimum=1,
+                                    none_means="every slice")
     min_body_fraction: float = option(0.0, "skip slices with a smaller fraction of pixels above -500 HU",
                                       minimum=0, maximum=1)
     image_size: int = option(512, "square grid side in pixels (pixel spacing tracked); the severity levels are "
                              f"calibrated from {CALIBRATED_IMAGE_SIZE} px: a smaller size (down to {MIN_IMAGE_SIZE}) "
                              "needs --allow-uncalibrated-grid", minimum=MIN_IMAGE_SIZE)
     nifti_axes: str | None = option(None, "patient direction of each NIfTI array axis (e.g. LPS) when the affine "
-                                    "has none", type=str, metavar="AXES")
+                                    "has none", type=str, metavar="AXES", none_means="the file's affine")
     truncation: str = option("keep", "slices whose body touches the image border: keep (flagged), skip, or pad the "
                              "patient out", choices=TRUNCATION_MODES)
 

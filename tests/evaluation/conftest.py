@@ -16,7 +16,7 @@ import pytest
 import yaml
 from scipy import ndimage
 
-from ctdegradbench.builder.dataset.features import reference_features, sample_features
+from ctdegradbench.builder.dataset.features import preview_png, reference_features, sample_features
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES, get_setting
 
 SETTING_CODES = ("S1", "S2", "M1")
@@ -58,7 +58,8 @@ def write_folder(root: Path, size: int = 64, patients=PATIENTS, codes=SETTING_CO
         clean = np.clip(np.rint(ndimage.gaussian_filter(reference, 0.5)), -1024, None).astype(np.int16)
         refs[split].append({"reference_id": rid, "patient_key": f"synthetic/{patient}", "source": "synthetic",
                             "patient_id": patient, "series_id": "series", "slice_index": 0, "pixel_spacing_mm": 0.7,
-                            "reference": reference.astype(np.int16), "clean_fbp": clean, "kernel": "B30f",
+                            "reference": reference.astype(np.int16), "preview": preview_png(reference),
+                            "clean_fbp": clean, "kernel": "B30f",
                             "slice_thickness_mm": 1.0, "noise_sd_hu": 5.0, "info": {}})
         for code in codes:
             setting = get_setting(code)
@@ -66,7 +67,8 @@ def write_folder(root: Path, size: int = 64, patients=PATIENTS, codes=SETTING_CO
                 samples[code][split].append({
                     "sample_id": f"{rid}/{code}/L{level}/r0", "reference_id": rid, "patient_key": f"synthetic/{patient}",
                     "setting": code, "label": CLASS_NAMES.index(setting.class_name), "level": level, "realization": 0,
-                    "image": degrade(reference, code, level, rng), "prompt": f"{setting.description}, level {level}",
+                    "image": (image := degrade(reference, code, level, rng)), "preview": preview_png(image),
+                    "prompt": f"{setting.description}, level {level}",
                     "bbox": [], "components": [], "seed": int(rng.integers(1 << 31)), "pixel_spacing_mm": 0.7,
                     "geometry": {"image_size": size, "pixel_spacing_mm": 0.7, "n_views": 360, "n_detectors": 91},
                     "fbp_filter": "ramp", "simulator_version": "test", "reference_kernel": "B30f",

@@ -58,7 +58,7 @@ def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0,
     (``all`` holds ``settings``, default every setting, the opt-in S6 included)."""
     import datasets
 
-    from ctdegradbench.builder.dataset.features import reference_features, sample_features
+    from ctdegradbench.builder.dataset.features import preview_png, reference_features, sample_features
     from ctdegradbench.builder.simulate.settings import CLASS_NAMES, SETTINGS
 
     rng = np.random.default_rng(seed)
@@ -70,7 +70,8 @@ def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0,
             ref_id = f"{patient}/series/0000"
             refs.append({"reference_id": ref_id, "patient_key": patient, "source": "synth", "patient_id": f"{split}{p}",
                          "series_id": "series", "slice_index": 0, "pixel_spacing_mm": 1.0,
-                         "reference": synthetic_hu(0, -1, rng) * 0 + 40, "clean_fbp": synthetic_hu(0, 0, rng),
+                         "reference": (ref := synthetic_hu(0, -1, rng) * 0 + 40), "preview": preview_png(ref),
+                         "clean_fbp": synthetic_hu(0, 0, rng),
                          "kernel": None, "slice_thickness_mm": None, "noise_sd_hu": None, "info": {}})
             for setting in settings or SETTINGS:
                 label = CLASS_NAMES.index(setting.class_name)
@@ -79,7 +80,8 @@ def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0,
                         samples.append({
                             "sample_id": f"{ref_id}/{setting.code}/L{level}/r{r}", "reference_id": ref_id,
                             "patient_key": patient, "setting": setting.code, "label": label, "level": level,
-                            "realization": r, "image": synthetic_hu(label, level, rng), "prompt": "synthetic",
+                            "realization": r, "image": (image := synthetic_hu(label, level, rng)),
+                            "preview": preview_png(image), "prompt": "synthetic",
                             "bbox": [], "components": [], "seed": 0, "pixel_spacing_mm": 1.0,
                             "geometry": {"image_size": IMAGE_SIZE, "pixel_spacing_mm": 1.0, "n_views": 90,
                                          "n_detectors": 91},
