@@ -49,10 +49,15 @@ def _sources_arguments(p, argv) -> None:
 
 def _build_arguments(p, argv) -> None:
     from ctdegradbench.builder.dataset.options import BuildOptions
+    from ctdegradbench.builder.simulate.resolution import MIN_IMAGE_SIZE
 
     _source_arguments(p, argv)
     add_arguments(p, BuildOptions)
     _simulation_arguments(p)
+    for action in p._actions:         # the source's range (64..) is not what build accepts by default
+        if "--image-size" in action.option_strings:
+            action.help = action.help.replace("; range", f"; the severity levels are calibrated from {MIN_IMAGE_SIZE} "
+                                                         "px, a smaller size needs --allow-uncalibrated-grid; range", 1)
 
 
 def _verify_arguments(p, argv) -> None:

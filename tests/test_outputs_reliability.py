@@ -477,5 +477,5 @@ def test_a_dropped_or_repeated_row_is_found_with_a_rewritten_manifest(change, me
 def test_verify_all_prints_its_time_estimate_first(export, capsys):
     assert cli_main(["verify", str(export), "--all"]) == 0
     captured = capsys.readouterr()
-    assert "replaying 24 images: about" in captured.err
+    assert "replaying 24 images of 3 references: about" in captured.err
     assert "24 images re-simulated" in captured.out

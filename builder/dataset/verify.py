@@ -179,7 +179,8 @@ def check_row_hashes(folder: Path, changed: dict[str, dict], report: VerifyRepor
     for rel, entry in sorted(changed.items()):
         recorded = entry.get("row_sha256")
         if not isinstance(recorded, list):
-            report.problem(rel, "the manifest records no row hashes (an older export): the changed rows cannot be named")
+            report.problem(rel, "the manifest records no row hashes (an older export): the changed rows cannot be "
+                                "named")
             continue
         try:
             hashes = file_row_hashes(folder / rel)
@@ -348,6 +349,7 @@ class _Replayer:
         self.device = device
         self.simulators: dict[str, object] = {}
         self.prepared_key, self.prepared = None, None
+        self.prepare_seconds: list[float] = []       # measured preparations (clean sinogram + FBP)
 
     def simulator(self, config: dict):
         from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
@@ -359,9 +361,14 @@ class _Replayer:
         return self.simulators[key]
 
     def prepare(self, reference: ReferenceSlice, config: dict):
+        import time
+
         key = (reference.reference_id, json.dumps(config, sort_keys=True))
         if key != self.prepared_key:
-            self.prepared_key, self.prepared = key, self.simulator(config).prepare(reference)
+            simulator = self.simulator(config)
+            start = time.perf_counter()
+            self.prepared_key, self.prepared = key, simulator.prepare(reference)
+            self.prepare_seconds.append(time.perf_counter() - start)
         return self.prepared
 
 
@@ -467,6 +474,7 @@ def check_images(folder: Path, chosen: list, references: dict, replayer: _Replay
     equal = 0
     strata = {(item[2], item[3]) for item in chosen}
     started = time.perf_counter()
+    n_references = len({item[4] for item in order})
     progress = tqdm(total=len(order), desc="replaying images", unit="image", leave=False)
     for done, (rel, index, _, _, _) in enumerate(order):
         row = reader.row(rel, index)
@@ -475,14 +483,17 @@ def check_images(folder: Path, chosen: list, references: dict, replayer: _Replay
         if reference is not None:     # else reported by the row check
             config = dict(meta["config"], backend=meta["backend"])
             prepared = replayer.prepare(reference, config)
+            t1 = time.perf_counter()
             replayed = replayer.simulator(config).replay(prepared, meta)
+            t2 = time.perf_counter()
             equal += _compare(report, f"{rel} row {index} ({meta['sample_id']})", replayed,
                               np.asarray(row["image"], dtype=np.int16))
+            if done == 0 and len(order) > 1:       # one preparation per reference, one replay per image
+                prepare = float(np.mean(replayer.prepare_seconds))
+                estimate = n_references * prepare + len(order) * (t2 - t1)
+                log(f"replaying {len(order)} images of {n_references} references: about {estimate / 60:.1f} min "
+                    f"(measured {prepare:.1f} s to prepare a reference, {t2 - t1:.1f} s to replay an image)")
         progress.update()
-        if done == 0 and len(order) > 1:
-            per_image = time.perf_counter() - started
-            log(f"replaying {len(order)} images: about {per_image * len(order) / 60:.1f} min "
-                f"({per_image:.2f} s for the first, its reference's preparation included)")
     progress.close()
     report.replayed = len(chosen)
     report.checked.append(f"{len(chosen)} images re-simulated over {len(strata)} (config, level) strata, {equal} "

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ctdegradbench.builder.core.errors import InputNotFoundError
 from ctdegradbench.builder.core.options import check_choice, check_int, check_number, option
-from ctdegradbench.builder.simulate.resolution import MIN_IMAGE_SIZE as CALIBRATED_IMAGE_SIZE
 from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES
 
 DEFAULT_SOURCE = "default"
@@ -54,9 +53,7 @@ class SourceOptions:
                                     none_means="every slice")
     min_body_fraction: float = option(0.0, "skip slices with a smaller fraction of pixels above -500 HU",
                                       minimum=0, maximum=1)
-    image_size: int = option(512, "square grid side in pixels (pixel spacing tracked); the severity levels are "
-                             f"calibrated from {CALIBRATED_IMAGE_SIZE} px: a smaller size (down to {MIN_IMAGE_SIZE}) "
-                             "needs --allow-uncalibrated-grid", minimum=MIN_IMAGE_SIZE)
+    image_size: int = option(512, "square grid side in pixels (pixel spacing tracked)", minimum=MIN_IMAGE_SIZE)
     nifti_axes: str | None = option(None, "patient direction of each NIfTI array axis (e.g. LPS) when the affine "
                                     "has none", type=str, metavar="AXES", none_means="the file's affine")
     truncation: str = option("keep", "slices whose body touches the image border: keep (flagged), skip, or pad the "
