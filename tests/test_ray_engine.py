@@ -28,8 +28,9 @@ from ctdegradbench.builder.dataset.export import MANIFEST
 from ctdegradbench.builder.dataset.options import BuildOptions
 from ctdegradbench.builder.sources.options import SourceOptions
 
-if importlib.util.find_spec("ray") is None:     # not imported here: ray reads its token settings at import
-    pytest.skip("the ray package is not installed: pip install 'ct-degradbench[ray]'", allow_module_level=True)
+# ray is not imported here: it reads its token settings (RAY_AUTH_*) when first imported
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="the ray package is not installed: pip install 'ct-degradbench[ray]'")
 
 IMAGE_SIZE = 64
 PIXEL_MM = 2.0
@@ -104,6 +105,7 @@ def assert_same_export(a: Path, b: Path) -> None:
     assert any(name.endswith(".parquet") for name in fa)
 
 
+@needs_ray
 def test_ray_build_is_bit_identical_to_the_local_build(ray_cluster, source, local_export, tmp_path, capsys):
     out = tmp_path / "bench"
     build_dataset(_options(source, out, engine="ray", address=ray_cluster, shard_size=1))
@@ -112,6 +114,7 @@ def test_ray_build_is_bit_identical_to_the_local_build(ray_cluster, source, loca
     assert "ray: shard 6/6  rows 48/48" in progress          # 6 slices x 2 settings x 4 levels
 
 
+@needs_ray
 def test_ray_build_resumes_the_missing_shards_only(ray_cluster, source, local_export, tmp_path, capsys):
     cache = tmp_path / "cache"
     out = tmp_path / "bench"
@@ -144,6 +147,7 @@ def _shard_workers() -> list[int]:
     return pids
 
 
+@needs_ray
 def test_a_worker_killed_mid_build_changes_nothing(ray_cluster, source, local_export, tmp_path):
     """SIGKILL one worker while it simulates a shard: Ray reruns the shard and the export is
     the same bytes."""
@@ -174,3 +178,10 @@ def test_ray_options_are_checked_first(source, tmp_path):
         _options(source, tmp_path / "b", engine="spark")
     with pytest.raises(OptionError, match="--num-proc 2 sizes a Ray instance started here"):
         _options(source, tmp_path / "b", engine="ray", address="auto", num_proc=2)
+
+
+def test_engine_ray_without_the_package_is_one_line(source, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)          # as if not installed: import ray raises ImportError
+    with pytest.raises(OptionError, match=r"--engine ray needs the ray package: pip install 'ct-degradbench\[ray\]'"):
+        build_dataset(_options(source, tmp_path / "bench", engine="ray"))
+    assert not (tmp_path / "bench").exists() and not (tmp_path / ".bench.partial").exists()

@@ -100,8 +100,10 @@ class BuildOptions:
                                       many=True, metavar="CONFIG")
     split_fractions: tuple[float, float, float] = option(DEFAULT_FRACTIONS, "train / validation / test patient "
                                                          "fractions", cli=False)
-    num_proc: int | None = option(None, none_means="1 (this process)", help="worker processes for the simulation, each with cores/N threads (for "
-                                  "many-core machines)", type=int, minimum=1)
+    num_proc: int | None = option(None, none_means="1 (this process)",
+                                  help="worker processes for the simulation, each with cores/N threads (for "
+                                  "many-core machines); with --engine ray and no --address: the CPUs of the Ray "
+                                  "instance started here", type=int, minimum=1)
     engine: str = option("local", "where the simulation runs: local (this machine, --num-proc workers) or ray (a "
                          "Ray cluster, see --address)", choices=ENGINES)
     address: str | None = option(None, "Ray cluster address for --engine ray (auto, HOST:PORT or ray://HOST:10001; "

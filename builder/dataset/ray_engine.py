@@ -100,19 +100,27 @@ def plan_shards(options, slices) -> list[Shard]:
     return shards
 
 
-def simulate_shard(slices, settings, simulation, image_size: int) -> tuple[bytes, bytes, int]:
-    """Rows of one shard as Arrow IPC streams ``(references, samples, n_samples)``.
+def simulate_shard(slices, settings, simulation, image_size: int, driver_version: str
+                   ) -> tuple[bytes, bytes, int, float]:
+    """Rows of one shard as Arrow IPC streams ``(references, samples, n_samples, cpu_seconds)``.
 
     The same rows as the local builder (``CTDegradBench._generate_examples`` of the
     ``references`` and the samples config) encoded as it encodes them; each slice is
-    prepared once for both.
+    prepared once for both. A worker whose ct-degradbench differs from the driver's refuses
+    (its rows would record another simulator version). ``cpu_seconds``: the worker process's
+    CPU time for the shard (the cost model, independent of other load on the node).
     """
     import pyarrow as pa
     import torch
     from datasets.arrow_writer import ArrowWriter
 
-    from ctdegradbench.builder.simulate.simulator import Simulator
+    from ctdegradbench.builder.simulate.simulator import Simulator, simulator_version
 
+    if simulator_version() != driver_version:
+        raise OptionError(f"a Ray worker has ct-degradbench {simulator_version()}, the driver {driver_version}; "
+                          "install the same version on every node")
+
+    cpu_start = time.process_time()
     torch.set_num_threads(1)           # one CPU per task: Ray runs as many tasks as the node has CPUs
     simulator = Simulator(simulation)
     ref_features, sample_feats = reference_features(image_size), sample_features(image_size)
@@ -126,7 +134,8 @@ def simulate_shard(slices, settings, simulation, image_size: int) -> tuple[bytes
             sample_writer.write(sample_feats.encode_example(sample_to_row(sample)))
     ref_writer.finalize()
     n_samples, _ = sample_writer.finalize()
-    return ref_stream.getvalue().to_pybytes(), sample_stream.getvalue().to_pybytes(), n_samples
+    return (ref_stream.getvalue().to_pybytes(), sample_stream.getvalue().to_pybytes(), n_samples,
+            time.process_time() - cpu_start)
 
 
 def shard_paths(folder: Path, shard: Shard) -> tuple[Path, Path]:
@@ -148,24 +157,34 @@ def _done(folder: Path, shard: Shard) -> bool:
 
 
 class Progress:
-    """Rows done / total and the rate, one line per finished shard on stderr."""
+    """Rows done / total and the rate, one line per finished shard on stderr; at the end the
+    workers' CPU time per row (the cost model of the build)."""
 
     def __init__(self, total_rows: int, done_rows: int, n_shards: int, n_todo: int, stream=None):
         self.total, self.done, self.start_done = total_rows, done_rows, done_rows
         self.n_shards, self.todo, self.finished = n_shards, n_todo, 0
         self.stream, self.start = stream or sys.stderr, time.perf_counter()
+        self.cpu_seconds, self.rows_simulated = 0.0, 0
         if done_rows:
             print(f"ray: resuming, {n_shards - n_todo}/{n_shards} shards ({done_rows} rows) already in the cache",
                   file=self.stream, flush=True)
 
-    def shard_done(self, rows: int) -> None:
+    def shard_done(self, rows: int, cpu_seconds: float = 0.0) -> None:
         self.done += rows
         self.finished += 1
+        self.cpu_seconds += cpu_seconds
+        self.rows_simulated += rows
         elapsed = time.perf_counter() - self.start
         rate = (self.done - self.start_done) / max(elapsed, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         print(f"ray: shard {self.finished}/{self.todo}  rows {self.done}/{self.total}  {rate:.2f} rows/s  "
               f"eta {eta:.0f} s", file=self.stream, flush=True)
+
+    def finish(self) -> None:
+        if self.rows_simulated:
+            print(f"ray: {self.rows_simulated} rows in {time.perf_counter() - self.start:.1f} s, "
+                  f"{self.cpu_seconds:.1f} worker CPU-s ({self.cpu_seconds / self.rows_simulated:.2f} CPU-s per row, "
+                  "one row = one reference x setting x level)", file=self.stream, flush=True)
 
 
 def _connect(ray, options) -> None:
@@ -216,18 +235,24 @@ def simulate_on_ray(options, source_result, cache_dir: Path, progress=None):
 
 
 def _run_shards(ray, options, folder: Path, todo: list[Shard], progress) -> None:
-    task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(simulate_shard)
+    from ctdegradbench.builder.simulate.simulator import simulator_version
+
+    gpus = 1 if options.simulation.device.startswith("cuda") else 0     # --device cuda: one GPU per task
+    if gpus and not ray.cluster_resources().get("GPU"):
+        raise OptionError(f"--device {options.simulation.device}: the Ray cluster has no GPU; use --device cpu")
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES)(simulate_shard)
     settings, simulation, size = options.settings, options.simulation, options.source.image_size
+    version = simulator_version()
     limit = max(1, IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
     pending, queue = {}, list(todo)
     while queue or pending:
         while queue and len(pending) < limit:
             shard = queue.pop(0)
-            pending[task.remote(list(shard.slices), settings, simulation, size)] = shard
+            pending[task.remote(list(shard.slices), settings, simulation, size, version)] = shard
         ready, _ = ray.wait(list(pending), num_returns=1)
         shard = pending.pop(ready[0])
         try:
-            references, samples, n_samples = ray.get(ready[0])
+            references, samples, n_samples, cpu_seconds = ray.get(ready[0])
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, CTDegradBenchError):
                 raise exc.cause from None           # a problem the user can fix, as the local build says it
@@ -238,4 +263,5 @@ def _run_shards(ray, options, folder: Path, todo: list[Shard], progress) -> None
                              f"{folder}, rerun the same command to resume") from None
         _store(folder, shard, references, samples)
         del references, samples
-        progress.shard_done(n_samples)
+        progress.shard_done(n_samples, cpu_seconds)
+    progress.finish()
