@@ -104,11 +104,12 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
                         description="Degradation-type classification (accuracy, macro F1, per-class one-vs-rest, ROC AUC, "
                                     "confusion) and severity estimation (MAE, RMSE, QWK, Spearman per setting) through "
                                     "the evaluate modules; writes a results JSON for `leaderboard push`. Predictions: "
-                                    ".jsonl or .csv rows with sample_id, label (index or class name), level (float), "
-                                    "scores (JSON lines only).")
+                                    ".jsonl or .csv rows with sample_id, label (index or class name), severity (float, "
+                                    "level units; or level), probabilities ({class: p}, JSON only), as `evaluate "
+                                    "--predictions` writes them; or the JSON of `predict --json`.")
     p.set_defaults(func=_cmd_tasks)
     p.add_argument("--dataset", type=Path, required=True, help="dataset folder")
-    p.add_argument("--predictions", type=Path, required=True, help="predictions .jsonl or .csv")
+    p.add_argument("--predictions", type=Path, required=True, help="predictions .jsonl, .csv or predict's .json")
     p.add_argument("--config", default="all", help="config the predictions cover")
     p.add_argument("--split", default="test", help="split the predictions cover")
     p.add_argument("--model", default=None, help="model name in the results (default: the predictions file name)")
