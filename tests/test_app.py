@@ -67,6 +67,45 @@ def test_dicom_upload_keeps_the_header_spacing():
     assert s.pixel_spacing_mm == pytest.approx(header, rel=1e-6)
 
 
+def test_zipped_series_reads_as_the_file_itself(tmp_path):
+    import zipfile
+
+    from ctdegradbench.model.app.core import read_upload
+
+    path = default_file(CHEST_FILE)
+    with zipfile.ZipFile(tmp_path / "series.zip", "w") as zf:
+        zf.write(path, f"series/{path.name}")
+    (direct,), (zipped,) = read_upload([path]), read_upload([tmp_path / "series.zip"])
+    np.testing.assert_array_equal(zipped.hu, direct.hu)
+    assert zipped.pixel_spacing_mm == direct.pixel_spacing_mm
+
+
+def test_uploaded_slice_keeps_its_field_of_view(tmp_path):
+    """Resampling an upload to the demo grid keeps the field of view: N x spacing is unchanged (mm)."""
+    from ctdegradbench.model.app.core import read_upload, uploaded_reference
+
+    np.save(tmp_path / "slice.npy", np.full((100, 80), 40.0, dtype=np.float32))
+    (unknown,) = read_upload([tmp_path / "slice.npy"])
+    assert unknown.hu.shape == (100, 100) and unknown.pixel_spacing_mm is None
+    with pytest.raises(InputError, match="pixel spacing unknown"):
+        uploaded_reference(unknown, DEMO_SIZE)
+    (s,) = read_upload([tmp_path / "slice.npy"], pixel_spacing_mm=0.8)
+    ref = uploaded_reference(s, DEMO_SIZE)
+    assert ref.image_size == DEMO_SIZE
+    assert ref.image_size * ref.pixel_spacing_mm == pytest.approx(100 * 0.8, rel=1e-9)
+    with pytest.raises(InputError, match="expected a positive number"):
+        read_upload([tmp_path / "slice.npy"], pixel_spacing_mm=-1)
+
+
+def test_answer_text_shows_the_status_when_there_is_no_class():
+    from ctdegradbench.model.app.core import answer_text
+
+    assert answer_text({"status": "no_body", "label": None, "severity": None}) == "no answer: no_body"
+    assert answer_text({"status": "ok", "label": "clean", "severity": None, "level": None}) == "clean"
+    assert answer_text({"status": "ok", "label": "S1_noise", "severity": 1.26, "level": 1}) == \
+        "S1_noise, severity 1.26 (L1)"
+
+
 def test_row_png_reads_back_as_the_degraded_hu(tmp_path):
     """The downloaded PNG is the degraded image exactly (HU + 1024), readable by ``predict``."""
     from ctdegradbench.model.app.core import default_references, degrade, write_row
