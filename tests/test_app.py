@@ -242,6 +242,28 @@ def test_inspect_shows_sespects_answer_for_a_dicom(page, tmp_path):
 
 
 @browser
+def test_degrade_runs_on_the_uploaded_slice(page, tmp_path):
+    """The Degrade tab simulates the slice uploaded in Inspect, at its own pixel spacing."""
+    from ctdegradbench.model.app import core
+
+    path = default_file(CHEST_FILE)
+    page.reload()
+    page.locator("#inspect-upload input[type=file]").set_input_files(str(path))
+    answer = _textbox(page, "inspect-answer")
+    page.wait_for_function("el => el.value.length > 0", arg=answer.element_handle(), timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="Degrade").click()
+    page.locator("#degrade-source").get_by_text("uploaded slice").click()
+    page.locator("#degrade-run").click()
+    ref = core.uploaded_reference(core.read_upload([path])[0], DEMO_SIZE)
+    prompt = _textbox(page, "degrade-prompt")
+    page.wait_for_function("el => el.value.includes('severity L1')", arg=prompt.element_handle(),
+                           timeout=TIMEOUT_MS)
+    assert f"pixel spacing {ref.pixel_spacing_mm:.2f} mm" in prompt.input_value()
+    shown = "".join(page.locator("#degrade-metadata").inner_text().split())     # the JSON view, spaces dropped
+    assert f'"reference_id":"{ref.reference_id}"' in shown
+
+
+@browser
 def test_text_upload_shows_one_error_in_the_page(page, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("not a CT\n")

@@ -66,15 +66,17 @@ def _square_int16(hu: np.ndarray) -> np.ndarray:
     return np.round(pad_to_square(np.clip(finite, -32768, 32767))).astype(np.int16)
 
 
-def read_upload(paths, pixel_spacing_mm: float | None = None) -> list[UploadedSlice]:
+def read_upload(paths, pixel_spacing_mm: float | None = None, nifti_axes: str | None = None) -> list[UploadedSlice]:
     """The slices of an upload (one path, or several DICOM files of one series).
 
     DICOM and NIfTI go through the builder's loader (orientation, rescale, padding, spacing from
     the header); PNG and ``.npy`` through ``ct-degradbench predict``'s reader, with the pixel
     spacing ``pixel_spacing_mm`` given by the user (None: unknown). A ``.zip`` is unpacked and read
-    as a DICOM / NIfTI folder. Raises :class:`InputError` with one line naming the file.
+    as a DICOM / NIfTI folder. ``nifti_axes`` (e.g. ``"LPS"``) orients a NIfTI whose affine holds no
+    orientation (None: from the header). Raises :class:`InputError` with one line naming the file.
     """
     from ctdegradbench.builder.sources import load_source
+    from ctdegradbench.builder.sources.loaders import is_nifti_source
     from ctdegradbench.model.predict import read_slices
 
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
@@ -94,7 +96,7 @@ def read_upload(paths, pixel_spacing_mm: float | None = None) -> list[UploadedSl
     with tempfile.TemporaryDirectory(prefix="ctdb-upload-") as tmp:
         spec = _staged(paths, Path(tmp))
         try:
-            result = load_source(str(spec))
+            result = load_source(str(spec), nifti_axes=nifti_axes if is_nifti_source(str(spec)) else None)
         except (InputError, OptionError, ValueError, FileNotFoundError) as err:
             names = paths[0].name if len(paths) == 1 else f"{len(paths)} files ({paths[0].name}, ...)"
             raise InputError(f"{names}: not readable as CT ({_tail(err, spec)}); expected {UPLOAD_KINDS}") from None

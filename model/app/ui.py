@@ -43,6 +43,10 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
                                      file_count="multiple", type="filepath", elem_id="inspect-upload")
                     spacing = gr.Number(label="pixel spacing (mm) of a PNG / .npy (DICOM and NIfTI carry theirs)",
                                         value=None, minimum=0, elem_id="inspect-spacing-input")
+                    axes = gr.Dropdown([("from the file's header", ""), ("LPS (DICOM convention)", "LPS"),
+                                        ("RAS (NIfTI convention)", "RAS")], value="",
+                                       label="orientation of a NIfTI whose header has none (patient direction of "
+                                             "each array axis)", elem_id="inspect-nifti-axes")
                     index = gr.Slider(0, 1, value=0, step=1, label="slice (of a series)", interactive=False,
                                       elem_id="inspect-slice")
                     window = gr.Radio(list(core.WINDOWS), value="soft tissue", label="window",
@@ -95,12 +99,12 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
                 gr.Markdown(tables, elem_id="benchmark-tables")
 
         # ------------------------------------------------------------------ Inspect handlers
-        def on_upload(files, spacing_mm, window_name, progress=gr.Progress()):
+        def on_upload(files, spacing_mm, nifti_axes, window_name, progress=gr.Progress()):
             if not files:
                 return [], gr.update(maximum=1, value=0, interactive=False), None, "", None, ""
             progress(0.1, desc="reading the upload")
             try:
-                read = core.read_upload(files, spacing_mm or None)   # an empty field arrives as 0 or None
+                read = core.read_upload(files, spacing_mm or None, nifti_axes or None)   # an empty field arrives as 0 or None
             except CTDegradBenchError as err:
                 raise _user_error(err) from None
             middle = len(read) // 2
@@ -128,7 +132,7 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
             return None if not read else core.display_size(core.window_image(read[min(int(i), len(read) - 1)].hu, window_name))
 
         inspect_outputs = [image, answer, probabilities, spacing_info]
-        upload.upload(on_upload, [upload, spacing, window], [slices, index, *inspect_outputs])
+        upload.upload(on_upload, [upload, spacing, axes, window], [slices, index, *inspect_outputs])
         index.release(on_slice, [slices, index, window], inspect_outputs)
         window.change(on_window, [slices, index, window], image)
 
