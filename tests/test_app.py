@@ -140,6 +140,17 @@ def test_space_writer_never_overwrites(tmp_path):
         write_space(tmp_path / "space", "ct-degradbench[app]")
 
 
+def test_app_command_writes_a_space_and_refuses_a_missing_results_folder(tmp_path, capsys):
+    from ct_degradbench import main
+
+    line = "ct-degradbench[app] @ git+https://example.org/ct-degradbench"
+    assert main(["app", "--write-space", str(tmp_path / "space"), "--requirement", line]) == 0
+    assert (tmp_path / "space" / "requirements.txt").read_text() == line + "\n"
+    assert main(["app", "--results", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--results" in err and "not a folder" in err
+
+
 # ------------------------------------------------------------------------------ in a browser
 def _browser_skip_reason() -> str | None:
     for module in ("gradio", "playwright.sync_api"):
@@ -238,6 +249,10 @@ def test_inspect_shows_sespects_answer_for_a_dicom(page, tmp_path):
     assert answer.input_value() == core.answer_text(expected)
     assert f"{s.pixel_spacing_mm:.3f} mm" in page.locator("#inspect-spacing").inner_text()
     assert page.locator("#inspect-image img").count() == 1
+    soft = page.locator("#inspect-image img").get_attribute("src")
+    page.locator("#inspect-window").get_by_text("lung").click()
+    page.wait_for_function("([img, old]) => img.src !== old",
+                           arg=[page.locator("#inspect-image img").element_handle(), soft], timeout=60_000)
     _screenshot(page, tmp_path, "app_inspect")
 
 

@@ -52,7 +52,8 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
                     window = gr.Radio(list(core.WINDOWS), value="soft tissue", label="window",
                                       elem_id="inspect-window")
                 with gr.Column(scale=1):
-                    image = gr.Image(label="slice", type="numpy", elem_id="inspect-image", interactive=False, height=420)
+                    image = gr.Image(label="slice", type="numpy", elem_id="inspect-image", interactive=False,
+                                     height=420)
                 with gr.Column(scale=1):
                     answer = gr.Textbox(label="SeSpeCT's answer", elem_id="inspect-answer", interactive=False)
                     probabilities = gr.Label(label="class probabilities", num_top_classes=12,
@@ -76,7 +77,8 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
             with gr.Row():
                 ref_image = gr.Image(label="reference", type="numpy", interactive=False, height=360,
                                      elem_id="degrade-reference-image")
-                out_image = gr.Image(label="degraded", type="numpy", interactive=False, height=360, elem_id="degrade-image")
+                out_image = gr.Image(label="degraded", type="numpy", interactive=False, height=360,
+                                     elem_id="degrade-image")
                 diff_image = gr.Image(label=f"degraded - clean FBP (blue -{core.DIFF_RANGE_HU:g} .. red "
                                             f"+{core.DIFF_RANGE_HU:g} HU)",
                                       type="numpy", interactive=False, height=360, elem_id="degrade-difference")
@@ -104,7 +106,8 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
                 return [], gr.update(maximum=1, value=0, interactive=False), None, "", None, ""
             progress(0.1, desc="reading the upload")
             try:
-                read = core.read_upload(files, spacing_mm or None, nifti_axes or None)   # an empty field arrives as 0 or None
+                # an empty number field arrives as 0 or None, the header choice as ""
+                read = core.read_upload(files, spacing_mm or None, nifti_axes or None)
             except CTDegradBenchError as err:
                 raise _user_error(err) from None
             middle = len(read) // 2
@@ -129,7 +132,9 @@ def build_demo(results=None, model_dir=None, image_size: int = core.DEMO_IMAGE_S
             return _inspect(read, i, window_name, progress)
 
         def on_window(read, i, window_name):
-            return None if not read else core.display_size(core.window_image(read[min(int(i), len(read) - 1)].hu, window_name))
+            if not read:
+                return None
+            return core.display_size(core.window_image(read[min(int(i), len(read) - 1)].hu, window_name))
 
         inspect_outputs = [image, answer, probabilities, spacing_info]
         upload.upload(on_upload, [upload, spacing, axes, window], [slices, index, *inspect_outputs])
