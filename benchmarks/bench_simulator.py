@@ -31,7 +31,7 @@ What it measures. On the same real 512 x 512 slices of ``../shared/ct`` (the mid
     reported on its own line and is included in the scikit-image total (both pipelines pay it);
     like ours it computes the noise-free shadow and the fine views once per level
     (``shadow_reading``, ``fine_views``), and the metal's fine-view correction is
-    ``iradon`` of the 1800 fine views (Hann) minus ``iradon`` of the 360-view increment
+    ``iradon`` of the 1080 fine views (Hann) minus ``iradon`` of the 360-view increment
     (ramp), once per level, blurred in the image plane for M5 (``blur_image``) as ours;
 
   and ``skimage.transform.iradon`` (``filter_name="ramp"``, linear interpolation,
