@@ -241,17 +241,10 @@ class SkimagePipeline:
 
                 for sigma in blurs:
                     correction = blur_image(torch.as_tensor(correction), sigma).numpy()
-            sino = sino - sk_blur_all(m[1].coarse.numpy().T.astype(np.float64), blurs)
             futures.append(self.pool.submit(sk_fbp_hu_corrected, sino, theta, self.spacing, correction)
                            if self.pool is not None else _Done(sk_fbp_hu_corrected(sino, theta, self.spacing,
                                                                                    correction)))
         return [f.result() for f in futures]
-
-
-def sk_blur_all(sino_dv: np.ndarray, sigmas) -> np.ndarray:
-    for sigma in sigmas:
-        sino_dv = gaussian_filter1d(sino_dv, sigma, axis=0, mode="constant", cval=0.0, truncate=4.0) if sigma else sino_dv
-    return sino_dv
 
 
 class _Done:
