@@ -59,7 +59,7 @@ def import_ray():
     return ray
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Shard:
     """``slices`` (consecutive reference slices of one split) simulated by one Ray task."""
 
@@ -214,9 +214,10 @@ def simulate_on_ray(options, source_result, cache_dir: Path, progress=None):
     folder.mkdir(parents=True, exist_ok=True)
     shards = plan_shards(options, source_result.slices)
     todo = [s for s in shards if not _done(folder, s)]
+    stored = sum(len(s.slices) for s in shards) - sum(len(s.slices) for s in todo)
     rows_per_slice = len(options.settings) * len(LEVELS) * options.simulation.realizations
     progress = progress or Progress(rows_per_slice * len(source_result.slices),
-                                    rows_per_slice * sum(len(s.slices) for s in shards if s not in todo),
+                                    rows_per_slice * stored,
                                     len(shards), len(todo))
     if todo:
         started_here = not ray.is_initialized()
