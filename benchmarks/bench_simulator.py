@@ -21,13 +21,18 @@ What it measures. On the same real 512 x 512 slices of ``../shared/ct`` (the mid
     residual scaled by gamma;
   - blur (Eq. 9): ``scipy.ndimage.gaussian_filter1d`` along the detector, zero outside,
     ``truncate=4`` (our kernel);
-  - streak (Eq. 10): ``s + dL * M * e`` with the mask ``M`` of the clean sinogram's rays at or
-    above the recorded starvation threshold and the recorded seed's signs ``e``;
+  - streak (Eq. 10): ``s + M * e`` with the mask ``M`` of the clean sinogram's rays at or
+    above the recorded starvation threshold and the starvation errors ``e`` of the recorded
+    seed (``streak_errors``, shared);
   - aliasing (Eq. 11): the columns of the kept views, reconstructed with their angles;
   - metal: **the metal forward model is shared**: our ``MetalSimulator`` (polychromatic,
     its density-map projections by our projector) produces the metal sinogram, converted
     to a float64 numpy array; its time (the 12 metal sinograms, made before their FBPs) is
     reported on its own line and is included in the scikit-image total (both pipelines pay it);
+    like ours it computes the noise-free shadow and the fine views once per level
+    (``shadow_reading``, ``fine_views``), and the metal's fine-view correction is
+    ``iradon`` of the 1800 fine views (Hann) minus ``iradon`` of the 360-view increment
+    (ramp), once per level, blurred in the image plane for M5 (``blur_image``) as ours;
 
   and ``skimage.transform.iradon`` (``filter_name="ramp"``, linear interpolation,
   ``circle=False``, output 512) per setting-level, divided by the pixel spacing, then
@@ -86,7 +91,7 @@ from skimage.transform import iradon, radon  # noqa: E402
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry  # noqa: E402
 from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu  # noqa: E402
-from ctdegradbench.builder.degradations.streak import streak_signs  # noqa: E402
+from ctdegradbench.builder.degradations.streak import streak_errors  # noqa: E402
 from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, METAL, NOISE, STREAK  # noqa: E402
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS as SETTINGS  # noqa: E402  (the ten of the paper)
 
@@ -111,6 +116,25 @@ def sk_fbp_hu(sinogram_dv: np.ndarray, theta_deg: np.ndarray, pixel_spacing_mm: 
     return np.clip(np.round(mu_to_hu(mu)), INT16_MIN, INT16_MAX).astype(np.int16)
 
 
+def sk_fbp_mu(sinogram_dv: np.ndarray, theta_deg: np.ndarray, pixel_spacing_mm: float,
+              filter_name: str = "ramp") -> np.ndarray:
+    """``iradon`` of a ``(D, V)`` sinogram -> mu (1/mm), float64."""
+    return iradon(sinogram_dv, theta=theta_deg, output_size=IMAGE_SIZE, filter_name=filter_name,
+                  interpolation="linear", circle=False) / pixel_spacing_mm
+
+
+def sk_metal_correction(fine_dv, fine_theta, coarse_dv, theta, pixel_spacing_mm) -> np.ndarray:
+    """The metal's fine-view correction (as ``FineViews.correction``): mu, float64."""
+    return (sk_fbp_mu(fine_dv, fine_theta, pixel_spacing_mm, "hann")
+            - sk_fbp_mu(coarse_dv, theta, pixel_spacing_mm))
+
+
+def sk_fbp_hu_corrected(sinogram_dv, theta_deg, pixel_spacing_mm, correction_mu) -> np.ndarray:
+    """``sk_fbp_hu`` plus a correction image (mu) before the rounding."""
+    mu = sk_fbp_mu(sinogram_dv, theta_deg, pixel_spacing_mm) + correction_mu
+    return np.clip(np.round(mu_to_hu(mu)), INT16_MIN, INT16_MAX).astype(np.int16)
+
+
 def sk_noise(sino: np.ndarray, p) -> np.ndarray:
     """Eq. 5-8 in numpy with ``np.random.Generator(PCG64(seed))``."""
     rng = np.random.default_rng(p.seed)
@@ -128,11 +152,10 @@ def sk_blur(sino: np.ndarray, p) -> np.ndarray:
 
 
 def sk_streak(sino: np.ndarray, clean: np.ndarray, p) -> np.ndarray:
-    """Eq. 10 as our operator: ``+- dL`` on the rays whose clean line integral reaches the
-    starvation threshold, the signs per view and detector cell from the recorded seed
-    (``streak_signs``, shared so that both pipelines draw the same signs; ``(D, V)`` here)."""
-    signs = streak_signs(p, (sino.shape[1], sino.shape[0])).T
-    return sino + p.delta_l * (clean >= p.threshold) * signs
+    """Eq. 10 as our operator: starvation errors on the rays whose clean line integral reaches
+    the threshold (``streak_errors``, shared so that both pipelines draw the same counts;
+    ``(D, V)`` here)."""
+    return sino + streak_errors(clean.T.astype(np.float32), p).T
 
 
 class SkimagePipeline:
@@ -162,11 +185,12 @@ class SkimagePipeline:
         return self._fbp(self.sinogram, self.theta).result()
 
     def degrade(self, components: list[tuple[str, object]], metal_sino: np.ndarray | None = None):
-        """Apply ``(type, params)`` in order to the clean sinogram: ``(sinogram (D, V'), angles)``.
+        """Apply ``(type, params)`` in order to the clean sinogram: ``(sinogram (D, V'), angles, blurs)``.
 
-        A metal component (first, it replaces the clean sinogram) takes ``metal_sino``.
+        A metal component (first, it replaces the clean sinogram) takes ``metal_sino``;
+        ``blurs``: the detector blurs applied after it (for the metal's fine-view correction).
         """
-        sino, theta = self.sinogram, self.theta
+        sino, theta, blurs = self.sinogram, self.theta, []
         for kind, p in components:
             if kind == METAL:
                 if metal_sino is None:
@@ -174,6 +198,7 @@ class SkimagePipeline:
                 sino = metal_sino
             elif kind == BLUR:
                 sino = sk_blur(sino, p)
+                blurs.append(p.sigma_bins)
             elif kind == STREAK:
                 sino = sk_streak(sino, self.sinogram, p)
             elif kind == ALIASING:
@@ -183,7 +208,7 @@ class SkimagePipeline:
                 sino = sk_noise(sino, p)
             else:
                 raise ValueError(f"unknown degradation type {kind!r}")
-        return sino, theta
+        return sino, theta, blurs
 
     def run(self, plans: list[list[tuple[str, object]]]) -> list[np.ndarray]:
         """HU images of every plan; the FBPs run in the pool while the next sinograms are made.
@@ -192,11 +217,41 @@ class SkimagePipeline:
         that ``metal_seconds`` times them alone (not competing with the FBP workers).
         """
         start = time.perf_counter()
-        metal = [self.metal_sinogram(plan[0][1]).T.astype(np.float64) if plan[0][0] == METAL else None
-                 for plan in plans]
+        metal = [self.metal_sinogram(plan[0][1]) if plan[0][0] == METAL else None for plan in plans]
         self.metal_seconds += time.perf_counter() - start
-        futures = [self._fbp(*self.degrade(components, m)) for components, m in zip(plans, metal)]
+        corrections: dict = {}        # one fine-view correction per level (noise-free metal increment)
+        for m in metal:
+            if m is not None and id(m[1]) not in corrections:
+                fine_theta = np.arange(m[1].fine.shape[0]) * (180.0 / m[1].fine.shape[0])
+                args = (m[1].fine.numpy().T.astype(np.float64), fine_theta,
+                        m[1].coarse.numpy().T.astype(np.float64), self.theta, self.spacing)
+                corrections[id(m[1])] = (self.pool.submit(sk_metal_correction, *args) if self.pool is not None
+                                         else _Done(sk_metal_correction(*args)))
+        futures = []
+        for components, m in zip(plans, metal):
+            if m is None:
+                futures.append(self._fbp(*self.degrade(components)[:2]))
+                continue
+            sino, theta, blurs = self.degrade(components, m[0].T.astype(np.float64))
+            correction = corrections[id(m[1])].result()
+            if blurs:
+                import torch
+
+                from ctdegradbench.builder.degradations.blur import blur_image
+
+                for sigma in blurs:
+                    correction = blur_image(torch.as_tensor(correction), sigma).numpy()
+            sino = sino - sk_blur_all(m[1].coarse.numpy().T.astype(np.float64), blurs)
+            futures.append(self.pool.submit(sk_fbp_hu_corrected, sino, theta, self.spacing, correction)
+                           if self.pool is not None else _Done(sk_fbp_hu_corrected(sino, theta, self.spacing,
+                                                                                   correction)))
         return [f.result() for f in futures]
+
+
+def sk_blur_all(sino_dv: np.ndarray, sigmas) -> np.ndarray:
+    for sigma in sigmas:
+        sino_dv = gaussian_filter1d(sino_dv, sigma, axis=0, mode="constant", cval=0.0, truncate=4.0) if sigma else sino_dv
+    return sino_dv
 
 
 class _Done:
@@ -306,9 +361,15 @@ def main(argv=None) -> int:
         context = {}
 
         def metal_sinogram(params):
+            """(metal sinogram (V, D), FineViews): shadow and fine views once per level, as ours."""
             if "c" not in context:
                 context["c"] = msim.prepare(ref.hu)
-            return msim.simulate(context["c"], params).sinogram.cpu().numpy()
+            level_key = (params.objects, params.material)
+            if level_key not in context:
+                shadow = msim.shadow_reading(context["c"], params)
+                context[level_key] = (shadow, msim.fine_views(context["c"], params, shadow))
+            shadow, fine_views = context[level_key]
+            return msim.simulate(context["c"], params, shadow=shadow).sinogram.cpu().numpy(), fine_views
 
         plans = sample_plans(samples)
         is_metal = [any(kind == METAL for kind, _ in plan) for plan in plans]

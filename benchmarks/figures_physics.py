@@ -6,7 +6,13 @@ slice (pydicom-data 693_UNCR, CQ500); the pedicle screws go into the chest slice
 pair and the fillings are shown on synthetic phantoms (``tests/phantoms.py``: pelvis with two
 femoral heads and a vertebral body; head with a dental arch), labelled as such. Matplotlib's object-oriented API only.
 
+With ``--differences``, one figure instead: every implant type (S5) and the streaks (S3) on a
+TCGA chest slice at L0 and L3, each next to its difference from the clean reconstruction
+(the dataset row's ``image - clean_fbp``), so the far field of the metal and the grain of
+the starvation streaks show.
+
     python benchmarks/figures_physics.py --out results/figures
+    python benchmarks/figures_physics.py --differences --out results/figures
 """
 
 from __future__ import annotations
@@ -94,12 +100,75 @@ def implant_rows(rows, out: Path) -> None:
     save_png(fig, out, dpi=80)
 
 
+DIFF_WINDOW = 100     # HU, difference images
+
+
+def tcga_slice(index: int = 0):
+    paths = sorted((ROOT.parent / "shared" / "ct-tcga-lung").glob("*.dcm"))
+    return load_source(paths[index]).slices[0]
+
+
+def screws_row():
+    """The pedicle screws on the first TCGA slice whose vertebra takes them, else on the pelvis phantom."""
+    from ctdegradbench.builder.degradations.implants import find_anatomy, place_implant
+    from ctdegradbench.builder.degradations.metal import attenuation_ratio
+
+    for index in range(12):
+        ref = tcga_slice(index)
+        anatomy = find_anatomy(ref.hu, ref.pixel_spacing_mm)
+        if place_implant("spine_screws", anatomy, ref.pixel_spacing_mm, attenuation_ratio("titanium"),
+                         np.random.default_rng(0)) is not None:
+            return (f"TCGA chest {index}", ref, "S5", "spine_screws")
+    return ("synthetic pelvis", pelvis_phantom(), "S5", "spine_screws")
+
+
+def difference_rows(rows, out: Path) -> None:
+    """``rows``: ``(name, reference, setting, implant or None)``; columns L0, L0 - clean, L3, L3 - clean."""
+    fig = Figure(figsize=(16, 4.1 * len(rows)))
+    for r, (name, ref, setting, implant) in enumerate(rows):
+        config = SimulationConfig(metal_implant=implant) if implant else SimulationConfig()
+        simulator = Simulator(config)
+        prepared = simulator.prepare(ref)
+        clean = prepared.clean_fbp_hu.astype(np.float64)
+        for k, sample in enumerate(simulator.run(prepared, settings=[setting], levels=(0, 3))):
+            window = METAL_WINDOW if setting == "S5" else WINDOW
+            comp = sample.metadata["components"][0]
+            label = (f"{comp['implant']} ({comp['material']}, {comp['metal_mm']:g} mm steel-eq.)" if setting == "S5"
+                     else f"streaks ({comp['streak_photons']:g} photons)")
+            ax = fig.add_subplot(len(rows), 4, 4 * r + 2 * k + 1)
+            ax.imshow(sample.image_hu, cmap="gray", vmin=window[0], vmax=window[1])
+            ax.set_axis_off()
+            ax.set_title(f"{name} {setting} L{sample.level}: {label}", fontsize=7)
+            ax = fig.add_subplot(len(rows), 4, 4 * r + 2 * k + 2)
+            ax.imshow(sample.image_hu - clean, cmap="gray", vmin=-DIFF_WINDOW, vmax=DIFF_WINDOW)
+            ax.set_axis_off()
+            ax.set_title(f"L{sample.level} minus clean FBP, [-{DIFF_WINDOW}, {DIFF_WINDOW}] HU", fontsize=7)
+    fig.suptitle(f"metal (each implant) and streaks at L0 and L3 with their differences; image windows "
+                 f"{list(METAL_WINDOW)} (metal) and {list(WINDOW)} HU (streaks)", fontsize=10)
+    fig.tight_layout()
+    save_png(fig, out, dpi=55)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/figures"))
+    parser.add_argument("--differences", action="store_true", help="the implants and streaks difference figure only")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.differences:
+        from phantoms import head_with_teeth_hu
+
+        chest = tcga_slice(0)
+        teeth = ReferenceSlice(head_with_teeth_hu(512, 0.45), 0.45, "phantom", "head", "synthetic", 0,
+                               info={"body_part": "HEAD"})
+        rows = [("TCGA chest", chest, "S5", "disk"), ("TCGA chest", chest, "S5", "clip"),
+                screws_row(), ("synthetic pelvis", pelvis_phantom(), "S5", "hip_pair"),
+                ("synthetic head", teeth, "S5", "dental"), ("TCGA chest", chest, "S3", None),
+                ("TCGA chest 2", tcga_slice(3), "S3", None)]
+        difference_rows(rows, args.out / "metal_streak_differences_L0_L3.png")
+        print(f"wrote {args.out / 'metal_streak_differences_L0_L3.png'}")
+        return 0
     chest, head = chest_slice(), head_slice()
     settings_grid([("chest", chest), ("head", head)], args.out / "settings_L0_L3.png")
     from ctdegradbench.builder.degradations.implants import find_anatomy, place_implant

@@ -49,10 +49,15 @@ def _sources_arguments(p, argv) -> None:
 
 def _build_arguments(p, argv) -> None:
     from ctdegradbench.builder.dataset.options import BuildOptions
+    from ctdegradbench.builder.simulate.resolution import MIN_IMAGE_SIZE
 
     _source_arguments(p, argv)
     add_arguments(p, BuildOptions)
     _simulation_arguments(p)
+    for action in p._actions:         # the source's range (64..) is not what build accepts by default
+        if "--image-size" in action.option_strings:
+            action.help = action.help.replace("; range", f"; the severity levels are calibrated from {MIN_IMAGE_SIZE} "
+                                                         "px, a smaller size needs --allow-uncalibrated-grid; range", 1)
 
 
 def _verify_arguments(p, argv) -> None:
@@ -94,13 +99,15 @@ def png_path(path: Path, default_name: str) -> Path:
 
 
 def _cmd_sources(args) -> int:
+    from ctdegradbench.builder.core.outputs import check_file_output
     from ctdegradbench.builder.sources import format_table, load_sources, save_preview
 
+    preview = check_file_output(png_path(args.preview, "sources_preview.png"), "--preview")
     options = from_args(SourceOptions, args)
     result = load_sources(options)
     print(format_table(result.slices))
     print(result.summary())
-    written = save_preview(result.slices, png_path(args.preview, "sources_preview.png"))
+    written = save_preview(result.slices, preview)
     print(f"preview written to {written}")
     return 0
 
@@ -136,16 +143,18 @@ def _cmd_push(args) -> int:
 
 def _cmd_figure(args) -> int:
     from ctdegradbench.builder.core.errors import OptionError
+    from ctdegradbench.builder.core.outputs import check_file_output
     from ctdegradbench.builder.dataset.figures import save_figure4
     from ctdegradbench.builder.simulate.simulator import SimulationConfig
     from ctdegradbench.builder.sources import load_sources
 
+    out = check_file_output(png_path(args.out, "figure4.png"))
     simulation = from_args(SimulationConfig, args)
     result = load_sources(from_args(SourceOptions, args))
     if not 0 <= args.slice < len(result.slices):
         raise OptionError(f"--slice must be in 0..{len(result.slices) - 1} for this source, got {args.slice}")
     print(f"read {result.summary()}; simulating slice {args.slice}", file=sys.stderr, flush=True)
-    written = save_figure4(result.slices[args.slice], png_path(args.out, "figure4.png"), level=args.level,
+    written = save_figure4(result.slices[args.slice], out, level=args.level,
                            simulation=simulation)
     print(f"figure written to {written}")
     return 0

@@ -16,7 +16,10 @@ Read top-down in the order results flow::
     report.py      Markdown tables in the paper's layout (Tables 1, 10, 11, 12) and the
                    metric / encoder leaderboard
     plots.py       severity curves and the Spearman heat map (matplotlib, object-oriented API)
-    leaderboard.py ``eval.yaml`` of the dataset, ``.eval_results/*.yaml`` of a model, push, show
+    leaderboard.py ``eval.yaml`` of the dataset, ``.eval_results/*.yaml`` of a model, push
+                   (or ``--dry-run`` into a folder), show
+    tasks.py       ``bench tasks``: the per-row predictions format and its scoring
+    metrics_hub.py the evaluate modules as Hub Spaces (``metrics push``) and where each load form works
     cli.py         the ``bench`` and ``leaderboard`` commands
     ct_severity_corr/, ct_degradation_classification/, ct_severity_estimation/
                    ``evaluate`` modules, one folder each; every formula of the task metrics
@@ -68,6 +71,8 @@ def register_evaluate_modules() -> list[Path]:
     evaluate-metric--<name>/<sha256>/<name>.py``. This writes each packaged module there, in
     evaluate's own layout (the hash is the SHA-256 of the script), and returns the written
     scripts. evaluate logs a warning ("Using the latest cached version ...") when it uses them.
+    The path form, ``evaluate.load(str(metric_module_path(name)))``, needs none of this
+    (:mod:`ctdegradbench.evaluation.metrics_hub` lists every form and where it works).
     """
     import hashlib
     import shutil

@@ -104,11 +104,12 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
                         description="Degradation-type classification (accuracy, macro F1, per-class one-vs-rest, ROC AUC, "
                                     "confusion) and severity estimation (MAE, RMSE, QWK, Spearman per setting) through "
                                     "the evaluate modules; writes a results JSON for `leaderboard push`. Predictions: "
-                                    ".jsonl or .csv rows with sample_id, label (index or class name), level (float), "
-                                    "scores (JSON lines only).")
+                                    ".jsonl or .csv rows with sample_id, label (index or class name), severity (float, "
+                                    "level units; or level), probabilities ({class: p}, JSON only), as `evaluate "
+                                    "--predictions` writes them; or the JSON of `predict --json`.")
     p.set_defaults(func=_cmd_tasks)
     p.add_argument("--dataset", type=Path, required=True, help="dataset folder")
-    p.add_argument("--predictions", type=Path, required=True, help="predictions .jsonl or .csv")
+    p.add_argument("--predictions", type=Path, required=True, help="predictions .jsonl, .csv or predict's .json")
     p.add_argument("--config", default="all", help="config the predictions cover")
     p.add_argument("--split", default="test", help="split the predictions cover")
     p.add_argument("--model", default=None, help="model name in the results (default: the predictions file name)")
@@ -196,9 +197,10 @@ def _cmd_metrics_push(args) -> int:
     return 0
 
 
-def _options(args):
+def _check_options(args) -> None:
+    """The option checks of ``bench iqa|drift`` and their output folder, before torch loads."""
     from ctdegradbench.builder.core.errors import OptionError
-    from ctdegradbench.evaluation.runner import BenchOptions
+    from ctdegradbench.builder.core.outputs import OutputFolder
 
     if args.batch_size < 1:
         raise OptionError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -206,6 +208,25 @@ def _options(args):
         raise OptionError(f"--max-references must be >= 1, got {args.max_references}")
     if args.bootstrap < 0:
         raise OptionError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    if not 0 < args.confidence < 1:
+        raise OptionError(f"--confidence must be in (0, 1), got {args.confidence}")
+    if args.threads is not None and args.threads < 1:
+        raise OptionError(f"--threads must be >= 1, got {args.threads}")
+    if not args.window[0] < args.window[1]:
+        raise OptionError(f"--window LO HI needs LO < HI, got {args.window[0]:g} {args.window[1]:g}")
+    if not args.dataset.is_dir():
+        from ctdegradbench.builder.core.errors import InputNotFoundError
+
+        what = "is not a folder" if args.dataset.exists() else "does not exist"
+        raise InputNotFoundError(f"--dataset {args.dataset} {what}: give a folder written by ct-degradbench build")
+    output = OutputFolder(args.out, f"bench {args.bench_command}")   # refused when it would replace a user's files
+    for rel in ("results.json", "tables.md"):
+        output.may_write(rel)
+
+
+def _options(args):
+    from ctdegradbench.evaluation.runner import BenchOptions
+
     if args.threads is not None:
         import torch
 
@@ -218,27 +239,35 @@ def _options(args):
 
 
 def _cmd_iqa(args) -> int:
+    from ctdegradbench.builder.core.outputs import OutputFolder
+
+    _check_options(args)                   # before torch loads
     from ctdegradbench.evaluation.runner import run_iqa
 
     run_iqa(_options(args), args.metrics)
-    print(f"results written to {args.out} (results.json, tables.md, figures)")
+    print(OutputFolder(args.out, "bench iqa").summary())
     return 0
 
 
 def _cmd_drift(args) -> int:
+    from ctdegradbench.builder.core.outputs import OutputFolder
+
+    _check_options(args)                   # before torch loads
     from ctdegradbench.evaluation.runner import run_drift
 
     run_drift(_options(args), args.encoders)
-    print(f"results written to {args.out} (results.json, tables.md, figures)")
+    print(OutputFolder(args.out, "bench drift").summary())
     return 0
 
 
 def _cmd_tasks(args) -> int:
-    from ctdegradbench.evaluation.runner import write_json_atomic
+    from ctdegradbench.builder.core.outputs import check_file_output, write_json_output
+
+    check_file_output(args.out)           # before any work
     from ctdegradbench.evaluation.tasks import run_tasks
 
     result = run_tasks(args.dataset, args.predictions, args.config, args.split, args.model)
-    write_json_atomic(args.out, result)
+    write_json_output(args.out, result)
     print("\n".join(f"{task}: {value:.4f}" for task, value in result["tasks"].items()))
     print(f"results written to {args.out}")
     return 0

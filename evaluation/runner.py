@@ -15,14 +15,14 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ctdegradbench.builder.core.errors import InputError, OptionError, OutputError
+from ctdegradbench.builder.core.errors import InputError, OptionError
+from ctdegradbench.builder.core.outputs import OutputFolder
 from ctdegradbench.evaluation.data import TARGETS, DatasetFolder, iter_batches, read_references
 from ctdegradbench.evaluation.iqa import DEFAULT_WINDOW_HU, check_image_size, get_metrics, window_hu
 
@@ -55,14 +55,6 @@ def _version() -> str:
         return importlib.metadata.version("ct-degradbench")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def write_json_atomic(path: Path, data) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=True), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _to_tensor(hu: np.ndarray, window, device):
@@ -205,10 +197,10 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
     if not configs:
         raise InputError(f"no setting config of {folder.path} has a {options.split!r} split")
     out = Path(options.out)
-    try:
-        (out / "configs").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from None
+    output = OutputFolder(out, f"bench {kind}")     # never replaces a file of the user's (builder.core.outputs)
+    for rel in ["results.json", "tables.md"] + [f"configs/{c}.json" for c in configs]:
+        output.may_write(rel)
+    output.open()
     describe = scorer.describe()
     started = time.perf_counter()
     parts, timing, refs = [], {}, {}
@@ -217,7 +209,7 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
                        "reference_selection": "spread over patients (spread_references)", "window_hu": list(options.window),
                        "targets": scorer.targets(), "scorers": describe, "files": folder.fingerprint(config, options.split)}
         path = out / "configs" / f"{config}.json"
-        if path.is_file():
+        if path.is_file() and f"configs/{config}.json" in output.owned:
             cached = json.loads(path.read_text(encoding="utf-8"))
             if cached.get("fingerprint") == json.loads(json.dumps(fingerprint)):
                 parts.append(cached)
@@ -226,7 +218,7 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
         t0 = time.perf_counter()
         part = _config_result(folder, config, scorer, fingerprint, options, refs)
         timing[config] = round(time.perf_counter() - t0, 2)
-        write_json_atomic(path, part)
+        output.write_json(f"configs/{config}.json", part)
         parts.append(part)
     rows = {k: np.concatenate([np.asarray(p["rows"][k]) for p in parts]) for k in parts[0]["rows"]}
     levels, settings, patients = rows["level"].astype(int), rows["setting"].astype(str), rows["patient_key"].astype(str)
@@ -249,8 +241,10 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
         "ct_degradbench_version": _version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json_atomic(out / "results.json", results)
-    write_reports(results, out, figures=options.figures)
+    output.write_json("results.json", results)
+    staged = output.staging()
+    write_reports(results, staged, figures=options.figures)
+    output.commit(staged)
     return results
 
 

@@ -46,14 +46,13 @@ def prediction_row(sample_id: str, label: str, severity: float, probabilities: d
 
 
 def write_predictions(path, rows: list[dict]) -> Path:
-    """Write ``rows`` as JSON lines (``.jsonl``) through a temporary name and a rename."""
-    import os
+    """Write ``rows`` as JSON lines (``.jsonl``) atomically; each row carries ``"generator"``, the mark
+    that lets a rerun replace the file (``builder.core.outputs``: a file of the user's is refused)."""
+    from ctdegradbench.builder.core.outputs import GENERATOR, check_file_output, replace_atomically
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    path = check_file_output(Path(path), "--predictions")
+    text = "".join(json.dumps({"generator": GENERATOR, **row}) + "\n" for row in rows)
+    return replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _json_rows(path: Path) -> list[dict]:

@@ -1,6 +1,8 @@
 """SeSpeCT, the semantic-spectral CT degradation type and severity estimator (paper Section 3).
 
-Importing this package registers the model with ``transformers``' auto classes::
+Using any of its names (or :func:`default_checkpoint`) registers the model with
+``transformers``' auto classes; importing the package alone loads nothing heavy (so the
+``ct-degradbench`` command starts without torch)::
 
     import ctdegradbench.model
     from transformers import AutoModel
@@ -15,23 +17,44 @@ Layout: ``configuration_sespect.py``, ``modeling_sespect.py``, ``backbones.py`` 
 
 from __future__ import annotations
 
+import importlib
 from importlib import resources
 from pathlib import Path
 
-from transformers import AutoConfig, AutoModel
+# name -> module that defines it (imported, with torch and transformers, on first use)
+_EXPORTS = {"SeSpeCTConfig": "configuration_sespect", "SeSpeCTModel": "modeling_sespect",
+            "SeSpeCTOutput": "modeling_sespect", "SeSpeCTPreTrainedModel": "modeling_sespect"}
+_registered = False
 
-from ctdegradbench.model.configuration_sespect import SeSpeCTConfig
-from ctdegradbench.model.modeling_sespect import SeSpeCTModel, SeSpeCTOutput, SeSpeCTPreTrainedModel
 
-AutoConfig.register(SeSpeCTConfig.model_type, SeSpeCTConfig, exist_ok=True)
-AutoModel.register(SeSpeCTConfig, SeSpeCTModel, exist_ok=True)
-# Saved checkpoints carry ``auto_map`` and copies of the modeling files (trust_remote_code).
-SeSpeCTConfig.register_for_auto_class()
-SeSpeCTModel.register_for_auto_class("AutoModel")
+def _register() -> None:
+    """Register SeSpeCT with ``transformers``' auto classes (once)."""
+    global _registered
+    if _registered:
+        return
+    from transformers import AutoConfig, AutoModel
+
+    from ctdegradbench.model.configuration_sespect import SeSpeCTConfig
+    from ctdegradbench.model.modeling_sespect import SeSpeCTModel
+
+    AutoConfig.register(SeSpeCTConfig.model_type, SeSpeCTConfig, exist_ok=True)
+    AutoModel.register(SeSpeCTConfig, SeSpeCTModel, exist_ok=True)
+    # Saved checkpoints carry ``auto_map`` and copies of the modeling files (trust_remote_code).
+    SeSpeCTConfig.register_for_auto_class()
+    SeSpeCTModel.register_for_auto_class("AutoModel")
+    _registered = True
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        _register()
+        return getattr(importlib.import_module(f"ctdegradbench.model.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'ctdegradbench.model' has no attribute {name!r}")
 
 
 def default_checkpoint() -> Path:
     """Folder of the checkpoint that ships with the package (config.json + model.safetensors)."""
+    _register()
     return Path(str(resources.files("ctdegradbench.model") / "checkpoint"))
 
 

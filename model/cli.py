@@ -92,6 +92,9 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
 
 
 def _cmd_train(args) -> int:
+    from ctdegradbench.builder.core.outputs import OutputFolder
+
+    OutputFolder(args.out, "train")       # refused before torch loads when it would replace a user's files
     from ctdegradbench.model.train import train_sespect
 
     options = {"open_clip_model": args.open_clip_model, "backbone_weights": args.backbone_weights}
@@ -105,24 +108,30 @@ def _cmd_train(args) -> int:
           f"{m['macro_f1']:.3f}, MAE {m['mae']:.3f}, QWK {m['qwk']:.3f}, mean Spearman single "
           f"{m['mean_spearman_single']:.3f} / mixtures {m['mean_spearman_mixtures']:.3f}; "
           f"{result.seconds['total']:.0f} s")
+    print(OutputFolder(args.out, "train").summary())
     return 0
 
 
 def _cmd_predict(args) -> int:
-    from ctdegradbench.builder.core.errors import CTDegradBenchError
-    from ctdegradbench.model.predict import format_table, load_model, predict_slices, read_slices, to_json
+    from ctdegradbench.model.predict import (NAME_WIDTH, format_table, iter_inputs, load_model, predict_slices,
+                                             to_json)
 
     model = load_model(args.model)
     predictions, errors = [], {}
     for path in args.files:
-        try:
-            slices = read_slices(path, nifti_axes=args.nifti_axes, png_offset=args.png_offset)
-        except CTDegradBenchError as err:
-            errors[str(path)] = str(err)
-            print(f"ct-degradbench: error: {err}", file=sys.stderr)
-            continue
-        predictions += predict_slices(model, slices)
-    print(to_json(predictions, errors) if args.json else format_table(predictions))
+        for where, slices in iter_inputs(path, nifti_axes=args.nifti_axes, png_offset=args.png_offset):
+            if isinstance(slices, Exception):
+                errors[where] = str(slices)
+                print(f"ct-degradbench: error: {slices}", file=sys.stderr, flush=True)
+                continue
+            ready = predict_slices(model, slices)
+            if not args.json:            # each result as soon as it is ready (the header once)
+                print(format_table(ready, header=not predictions, width=NAME_WIDTH), flush=True)
+            predictions += ready
+    if args.json:
+        print(to_json(predictions, errors))
+    if errors:
+        print(f"ct-degradbench: {len(predictions)} slices predicted, {len(errors)} inputs skipped", file=sys.stderr)
     if not predictions and errors:
         return 2
     return 1 if errors else 0
@@ -131,13 +140,16 @@ def _cmd_predict(args) -> int:
 def _cmd_evaluate(args) -> int:
     import json
 
+    from ctdegradbench.builder.core.outputs import check_file_output, write_json_output
+
+    out = check_file_output(args.out or Path(f"sespect_eval_{args.split}.json"))   # before any work
     from ctdegradbench.model.evaluate import evaluate_checkpoint, format_metrics
 
-    out = args.out or Path(f"sespect_eval_{args.split}.json")
-    predictions = args.predictions or out.with_name(f"sespect_predictions_{args.split}.jsonl")
+    predictions = check_file_output(args.predictions or out.with_name(f"sespect_predictions_{args.split}.jsonl"),
+                                    "--predictions")
     metrics = evaluate_checkpoint(args.model, args.dataset, args.split, batch_size=args.batch_size,
                                   predictions_path=predictions)
-    out.write_text(json.dumps(metrics, indent=1, default=float))
+    write_json_output(out, metrics)
     print(json.dumps(metrics, indent=1, default=float) if args.json else format_metrics(metrics))
     print(f"metrics written to {out}, per-row predictions to {predictions}", file=sys.stderr)
     return 0

@@ -71,6 +71,11 @@ def _check_folder(folder: Path) -> Path:
     return folder
 
 
+# columns read from the ``all`` configs (False) and from ``references`` (True)
+NEEDED_COLUMNS = {False: ("image", "label", "level", "setting", "patient_key", "reference_id"),
+                  True: ("reference",)}
+
+
 def _load_config(folders, config: str, split: str):
     """``split`` of ``config`` from every folder, concatenated, and the loaded parts."""
     import datasets
@@ -79,9 +84,21 @@ def _load_config(folders, config: str, split: str):
     for folder in folders:
         folder = _check_folder(folder)
         try:
-            parts.append(datasets.load_dataset(str(folder), config, split=split))
+            part = datasets.load_dataset(str(folder), config, split=split)
         except ValueError as err:
             raise InputError(f"{folder} has no split {split!r} in config {config!r}: {err}") from err
+        except (datasets.exceptions.DatasetsError, FileNotFoundError) as err:   # EmptyDatasetError is one
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise InputError(f"{folder} holds no readable {config!r} data ({type(err).__name__}: {first}): "
+                             "build it with ct-degradbench build --out DIR") from None
+        needed = set(NEEDED_COLUMNS[config == REFERENCES_CONFIG])
+        missing = sorted(needed - set(part.column_names))
+        if missing:
+            raise InputError(f"{folder} config {config!r} lacks the column(s) {', '.join(missing)} (labels and "
+                             "metadata of a ct-degradbench build are needed)")
+        if len(part) == 0:
+            raise InputError(f"{folder} has no rows in split {split!r} of config {config!r}")
+        parts.append(part)
     return (parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)), parts
 
 

@@ -17,9 +17,40 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdegradbench.builder.core.errors import InputError, InputNotFoundError
+from ctdegradbench.builder.core.errors import CTDegradBenchError, InputError, InputNotFoundError
+
+HU_RANGE = (-32768, 32767)      # int16, what the builder's loaders accept (``_checked_square``)
 
 PNG_OFFSET_HU = 1024
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+READ_AS_FILE = (".npy", ".png") + NIFTI_SUFFIXES     # read one by one, in a folder too
+
+
+def check_hu(where: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` as a float32 HU slice after the builder's checks, or InputError naming the problem.
+
+    The checks are those of the dataset's reference slices (``builder.sources.loaders``): real
+    numbers, finite, at least ``MIN_IMAGE_PX`` pixels on each side, values in the int16 range
+    that CT stores (-32768 .. 32767 HU); a slice that fails them would get a confident but
+    meaningless class.
+    """
+    from ctdegradbench.builder.sources.loaders import MIN_IMAGE_PX
+
+    if np.iscomplexobj(arr):
+        raise InputError(f"{where}: holds complex values (dtype {arr.dtype}); expected real HU")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"{where}: dtype {arr.dtype} is not numeric; expected HU numbers")
+    if min(arr.shape) < MIN_IMAGE_PX:
+        raise InputError(f"{where}: image is {arr.shape[0]} x {arr.shape[1]} px; expected at least {MIN_IMAGE_PX} px "
+                         "on each side")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise InputError(f"{where}: {int(bad.sum())} pixel(s) NaN or inf; expected finite HU")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < HU_RANGE[0] or hi > HU_RANGE[1]:
+        raise InputError(f"{where}: values {lo:.4g} .. {hi:.4g} are outside the CT range {HU_RANGE[0]} .. "
+                         f"{HU_RANGE[1]} HU; expected a slice in HU")
+    return arr.astype(np.float32)
 
 
 @dataclass
@@ -54,25 +85,25 @@ def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU) -> 
             arr = np.load(path, allow_pickle=False)
         except Exception as err:
             raise InputError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from err
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.number) or min(arr.shape[1:]) < 16:
+        if arr.ndim not in (2, 3) or 0 in arr.shape:
             raise InputError(f"{path}: expected a 2-D HU slice or a (slices, H, W) stack, got shape {arr.shape} "
                              f"dtype {arr.dtype}")
-        return [SliceInput(f"{path.name}[{i}]" if len(arr) > 1 else path.name, arr[i].astype(np.float32))
-                for i in range(len(arr))]
+        if arr.ndim == 2:
+            return [SliceInput(path.name, check_hu(str(path), arr))]
+        return [SliceInput(f"{path.name}[{i}]", check_hu(f"{path} slice {i}", arr[i])) for i in range(len(arr))]
     if name.endswith(".png"):
         from PIL import Image
 
         try:
             with Image.open(path) as img:
+                mode = img.mode
                 arr = np.asarray(img)
         except Exception as err:
             raise InputError(f"{path}: not a readable PNG ({type(err).__name__}: {err})") from err
         if arr.ndim != 2 or arr.dtype != np.uint16:
-            raise InputError(f"{path}: expected a 16-bit greyscale PNG (HU + {png_offset:g}), got mode with shape "
-                             f"{arr.shape} dtype {arr.dtype}")
-        return [SliceInput(path.name, arr.astype(np.float32) - float(png_offset))]
+            raise InputError(f"{path}: expected a 16-bit greyscale PNG (HU + {png_offset:g}), got PIL mode {mode} "
+                             f"({' x '.join(map(str, arr.shape))} px, {arr.dtype})")
+        return [SliceInput(path.name, check_hu(str(path), arr.astype(np.float32) - float(png_offset)))]
     from ctdegradbench.builder.sources import load_source
 
     try:
@@ -80,7 +111,52 @@ def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU) -> 
     except (InputError, ValueError, FileNotFoundError) as err:
         raise InputError(f"{path}: {err}") from err
     return [SliceInput(s.reference_id if path.is_dir() or len(result.slices) > 1 else path.name,
-                       s.hu.astype(np.float32)) for s in result.slices]
+                       check_hu(s.reference_id, s.hu)) for s in result.slices]
+
+
+def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU):
+    """``(where, slices or CTDegradBenchError)`` for one input path, one pair per file as it is read.
+
+    A file gives its slices (:func:`read_slices`). A folder gives each of its ``.npy``, ``.png``
+    and NIfTI files as the same file given alone would, then the slices of its DICOM series;
+    every other file it holds (not DICOM, a truncated DICOM, notes.txt, ...) comes as an
+    InputError naming the file and why it was skipped.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        try:
+            yield str(path), read_slices(path, nifti_axes=nifti_axes, png_offset=png_offset)
+        except CTDegradBenchError as err:
+            yield str(path), err
+        return
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    if not files:
+        yield str(path), InputError(f"{path}: the folder holds no files")
+        return
+    rest = []
+    for file in files:
+        if file.name.lower().endswith(READ_AS_FILE):
+            try:
+                yield str(file), read_slices(file, nifti_axes=nifti_axes, png_offset=png_offset)
+            except CTDegradBenchError as err:
+                yield str(file), err
+        else:
+            rest.append(file)
+    if rest:
+        from ctdegradbench.builder.sources.loaders import load_dicom_files
+
+        result = load_dicom_files(rest, path)
+        for reason, where in result.skipped_files:
+            rel, _, detail = where.partition(": ")
+            yield str(path / rel), InputError(f"{path / rel}: skipped: {reason}" + (f" ({detail})" if detail else ""))
+        good = []
+        for s in result.slices:
+            try:
+                good.append(SliceInput(s.reference_id, check_hu(s.reference_id, s.hu)))
+            except InputError as err:
+                yield s.reference_id, err
+        if good:
+            yield str(path), good
 
 
 def predict_slices(model, slices: list[SliceInput], batch_size: int = 8) -> list[Prediction]:
@@ -104,18 +180,77 @@ def predict_slices(model, slices: list[SliceInput], batch_size: int = 8) -> list
 
 
 def load_model(model_dir=None):
-    """A SeSpeCT model from ``model_dir`` (default: the shipped checkpoint)."""
-    from transformers import AutoModel
+    """A SeSpeCT model from ``model_dir`` (default: the shipped checkpoint).
+
+    A folder that is not a loadable SeSpeCT checkpoint raises InputError in one line naming the
+    file and what is wrong: config.json missing, not JSON, of another model type or with a
+    bad field; model.safetensors missing, truncated or not safetensors; weights whose names or
+    shapes do not fit the config (a dimension or label count that differs).
+    """
+    import ctdegradbench.model as sespect
+
+    folder = Path(model_dir) if model_dir else sespect.default_checkpoint()
+    config_file, weights = folder / "config.json", folder / "model.safetensors"
+    if not config_file.is_file():
+        raise InputNotFoundError(f"no SeSpeCT checkpoint in {folder} (config.json missing): give --model a folder "
+                                 "written by ct-degradbench train")
+    try:
+        raw = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InputError(f"{config_file}: not a readable JSON file ({err})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{config_file}: expected a JSON object, got {type(raw).__name__}")
+    model_type = sespect.SeSpeCTConfig.model_type
+    if raw.get("model_type") != model_type:
+        raise InputError(f"{config_file}: model_type is {raw.get('model_type')!r}, expected {model_type!r} (a SeSpeCT "
+                         "checkpoint written by ct-degradbench train)")
+    if not weights.is_file():
+        raise InputNotFoundError(f"{weights} is missing: the checkpoint's weights are needed")
+    try:
+        config = sespect.SeSpeCTConfig.from_dict(raw)
+    except Exception as err:        # any bad field: wrong type, unknown backbone, bad label list, ...
+        raise InputError(f"{config_file}: {_one_line(err)}") from None
+    _check_weights(weights, config)
     from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        return sespect.SeSpeCTModel.from_pretrained(str(folder), config=config).eval()
+    except (FileNotFoundError, OSError) as err:     # e.g. the backbone's pretrained weights
+        raise InputError(f"{folder}: {_one_line(err)}") from None
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _check_weights(weights: Path, config) -> None:
+    """InputError unless ``weights`` is a safetensors file whose tensors have the names and shapes
+    that a model built from ``config`` expects (the frozen backbone's may be absent)."""
+    import torch
+    from safetensors import safe_open
 
     import ctdegradbench.model as sespect
 
-    hf_logging.disable_progress_bar()
-    folder = Path(model_dir) if model_dir else sespect.default_checkpoint()
-    if not (folder / "config.json").is_file():
-        raise InputNotFoundError(f"no SeSpeCT checkpoint in {folder} (config.json missing): give --model a folder "
-                                 "written by ct-degradbench train")
-    return AutoModel.from_pretrained(str(folder)).eval()
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except Exception as err:
+        raise InputError(f"{weights}: not a complete safetensors file ({_one_line(err)})") from None
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in sespect.SeSpeCTModel(config).state_dict().items()}
+    wrong = [f"{n} {stored[n]} (config needs {expected[n]})" for n in stored if n in expected
+             and stored[n] != expected[n]]
+    if wrong:
+        raise InputError(f"{weights}: tensor shapes do not fit {weights.parent / 'config.json'}: {wrong[0]}"
+                         + (f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""))
+    missing = [n for n in expected if n not in stored and not n.startswith("backbone.")]
+    unknown = [n for n in stored if n not in expected]
+    if missing or unknown:
+        what = f"missing {missing[0]}" if missing else f"unknown tensor {unknown[0]}"
+        raise InputError(f"{weights}: tensors do not fit {weights.parent / 'config.json'}: {what} "
+                         f"({len(missing)} missing, {len(unknown)} unknown)")
 
 
 NAME_WIDTH = 56   # widest slice name in the table; longer ones lose their middle
@@ -130,9 +265,10 @@ def short_name(name: str, width: int = NAME_WIDTH) -> str:
     return name[:head] + "..." + name[-(width - 3 - head):]
 
 
-def format_table(predictions: list[Prediction], top: int = 3) -> str:
-    width = max([5] + [len(short_name(p.name)) for p in predictions])
-    lines = [f"{'slice':<{width}} {'type':<12} {'severity':>8} {'level':>5}  top classes"]
+def format_table(predictions: list[Prediction], top: int = 3, header: bool = True, width: int | None = None) -> str:
+    """The predictions as a table; ``header=False`` and a fixed ``width`` continue one printed earlier."""
+    width = width or max([5] + [len(short_name(p.name)) for p in predictions])
+    lines = [f"{'slice':<{width}} {'type':<12} {'severity':>8} {'level':>5}  top classes"] if header else []
     for p in predictions:
         best = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:top]
         lines.append(f"{short_name(p.name):<{width}} {p.label:<12} {p.severity:>8.2f} {'L' + str(p.level):>5}  "

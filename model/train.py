@@ -241,6 +241,10 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
 
     if epochs < 1 or batch_size < 2:
         raise OptionError(f"need --epochs >= 1 and --batch-size >= 2, got {epochs}, {batch_size}")
+    if out:
+        from ctdegradbench.builder.core.outputs import OutputFolder
+
+        OutputFolder(out, "train")      # refused before any work when it would replace a user's files
     start = time.perf_counter()
     prepared = prepared or prepare_data(dataset_dirs, backbone=backbone, backbone_options=backbone_options,
                                         overrides=overrides, cache_dir=cache_dir, progress=progress, log=log)
@@ -325,12 +329,18 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     return result
 
 
-def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command=None) -> None:
-    """Write the checkpoint folder: save_pretrained files, metrics.json, README.md (model card), .eval_results/."""
+def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command=None) -> list[str]:
+    """Write the checkpoint folder: save_pretrained files, metrics.json, README.md (model card), .eval_results/.
+
+    The folder follows the output rule of ``builder.core.outputs``: everything is written into
+    a staging folder first and moved in only if it replaces nothing of the user's. Returns the
+    files written.
+    """
+    from ctdegradbench.builder.core.outputs import OutputFolder
     from ctdegradbench.model.card import write_model_card
 
-    out = result.out
-    out.mkdir(parents=True, exist_ok=True)
+    folder = OutputFolder(result.out, "train")
+    out = folder.staging()
     result.model.save_pretrained(out)
     facts = {"test": result.metrics, "validation": result.validation, "best_epoch": result.best_epoch,
              "epochs": epochs, "seed": seed, "ablate": list(ablate or ()), "split_sizes": result.split_sizes,
@@ -338,3 +348,4 @@ def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command
              "command": command}
     (out / "metrics.json").write_text(json.dumps(facts, indent=1, default=float))
     write_model_card(out, result.model.config, facts)
+    return folder.commit(out)

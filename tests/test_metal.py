@@ -484,3 +484,42 @@ def test_invalid_simulator_arguments_raise(projector, simulator, context):
     with pytest.raises(ValueError, match="unknown material"):
         mass_attenuation("gold", [60.0])
 
+
+
+# Far field of a 10 mm steel disk in a soft-tissue ellipse (256 px of 1 mm, noise-free, > 45 mm
+# from the disk), error against the metal-free scan: the 360-view FBP aliases the metal's edge
+# into moire over the whole field (measured 115.7 HU RMS in the body, 28.3 in air); the fine
+# views with the apodized kernel leave the beam-hardening streaks through the metal (13.0 and
+# 10.8 HU, measured). Bounds: below FAR_FIELD_MAX_HU (the S1 L0 noise of a chest row is 15-20 HU)
+# and at most FAR_FIELD_MAX_RATIO of the 360-view error.
+FAR_FIELD_MAX_HU = 16.0
+FAR_FIELD_MAX_RATIO = 0.5
+FAR_FIELD_MM = 45.0
+
+
+def test_fine_views_remove_the_metal_moire_from_the_far_field():
+    n, spacing = 256, 1.0
+    hu = torso_hu(n).astype(np.float64)
+    projector = ParallelBeamProjector(ParallelBeamGeometry(n, spacing))
+    simulator = MetalSimulator(projector)
+    context = simulator.prepare(hu)
+    centre = (n / 2 - 15, n / 2 + 30)
+    params = MetalParams(level=2, implant="disk", metal_mm=10.0, material="steel",
+                         objects=(MetalObject("ellipse", centre, 10.0, 10.0),), model="polychromatic", seed=1, i0=2e7)
+    to_hu = 1000.0 / MU_WATER_PER_MM
+    metal_free = projector.fbp(simulator.noiseless_sinogram(context)).numpy() * to_hu
+    coarse = projector.fbp(simulator.noiseless_sinogram(context, params)).numpy() * to_hu
+    fine_views = simulator.fine_views(context, params)
+    assert fine_views.fine.shape == (simulator.fine_factor * 360, projector.geometry.n_detectors)
+    fine = coarse + fine_views.correction("ram-lak").numpy() * to_hu
+    yy, xx = np.mgrid[:n, :n]
+    far = np.hypot(yy - centre[0], xx - centre[1]) * spacing > FAR_FIELD_MM
+    body = hu > -500
+    for region in (far & body, far & ~body):
+        error_360 = float(np.sqrt(np.mean((coarse - metal_free)[region] ** 2)))
+        error_fine = float(np.sqrt(np.mean((fine - metal_free)[region] ** 2)))
+        assert error_fine < FAR_FIELD_MAX_HU, (error_fine, error_360)
+        assert error_fine < FAR_FIELD_MAX_RATIO * error_360, (error_fine, error_360)
+    # near the metal the fine views reconstruct the same metal: the disk's mean within 30 %
+    disk = np.hypot(yy - centre[0], xx - centre[1]) * spacing < 3.0
+    assert abs(fine[disk].mean() - coarse[disk].mean()) < 0.3 * (coarse[disk].mean() - metal_free[disk].mean())

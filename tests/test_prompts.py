@@ -37,8 +37,8 @@ FIELDS = {
     "noise": dict(seed=3, gamma=2.0, i0=6.4e6, i0_per_mm=9.1e6, dose_fraction=0.25, effective_dose_fraction=1 / 16,
                   electronic_variance=10.0, delta=1.0),
     "blur": dict(sigma_mm=1.05, sigma_bins=1.0752),
-    "streak": dict(seed=4, delta_l=1.0, streak_fraction=0.02, streak_threshold=7.5, streak_cell_mm=1.0,
-                   streak_cell_bins=1.024),
+    "streak": dict(seed=4, streak_photons=1.2, delta_l=1.0, streak_fraction=0.02, streak_threshold=7.5,
+                   streak_electronic_variance=10.0, streak_delta=1.0),
     "aliasing": dict(n_views=90),
     "metal": dict(seed=9, metal_model="polychromatic", implant="hip_pair", material="titanium", metal_mm=6.0,
                   metal_area_mm2=76.6, object_shapes="ellipse,ellipse", object_centers_px=[210.0, 100.0, 210.0, 300.0],
@@ -63,7 +63,7 @@ def metadata_for(setting, level: int = 2) -> dict:
 KEY_PARAMETER = {
     "noise": lambda c: f"gamma {c['gamma']:g}",
     "blur": lambda c: f"sigma {c['sigma_mm']:g} mm",
-    "streak": lambda c: f"err by +-{c['delta_l']:g}",
+    "streak": lambda c: f"starved to {c['streak_photons']:g} photons",
     "aliasing": lambda c: f"{c['n_views']} of 360 views",
     "metal": lambda c: f"{c['material']}, 2 objects, 77 mm^2 of metal, {c['metal_mm']:g} mm steel-equivalent",
 }

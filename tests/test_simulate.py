@@ -15,7 +15,7 @@ from ctdegradbench.builder.simulate.prompts import describe
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
 from ctdegradbench.builder.simulate.settings import LEVELS, METAL, PAPER_SETTINGS, SETTINGS_BY_CODE
-from ctdegradbench.builder.simulate.simulator import (HU_RANGE, DegradedSample, PreparedReference, SimulationConfig,
+from ctdegradbench.builder.simulate.simulator import (HU_RANGE, HU_STANDARD_TOP, hu_range, DegradedSample, PreparedReference, SimulationConfig,
                                                       Simulator)
 from phantoms import reference_phantom
 
@@ -102,7 +102,9 @@ def test_metadata_is_complete_and_consistent(samples, prepared):
         assert meta["clamped_bins"] >= 0
         # scanner range: nothing below -1024 or above the extended scale; the clipped pixels are
         # counted and now read exactly the range's ends
-        low, high = HU_RANGE
+        metal_row = METAL in setting.components
+        low, high = HU_RANGE[0], (HU_RANGE[1] if metal_row or prepared.reference.hu.max() > HU_STANDARD_TOP
+                                  else HU_STANDARD_TOP)
         assert meta["hu_range"] == [low, high] and low <= sample.image_hu.min() and sample.image_hu.max() <= high
         assert meta["clip_count"] == meta["clipped_low"] + meta["clipped_high"]
         assert meta["clipped_low"] <= int(np.count_nonzero(sample.image_hu == low))
@@ -117,6 +119,20 @@ def test_metadata_is_complete_and_consistent(samples, prepared):
             assert rows.size and x0 <= cols.min() and cols.max() <= x1 and y0 <= rows.min() and rows.max() <= y1
         else:
             assert sample.bbox == []
+
+
+def test_rows_without_metal_stay_on_the_12_bit_scale():
+    """Non-metal rows of a reference within -1024..3071 HU never exceed 3071 HU (streak overshoot is clipped
+    and counted); metal rows and references above 3071 HU keep the extended scale."""
+    simulator = Simulator(SimulationConfig(seed=1))
+    reference = reference_phantom(N, PIXEL_MM)
+    assert reference.hu.max() <= HU_STANDARD_TOP
+    for sample in simulator.run(reference, settings=["S3", "M2", "S5"], levels=(3,)):
+        top = HU_RANGE[1] if sample.setting == "S5" else HU_STANDARD_TOP
+        assert sample.metadata["hu_range"] == [HU_RANGE[0], top] and sample.image_hu.max() <= top
+    prepared = simulator.prepare(reference)
+    assert prepared.hu_range([{"type": "streak"}]) == (HU_RANGE[0], HU_STANDARD_TOP)
+    assert hu_range(False, HU_STANDARD_TOP + 500) == HU_RANGE      # a dense implant already in the reference
 
 
 def test_scanner_range_clips_and_counts_low_values():

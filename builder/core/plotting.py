@@ -12,13 +12,14 @@ def save_png(fig, path, dpi: int) -> Path:
     """Write the ``matplotlib.figure.Figure`` ``fig`` as a PNG at ``path`` (creating its folder).
 
     Returns the path written; raises OutputError naming the path, and leaves no partial
-    file, when it cannot be written (read-only place, full disk).
+    file, when it cannot be written (read-only place, full disk). The PNG's ``Software`` text
+    chunk marks it as ours (``builder.core.outputs``).
     """
+    from ctdegradbench.builder.core.outputs import GENERATOR, replace_atomically
+
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi)
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise OutputError(f"cannot write the figure {path}: {exc.strerror or exc}") from None
-    return path
+        return replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png",
+                                                                metadata={"Software": GENERATOR}))
+    except OutputError as exc:
+        raise OutputError(f"cannot write the figure {path}: {str(exc).rsplit(': ', 1)[-1]}") from None

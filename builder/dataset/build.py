@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 import datasets
 
-from ctdegradbench.builder.dataset.export import (ExportSummary, card_metadata, check_output, export_lock, finish_export,
-                                                  output_error, start_export, write_configs, write_manifest)
+from ctdegradbench.builder.core.errors import OutputError
+from ctdegradbench.builder.dataset.export import (CACHE_MARKER, ExportSummary, card_metadata, check_output,
+                                                  export_lock, finish_export, output_error, start_export, write_configs,
+                                                  write_manifest)
 from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features
 from ctdegradbench.builder.dataset.eval_tasks import eval_yaml_content, write_eval_yaml_file
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG, BuildOptions
@@ -86,8 +88,12 @@ def build_dataset(options: BuildOptions, *, progress=None) -> BuildSummary:
     out = options.out
     cache_dir = options.cache_dir or out.parent / f".{out.name}.cache"
     check_output(out, options.overwrite)            # fail before locking, reading or simulating anything
+    if options.cache_dir is None:
+        _check_default_cache(cache_dir)
     with export_lock(out):
         check_output(out, options.overwrite)        # again, now that no other build can change it
+        if options.cache_dir is None:
+            _claim_default_cache(cache_dir)
         source_result = load_sources(options.source)
         if not options.allow_uncalibrated_grid:
             for ref in source_result.slices:
@@ -102,22 +108,47 @@ def build_dataset(options: BuildOptions, *, progress=None) -> BuildSummary:
             shutil.rmtree(work, ignore_errors=True)
             if _interrupted(exc):          # datasets' worker pool replaces Ctrl-C by its own TimeoutError
                 raise KeyboardInterrupt from None
+            cause = _cause(exc, OSError)   # e.g. a full disk while datasets writes its cache
+            if cause is not None:
+                raise output_error(cause, cache_dir) from None
             raise
         finish_export(work, out, options.overwrite)
-    if options.cache_dir is None:      # the default cache is ours to delete once the export is complete
+    if options.cache_dir is None and (cache_dir / CACHE_MARKER).is_file():   # ours: delete once exported
         shutil.rmtree(cache_dir, ignore_errors=True)
     return build
 
 
-def _interrupted(exc: BaseException) -> bool:
-    """Whether ``exc`` is, or was raised while handling, a KeyboardInterrupt."""
+def _check_default_cache(cache_dir) -> None:
+    """Refuse a default cache folder that a build did not create (a user's, or one kept with --cache-dir)."""
+    if (cache_dir.exists() or cache_dir.is_symlink()) and not (cache_dir / CACHE_MARKER).is_file():
+        raise OutputError(f"{cache_dir} exists and was not made by a build's default cache; pass --cache-dir "
+                          f"{cache_dir} to use (and keep) it, or move it away")
+
+
+def _claim_default_cache(cache_dir) -> None:
+    """Create the default cache folder with its marker (so that the build may delete it when done)."""
+    _check_default_cache(cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        (cache_dir / CACHE_MARKER).write_text("default cache of a ct-degradbench build; deleted when it ends\n")
+    except OSError as exc:
+        raise output_error(exc, cache_dir) from None
+
+
+def _cause(exc: BaseException, kind: type) -> BaseException | None:
+    """The first exception of type ``kind`` in the chain of ``exc`` (itself, its cause, its context)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
+        if isinstance(exc, kind):
+            return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a KeyboardInterrupt."""
+    return _cause(exc, KeyboardInterrupt) is not None
 
 
 @contextlib.contextmanager

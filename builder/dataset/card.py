@@ -19,7 +19,7 @@ from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS
 from ctdegradbench.builder.core.hu import AIR_HU, MU_WATER_PER_MM
 from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
-from ctdegradbench.builder.simulate.simulator import HU_RANGE
+from ctdegradbench.builder.simulate.simulator import HU_RANGE, HU_STANDARD_TOP
 from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.simulate.resolution import MAX_PIXEL_SPACING_MM, MIN_IMAGE_SIZE
 from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
@@ -87,9 +87,12 @@ def physics_notes(options) -> str:
               f"scanner measures, so sharp edges do not alias into moire. Sparse views are exact subsets of the "
               f"{DEFAULT_N_VIEWS}, each integrating the same half degree (the tube pulses at fewer angles). FBP "
               f"with a zero-padded ramp filter and the kernel `fbp_filter` (recorded per row). CT numbers are "
-              f"clipped as a scanner stores them, to [{low}, {high}] HU (the 12-bit floor; the extended CT scale "
-              f"above 3071 HU for metal), and the clipped pixels are counted per row (`clipped_low`, "
-              f"`clipped_high`). Every level is in physical units (mm, photons per mm of detector), so it is the "
+              f"clipped as a scanner stores them (`hu_range` per row): to [{low}, {HU_STANDARD_TOP}] HU, the 12-bit "
+              f"scale, on rows without metal, and to [{low}, {high}] HU, the extended CT scale, on rows with metal "
+              f"or whose reference itself exceeds {HU_STANDARD_TOP} HU; the clipped pixels are counted per row "
+              f"(`clipped_low`, `clipped_high`). The metal's increment (metal scan minus metal-free scan) is "
+              f"reconstructed from 5 x {DEFAULT_N_VIEWS} views with a Hann-apodized ramp, so the metal does not "
+              f"alias into moire far from it. Every level is in physical units (mm, photons per mm of detector), so it is the "
               f"same physics at any pixel spacing; it is calibrated for pixels of at most 1 mm on images of at "
               f"least 256 px. A reference whose body touches the image border is flagged "
               f"(`reference_info.truncated`, `border_body_fraction`)."]

@@ -47,8 +47,10 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from ctdegradbench.builder.core.errors import OutputError
+from ctdegradbench.builder.core.outputs import protected_reason
 from ctdegradbench.builder.dataset.features import SPLITS
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
+from ctdegradbench.builder.dataset.row_hash import file_row_hashes
 from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 
 PARQUET_COMPRESSION = "zstd"          # ~10 % smaller than the default Snappy on HU arrays
@@ -88,20 +90,6 @@ def partial_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def _protected(out: Path) -> str | None:
-    """Why ``out`` may never be an output folder (or ``None``)."""
-    resolved, cwd = out.resolve(), Path.cwd().resolve()
-    if resolved == Path(resolved.anchor):
-        return "is the file-system root"
-    if resolved == Path.home().resolve():
-        return "is your home folder"
-    if resolved == cwd:
-        return "is the current directory"
-    if cwd.is_relative_to(resolved):
-        return f"holds the current directory {cwd}"
-    return None
-
-
 def read_manifest(folder: Path) -> dict | None:
     """The manifest of an export folder, or ``None`` when it has none (not an export of ours)."""
     path = Path(folder) / MANIFEST
@@ -125,7 +113,7 @@ def _foreign_files(folder: Path) -> list[str]:
 def check_output(out: Path, overwrite: bool) -> None:
     """Raise ExportError unless a build may write ``out`` (see the module notes)."""
     out = Path(out)
-    reason = _protected(out)
+    reason = protected_reason(out)
     if reason:
         raise ExportError(f"--out {out} {reason}; write the dataset into a folder of its own, "
                           "e.g. --out ct-degradbench")
@@ -146,33 +134,73 @@ def check_output(out: Path, overwrite: bool) -> None:
                           "another --out")
 
 
+LOCK_SIGNATURE = "ct-degradbench build lock"
+CACHE_MARKER = ".ct-degradbench-cache"     # in a default cache folder that a build created (and may delete)
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of output ``out``: ``.<out>.lock`` beside it."""
+    out = Path(out)
+    return (out.parent if str(out.parent) else Path(".")) / f".{out.name}.lock"
+
+
+def _lock_is_ours(lock: Path) -> bool:
+    """Whether an existing ``lock`` file is a build's lock (empty, or starting with the signature)."""
+    try:
+        return lock.is_file() and not lock.is_symlink() and (
+            lock.stat().st_size == 0 or lock.read_text(encoding="utf-8", errors="replace").startswith(LOCK_SIGNATURE))
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def export_lock(out: Path):
     """Hold the lock of output ``out`` (the file ``.<out>.lock`` beside it) for one build.
 
     The lock is an advisory ``flock``: the system releases it when the holding process ends,
-    however it ends, so a crashed build never blocks the next one.
+    however it ends, so a crashed build never blocks the next one. A file of that name that is
+    not a build's lock is never touched (the build is refused); the lock file is removed when
+    the build ends.
     """
     out = Path(out)
-    parent = out.parent if str(out.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        handle = open(parent / f".{out.name}.lock", "a+")
-    except OSError as exc:
-        raise ExportError(f"cannot create the output's folder {parent}: {exc.strerror}") from None
-    try:
+    lock = lock_path(out)
+    for _attempt in range(5):
+        if (lock.exists() or lock.is_symlink()) and not _lock_is_ours(lock):
+            raise ExportError(f"{lock} exists and is not a ct-degradbench build lock; move it away "
+                              "(the build keeps its lock there)")
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(lock, "a+")
+        except OSError as exc:
+            raise ExportError(f"cannot create the output's folder {lock.parent}: {exc.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = handle.read().strip().removeprefix(LOCK_SIGNATURE).strip(": ") or "another process"
+            handle.close()
             raise ExportError(f"another build is writing {out} ({holder}); wait for it to finish") from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
+        handle.close()          # the previous holder removed the file between our open and lock: retry
+    else:
+        raise ExportError(f"could not lock {lock}: another build keeps replacing it")
+    try:
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} since {datetime.datetime.now().isoformat(timespec='seconds')}\n")
+        handle.write(f"{LOCK_SIGNATURE}: pid {os.getpid()} since "
+                     f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
         handle.flush()
         yield
     finally:
+        try:
+            lock.unlink()       # still held: no other build can be using this file
+        except OSError:
+            pass
         handle.close()
 
 
@@ -206,7 +234,8 @@ def file_sha256(path: Path) -> str:
 
 def write_manifest(work: Path, summary: ExportSummary) -> dict:
     """Write :data:`MANIFEST` listing every file of ``work`` with its size and SHA-256, and for
-    each Parquet file its config, split and rows. Returns the manifest."""
+    each Parquet file its config, split, rows and each row's hash (``builder.dataset.row_hash``).
+    Returns the manifest."""
     parquet = {path: (config, split) for config, splits in summary.files.items()
                for split, paths in splits.items() for path in paths}
     files = {}
@@ -215,7 +244,7 @@ def write_manifest(work: Path, summary: ExportSummary) -> dict:
         entry = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
         if rel in parquet:
             entry.update(config=parquet[rel][0], split=parquet[rel][1],
-                         rows=pq.ParquetFile(path).metadata.num_rows)
+                         rows=pq.ParquetFile(path).metadata.num_rows, row_sha256=file_row_hashes(path))
         files[rel] = entry
     from importlib.metadata import version
 
@@ -227,17 +256,27 @@ def write_manifest(work: Path, summary: ExportSummary) -> dict:
 
 
 def finish_export(work: Path, out: Path, overwrite: bool) -> None:
-    """Move a finished partial folder into place, replacing an export of ours at ``out``."""
+    """Move a finished partial folder into place, replacing an export of ours at ``out``.
+
+    The export being replaced is first renamed to a fresh ``.<out>.old-XXXX`` folder (a name
+    nobody else holds), then removed.
+    """
+    import tempfile
+
     check_output(out, overwrite)     # nothing of a user's appeared there meanwhile
     (work / INCOMPLETE_MARKER).unlink()
-    old = out.parent / f".{out.name}.old"
+    old = None
     if out.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-    work.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        out.rename(old)              # onto the empty folder just made
+    try:
+        work.rename(out)
+    except OSError:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def output_error(exc: OSError, where) -> ExportError:

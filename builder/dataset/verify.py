@@ -6,15 +6,25 @@ Four checks, in this order, each reported with exactly what it covered:
    export) exists with its recorded size and SHA-256, every Parquet file holds its recorded
    rows, no file outside the manifest sits in the folder, and every ``data_files`` pattern
    of the card's YAML matches files of the manifest (and every Parquet file is in a config).
-   A changed pixel, a deleted file or folder, an edited card: each changes a hash.
+   A changed pixel, a deleted file or folder, an edited card: each changes a hash. In a
+   changed Parquet file, each row's content hash (``builder.dataset.row_hash``, recorded at
+   export) names the rows that changed. Every split's rows equal the card's
+   ``num_examples`` (what ``load_dataset`` checks).
 2. **Rows** (all of them, no simulation). Each row's label, level, sample id, seeds,
    component types, component levels (the mixture rule's draw, replayed), severity
    parameters (each degradation's level table), prompt, bounding box, reference, patient and
-   split agree with its metadata and the registry.
+   split agree with its metadata and the registry; and every reference x setting x level x
+   realization of each config is present exactly once.
 3. **References.** Each reference's clean FBP is re-simulated and compared bit for bit.
 4. **Images.** A replay of degraded images from their metadata, compared bit for bit:
    ``n_samples`` images (default: 2 per config and level) spread so every config and level
    is covered, or every image with ``replay_all``.
+
+What this proves: the manifest and the row hashes show that the files are those the export
+wrote, unless whoever edited them also rewrote the manifest (it is not signed); the row checks
+hold whatever the manifest says; only a replay proves pixels against the physics, and the
+report says how many rows were replayed (``--all``: every row, after printing an estimate of
+its time).
 
 Files are read straight from disk: ``datasets.load_dataset`` caches a local folder by its
 name and YAML, not by content, so it could serve a stale copy of a changed file.
@@ -61,6 +71,8 @@ class VerifyReport:
     folder: Path
     checked: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    replayed: int = 0          # degraded images re-simulated
+    rows: int = 0              # degraded rows in the folder
 
     @property
     def ok(self) -> bool:
@@ -71,6 +83,10 @@ class VerifyReport:
 
     def text(self) -> str:
         lines = [f"verify {self.folder}:"] + [f"  checked {line}" for line in self.checked]
+        lines += ["  what this proves: the hashes show the files and rows are those the export wrote, unless the "
+                  "manifest was rewritten too (it is not signed); the row checks hold whatever the manifest says; "
+                  f"pixels are proven against the physics only for the {self.replayed} of {self.rows} degraded "
+                  "images replayed" + ("" if self.replayed >= self.rows else " (--all replays every one)")]
         if self.ok:
             lines.append("OK: every check passed")
         else:
@@ -109,7 +125,7 @@ def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str,
     """Check 1; returns the manifest's Parquet entries that exist (``relative path -> entry``)."""
     files = manifest["files"]
     good_bytes = 0
-    parquet = {}
+    parquet, changed = {}, set()
     for rel, entry in tqdm(sorted(files.items()), desc="hashing files", unit="file", leave=False):
         path = folder / rel
         if not path.is_file():
@@ -118,8 +134,10 @@ def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str,
         if path.stat().st_size != entry["bytes"]:
             report.problem(rel, f"content changed since export ({path.stat().st_size} bytes, the manifest records "
                                 f"{entry['bytes']})")
+            changed.add(rel)
         elif file_sha256(path) != entry["sha256"]:
             report.problem(rel, "content changed since export (SHA-256 differs from the manifest)")
+            changed.add(rel)
         else:
             good_bytes += entry["bytes"]
         if "rows" in entry:
@@ -145,9 +163,74 @@ def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str,
     for rel, entry in files.items():
         if "rows" in entry and rel not in covered:
             report.problem(rel, f"Parquet file of config {entry['config']} that no config of README.md names")
+    named = check_row_hashes(folder, {rel: parquet[rel] for rel in changed if rel in parquet}, report)
+    splits = check_card_counts(folder, report)
     report.checked.append(f"{len(files)} files against the manifest ({good_bytes / 1e6:.1f} MB hashed), "
-                          f"{len(patterns)} configs of README.md")
+                          f"{len(patterns)} configs of README.md, rows of {splits} config splits against the card's "
+                          f"num_examples" + (f", {named} changed rows named by their hashes" if changed else ""))
     return {rel: entry for rel, entry in parquet.items() if (folder / rel).is_file()}
+
+
+def check_row_hashes(folder: Path, changed: dict[str, dict], report: VerifyReport) -> int:
+    """Name the rows of changed Parquet files whose content hash differs from the manifest's; returns how many."""
+    from ctdegradbench.builder.dataset.row_hash import file_row_hashes
+
+    named = 0
+    for rel, entry in sorted(changed.items()):
+        recorded = entry.get("row_sha256")
+        if not isinstance(recorded, list):
+            report.problem(rel, "the manifest records no row hashes (an older export): the changed rows cannot be "
+                                "named")
+            continue
+        try:
+            hashes = file_row_hashes(folder / rel)
+            ids = pq.read_table(folder / rel, columns=["reference_id" if entry["config"] == REFERENCES_CONFIG
+                                                      else "sample_id"]).column(0).to_pylist()
+        except Exception as err:      # a file too damaged to read as Parquet
+            report.problem(rel, f"not readable as Parquet ({type(err).__name__}: {err})")
+            continue
+        for index, (now, then) in enumerate(itertools.zip_longest(hashes, recorded)):
+            if now != then:
+                named += 1
+                what = ("row missing" if now is None else "row not in the export" if then is None
+                        else "row content changed since export")
+                report.problem(f"{rel} row {index}" + (f" ({ids[index]})" if index < len(ids) else ""), what)
+    return named
+
+
+def check_card_counts(folder: Path, report: VerifyReport) -> int:
+    """Rows of every config split (from its Parquet files) against the card's ``num_examples``; returns
+    how many config splits were compared."""
+    from ctdegradbench.builder.dataset.hub import _front_matter
+
+    meta = _front_matter(folder / "README.md")
+    infos = {i.get("config_name"): i for i in meta.get("dataset_info") or [] if isinstance(i, dict)}
+    compared = 0
+    for config in meta.get("configs") or []:
+        if not isinstance(config, dict):
+            continue
+        name = config.get("config_name")
+        expected = {s.get("name"): s.get("num_examples") for s in (infos.get(name) or {}).get("splits") or []}
+        for entry in config.get("data_files") or []:
+            if not isinstance(entry, dict):
+                continue
+            split = entry.get("split")
+            paths = entry.get("path")
+            files = sorted({p for pattern in ([paths] if isinstance(paths, str) else paths or [])
+                            for p in folder.glob(pattern)})
+            rows = 0
+            for path in files:
+                try:
+                    rows += pq.ParquetFile(path).metadata.num_rows
+                except Exception:       # reported by the file checks
+                    pass
+            compared += 1
+            if split not in expected:
+                report.problem(f"README.md config {name}", f"split {split} has no num_examples in dataset_info")
+            elif rows != expected[split]:
+                report.problem(f"README.md config {name}", f"split {split} holds {rows} rows but the card's "
+                                                             f"num_examples is {expected[split]}")
+    return compared
 
 
 # ------------------------------------------------------------------- 2. rows
@@ -205,7 +288,7 @@ def _row_problems(meta: dict, row: dict, config: str, references: dict) -> list[
 
 def check_rows(folder: Path, parquet: dict, report: VerifyReport) -> tuple[dict, dict, list]:
     """Check 2 on every sample row; returns (references by id, replay config per reference, sample locations)."""
-    references, samples = {}, []
+    references, samples, seen = {}, [], {}
     for rel, entry in parquet.items():
         if entry["config"] == REFERENCES_CONFIG:
             for row in pq.read_table(folder / rel, columns=["reference_id", "patient_key", "pixel_spacing_mm"]
@@ -222,11 +305,40 @@ def check_rows(folder: Path, parquet: dict, report: VerifyReport) -> tuple[dict,
             for what in _row_problems(meta, row, entry["config"], references):
                 report.problem(f"{rel} row {index} ({meta['sample_id']})", what)
             configs.setdefault(meta["reference_id"], dict(meta["config"], backend=meta["backend"]))
-            samples.append((rel, index, entry["config"], meta["level"]))
+            samples.append((rel, index, entry["config"], meta["level"], meta["reference_id"]))
+            seen.setdefault(entry["config"], {}).setdefault(meta["sample_id"], []).append(f"{rel} row {index}")
             checked += 1
+    expected = check_coverage(seen, references, configs, report)
+    report.rows = checked
     report.checked.append(f"{checked} sample rows (labels, levels, ids, seeds, components, severity parameters, "
-                          f"prompts, boxes, references, splits) against their metadata and the registry")
+                          f"prompts, boxes, references, splits) against their metadata and the registry; "
+                          f"{expected} reference x setting x level x realization each present exactly once")
     return references, configs, samples
+
+
+def check_coverage(seen: dict[str, dict[str, list]], references: dict, configs: dict, report: VerifyReport) -> int:
+    """Every reference x setting x level x realization of each config present exactly once (``seen``:
+    config -> sample id -> where it was found). Returns how many were expected."""
+    from ctdegradbench.builder.simulate.settings import get_setting
+
+    counts = [int(c.get("realizations", 1)) for c in configs.values()]
+    default = max(set(counts), key=counts.count) if counts else 1
+    total = 0
+    for config, rows in sorted(seen.items()):
+        code = get_setting(config).code
+        for reference_id in sorted(references):
+            realizations = int(configs.get(reference_id, {}).get("realizations", default))
+            for level in LEVELS:
+                for realization in range(realizations):
+                    total += 1
+                    sample_id = make_sample_id(reference_id, code, level, realization)
+                    where = rows.get(sample_id, [])
+                    if not where:
+                        report.problem(f"config {config}", f"{sample_id} is missing (no row)")
+                    elif len(where) > 1:
+                        report.problem(f"config {config}", f"{sample_id} appears {len(where)} times: "
+                                                           + ", ".join(where[:3]))
+    return total
 
 
 # ------------------------------------------------------ 3-4. re-simulation
@@ -237,6 +349,7 @@ class _Replayer:
         self.device = device
         self.simulators: dict[str, object] = {}
         self.prepared_key, self.prepared = None, None
+        self.prepare_seconds: list[float] = []       # measured preparations (clean sinogram + FBP)
 
     def simulator(self, config: dict):
         from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
@@ -248,9 +361,14 @@ class _Replayer:
         return self.simulators[key]
 
     def prepare(self, reference: ReferenceSlice, config: dict):
+        import time
+
         key = (reference.reference_id, json.dumps(config, sort_keys=True))
         if key != self.prepared_key:
-            self.prepared_key, self.prepared = key, self.simulator(config).prepare(reference)
+            simulator = self.simulator(config)
+            start = time.perf_counter()
+            self.prepared_key, self.prepared = key, simulator.prepare(reference)
+            self.prepare_seconds.append(time.perf_counter() - start)
         return self.prepared
 
 
@@ -316,36 +434,70 @@ def choose_replays(samples: list, n_samples: int | None, replay_all: bool, seed:
             return chosen
 
 
-def check_images(folder: Path, chosen: list, references: dict, replayer: _Replayer, report: VerifyReport) -> None:
-    """Check 4 on the chosen sample locations."""
-    by_file: dict[str, list[int]] = {}
-    for rel, index, _, _ in chosen:
-        by_file.setdefault(rel, []).append(index)
-    equal = 0
-    strata = {(config, level) for _, _, config, level in chosen}
-    progress = tqdm(total=len(chosen), desc="replaying images", unit="image", leave=False)
-    for rel, indices in sorted(by_file.items()):
-        rows = pq.ParquetFile(folder / rel)
-        table = rows.read()
+class _RowReader:
+    """Rows of Parquet files by index, one decoded row group per file kept (the most recent files)."""
+
+    KEEP_FILES = 12
+
+    def __init__(self, folder: Path):
+        self.folder, self.files, self.groups = folder, {}, {}
+
+    def row(self, rel: str, index: int) -> dict:
         import datasets
 
-        ds = datasets.Dataset(table)
-        for index in sorted(indices):
-            row = ds[index]
-            meta = row_to_metadata(row)
-            reference = references.get(meta["reference_id"])
-            if reference is None:     # reported by the row check
-                progress.update()
-                continue
+        if rel not in self.files:
+            meta = pq.ParquetFile(self.folder / rel).metadata
+            starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+            self.files[rel] = (pq.ParquetFile(self.folder / rel), starts)
+        handle, starts = self.files[rel]
+        group = int(np.searchsorted(starts, index, side="right") - 1)
+        cached = self.groups.pop(rel, None)
+        if cached is None or cached[0] != group:
+            cached = (group, datasets.Dataset(handle.read_row_group(group)))
+        self.groups[rel] = cached                     # most recent last
+        while len(self.groups) > self.KEEP_FILES:
+            self.groups.pop(next(iter(self.groups)))
+        return cached[1][int(index - starts[group])]
+
+
+def check_images(folder: Path, chosen: list, references: dict, replayer: _Replayer, report: VerifyReport,
+                 log=None) -> None:
+    """Check 4 on the chosen sample locations, in reference order (each reference is prepared once).
+
+    ``log`` (default: stderr) gets the estimated time after the first image."""
+    import sys
+    import time
+
+    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    order = sorted(chosen, key=lambda item: (item[4], item[2], item[3], item[0], item[1]))
+    reader = _RowReader(folder)
+    equal = 0
+    strata = {(item[2], item[3]) for item in chosen}
+    started = time.perf_counter()
+    n_references = len({item[4] for item in order})
+    progress = tqdm(total=len(order), desc="replaying images", unit="image", leave=False)
+    for done, (rel, index, _, _, _) in enumerate(order):
+        row = reader.row(rel, index)
+        meta = row_to_metadata(row)
+        reference = references.get(meta["reference_id"])
+        if reference is not None:     # else reported by the row check
             config = dict(meta["config"], backend=meta["backend"])
             prepared = replayer.prepare(reference, config)
+            t1 = time.perf_counter()
             replayed = replayer.simulator(config).replay(prepared, meta)
+            t2 = time.perf_counter()
             equal += _compare(report, f"{rel} row {index} ({meta['sample_id']})", replayed,
                               np.asarray(row["image"], dtype=np.int16))
-            progress.update()
+            if done == 0 and len(order) > 1:       # one preparation per reference, one replay per image
+                prepare = float(np.mean(replayer.prepare_seconds))
+                estimate = n_references * prepare + len(order) * (t2 - t1)
+                log(f"replaying {len(order)} images of {n_references} references: about {estimate / 60:.1f} min "
+                    f"(measured {prepare:.1f} s to prepare a reference, {t2 - t1:.1f} s to replay an image)")
+        progress.update()
     progress.close()
-    report.checked.append(f"{len(chosen)} images re-simulated over {len(strata)} (config, level) strata, "
-                          f"{equal} identical")
+    report.replayed = len(chosen)
+    report.checked.append(f"{len(chosen)} images re-simulated over {len(strata)} (config, level) strata, {equal} "
+                          f"identical (of {report.rows} degraded rows; {time.perf_counter() - started:.0f} s)")
 
 
 def verify_folder(folder, n_samples: int | None = None, replay_all: bool = False, seed: int = 0,

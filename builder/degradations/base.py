@@ -81,12 +81,17 @@ class SinogramState:
 
     ``sinogram`` holds line integrals ``(V', D)``; ``views`` the indices of the full scan's
     views it holds (``None``: all of them); ``clamped_bins`` counts readings floored before
-    the log so far.
+    the log so far; ``fine_views`` the metal scan's noise-free increment on finer views
+    (:class:`builder.degradations.metal.FineViews`, ``None`` without metal): a full-view
+    reconstruction adds its ``correction(filter)`` to the FBP of ``sinogram`` (the metal
+    seen by 1800 views instead of 360, without view aliasing); operators that act on the
+    sinogram linearly along the detector (blur) act on it too.
     """
 
     sinogram: torch.Tensor
     views: np.ndarray | None = None
     clamped_bins: int = 0
+    fine_views: Any = None
 
     def replace(self, **changes) -> "SinogramState":
         return dataclasses.replace(self, **changes)

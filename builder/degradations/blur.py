@@ -114,6 +114,15 @@ def apply_blur(sinogram: torch.Tensor, params: BlurParams) -> torch.Tensor:
     return out
 
 
+def blur_image(image: torch.Tensor, sigma_bins: float) -> torch.Tensor:
+    """The image-plane equivalent of a detector blur of ``sigma_bins``: the same Gaussian taps
+    along both image axes (the backprojection of a detector-axis Gaussian is the isotropic
+    2-D Gaussian of the same sigma; a bin is one pixel wide). Used for the part of an image
+    that is reconstructed apart (the metal's fine views, :class:`builder.degradations.metal.FineViews`)."""
+    params = BlurParams(level=0, sigma_bins=float(sigma_bins))
+    return apply_blur(apply_blur(image, params).transpose(-2, -1), params).transpose(-2, -1)
+
+
 @register
 class Blur(Degradation):
     """Loss of sharpness: detector-axis Gaussian blur (paper Eq. 9); see the module docstring."""
@@ -138,7 +147,8 @@ class Blur(Degradation):
         return sample_blur(level, context.geometry.pixel_spacing_mm)
 
     def apply(self, state: SinogramState, params: BlurParams, context) -> SinogramState:
-        return state.replace(sinogram=apply_blur(state.sinogram, params))
+        fine_views = None if state.fine_views is None else state.fine_views.blurred(params.sigma_bins)
+        return state.replace(sinogram=apply_blur(state.sinogram, params), fine_views=fine_views)
 
     def record(self, params: BlurParams, context) -> dict:
         return {"sigma_mm": None if params.sigma_mm is None else float(params.sigma_mm),

@@ -1,32 +1,35 @@
 """Streaks: photon starvation along the most attenuating paths (paper Eq. 10).
 
 Physics. A detector bin behind a line integral ``s`` counts on average ``N = I0 exp(-s)``
-photons, so the relative quantum noise of its reading, ``1 / sqrt(N)``, grows as
-``exp(s / 2)``: the rays with the highest line integrals (the longest paths through the
-patient, laterally through the shoulders or the pelvis, paper Table 8) are the first to be
-starved when the tube current is too low for them. Their log-transformed readings carry
-large errors of either sign, and FBP smears each wrong ray back along its line: clinical
-photon-starvation streaks are bright and dark lines, alternating and noisy, running in the
-directions of highest attenuation. We model that as::
+photons. On the most attenuating paths (laterally through the shoulders or the pelvis,
+paper Table 8) a low tube current leaves only a few photons: the reading is Poisson counts
+plus the electronic noise of the detector, floored at zero, and its log is both noisy and
+biased (``E[log N] < log E[N]``, and a floor of ``delta`` counts reads too little
+attenuation when almost nothing arrives). FBP smears each wrong ray back along its line:
+grainy bright and dark streaks along the most attenuating directions, strongest behind the
+densest paths, whose amplitude follows the photon count. We model exactly that on the
+paper's mask (Eq. 10)::
 
-    s_streak = s + dL * M * e,        dL in {0.25, 0.5, 1, 2}  (line-integral units)
+    s_streak = s + M * e,   e = -log((max(Poisson(N) + sigma_e z, 0) + delta) / N),
+    N = N_star * exp(-(s - s_threshold))
 
 * ``M`` (binary, ``(V, D)``) selects the starved rays: every ray whose clean line integral is
   at least the ``1 - streak_fraction`` quantile of the line integrals of the rays that cross
-  the object (``s > 0``); the threshold is that ray's value, recorded as ``threshold``. It
-  follows from the physics above: at a fixed tube current, starvation sets in at the
-  highest line integrals first, whatever the anatomy; a fixed fraction of the object's rays
-  (rather than a fixed count threshold) keeps the severity of a level comparable between a
-  head and a pelvis, whose longest paths differ by orders of magnitude in transmission.
-* ``e = +-1`` is the sign of each starved reading's error, drawn per view and per detector
-  *cell* of ``cell_mm`` millimetres at the isocentre (independent quantum noise per physical
-  detector cell; ``cell_mm / pixel_spacing`` bins, recorded as ``cell_bins``), uniformly and
-  independently (numpy PCG64 from the component seed). So ``|s_streak - s| = dL`` exactly
-  on the starved rays, as in Eq. 10, with the alternating sign of noise.
-
-``dL`` keeps the paper's meaning and values; ``M`` has the same law at every level, so the
-severity is set by ``dL`` alone; ``dL = 0`` is the identity. Replay recomputes ``M`` from
-the recorded threshold and the reference's clean sinogram, and ``e`` from the seed.
+  the object (``s > 0``); the threshold ``s_threshold`` is that ray's value. At a fixed tube
+  current starvation sets in at the highest line integrals first, whatever the anatomy; a
+  fixed fraction of the object's rays keeps a level comparable between a head and a pelvis.
+* ``N`` is the mean photon count of a starved ray (per detector bin and view): ``N_star`` on
+  the least attenuated starved ray (the threshold), ``e`` times fewer per unit of line
+  integral beyond it. **The severity level is ``N_star``** (:data:`STARVED_PHOTONS_LEVELS`,
+  24 / 10.5 / 1.2 / 0.29 photons): calibrated (Monte Carlo, ``tests/test_degradations.py``)
+  so that the RMS line-integral error of the threshold ray is the paper's ``dL`` =
+  0.25 / 0.5 / 1 / 2 (:data:`DELTA_L_LEVELS`, recorded as ``delta_l``). At L2-L3 the log's
+  bias dominates (dark streaks: the floor reads too few photons as too little attenuation).
+* ``sigma_e^2`` and ``delta`` are the detector's electronic noise variance and log floor, the
+  noise operator's (Eq. 6-7; ``SimulationConfig.electronic_variance``, ``.delta``).
+* Draws: ``numpy_generator(seed)``: Poisson counts of the starved rays (row-major order),
+  then one standard normal each. Replay recomputes ``M`` from the recorded threshold and
+  the reference's clean sinogram.
 """
 
 from __future__ import annotations
@@ -41,14 +44,19 @@ from ctdegradbench.builder.core.levels import check_level
 from ctdegradbench.builder.core.seeding import check_seed, numpy_generator
 from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
 
-DELTA_L_LEVELS = (0.25, 0.5, 1.0, 2.0)   # outlier amplitude in line-integral units at L0..L3 (paper Eq. 10)
+# The paper's Eq. 10 amplitudes dL at L0..L3 (line-integral units): here the RMS error of the
+# threshold ray's line integral, which the photon levels below are calibrated to.
+DELTA_L_LEVELS = (0.25, 0.5, 1.0, 2.0)
+# Mean photons per detector bin and view on the least attenuated starved ray at L0..L3 (the
+# severity parameter), with electronic noise 10 counts^2 and a 1-count log floor:
+# RMS(e) = 0.25 / 0.5 / 1.0 / 2.0 (Monte Carlo, 4e5 draws each).
+STARVED_PHOTONS_LEVELS = (24.0, 10.5, 1.2, 0.29)
 
 # Fraction of the object's rays (s > 0) that are starved: the same at every level; the value
 # was set from Table 10 (benchmarks/table10.py): 2 % of the rays made S3 L0 some 12 dB worse than the paper.
 DEFAULT_STREAK_FRACTION = 0.002
-# Width at the isocentre of one detector cell whose reading errs as one (independent quantum
-# noise per cell): about the cell pitch at the isocentre of a clinical 64-row scanner.
-DEFAULT_CELL_MM = 1.0
+DEFAULT_ELECTRONIC_VARIANCE = 10.0   # counts^2 (the noise operator's, Eq. 6)
+DEFAULT_DELTA = 1.0                  # log floor, counts (the noise operator's, Eq. 7)
 
 
 def _positive(value, name: str) -> float:
@@ -66,40 +74,45 @@ class StreakParams:
     ----------
     level : int
         Severity level 0..3.
-    delta_l : float
-        Error magnitude of a starved ray's line integral (dimensionless), >= 0.
+    photons : float
+        ``N_star``: mean photons per detector bin and view on the least attenuated starved ray, > 0.
     fraction : float
         Fraction of the object's rays that are starved, in (0, 1].
     threshold : float
         Clean line integral at and above which a ray is starved (the mask ``M``).
-    cell_mm : float
-        Width at the isocentre of a detector cell with one error sign.
-    cell_bins : float
-        The same in detector bins of this scan.
+    electronic_variance : float
+        Electronic noise variance of a reading, counts^2, >= 0.
+    delta : float
+        Floor added to the reading before the log, counts, > 0.
     seed : int
-        Seed of the signs.
+        Seed of the counts and the electronic noise.
     """
 
     level: int
-    delta_l: float
+    photons: float
     fraction: float
     threshold: float
-    cell_mm: float
-    cell_bins: float
+    electronic_variance: float
+    delta: float
     seed: int
 
     def __post_init__(self) -> None:
         check_level(self.level)
-        d = self.delta_l
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
-            raise ValueError(f"delta_l (streak amplitude, line-integral units) must be a finite number >= 0, got {d!r}")
+        _positive(self.photons, "photons")
         if not 0 < _positive(self.fraction, "fraction") <= 1:
             raise ValueError(f"fraction (starved rays) must be in (0, 1], got {self.fraction!r}")
         if not math.isfinite(self.threshold):
             raise ValueError(f"threshold must be a finite line integral, got {self.threshold!r}")
-        _positive(self.cell_mm, "cell_mm")
-        _positive(self.cell_bins, "cell_bins")
+        v = self.electronic_variance
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"electronic_variance must be a finite number of counts^2 >= 0, got {v!r}")
+        _positive(self.delta, "delta")
         check_seed(self.seed)
+
+    @property
+    def delta_l(self) -> float:
+        """The paper's nominal amplitude of this level (RMS error of the threshold ray)."""
+        return DELTA_L_LEVELS[self.level]
 
 
 def starvation_threshold(sinogram, fraction: float) -> float:
@@ -115,36 +128,41 @@ def starvation_threshold(sinogram, fraction: float) -> float:
 
 
 def sample_streak(level: int, sinogram, pixel_spacing_mm: float, *, seed: int,
-                  fraction: float = DEFAULT_STREAK_FRACTION, cell_mm: float = DEFAULT_CELL_MM,
-                  threshold: float | None = None) -> StreakParams:
+                  fraction: float = DEFAULT_STREAK_FRACTION, threshold: float | None = None,
+                  electronic_variance: float = DEFAULT_ELECTRONIC_VARIANCE,
+                  delta: float = DEFAULT_DELTA) -> StreakParams:
     """Streak parameters of severity ``level`` on a clean sinogram ``(V, D)`` (see the module docstring).
 
     ``threshold``: ``starvation_threshold(sinogram, fraction)`` when already known (it depends on
-    the reference only, so the operator computes it once per reference). The signs are drawn by
-    :func:`streak_signs` from ``seed`` when the operator runs.
+    the reference only, so the operator computes it once per reference). The counts are drawn
+    by :func:`streak_errors` from ``seed`` when the operator runs.
     """
     check_level(level)
-    spacing = _positive(pixel_spacing_mm, "pixel_spacing_mm")
+    _positive(pixel_spacing_mm, "pixel_spacing_mm")
     if threshold is None:
         threshold = starvation_threshold(sinogram, float(fraction))
-    return StreakParams(level=level, delta_l=DELTA_L_LEVELS[level], fraction=float(fraction),
-                        threshold=float(threshold), cell_mm=float(cell_mm),
-                        cell_bins=_positive(cell_mm, "cell_mm") / spacing, seed=check_seed(seed))
+    return StreakParams(level=level, photons=STARVED_PHOTONS_LEVELS[level], fraction=float(fraction),
+                        threshold=float(threshold), electronic_variance=float(electronic_variance),
+                        delta=float(delta), seed=check_seed(seed))
 
 
-def cell_index(n_detectors: int, cell_bins: float) -> np.ndarray:
-    """Detector cell of every bin: ``floor((bin - D // 2 + 0.5) / cell_bins)``, shifted to start at 0."""
-    centre = (np.arange(n_detectors) - n_detectors // 2 + 0.5) / cell_bins
-    index = np.floor(centre).astype(np.int64)
-    return index - index.min()
+def starved_photons(clean: np.ndarray, params: StreakParams) -> np.ndarray:
+    """Mean photons ``N = N_star exp(-(s - threshold))`` of the starved rays (``clean >= threshold``), row-major."""
+    s = np.asarray(clean)
+    return params.photons * np.exp(-(s[s >= params.threshold].astype(np.float64) - params.threshold))
 
 
-def streak_signs(params: StreakParams, shape: tuple[int, int]) -> np.ndarray:
-    """``e``: +-1 per view and detector cell, ``(V, D)`` float64, from ``numpy_generator(seed)``."""
-    n_views, n_det = shape
-    cells = cell_index(n_det, params.cell_bins)
-    draws = numpy_generator(params.seed).integers(0, 2, size=(n_views, int(cells.max()) + 1))
-    return (2.0 * draws - 1.0)[:, cells]
+def streak_errors(clean, params: StreakParams) -> np.ndarray:
+    """``M * e`` ``(V, D)`` float64: the starved rays' line-integral errors (module docstring), 0 elsewhere."""
+    s = clean.detach().cpu().numpy() if isinstance(clean, torch.Tensor) else np.asarray(clean)
+    mask = s >= params.threshold
+    mean = starved_photons(s, params)
+    rng = numpy_generator(params.seed)
+    counts = rng.poisson(mean)
+    reading = np.maximum(counts + math.sqrt(params.electronic_variance) * rng.standard_normal(mean.shape), 0.0)
+    errors = np.zeros(s.shape, dtype=np.float64)
+    errors[mask] = -np.log((reading + params.delta) / mean)
+    return errors
 
 
 def streak_mask(sinogram: torch.Tensor, params: StreakParams) -> torch.Tensor:
@@ -153,13 +171,13 @@ def streak_mask(sinogram: torch.Tensor, params: StreakParams) -> torch.Tensor:
 
 
 def apply_streak(sinogram: torch.Tensor, clean: torch.Tensor, params: StreakParams) -> torch.Tensor:
-    """``s + dL * M * e``: ``sinogram`` ``(V, D)`` on all views, ``M`` from the ``clean`` sinogram."""
+    """``s + M e``: ``sinogram`` ``(V, D)`` on all views, ``M`` and ``N`` from the ``clean`` sinogram."""
     if not isinstance(sinogram, torch.Tensor) or not sinogram.is_floating_point():
         raise ValueError(f"sinogram must be a floating-point torch.Tensor, got {type(sinogram).__name__}")
     if tuple(clean.shape) != tuple(sinogram.shape[-2:]):
         raise ValueError(f"clean sinogram shape {tuple(clean.shape)} differs from {tuple(sinogram.shape)}")
-    signs = torch.as_tensor(streak_signs(params, tuple(clean.shape)), device=sinogram.device, dtype=sinogram.dtype)
-    return sinogram + params.delta_l * streak_mask(clean, params) * signs
+    errors = torch.as_tensor(streak_errors(clean, params), device=sinogram.device, dtype=sinogram.dtype)
+    return sinogram + errors
 
 
 @register
@@ -168,30 +186,35 @@ class Streak(Degradation):
 
     name = "streak"
     title = "streak artifacts"
-    parameter = "delta_l"
-    unit = "line-integral units"
-    levels = DELTA_L_LEVELS
+    parameter = "streak_photons"
+    unit = "mean photons per detector bin and view on the least attenuated starved ray"
+    levels = STARVED_PHOTONS_LEVELS
     fields = {
-        "delta_l": ("float", "error magnitude of each starved ray's line integral (Eq. 10's dL)"),
+        "streak_photons": ("float", "mean photons per bin and view on the least attenuated starved ray (the severity)"),
+        "delta_l": ("float", "the paper's Eq. 10 amplitude of the level: RMS line-integral error of that ray"),
         "streak_fraction": ("float", "fraction of the object's rays that are starved (the highest line integrals)"),
         "streak_threshold": ("float", "clean line integral at and above which a ray is starved (the mask M)"),
-        "streak_cell_mm": ("float", "detector cell width at the isocentre with one error sign, in mm"),
-        "streak_cell_bins": ("float", "the same in detector bins of this scan"),
+        "streak_electronic_variance": ("float", "electronic noise variance of a starved reading, counts^2"),
+        "streak_delta": ("float", "floor added to a starved reading before the log, counts"),
     }
     physics = (
         "**Streaks** (photon starvation, Eq. 10). A ray behind a line integral `s` counts about `I0 exp(-s)` "
-        "photons, so its relative noise grows as `exp(s/2)`: the longest paths (laterally through shoulders or "
-        "pelvis) starve first. The mask `M` selects the starved rays, those with the highest clean line "
-        "integrals (the top `streak_fraction` of the object's rays), and each starved reading errs by `dL` "
-        "with a random sign per view and per 1 mm detector cell: `s + dL M e`. FBP turns them into the "
-        "alternating bright and dark streaks along the most attenuating directions.")
+        "photons, so the longest paths (laterally through shoulders or pelvis) starve first. The mask `M` "
+        "selects the starved rays, those with the highest clean line integrals (the top `streak_fraction` of "
+        "the object's rays). Each starved ray's reading is Poisson counts of mean `N = N_star exp(-(s - s_M))` "
+        "plus electronic noise, floored, then logged: its line integral errs with the noise and the bias of "
+        "the log of few counts, more for the more attenuating rays. A level is the photon count `N_star` of "
+        "the least attenuated starved ray, 24 / 10.5 / 1.2 / 0.29 photons per bin and view, calibrated so that "
+        "its RMS line-integral error is the paper's `dL` = 0.25 / 0.5 / 1 / 2. FBP turns the errors into "
+        "grainy bright and dark streaks along the most attenuating directions.")
 
     def sample(self, level, context, seed, config) -> StreakParams:
         key = ("streak/threshold", float(config.streak_fraction))
         if key not in context.cache:       # the same for every level and realization of the reference
             context.cache[key] = starvation_threshold(context.sinogram, float(config.streak_fraction))
         return sample_streak(level, context.sinogram, context.geometry.pixel_spacing_mm, seed=seed,
-                             fraction=config.streak_fraction, threshold=context.cache[key])
+                             fraction=config.streak_fraction, threshold=context.cache[key],
+                             electronic_variance=config.electronic_variance, delta=config.delta)
 
     def apply(self, state: SinogramState, params: StreakParams, context) -> SinogramState:
         if state.views is not None:
@@ -199,16 +222,18 @@ class Streak(Degradation):
         return state.replace(sinogram=apply_streak(state.sinogram, context.sinogram, params))
 
     def record(self, params: StreakParams, context) -> dict:
-        return {"seed": params.seed, "delta_l": float(params.delta_l), "streak_fraction": float(params.fraction),
-                "streak_threshold": float(params.threshold), "streak_cell_mm": float(params.cell_mm),
-                "streak_cell_bins": float(params.cell_bins)}
+        return {"seed": params.seed, "streak_photons": float(params.photons), "delta_l": float(params.delta_l),
+                "streak_fraction": float(params.fraction), "streak_threshold": float(params.threshold),
+                "streak_electronic_variance": float(params.electronic_variance),
+                "streak_delta": float(params.delta)}
 
     def params_from_record(self, record: dict) -> StreakParams:
-        return StreakParams(level=record["level"], delta_l=record["delta_l"], fraction=record["streak_fraction"],
-                            threshold=record["streak_threshold"], cell_mm=record["streak_cell_mm"],
-                            cell_bins=record["streak_cell_bins"], seed=record["seed"])
+        return StreakParams(level=record["level"], photons=record["streak_photons"],
+                            fraction=record["streak_fraction"], threshold=record["streak_threshold"],
+                            electronic_variance=record["streak_electronic_variance"],
+                            delta=record["streak_delta"], seed=record["seed"])
 
     def phrase(self, record: dict, geometry: dict) -> str:
         return (f"photon-starvation streaks: the {100 * float(record['streak_fraction']):g} % most attenuating "
-                f"rays err by +-{float(record['delta_l']):g} in line integral (random sign per view and "
-                f"{float(record['streak_cell_mm']):g} mm detector cell)")
+                f"rays starved to {float(record['streak_photons']):g} photons or fewer per detector bin and view "
+                f"(line-integral error about {float(record['delta_l']):g})")

@@ -1,11 +1,11 @@
 """The resolution at which the severity levels mean their labels.
 
 The levels are physical (:mod:`builder.degradations`): a detector blur of 0.56-1.75 mm,
-1 mm detector cells of photon starvation, 3-15 mm of steel-equivalent metal, a flux per mm
+photon counts of starved rays per detector bin, 3-15 mm of steel-equivalent metal, a flux per mm
 of detector, 180-45 views of a 360-view scan. They are calibrated on the pixel grids of
 clinical 512 x 512 slices, 0.56-0.98 mm. On a coarser grid they stop meaning their labels:
 the smallest blur (0.56 mm) falls below half a pixel and L0..L1 become indistinguishable,
-a 3 mm implant covers one pixel, a 1 mm streak cell is a fraction of a bin, and the number
+a 3 mm implant covers one pixel, a starved bin spans a wider path, and the number
 of detector bins across the patient drops so far that 45 views no longer undersample it
 (sparse-view aliasing needs about ``pi/2`` views per detector bin across the object, so its
 strength depends on the bins, not on the millimetres).
@@ -28,8 +28,8 @@ MIN_IMAGE_SIZE = 256
 
 def _calibration(where: str, problems: list[str], advice: str) -> OptionError:
     return OptionError(
-        f"{where}: {' and '.join(problems)}; the severity levels (blur sigma from 0.56 mm, 1 mm streak "
-        f"cells, 3 mm metal, sparse views of a 360-view scan) are calibrated on pixels of at most "
+        f"{where}: {' and '.join(problems)}; the severity levels (blur sigma from 0.56 mm, starved "
+        f"bins, 3 mm metal, sparse views of a 360-view scan) are calibrated on pixels of at most "
         f"{MAX_PIXEL_SPACING_MM:g} mm and images of at least {MIN_IMAGE_SIZE} px: {advice}")
 
 

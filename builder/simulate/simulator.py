@@ -13,10 +13,12 @@ For one reference slice (paper Figure 1):
    replaces ``s`` by the sinogram of the slice with metal inserted).
 3. FBP (Eq. 4) of all degraded sinograms, batched by view subset, then
    ``HU = round_half_even(mu_to_hu(mu))`` as int16, clipped to the range a scanner stores
-   (:data:`HU_RANGE`): the floor ``-1024 HU`` (the lowest CT number of a 12-bit scanner; air
-   reads about -1000) and the top of the extended CT scale, ``30710 HU`` (scanners switch
-   to it for metal; the standard 12-bit scale would clip every implant at 3071). The clipped
-   pixels are counted per row (``clipped_low``, ``clipped_high``, ``clip_count`` their sum).
+   (:func:`hu_range`, recorded per row as ``hu_range``): the floor ``-1024 HU`` (the lowest
+   CT number of a 12-bit scanner; air reads about -1000) and the top of the 12-bit scale,
+   ``3071 HU``, or of the extended CT scale, ``30710 HU``, for rows with metal and rows
+   whose reference itself exceeds 3071 HU (scanners switch to it for metal; the 12-bit
+   scale would clip every implant). The clipped pixels are counted per row
+   (``clipped_low``, ``clipped_high``, ``clip_count`` their sum).
 
 Replay. Each sample's metadata holds every drawn parameter and seed, the geometry and the
 FBP filter; :meth:`Simulator.replay` rebuilds the image from the metadata and the reference
@@ -69,6 +71,14 @@ from ctdegradbench.builder.sources.reference import ReferenceSlice
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 FBP_BATCH = 8          # sinograms reconstructed together (bounds the FBP's peak memory)
 HU_RANGE = (-1024, 30710)   # CT numbers a scanner stores: 12-bit floor, extended-scale top (metal)
+HU_STANDARD_TOP = 3071      # top of the 12-bit scale: the top of rows without metal
+
+
+def hu_range(has_metal: bool, reference_max_hu: float) -> tuple[int, int]:
+    """``(low, high)`` CT numbers of a row: the extended scale for metal, or when the reference
+    itself exceeds the 12-bit top (dense implants already in the patient); the 12-bit scale otherwise."""
+    extended = has_metal or reference_max_hu > HU_STANDARD_TOP
+    return HU_RANGE[0], HU_RANGE[1] if extended else HU_STANDARD_TOP
 DEFAULT_FBP_FILTER = "ram-lak"
 
 
@@ -265,6 +275,11 @@ class PreparedReference(ScanContext):
     clean_clip_count: int = 0
     below_air_pixels: int = 0
 
+    def hu_range(self, components) -> tuple[int, int]:
+        """The stored range of a row with these components (records or plan components, ``.type``/``["type"]``)."""
+        kinds = [c["type"] if isinstance(c, dict) else c.type for c in components]
+        return hu_range("metal" in kinds, float(np.max(self.reference.hu)))
+
 
 @dataclass(frozen=True)
 class _Component:
@@ -365,19 +380,28 @@ class Simulator:
         return state
 
     @staticmethod
-    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str):
+    def _reconstruct(projector, sinograms: torch.Tensor, views, filter_name: str, fine_views=None, ranges=None):
         """FBP of a batch ``(B, V', D)`` -> int16 HU images and per-image clip counts ``(low, high)``.
 
-        ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to :data:`HU_RANGE`.
+        ``fine_views``: per image, a metal scan's :class:`~builder.degradations.metal.FineViews`
+        or ``None``; on full-view scans its correction (the metal seen by the finer views) is
+        added to the FBP. ``HU = round(mu_to_hu(mu))`` (round half to even), then clipped to
+        ``ranges`` (per image ``(low, high)``; default :data:`HU_RANGE`).
         """
         mu = projector.fbp(sinograms, views=views, filter_name=filter_name)
+        if views is None and fine_views is not None:
+            for i, fine in enumerate(fine_views):
+                if fine is not None:
+                    mu[i] += fine.correction(filter_name)
         if not bool(torch.isfinite(mu).all()):
             raise ValueError("FBP produced non-finite values; the degraded sinogram is not finite")
         hu = torch.round(mu_to_hu(mu))
-        low, high = HU_RANGE
+        ranges = [HU_RANGE] * hu.shape[0] if ranges is None else ranges
+        low = torch.tensor([r[0] for r in ranges], dtype=hu.dtype, device=hu.device)[:, None, None]
+        high = torch.tensor([r[1] for r in ranges], dtype=hu.dtype, device=hu.device)[:, None, None]
         below = (hu < low).sum(dim=(-2, -1)).tolist()
         above = (hu > high).sum(dim=(-2, -1)).tolist()
-        images = hu.clamp(low, high).to(torch.int16).cpu().numpy()
+        images = torch.minimum(torch.maximum(hu, low), high).to(torch.int16).cpu().numpy()
         return [img for img in images], [(int(a), int(b)) for a, b in zip(below, above)]
 
     # ----------------------------------------------------------------- run
@@ -428,7 +452,9 @@ class Simulator:
             for start in range(0, len(indices), FBP_BATCH):
                 chunk = indices[start:start + FBP_BATCH]
                 batch = torch.stack([degraded[i].sinogram for i in chunk])
-                out, counts = self._reconstruct(prepared.projector, batch, views, self.config.fbp_filter)
+                out, counts = self._reconstruct(prepared.projector, batch, views, self.config.fbp_filter,
+                                                [degraded[i].fine_views for i in chunk],
+                                                [prepared.hu_range(plans[i].components) for i in chunk])
                 for i, img, count in zip(chunk, out, counts):
                     images[i], clips[i] = img, count
         return [self._sample(prepared, plan, images[i], clips[i], degraded[i].clamped_bins) for i, plan in enumerate(plans)]
@@ -464,7 +490,7 @@ class Simulator:
             "clip_count": int(sum(clips)),
             "clipped_low": int(clips[0]),
             "clipped_high": int(clips[1]),
-            "hu_range": list(HU_RANGE),
+            "hu_range": list(prepared.hu_range(plan.components)),
             "clamped_bins": int(clamped_bins),
             "reference_below_air_pixels": int(prepared.below_air_pixels),
             "reference_info": _plain(dict(ref.info)),
@@ -498,5 +524,5 @@ class Simulator:
                       for c in records]
         state = self._degrade(prepared, components)
         images, _ = self._reconstruct(prepared.projector, state.sinogram.unsqueeze(0), state.views,
-                                      metadata["fbp_filter"])
+                                      metadata["fbp_filter"], [state.fine_views], [prepared.hu_range(records)])
         return images[0]

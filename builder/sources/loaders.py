@@ -200,12 +200,14 @@ class _SkipLog:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.examples: dict[str, str] = {}
+        self.items: list[tuple[str, str]] = []       # (reason, where) of every skip
 
     def add(self, reason: str, where: str, count: int = 1) -> None:
         if count <= 0:
             return
         self.counts[reason] = self.counts.get(reason, 0) + count
         self.examples.setdefault(reason, where)
+        self.items.append((reason, where))
 
     def describe(self) -> str:
         if not self.counts:
@@ -221,6 +223,7 @@ class SourceResult:
     skipped: dict[str, int] = field(default_factory=dict)
     skip_examples: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)   # (reason, where) of every skip
 
     def summary(self) -> str:
         """One line: how many slices, patients and series, and the skip counts."""
@@ -234,7 +237,7 @@ class SourceResult:
 def _result(slices: list[ReferenceSlice], log: _SkipLog, description: str, where: Path | str) -> SourceResult:
     if not slices:
         raise SourceError(f"no CT found in {where}: {log.describe()}")
-    return SourceResult(slices, dict(log.counts), dict(log.examples), description)
+    return SourceResult(slices, dict(log.counts), dict(log.examples), description, list(log.items))
 
 
 # --------------------------------------------------------------------------------------------
@@ -538,6 +541,21 @@ def _load_dicom_paths(paths: list[Path], root: Path | None, *, source: str, stri
 
 def _files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def load_dicom_files(paths, root, **options) -> SourceResult:
+    """The axial CT slices of the DICOM files ``paths`` (ids relative to the folder ``root``),
+    as :func:`load_dicom_folder` reads them; unlike it, finding no CT is not an error (every
+    file is then in ``skipped_files``, with its reason)."""
+    options = {"stride": 1, "min_body_fraction": 0.0, "image_size": None, "max_slices": None,
+               "truncation": "keep", **options}
+    _check_options(options["stride"], options["min_body_fraction"], options["image_size"], options["max_slices"],
+                   options["truncation"])
+    log = _SkipLog()
+    root = Path(root)
+    slices = _load_dicom_paths([Path(p) for p in paths], root, source=options.pop("source", None) or root.name,
+                               log=log, **options)
+    return SourceResult(slices, dict(log.counts), dict(log.examples), f"DICOM {root}", list(log.items))
 
 
 def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, image_size: int | None = None,

@@ -32,7 +32,6 @@ anatomy the reference does not hold; the flag lets users filter or weigh them.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from ctdegradbench.builder.core.hu import AIR_HU
 
@@ -84,6 +83,8 @@ def pad_truncated(hu: np.ndarray, pad: int | None = None) -> tuple[np.ndarray, i
         raise ValueError(f"pad must be at least {2 * BORDER_PX + 2} pixels, got {pad}")
     out = np.full((n + 2 * pad, n + 2 * pad), AIR_HU)
     out[pad:pad + n, pad:pad + n] = hu
+    from scipy import ndimage       # here, so that the command line reads TRUNCATION_MODES without scipy
+
     smooth = ndimage.uniform_filter(hu, 5)
     # each side as (border values, how to write the extension at depth k)
     sides = {

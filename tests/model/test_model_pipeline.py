@@ -95,7 +95,7 @@ def test_png_offset_convention(tmp_path):
 
     from ctdegradbench.model.predict import read_slices
 
-    Image.fromarray(np.full((32, 32), 1064, np.uint16)).save(tmp_path / "a.png")
+    Image.fromarray(np.full((64, 64), 1064, np.uint16)).save(tmp_path / "a.png")   # MIN_IMAGE_PX
     assert read_slices(tmp_path / "a.png")[0].hu.mean() == pytest.approx(40.0)
     Image.fromarray(np.full((32, 32), 7, np.uint8)).save(tmp_path / "b.png")
     with pytest.raises(ValueError, match="16-bit"):
