@@ -31,7 +31,7 @@ What it measures. On the same real 512 x 512 slices of ``../shared/ct`` (the mid
     reported on its own line and is included in the scikit-image total (both pipelines pay it);
     like ours it computes the noise-free shadow and the fine views once per level
     (``shadow_reading``, ``fine_views``), and the metal's fine-view correction is
-    ``iradon`` of the 1800 fine views (Hann) minus ``iradon`` of the 360-view increment
+    ``iradon`` of the 1080 fine views (Hann) minus ``iradon`` of the 360-view increment
     (ramp), once per level, blurred in the image plane for M5 (``blur_image``) as ours;
 
   and ``skimage.transform.iradon`` (``filter_name="ramp"``, linear interpolation,
@@ -241,17 +241,10 @@ class SkimagePipeline:
 
                 for sigma in blurs:
                     correction = blur_image(torch.as_tensor(correction), sigma).numpy()
-            sino = sino - sk_blur_all(m[1].coarse.numpy().T.astype(np.float64), blurs)
             futures.append(self.pool.submit(sk_fbp_hu_corrected, sino, theta, self.spacing, correction)
                            if self.pool is not None else _Done(sk_fbp_hu_corrected(sino, theta, self.spacing,
                                                                                    correction)))
         return [f.result() for f in futures]
-
-
-def sk_blur_all(sino_dv: np.ndarray, sigmas) -> np.ndarray:
-    for sigma in sigmas:
-        sino_dv = gaussian_filter1d(sino_dv, sigma, axis=0, mode="constant", cval=0.0, truncate=4.0) if sigma else sino_dv
-    return sino_dv
 
 
 class _Done:

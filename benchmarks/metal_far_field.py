@@ -8,6 +8,9 @@ its RMS over the body pixels farther than ``--far-mm`` (40 mm) from the metal. T
 slices' S1 L0 noise (SD of the noisy FBP minus the clean FBP in soft tissue, the HU noise
 that L0 adds) is printed next to it.
 
+This is the noise-free component view; what users get are the dataset rows, measured by
+``benchmarks/physics_rows.py`` on a build (S5 image minus ``clean_fbp`` against the S1 noise).
+
 Run it with the current library, and with an older checkout first on ``PYTHONPATH`` to get
 the "before" numbers (the script adapts to the older ``MetalParams``)::
 

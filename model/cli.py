@@ -152,4 +152,9 @@ def _cmd_evaluate(args) -> int:
     write_json_output(out, metrics)
     print(json.dumps(metrics, indent=1, default=float) if args.json else format_metrics(metrics))
     print(f"metrics written to {out}, per-row predictions to {predictions}", file=sys.stderr)
+    left_out = metrics["split"].get("left_out")
+    if left_out:      # classes the model does not have: no row written, so `bench tasks` would refuse the file
+        print("note: rows of classes the model does not know were left out ("
+              + ", ".join(f"{name}: {n}" for name, n in left_out.items()) + "); `bench tasks` scores every row of a "
+              "config, so score a config without them", file=sys.stderr)
     return 0

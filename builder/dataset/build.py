@@ -204,6 +204,9 @@ def _build_into(work, options: BuildOptions, cache_dir, source_result, start) ->
     if options.engine == "ray":
         from ctdegradbench.builder.dataset.ray_engine import simulate_on_ray
 
+        n = len(source_result.slices)
+        _announce(f"steps 1-2/3 on Ray: {n} reference slices in shards of {options.shard_size} -> the references "
+                  f"and configs {', '.join(options.configs)} (settings {' '.join(options.settings)})")
         samples, references = simulate_on_ray(options, source_result, cache_dir)
         sample_info = datasets.DatasetInfo(features=sample_features(options.source.image_size))
         reference_info = datasets.DatasetInfo(features=reference_features(options.source.image_size))

@@ -91,7 +91,7 @@ def physics_notes(options) -> str:
               f"scale, on rows without metal, and to [{low}, {high}] HU, the extended CT scale, on rows with metal "
               f"or whose reference itself exceeds {HU_STANDARD_TOP} HU; the clipped pixels are counted per row "
               f"(`clipped_low`, `clipped_high`). The metal's increment (metal scan minus metal-free scan) is "
-              f"reconstructed from 5 x {DEFAULT_N_VIEWS} views with a Hann-apodized ramp, so the metal does not "
+              f"reconstructed from 3 x {DEFAULT_N_VIEWS} views with a Hann-apodized ramp, so the metal does not "
               f"alias into moire far from it. Every level is in physical units (mm, photons per mm of detector), so it is the "
               f"same physics at any pixel spacing; it is calibrated for pixels of at most 1 mm on images of at "
               f"least 256 px. A reference whose body touches the image border is flagged "

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from ctdegradbench.builder.core.errors import CTDegradBenchError, OptionError
+from ctdegradbench.builder.core.levels import LEVELS
 from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features, sample_to_row
 from ctdegradbench.builder.dataset.hf_builder import reference_row, slices_by_split
 
@@ -58,7 +59,7 @@ def import_ray():
     return ray
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Shard:
     """``slices`` (consecutive reference slices of one split) simulated by one Ray task."""
 
@@ -213,9 +214,10 @@ def simulate_on_ray(options, source_result, cache_dir: Path, progress=None):
     folder.mkdir(parents=True, exist_ok=True)
     shards = plan_shards(options, source_result.slices)
     todo = [s for s in shards if not _done(folder, s)]
-    rows_per_slice = len(options.settings) * 4 * options.simulation.realizations    # settings x L0..L3
+    stored = sum(len(s.slices) for s in shards) - sum(len(s.slices) for s in todo)
+    rows_per_slice = len(options.settings) * len(LEVELS) * options.simulation.realizations
     progress = progress or Progress(rows_per_slice * len(source_result.slices),
-                                    rows_per_slice * sum(len(s.slices) for s in shards if s not in todo),
+                                    rows_per_slice * stored,
                                     len(shards), len(todo))
     if todo:
         started_here = not ray.is_initialized()

@@ -84,7 +84,7 @@ class SinogramState:
     the log so far; ``fine_views`` the metal scan's noise-free increment on finer views
     (:class:`builder.degradations.metal.FineViews`, ``None`` without metal): a full-view
     reconstruction adds its ``correction(filter)`` to the FBP of ``sinogram`` (the metal
-    seen by 1800 views instead of 360, without view aliasing); operators that act on the
+    seen by 1080 views instead of 360, without view aliasing); operators that act on the
     sinogram linearly along the detector (blur) act on it too.
     """
 

@@ -41,7 +41,7 @@ Polychromatic model (``model="polychromatic"``), per ray (view, detector bin):
    (:meth:`MetalSimulator.prepare`) with the projector, which integrates over each bin's
    aperture and view interval: ``W``, ``B`` in g/cm^3 * mm.
 4. The implant's objects are analytic (ellipses, rectangles). Each detector bin in their
-   shadow is split into sub-rays: ``METAL_VIEW_SUBSAMPLES`` (5) sub-angles over the view
+   shadow is split into sub-rays: ``METAL_VIEW_SUBSAMPLES`` (3) sub-angles over the view
    interval times ``N_SUBRAYS`` sub-bins over the aperture (more for thin objects: at least
    ``MIN_SUBRAYS_PER_RADIUS`` per object half-width). Per sub-ray the metal chord of every
    object is exact, and the tissue each object replaces is removed from the tissue line
@@ -71,9 +71,9 @@ Polychromatic model (``model="polychromatic"``), per ray (view, detector bin):
    about 115 pixels from the metal, and the Nyquist ringing of an unapodized ramp), which
    no clinical scanner (1000-2300 views per rotation, apodized kernels) shows. The metal's
    noise-free increment (metal scan minus metal-free scan) is therefore also kept on the
-   5 x 360 = 1800 fine views of the sub-angles, and the image is
+   3 x 360 = 1080 fine views of the sub-angles, and the image is
    ``FBP(sinogram) + FBP_hann(fine increment) - FBP(360-view increment)``: tissue, noise
-   and every other degradation keep the 360 views; only the metal is seen by 1800 views
+   and every other degradation keep the 360 views; only the metal is seen by 1080 views
    with a Hann-apodized ramp. A detector blur after the metal (M5) blurs the correction by
    the same Gaussian in the image plane; a sparse-view scan keeps its own aliasing.
    Measured on a TCGA chest slice (far field > 40 mm, S5 L0, clip): 21.5 / 43.7 HU RMS
@@ -125,15 +125,17 @@ EXACT_POISSON_BELOW = 1e3            # expected photons below which counts are d
 N_SUBRAYS = 4                        # sub-rays per detector bin over the aperture (at least)
 # Sub-angles per view of the metal shadow (odd, so that they are the uniform grid of
 # METAL_VIEW_SUBSAMPLES * n_views "fine" views the metal's increment is reconstructed from,
-# see MetalSimulator.fine_correction): 5 x 360 = 1800 views over 180 degrees, the view
-# density of a clinical scanner (about 1000-2300 views per rotation).
-METAL_VIEW_SUBSAMPLES = 5
+# see FineViews): 3 x 360 = 1080 views over 180 degrees, the view density of a clinical
+# scanner (about 1000-2300 views per rotation). With the apodized kernel below, 3 and 5
+# sub-angles leave the same far field (TCGA clip, noise-free, body / air: L0 4.6 / 1.7 vs
+# 4.5 / 1.7 HU, L3 18.9 / 10.5 vs 18.7 / 10.3 HU; /work/notes/phys.md) at half the cost.
+METAL_VIEW_SUBSAMPLES = 3
 # FBP kernel of the metal's fine-view increment: the Hann-windowed ramp. A dense edge has
 # detector frequencies up to the bin Nyquist frequency and beyond; an unapodized ramp
 # (Ram-Lak) turns them into Nyquist ringing over the whole field (no clinical kernel is
 # unapodized). Measured on a TCGA chest slice (3 mm clip, > 40 mm away, noise-free):
-# far-field RMS 46.1 HU in air with 360 views, 17.8 with 1800 views, 1.7 with 1800 views
-# and this kernel (benchmarks/metal_far_field.py).
+# far-field RMS 46.1 HU in air with 360 views, 17.8 with 1800 views (Ram-Lak), 1.7 with
+# 1800 (or 1080) views and this kernel.
 METAL_FINE_FILTER = "hann"
 MIN_SUBRAYS_PER_RADIUS = 12          # more for thin objects: chords integrate to the area within 1 %
 CHORD_STEP_PX = 0.5                  # largest integration step along a metal chord (pixels)
