@@ -12,7 +12,8 @@ Layout: ``configuration_sespect.py``, ``modeling_sespect.py``, ``backbones.py`` 
 ``losses.py`` are self-contained (copied next to every saved checkpoint for
 ``trust_remote_code``); ``data.py`` (datasets, frozen-feature cache), ``train.py``,
 ``predict.py``, ``metrics.py``, ``card.py`` and ``cli.py`` (``train`` / ``predict`` /
-``evaluate`` commands) use the builder's names. ``checkpoint/`` is the shipped default model.
+``evaluate`` commands) use the builder's names. ``checkpoint/`` is the shipped default model;
+``app/`` the web demo (``ct-degradbench app``, Gradio, optional extra ``[app]``).
 """
 
 from __future__ import annotations
