@@ -140,6 +140,17 @@ def test_space_writer_never_overwrites(tmp_path):
         write_space(tmp_path / "space", "ct-degradbench[app]")
 
 
+def test_space_app_builds_the_demo(tmp_path):
+    """The Space's ``app.py``, run as the Space's runtime imports it, defines ``demo`` (Blocks)."""
+    gr = pytest.importorskip("gradio", reason="the [app] extra is not installed")
+    import runpy
+
+    from ctdegradbench.model.app.space import write_space
+
+    write_space(tmp_path)
+    assert isinstance(runpy.run_path(str(tmp_path / "app.py"))["demo"], gr.Blocks)
+
+
 def test_app_command_writes_a_space_and_refuses_a_missing_results_folder(tmp_path, capsys):
     from ct_degradbench import main
 
