@@ -261,6 +261,15 @@ def _clean_rows(dataset_dirs, split: str):
     return ds, np.asarray(ds["pixel_spacing_mm"], float), list(ds["patient_key"]), list(ds["reference_id"])
 
 
+def rows_key(*columns) -> str:
+    """A content key of a split's rows (their ids in order), so cached grid features are found again
+    whatever folder or loader the same rows come from."""
+    import hashlib
+
+    text = "|".join("/".join(map(str, row)) for row in zip(*columns))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=True, log=print) -> dict:
     """Splits and frozen arrays of the physical-grid model (``backbone="none"``).
 
@@ -291,10 +300,11 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
     for name, split in splits.items():
         views = GRID_VIEWS["degraded"] if name == "train" else 1
         deg = grid_arrays(full, _Column(split.dataset, "image"), split.spacings, views=views, seed=1,
-                          key=f"{split.fingerprint}-{name}-degraded", cache_dir=cache_dir, desc=f"grid {name}",
+                          key=f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels)}",
+                          cache_dir=cache_dir, desc=f"grid {name}",
                           progress=progress)
         refs, ref_spacing, ref_patients, ref_ids = _clean_rows(dataset_dirs, name)
-        ref_key = f"{split.fingerprint}-{name}-references-{len(refs)}"
+        ref_key = f"{name}-references-{rows_key(ref_ids)}"
         if name != "train":
             arrays[name] = deg
             clean_eval[name] = grid_arrays(full, _Column(refs, "reference"), ref_spacing, views=1, seed=2,
