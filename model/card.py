@@ -64,6 +64,8 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
     elif config.use_semantic_branch:
         semantic = (f"Frozen open_clip image tower `{config.open_clip_model}`; quality axis from the paper's Table 7 "
                     "prompts (Eq. 13-15); global and patch scores on it (Eq. 16-18: mean, max, std).")
+    elif config.backbone == "none":
+        semantic = "None in this checkpoint: no pretrained backbone, every weight trained on CT-DegradBench."
     else:
         semantic = "Off in this checkpoint (ablation)."
     image_text = ("**Image branch** (beyond the paper): a light CNN on fixed texture maps of the full-resolution "
