@@ -38,10 +38,13 @@ def class_names(folder: DatasetFolder, config: str, split: str) -> list[str]:
     return list(label.names)
 
 
-def prediction_row(sample_id: str, label: str, severity: float, probabilities: dict[str, float]) -> dict:
+def prediction_row(sample_id: str, label: str | None, severity: float | None,
+                   probabilities: dict[str, float]) -> dict:
     """One predictions row as ``bench tasks`` reads it (the one place of its format). Numbers keep
-    full precision: rounding would tie nearly equal severities and change Spearman's ranks."""
-    return {"sample_id": str(sample_id), "label": str(label), "severity": float(severity),
+    full precision: rounding would tie nearly equal severities and change Spearman's ranks. A
+    slice without an answer (SeSpeCT's status) or a ``clean`` one has label / severity None."""
+    return {"sample_id": str(sample_id), "label": None if label is None else str(label),
+            "severity": None if severity is None else float(severity),
             "probabilities": {name: float(p) for name, p in probabilities.items()}}
 
 

@@ -64,6 +64,8 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
     elif config.use_semantic_branch:
         semantic = (f"Frozen open_clip image tower `{config.open_clip_model}`; quality axis from the paper's Table 7 "
                     "prompts (Eq. 13-15); global and patch scores on it (Eq. 16-18: mean, max, std).")
+    elif config.backbone == "none":
+        semantic = "None in this checkpoint: no pretrained backbone, every weight trained on CT-DegradBench."
     else:
         semantic = "Off in this checkpoint (ablation)."
     image_text = ("**Image branch** (beyond the paper): a light CNN on fixed texture maps of the full-resolution "
@@ -79,12 +81,39 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
     setting_table = markdown_table(["setting", "n", "Spearman", "MAE", "RMSE", "QWK"],
                            [[k, v["n"], _fmt(v["spearman"]), _fmt(v["mae"]), _fmt(v["rmse"]), _fmt(v["qwk"])]
                             for k, v in metrics["per_setting"].items()])
+    physical = getattr(config, "pixel_spacing_mm", None) is not None
+    has_clean = getattr(config, "clean_label", None) in config.label_names
+    if physical:
+        lo, hi = config.spacing_range_mm
+        grid_text = (f"**Physical grid.** Every slice is resampled with its own pixel spacing to "
+                     f"{config.pixel_spacing_mm:g} mm pixels, centred on the body and padded with air or cropped to "
+                     f"{config.image_size} px ({config.image_size * config.pixel_spacing_mm:g} mm field of view), never "
+                     f"stretched (`SeSpeCTImageProcessor`, `image_processing_sespect.py`); the native pixel spacing is "
+                     f"an input of the fusion MLP. Trained native spacings: {lo:g}-{hi:g} mm (coarser-pixel and "
+                     f"cropped-field-of-view views of each training slice). A slice without body, with non-finite or "
+                     f"non-CT values, or a spacing outside that range gets a status instead of a class.")
+    else:
+        grid_text = (f"**Pixel grid.** Every slice is padded to a square and resized to {config.image_size} px, "
+                     f"whatever its pixel spacing.")
+    clean_text = ("The eleventh class `clean` (no added degradation) is trained from the reference slices and "
+                  "their clean reconstructions; a severity is reported only for the ten degradation classes."
+                  if has_clean else "There is no 'no degradation' class: a clean slice is assigned one of the ten "
+                                    "settings, usually at level 0.")
     limitations = ("**Limitations.** Trained on simulated degradations of a few dozen patients' slices (see the "
                    "split table); the backbone is an ImageNet model, not a medical vision-language model"
                    if offline else "**Limitations.** Trained on simulated degradations of a few dozen patients")
-    limitations += ("; predictions on real scanner artifacts are outside what was measured. Severity levels are "
-                    "relative to the simulator's tables (L0-L3 per degradation), not a clinical grading. There is no "
-                    "'no degradation' class: a clean slice is assigned one of the ten settings, usually at level 0.")
+    limitations += ("; severity levels are relative to the simulator's tables (L0-L3 per degradation), not a "
+                    "clinical grading. " + clean_text)
+    if facts.get("limitations"):
+        limitations += " " + facts["limitations"]
+    real = facts.get("real_artifacts") or []
+    names = ("metal_recall", "false_metal_rate", "clean_rate_body", "clean_rate_head_neck", "low_dose_vs_clean_auc")
+    real_table = (markdown_table(["checkpoint", *names], [[r.get("label", r["model"]), *(_fmt(r[n]) for n in names)]
+                                                          for r in real])
+                  if real else "Not measured for this checkpoint (run `benchmarks/real_artifacts.py`).")
+    ten_note = ("Accuracy and F1 are over the ten degradation classes' rows; a degraded slice called `clean` "
+                "counts as an error. Clean reference slices of the test patients called `clean`: "
+                f"{_fmt(metrics.get('clean_rate'))}." if has_clean else "")
     fields = {
         "metadata": data.to_yaml(), "semantic_text": semantic, "image_text": image_text, "branches": branches,
         "windows": ", ".join(f"[{lo:g}, {hi:g}] HU" for lo, hi in config.hu_windows),
@@ -94,7 +123,7 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
         "temperature": config.contrastive_temperature, "datasets": ", ".join(f"`{Path(d).name}`" for d in facts["datasets"]),
         "split_table": split_table, "epochs": facts["epochs"], "best_epoch": facts["best_epoch"], "seed": facts["seed"],
         "ablate": ", ".join(facts["ablate"]) or "none", "results_table": results_table, "setting_table": setting_table,
-        "limitations": limitations, "train_minutes": f"{facts['seconds']['total'] / 60:.1f}",
+        "limitations": limitations, "grid_text": grid_text, "real_table": real_table, "ten_note": ten_note, "train_minutes": f"{facts['seconds']['total'] / 60:.1f}",
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
         "command": facts.get("command") or "ct-degradbench train --dataset DIR --out DIR", "citation": CITATION.strip(),
     }

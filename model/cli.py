@@ -26,6 +26,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of mm, got {text}")
+    return value
+
+
 def add_commands(sub, active: str | None = None, argv=()) -> None:
     """Register ``train``, ``predict`` and ``evaluate`` on ``sub`` (an argparse sub-parsers object).
 
@@ -40,9 +50,11 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
     p.add_argument("--dataset", type=Path, nargs="+", required=True, metavar="DIR",
                    help="one or more folders written by ct-degradbench build (their splits are concatenated)")
     p.add_argument("--out", type=Path, required=True, help="output folder of the checkpoint and its model card")
-    p.add_argument("--backbone", default="efficientnet_lite0", choices=("efficientnet_lite0", "open_clip"),
-                   help="frozen backbone of the semantic branch (default: efficientnet_lite0, offline, image-prototype "
-                        "axis; open_clip: Table 7 prompt axis, needs --open-clip-model)")
+    p.add_argument("--backbone", default="none", choices=("none", "efficientnet_lite0", "open_clip"),
+                   help="none (default, the shipped model): no frozen backbone, the spectral and image branches on "
+                        "the physical grid (1 mm pixels, 384 mm field of view, native spacing as input), ten classes "
+                        "+ clean, trained with coarser-pixel and cropped-FOV views; efficientnet_lite0 / open_clip: "
+                        "the paper's semantic branch on the pixel grid (ten classes; open_clip needs --open-clip-model)")
     p.add_argument("--open-clip-model", default=None,
                    help="open_clip model: hf-hub:ORG/NAME (needs the Hub or its cache), local-dir:/path, or a "
                         "built-in name with --backbone-weights")
@@ -73,6 +85,9 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
                                                        "affine has none")
     p.add_argument("--png-offset", type=float, default=1024.0,
                    help="16-bit PNG holds HU + this offset (default 1024: 0 is -1024 HU)")
+    p.add_argument("--pixel-spacing", type=_positive_float, default=None, metavar="MM",
+                   help="pixel side in mm of .npy / .png inputs (required for them: they carry none; DICOM and "
+                        "NIfTI give their own)")
 
     p = sub.add_parser("evaluate", help="task metrics of a SeSpeCT checkpoint on a dataset split",
                        description="Run a checkpoint on a split and compute accuracy, macro F1, per-class "
@@ -113,18 +128,25 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_predict(args) -> int:
+    from ctdegradbench.builder.core.errors import InputError
     from ctdegradbench.model.predict import (NAME_WIDTH, format_table, iter_inputs, load_model, predict_slices,
-                                             to_json)
+                                             status_warning, to_json)
 
     model = load_model(args.model)
     predictions, errors = [], {}
     for path in args.files:
-        for where, slices in iter_inputs(path, nifti_axes=args.nifti_axes, png_offset=args.png_offset):
+        for where, slices in iter_inputs(path, nifti_axes=args.nifti_axes, png_offset=args.png_offset,
+                                         pixel_spacing=args.pixel_spacing):
             if isinstance(slices, Exception):
                 errors[where] = str(slices)
                 print(f"ct-degradbench: error: {slices}", file=sys.stderr, flush=True)
                 continue
-            ready = predict_slices(model, slices)
+            try:
+                ready = predict_slices(model, slices)
+            except InputError as err:      # e.g. a .npy / .png without --pixel-spacing for a physical-grid model
+                errors[where] = str(err)
+                print(f"ct-degradbench: error: {err}", file=sys.stderr, flush=True)
+                continue
             if not args.json:            # each result as soon as it is ready (the header once)
                 print(format_table(ready, header=not predictions, width=NAME_WIDTH), flush=True)
             predictions += ready
@@ -132,6 +154,9 @@ def _cmd_predict(args) -> int:
         print(to_json(predictions, errors))
     if errors:
         print(f"ct-degradbench: {len(predictions)} slices predicted, {len(errors)} inputs skipped", file=sys.stderr)
+    warning = status_warning(predictions)
+    if warning:
+        print(f"ct-degradbench: {warning}", file=sys.stderr)
     if not predictions and errors:
         return 2
     return 1 if errors else 0

@@ -135,6 +135,21 @@ class SeSpeCTConfig(PreTrainedConfig):
             Temperature ``tau`` of Eq. 26 (on L2-normalised ``z_f``).
         smooth_l1_beta (`float`, *optional*, defaults to 1.0):
             Transition point of the SmoothL1 loss, in severity levels.
+        pixel_spacing_mm (`float`, *optional*):
+            The model's physical grid spacing in mm per pixel. Set: inputs are HU slices already on
+            the grid of ``image_size`` x ``image_size`` pixels at this spacing, made by
+            ``SeSpeCTImageProcessor`` (``image_processing_sespect.py``) from any slice and its own
+            pixel spacing (resampled, body-centred, padded or cropped, never stretched). ``None``:
+            the legacy pixel grid (any slice resized to ``image_size``).
+        spacing_range_mm (`list[float]`, *optional*, defaults to `[0.4, 6.0]`):
+            Native pixel spacings the model was trained on; the processor gives slices outside
+            the status ``spacing_out_of_range`` instead of a class.
+        use_spacing_input (`bool`, *optional*, defaults to `False`):
+            Feed ``log2(native spacing / pixel_spacing_mm)`` to the fusion MLP (a slice stored at
+            coarse pixels looks smoother without being blurred).
+        clean_label (`str`, *optional*, defaults to `"clean"`):
+            Name of the "no added degradation" class when ``label_names`` holds it: ``predict``
+            reports a severity only for the other classes.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal init of linear layers.
     """
@@ -182,6 +197,10 @@ class SeSpeCTConfig(PreTrainedConfig):
         rank_margin: float = 0.5,
         contrastive_temperature: float = 0.1,
         smooth_l1_beta: float = 1.0,
+        pixel_spacing_mm: float | None = None,
+        spacing_range_mm=(0.4, 6.0),
+        use_spacing_input: bool = False,
+        clean_label: str = "clean",
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -212,6 +231,17 @@ class SeSpeCTConfig(PreTrainedConfig):
         if float(contrastive_temperature) <= 0 or float(smooth_l1_beta) <= 0:
             raise ValueError("contrastive_temperature and smooth_l1_beta must be > 0")
 
+        if pixel_spacing_mm is not None and not float(pixel_spacing_mm) > 0:
+            raise ValueError(f"pixel_spacing_mm must be > 0 mm (or None for the pixel grid), got {pixel_spacing_mm!r}")
+        spacing_range_mm = [float(v) for v in spacing_range_mm]
+        if len(spacing_range_mm) != 2 or not 0 < spacing_range_mm[0] < spacing_range_mm[1]:
+            raise ValueError(f"spacing_range_mm must be [min, max] mm with 0 < min < max, got {spacing_range_mm!r}")
+        if use_spacing_input and pixel_spacing_mm is None:
+            raise ValueError("use_spacing_input needs pixel_spacing_mm (the physical grid)")
+        self.pixel_spacing_mm = None if pixel_spacing_mm is None else float(pixel_spacing_mm)
+        self.spacing_range_mm = spacing_range_mm
+        self.use_spacing_input = bool(use_spacing_input)
+        self.clean_label = str(clean_label)
         self.label_names = label_names
         self.max_level = int(max_level)
         self.backbone = backbone

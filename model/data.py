@@ -23,10 +23,10 @@ import torch
 
 from ctdegradbench.builder.core.errors import InputError, InputNotFoundError
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
-from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
+from ctdegradbench.builder.simulate.settings import CLASS_NAMES, CLEAN_CLASS_NAME, PAPER_CLASS_NAMES
 
 # Config fields that decide what the frozen stage computes (the cache key).
-FROZEN_FIELDS = ("backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
+FROZEN_FIELDS = ("pixel_spacing_mm", "backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
                  "backbone_image_size", "backbone_mean", "backbone_std", "image_size", "hu_windows",
                  "spectral_size", "hf_cutoff", "texture_size")
 CACHE_VERSION = 2
@@ -53,6 +53,7 @@ class SplitData:
     reference_ids: list[str]
     fingerprint: str
     left_out: dict = field(default_factory=dict)
+    spacings: np.ndarray | None = None   # native pixel spacing (mm) of each row
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -116,7 +117,8 @@ def load_benchmark(folders, split: str, label_names=PAPER_CLASS_NAMES) -> SplitD
             left_out[names[raw[i]]] = left_out.get(names[raw[i]], 0) + 1
         ds = ds.select(keep)
     fingerprint = hashlib.sha256(("|".join(p._fingerprint for p in parts) + f"|{len(keep)}").encode()).hexdigest()[:16]
-    return SplitData(dataset=ds.with_format("numpy", columns=["image"]), labels=mapped[keep],
+    spacings = np.asarray(ds["pixel_spacing_mm"], dtype=np.float64) if "pixel_spacing_mm" in ds.column_names else None
+    return SplitData(dataset=ds.with_format("numpy", columns=["image"]), labels=mapped[keep], spacings=spacings,
                      levels=np.asarray(ds["level"], dtype=np.int64), settings=list(ds["setting"]),
                      patient_keys=list(ds["patient_key"]), reference_ids=list(ds["reference_id"]),
                      fingerprint=fingerprint, left_out=left_out)
@@ -184,3 +186,89 @@ def batch_from_arrays(arrays: dict, index: np.ndarray, keys=None) -> dict[str, t
         value = np.asarray(arr[index])
         out[key] = torch.from_numpy(value.astype(np.float32) if value.dtype == np.float16 else value)
     return out, index
+
+
+# ---------------------------------------------------------------------- physical grid (SeSpeCT with "clean")
+# SeSpeCT's labels: the paper's ten and "clean" (ids 0..10 of the project's label contract, settings.CLASS_NAMES).
+SESPECT_LABEL_NAMES = CLASS_NAMES[:CLASS_NAMES.index(CLEAN_CLASS_NAME) + 1]
+GRID_KEYS = {"spectrum": np.float16, "hf_ratio": np.float32, "texture": np.float16, "log_spacing": np.float32}
+# Augmentation of the native acquisition (physical units): coarser pixels and a smaller field of view.
+AUG_SPACING_MAX_MM = 6.0          # coarsest native pixel drawn (log-uniform from the row's own spacing)
+AUG_FOV_MM = (150.0, 350.0)       # side of a cropped field of view, drawn per axis
+AUG_FOV_SHIFT_MM = 40.0           # crop centre: body centroid +- this (uniform per axis)
+
+
+def augment_acquisition(hu: np.ndarray, spacing: float, rng: np.random.Generator, *, p_coarse: float = 0.6,
+                        p_crop: float = 0.5, body_hu: float = -500.0) -> tuple[np.ndarray, float]:
+    """One random re-acquisition of a slice in physical units: with probability ``p_coarse`` the
+    slice is resampled (anti-aliased) to a coarser pixel drawn log-uniformly from its own spacing
+    to ``AUG_SPACING_MAX_MM`` (never finer: detail cannot be invented); with probability
+    ``p_crop`` the field of view is cropped to ``AUG_FOV_MM`` per axis around the body centroid
+    (shifted up to ``AUG_FOV_SHIFT_MM``). Returns the new slice and its pixel spacing (mm)."""
+    import torch.nn.functional as F
+
+    hu = np.asarray(hu, dtype=np.float32)
+    if rng.random() < p_crop:
+        body = np.argwhere(hu > body_hu)
+        centre = body.mean(0) if len(body) else np.array(hu.shape) / 2
+        out = []
+        for axis in range(2):
+            half = rng.uniform(*AUG_FOV_MM) / spacing / 2
+            c = centre[axis] + rng.uniform(-AUG_FOV_SHIFT_MM, AUG_FOV_SHIFT_MM) / spacing
+            lo, hi = int(max(0, round(c - half))), int(min(hu.shape[axis], round(c + half)))
+            out.append(slice(lo, hi) if hi - lo >= 16 else slice(0, hu.shape[axis]))
+        hu = hu[out[0], out[1]]
+    if rng.random() < p_coarse and spacing < AUG_SPACING_MAX_MM:
+        new = float(np.exp(rng.uniform(np.log(spacing), np.log(AUG_SPACING_MAX_MM))))
+        size = (max(16, round(hu.shape[0] * spacing / new)), max(16, round(hu.shape[1] * spacing / new)))
+        x = torch.from_numpy(np.ascontiguousarray(hu))[None, None]
+        hu = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
+        spacing = spacing * x.shape[-2] / size[0]      # the physical extent is kept
+    return hu, float(spacing)
+
+
+def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: str, cache_dir=None,
+                batch_size: int = 16, desc: str = "grid features", progress: bool = True) -> dict[str, np.ndarray]:
+    """Frozen features of every slice on the model's physical grid, ``views`` times per slice
+    (view 0 the slice as stored, the others :func:`augment_acquisition` draws), cached on disk.
+
+    ``images`` is indexable (row -> HU array), ``spacings`` the native pixel spacing (mm) of
+    each row. Returns arrays keyed like ``GRID_KEYS`` plus ``row`` (the source row of each
+    entry), entries ordered row-major (row 0 views 0.., row 1 views 0.., ...).
+    """
+    from tqdm.auto import tqdm
+
+    from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor
+
+    cfg = model.config
+    facts = {name: getattr(cfg, name) for name in FROZEN_FIELDS}
+    facts.update(version=CACHE_VERSION, key=key, views=views, seed=seed, n=len(spacings),
+                 aug=(AUG_SPACING_MAX_MM, AUG_FOV_MM, AUG_FOV_SHIFT_MM))
+    folder = Path(cache_dir or default_cache_dir()) / ("grid-" + hashlib.sha256(
+        json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:20])
+    names = list(GRID_KEYS) + ["row"]
+    if (folder / "complete.json").is_file():
+        return {k: np.load(folder / f"{k}.npy") for k in names}
+    processor = SeSpeCTImageProcessor.from_config(cfg)
+    rng = np.random.default_rng(seed)
+    entries = [(r, v) for r in range(len(spacings)) for v in range(views)]
+    chunks = {k: [] for k in GRID_KEYS}
+    model.eval()
+    for start in tqdm(range(0, len(entries), batch_size), desc=desc, disable=not progress, unit="batch"):
+        grids, native = [], []
+        for r, v in entries[start:start + batch_size]:
+            hu, sp = np.asarray(images[r], dtype=np.float32), float(spacings[r])
+            if v:
+                hu, sp = augment_acquisition(hu, sp, rng)
+            grids.append(processor.to_grid(hu, sp))
+            native.append(sp)
+        feats = model.frozen_features(torch.stack(grids), torch.tensor(native))
+        for k, dtype in GRID_KEYS.items():
+            chunks[k].append(feats[k].cpu().numpy().astype(dtype))
+    arrays = {k: np.concatenate(v) for k, v in chunks.items()}
+    arrays["row"] = np.array([r for r, _ in entries], dtype=np.int64)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, v in arrays.items():
+        np.save(folder / f"{k}.npy", v)
+    (folder / "complete.json").write_text(json.dumps({"entries": len(entries), **facts}, default=str, indent=1))
+    return arrays

@@ -14,9 +14,6 @@ def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size
     values, so ``leaderboard show / push`` read them. With ``predictions_path`` the per-row
     predictions (``sample_id``, label, severity, probabilities) are written there as JSON lines,
     the file ``bench tasks --predictions`` reads."""
-    import torch
-    from tqdm.auto import tqdm
-
     from ctdegradbench.model.data import load_benchmark
     from ctdegradbench.model.metrics import task_metrics
     from ctdegradbench.model.predict import load_model
@@ -24,22 +21,26 @@ def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size
     model = load_model(model_dir)
     cfg = model.config
     data = load_benchmark(dataset_dirs, split, label_names=cfg.label_names)
-    probs, severity = [], []
-    with torch.no_grad():
-        for start in tqdm(range(0, len(data), batch_size), desc=f"evaluate {split}", disable=not progress):
-            images = np.asarray(data.dataset[start:start + batch_size]["image"], dtype=np.float32)
-            out = model(pixel_values=torch.from_numpy(images))
-            probs.append(out.probabilities.numpy())
-            severity.append(out.severity.numpy())
-    metrics = task_metrics(data.labels, np.concatenate(probs), data.levels, np.concatenate(severity), data.settings,
+    probs, severity = _run(model, data.dataset, "image", data.spacings, batch_size, f"evaluate {split}", progress)
+    metrics = task_metrics(data.labels, probs, data.levels, severity, data.settings,
                            cfg.label_names, cfg.max_level)
     if predictions_path is not None:
-        _write_rows(predictions_path, data, np.concatenate(probs), np.concatenate(severity), cfg)
+        _write_rows(predictions_path, data, probs, severity, cfg)
     metrics["split"] = {"name": split, **data.summary(), "left_out": data.left_out}
     metrics["model_facts"] = {"quality_axis_source": cfg.quality_axis_source, "backbone": cfg.backbone,
                         "branches": [n for n, on in (("semantic", cfg.use_semantic_branch),
                                                      ("spectral", cfg.use_spectral_branch),
                                                      ("image", cfg.use_image_branch)) if on]}
+    clean = getattr(cfg, "clean_label", None)
+    if clean in cfg.label_names:
+        from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
+        from ctdegradbench.model.data import _load_config
+
+        refs, _ = _load_config(dataset_dirs, REFERENCES_CONFIG, split)
+        ref_probs, _ = _run(model, refs.with_format("numpy", columns=["reference"]), "reference",
+                            np.asarray(refs["pixel_spacing_mm"], float), batch_size, f"clean {split}", progress)
+        metrics["clean_rate"] = float(np.mean(ref_probs.argmax(1) == cfg.label_names.index(clean)))
+        metrics["clean_slices"] = len(refs)
     return _as_result(metrics, model_dir)
 
 
@@ -64,6 +65,27 @@ def _write_rows(path, data, probabilities: np.ndarray, severity: np.ndarray, cfg
                            dict(zip(cfg.label_names, p.tolist())))
             for sid, p, s in zip(sample_ids, probabilities, severity)]
     write_predictions(path, rows)
+
+
+def _run(model, dataset, column: str, spacings, batch_size: int, desc: str, progress: bool):
+    """Probabilities and severities of every row of ``dataset[column]`` (HU), on the model's grid."""
+    import torch
+    from tqdm.auto import tqdm
+
+    physical = getattr(model.config, "pixel_spacing_mm", None) is not None
+    processor = model.image_processor() if physical else None
+    probs, severity = [], []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not progress):
+            images = np.asarray(dataset[start:start + batch_size][column], dtype=np.float32)
+            if physical:
+                batch = processor(list(images), list(spacings[start:start + batch_size]))
+                out = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"])
+            else:
+                out = model(pixel_values=torch.from_numpy(images))
+            probs.append(out.probabilities.numpy())
+            severity.append(out.severity.numpy())
+    return np.concatenate(probs), np.concatenate(severity)
 
 
 def format_metrics(metrics: dict) -> str:

@@ -41,6 +41,7 @@ from transformers.utils import ModelOutput
 
 from .backbones import build_backbone, load_backbone_weights
 from .configuration_sespect import SeSpeCTConfig
+from .image_processing_sespect import SeSpeCTImageProcessor
 from .losses import total_loss
 
 AIR_HU = -1024.0  # value of the padding added around non-square slices
@@ -213,6 +214,8 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         if config.use_image_branch:
             self.image_encoder = ImageEncoder(2 * n_win, config.image_channels, config.image_dim)
             in_dim += config.image_dim
+        if config.use_spacing_input:
+            in_dim += 1
         self.fusion = nn.Sequential(
             nn.Linear(in_dim, config.fusion_hidden_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout),
             nn.Linear(config.fusion_hidden_dim, config.fusion_dim))
@@ -280,10 +283,24 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         out = [((hu - lo) / (hi - lo)).clamp(0.0, 1.0) for lo, hi in self.config.hu_windows]
         return torch.stack(out, dim=1)
 
+    def image_processor(self) -> SeSpeCTImageProcessor:
+        """The physical-grid processor of this model (``config.pixel_spacing_mm`` must be set)."""
+        return SeSpeCTImageProcessor.from_config(self.config)
+
     def preprocess(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """HU slices ``(B, H, W)`` (or ``(B, 1, H, W)``, or one ``(H, W)``) -> ``(B, N, N)`` HU on
-        the model grid (``N = config.image_size``): air padding to a square, then resizing."""
-        return self._resize(self._square(pixel_values), self.config.image_size)
+        the model grid (``N = config.image_size``). Physical grid (``config.pixel_spacing_mm``):
+        the slices must already be on it (``SeSpeCTImageProcessor`` resamples them with their
+        pixel spacing); pixel grid (legacy): air padding to a square, then resizing."""
+        hu = self._square(pixel_values)
+        n = self.config.image_size
+        if self.config.pixel_spacing_mm is not None:
+            if tuple(hu.shape[-2:]) != (n, n):
+                raise ValueError(f"this model works on a {n} x {n} grid of {self.config.pixel_spacing_mm:g} mm pixels, "
+                                 f"got slices of {tuple(pixel_values.shape[-2:])}: run SeSpeCTImageProcessor (HU + "
+                                 f"pixel spacing) first")
+            return hu
+        return self._resize(hu, n)
 
     def backbone_pixels(self, windows: torch.Tensor) -> torch.Tensor:
         """Backbone input ``(B, 3, S, S)`` from :meth:`windows`' output: the first HU window,
@@ -328,16 +345,23 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         return torch.cat([mean, rms], dim=1)
 
     @torch.no_grad()
-    def frozen_features(self, pixel_values: torch.Tensor) -> dict:
+    def frozen_features(self, pixel_values: torch.Tensor, pixel_spacing: torch.Tensor | None = None) -> dict:
         """Everything that does not depend on trainable weights (no gradients; cacheable).
 
         Returns a dict with, depending on the enabled branches: ``embedding`` ``(B, D)`` and
         ``patch_tokens`` ``(B, P, D)`` (backbone), ``spectrum`` ``(B, W, s, s)`` and ``hf_ratio``
-        ``(B, W)`` (spectral), ``texture`` ``(B, 2W, T, T)`` (image branch).
+        ``(B, W)`` (spectral), ``texture`` ``(B, 2W, T, T)`` (image branch), ``log_spacing``
+        ``(B, 1)`` = ``log2(native spacing / pixel_spacing_mm)`` (``use_spacing_input``; needs
+        ``pixel_spacing``, the native mean pixel spacing in mm of each slice).
         """
         windows = self.windows(self.preprocess(pixel_values))      # every branch reads these
         out = {}
         cfg = self.config
+        if cfg.use_spacing_input:
+            if pixel_spacing is None:
+                raise ValueError("this model needs pixel_spacing (native mm per pixel of each slice) with pixel_values")
+            spacing = torch.as_tensor(pixel_spacing, dtype=torch.float32).reshape(-1, 1)
+            out["log_spacing"] = torch.log2(spacing / cfg.pixel_spacing_mm).expand(windows.shape[0], 1).clone()
         if cfg.use_semantic_branch:
             embedding, tokens = self.backbone(self.backbone_pixels(windows))
             out["embedding"], out["patch_tokens"] = embedding.float(), tokens.float()
@@ -357,7 +381,8 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         return torch.stack([s_global, s_local.mean(dim=1), s_local.amax(dim=1), std], dim=1)
 
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                levels: torch.Tensor | None = None, frozen: dict | None = None, **kwargs) -> SeSpeCTOutput:
+                levels: torch.Tensor | None = None, frozen: dict | None = None,
+                pixel_spacing: torch.Tensor | None = None, **kwargs) -> SeSpeCTOutput:
         """Predict class and severity.
 
         Args:
@@ -367,11 +392,13 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
             levels: ``(B,)`` severity levels ``0..max_level`` (for the loss).
             frozen: the output of :meth:`frozen_features` (e.g. from a cache) instead of
                 ``pixel_values``.
+            pixel_spacing: ``(B,)`` native pixel spacing in mm (physical-grid models with
+                ``use_spacing_input``; from ``SeSpeCTImageProcessor``).
         """
         if frozen is None:
             if pixel_values is None:
                 raise ValueError("give pixel_values (HU slices) or frozen (precomputed frozen_features)")
-            frozen = self.frozen_features(pixel_values)
+            frozen = self.frozen_features(pixel_values, pixel_spacing)
         cfg = self.config
         parts, scores, ratio = [], None, None
         if cfg.use_semantic_branch:
@@ -385,6 +412,8 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
             parts.append(self.hf_ratio_norm(torch.log10(ratio.clamp_min(1e-12))))
         if cfg.use_image_branch:
             parts.append(self.image_encoder(frozen["texture"]))
+        if cfg.use_spacing_input:
+            parts.append(frozen["log_spacing"].reshape(-1, 1).to(parts[0].dtype))
         fused = self.fusion(torch.cat(parts, dim=1))
         logits = self.classifier(fused)
         severity = self.severity_head(fused).squeeze(-1)

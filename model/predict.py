@@ -7,6 +7,12 @@ Inputs (each path is read on its own; a bad one is reported and the others still
 - NIfTI (``.nii`` / ``.nii.gz``): every axial slice, orientation from the affine or ``nifti_axes``;
 - 16-bit PNG: one slice, ``HU = value - png_offset`` (default 1024: 0 is -1024 HU);
 - ``.npy``: a 2-D slice or a 3-D stack ``(slices, H, W)``, already in HU.
+
+Pixel spacing: DICOM (PixelSpacing) and NIfTI (the affine) carry it; a PNG or ``.npy`` has none,
+so ``pixel_spacing`` (``--pixel-spacing``) is required for them by a physical-grid model
+(``config.pixel_spacing_mm``), which resamples every slice to its own grid. A slice the model
+cannot judge (no body, non-finite or non-CT values, a pixel spacing outside the trained range)
+gets that status as its answer instead of a class (``Prediction.status``).
 """
 
 from __future__ import annotations
@@ -57,24 +63,29 @@ def check_hu(where: str, arr: np.ndarray) -> np.ndarray:
 class SliceInput:
     name: str
     hu: np.ndarray
+    pixel_spacing_mm: float | None = None   # native pixel side in mm (None: unknown)
 
 
 @dataclass
 class Prediction:
     name: str
-    label: str
-    severity: float          # continuous s_hat clipped to [0, max_level]
-    level: int               # rounded severity
+    label: str | None        # class name; None when the status is not "ok"
+    severity: float | None   # continuous s_hat clipped to [0, max_level]; None for "clean" or no answer
+    level: int | None        # rounded severity
     probabilities: dict = field(default_factory=dict)
+    status: str = "ok"       # "ok" or why the model cannot answer (see image_processing_sespect.STATUSES)
 
     def to_dict(self) -> dict:
-        """The predictions row ``bench tasks`` reads (``sample_id`` = the slice name), plus ``level``."""
+        """The predictions row ``bench tasks`` reads (``sample_id`` = the slice name), plus ``level`` and
+        ``status`` (label and severity are None where the model gives no answer)."""
         from ctdegradbench.evaluation.tasks import prediction_row
 
-        return {**prediction_row(self.name, self.label, self.severity, self.probabilities), "level": self.level}
+        return {**prediction_row(self.name, self.label, self.severity, self.probabilities), "level": self.level,
+                "status": self.status}
 
 
-def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU) -> list[SliceInput]:
+def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU,
+                pixel_spacing: float | None = None) -> list[SliceInput]:
     """The HU slices of one input path (see the module docstring). Raises InputError / InputNotFoundError."""
     path = Path(path)
     if not path.exists():
@@ -89,8 +100,9 @@ def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU) -> 
             raise InputError(f"{path}: expected a 2-D HU slice or a (slices, H, W) stack, got shape {arr.shape} "
                              f"dtype {arr.dtype}")
         if arr.ndim == 2:
-            return [SliceInput(path.name, check_hu(str(path), arr))]
-        return [SliceInput(f"{path.name}[{i}]", check_hu(f"{path} slice {i}", arr[i])) for i in range(len(arr))]
+            return [SliceInput(path.name, check_hu(str(path), arr), pixel_spacing)]
+        return [SliceInput(f"{path.name}[{i}]", check_hu(f"{path} slice {i}", arr[i]), pixel_spacing)
+                for i in range(len(arr))]
     if name.endswith(".png"):
         from PIL import Image
 
@@ -103,7 +115,7 @@ def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU) -> 
         if arr.ndim != 2 or arr.dtype != np.uint16:
             raise InputError(f"{path}: expected a 16-bit greyscale PNG (HU + {png_offset:g}), got PIL mode {mode} "
                              f"({' x '.join(map(str, arr.shape))} px, {arr.dtype})")
-        return [SliceInput(path.name, check_hu(str(path), arr.astype(np.float32) - float(png_offset)))]
+        return [SliceInput(path.name, check_hu(str(path), arr.astype(np.float32) - float(png_offset)), pixel_spacing)]
     from ctdegradbench.builder.sources import load_source
 
     try:
@@ -111,10 +123,11 @@ def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU) -> 
     except (InputError, ValueError, FileNotFoundError) as err:
         raise InputError(f"{path}: {err}") from err
     return [SliceInput(s.reference_id if path.is_dir() or len(result.slices) > 1 else path.name,
-                       check_hu(s.reference_id, s.hu)) for s in result.slices]
+                       check_hu(s.reference_id, s.hu), float(s.pixel_spacing_mm))
+            for s in result.slices]
 
 
-def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU):
+def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU, pixel_spacing: float | None = None):
     """``(where, slices or CTDegradBenchError)`` for one input path, one pair per file as it is read.
 
     A file gives its slices (:func:`read_slices`). A folder gives each of its ``.npy``, ``.png``
@@ -125,7 +138,8 @@ def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU):
     path = Path(path)
     if not path.is_dir():
         try:
-            yield str(path), read_slices(path, nifti_axes=nifti_axes, png_offset=png_offset)
+            yield str(path), read_slices(path, nifti_axes=nifti_axes, png_offset=png_offset,
+                                          pixel_spacing=pixel_spacing)
         except CTDegradBenchError as err:
             yield str(path), err
         return
@@ -137,7 +151,8 @@ def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU):
     for file in files:
         if file.name.lower().endswith(READ_AS_FILE):
             try:
-                yield str(file), read_slices(file, nifti_axes=nifti_axes, png_offset=png_offset)
+                yield str(file), read_slices(file, nifti_axes=nifti_axes, png_offset=png_offset,
+                                              pixel_spacing=pixel_spacing)
             except CTDegradBenchError as err:
                 yield str(file), err
         else:
@@ -152,7 +167,7 @@ def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU):
         good = []
         for s in result.slices:
             try:
-                good.append(SliceInput(s.reference_id, check_hu(s.reference_id, s.hu)))
+                good.append(SliceInput(s.reference_id, check_hu(s.reference_id, s.hu), float(s.pixel_spacing_mm)))
             except InputError as err:
                 yield s.reference_id, err
         if good:
@@ -160,23 +175,55 @@ def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU):
 
 
 def predict_slices(model, slices: list[SliceInput], batch_size: int = 8) -> list[Prediction]:
-    """Run ``model`` on HU slices (each resized by the model to its grid)."""
+    """Run ``model`` on HU slices: a physical-grid model resamples each slice with its pixel
+    spacing (``SeSpeCTImageProcessor``) and answers a status for slices it cannot judge; a
+    pixel-grid (legacy) model resizes each slice to its grid."""
     import torch
 
     cfg = model.config
+    physical = getattr(cfg, "pixel_spacing_mm", None) is not None
+    if physical:
+        missing = [s.name for s in slices if s.pixel_spacing_mm is None]
+        if missing:
+            raise InputError(f"{missing[0]}: no pixel spacing known (a .npy or .png slice): give --pixel-spacing MM, "
+                             f"the pixel side in mm (this model works on a {cfg.pixel_spacing_mm:g} mm grid)")
+        processor = model.image_processor()
+    clean = getattr(cfg, "clean_label", None)
     out = []
     model.eval()
     with torch.no_grad():
         for start in range(0, len(slices), batch_size):
             chunk = slices[start:start + batch_size]
-            grid = [model.preprocess(torch.from_numpy(s.hu)) for s in chunk]   # square + resize each slice
-            result = model(pixel_values=torch.cat(grid))
-            for s, probs, sev in zip(chunk, result.probabilities.numpy(), result.severity.numpy()):
-                severity = float(np.clip(sev, 0, cfg.max_level))
-                out.append(Prediction(s.name, cfg.label_names[int(probs.argmax())], severity,
-                                      int(np.clip(np.rint(sev), 0, cfg.max_level)),
+            if physical:
+                batch = processor([s.hu for s in chunk], [s.pixel_spacing_mm for s in chunk])
+                result = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"])
+                status = batch["status"]
+            else:
+                grid = [model.preprocess(torch.from_numpy(s.hu)) for s in chunk]   # square + resize each slice
+                result = model(pixel_values=torch.cat(grid))
+                status = ["ok"] * len(chunk)
+            for s, state, probs, sev in zip(chunk, status, result.probabilities.numpy(), result.severity.numpy()):
+                if state != "ok":
+                    out.append(Prediction(s.name, None, None, None, {}, state))
+                    continue
+                label = cfg.label_names[int(probs.argmax())]
+                severity = None if label == clean else float(np.clip(sev, 0, cfg.max_level))
+                out.append(Prediction(s.name, label, severity,
+                                      None if severity is None else int(np.clip(np.rint(sev), 0, cfg.max_level)),
                                       {n: float(p) for n, p in zip(cfg.label_names, probs)}))
     return out
+
+
+def status_warning(predictions: list[Prediction]) -> str | None:
+    """One warning line counting the slices without an answer, by status (None when all are ok)."""
+    counts = {}
+    for p in predictions:
+        if p.status != "ok":
+            counts[p.status] = counts.get(p.status, 0) + 1
+    if not counts:
+        return None
+    return (f"warning: {sum(counts.values())} of {len(predictions)} slices have no answer: "
+            + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
 
 
 def load_model(model_dir=None):
@@ -270,8 +317,12 @@ def format_table(predictions: list[Prediction], top: int = 3, header: bool = Tru
     width = width or max([5] + [len(short_name(p.name)) for p in predictions])
     lines = [f"{'slice':<{width}} {'type':<12} {'severity':>8} {'level':>5}  top classes"] if header else []
     for p in predictions:
+        if p.status != "ok":
+            lines.append(f"{short_name(p.name):<{width}} {p.status}")
+            continue
         best = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:top]
-        lines.append(f"{short_name(p.name):<{width}} {p.label:<12} {p.severity:>8.2f} {'L' + str(p.level):>5}  "
+        severity = f"{p.severity:>8.2f} {'L' + str(p.level):>5}" if p.severity is not None else f"{'-':>8} {'-':>5}"
+        lines.append(f"{short_name(p.name):<{width}} {p.label:<12} {severity}  "
                      + ", ".join(f"{k} {v:.2f}" for k, v in best))
     return "\n".join(lines)
 

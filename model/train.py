@@ -42,7 +42,12 @@ ABLATIONS = {
     "rank": {"lambda_rank": 0.0},
     "con": {"lambda_con": 0.0},
 }
-BACKBONE_CHOICES = ("efficientnet_lite0", "open_clip")
+BACKBONE_CHOICES = ("efficientnet_lite0", "open_clip", "none")
+# The shipped physical-grid model: spectral + image branches (no ImageNet backbone), 1 mm pixels,
+# a 384 mm field of view, the native pixel spacing as an input, the ten classes + "clean".
+GRID_DEFAULTS = {"pixel_spacing_mm": 1.0, "image_size": 384, "texture_size": 64, "spectral_size": 64,
+                 "use_spacing_input": True, "spacing_range_mm": (0.4, 6.0)}
+GRID_VIEWS = {"degraded": 2, "reference": 3, "clean_fbp": 2}   # views per training row (view 0 as stored)
 DEFAULT_EPOCHS = 15
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 1e-3
@@ -81,6 +86,11 @@ def make_config(backbone: str = "efficientnet_lite0", overrides: dict | None = N
     if backbone not in BACKBONE_CHOICES:
         raise OptionError(f"--backbone must be one of {', '.join(BACKBONE_CHOICES)}, got {backbone!r}")
     kwargs = {"label_names": list(PAPER_CLASS_NAMES), "backbone": backbone}
+    if backbone == "none":
+        from ctdegradbench.model.data import SESPECT_LABEL_NAMES
+
+        kwargs.update(GRID_DEFAULTS, label_names=list(SESPECT_LABEL_NAMES), use_semantic_branch=False,
+                      quality_axis_source="none")
     if backbone == "open_clip":
         kwargs.update(build_open_clip_config(backbone_options.get("open_clip_model"),
                                              backbone_options.get("backbone_weights")))
@@ -189,6 +199,8 @@ def _needed_keys(model) -> set:
         keys |= {"spectrum", "hf_ratio"}
     if cfg.use_image_branch:
         keys.add("texture")
+    if cfg.use_spacing_input:
+        keys.add("log_spacing")
     return keys
 
 
@@ -207,6 +219,8 @@ def prepare_data(dataset_dirs, *, backbone="efficientnet_lite0", backbone_option
     from ctdegradbench.model import SeSpeCTModel
     from ctdegradbench.model.data import FROZEN_FIELDS, frozen_arrays, load_benchmark, load_references
 
+    if backbone == "none":
+        return prepare_grid_data(dataset_dirs, overrides=overrides, cache_dir=cache_dir, progress=progress, log=log)
     t0 = time.perf_counter()
     splits = {name: load_benchmark(dataset_dirs, name) for name in ("train", "validation", "test")}
     for name, split in splits.items():
@@ -226,6 +240,103 @@ def prepare_data(dataset_dirs, *, backbone="efficientnet_lite0", backbone_option
                                progress=progress)
     return {"splits": splits, "arrays": arrays, "reference_arrays": ref_arrays, "full_config": full.config,
             "seconds": time.perf_counter() - t0}
+
+
+class _Column:
+    """Row -> one column's array of a ``datasets.Dataset`` (read lazily)."""
+
+    def __init__(self, dataset, column: str):
+        self.dataset, self.column = dataset.with_format("numpy", columns=[column]), column
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        return self.dataset[int(row)][self.column]
+
+
+def _clean_rows(dataset_dirs, split: str):
+    """The ``references`` rows of ``split``: the dataset, spacings, patient keys, reference ids."""
+    from ctdegradbench.model.data import _load_config
+    from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
+
+    ds, _ = _load_config(dataset_dirs, REFERENCES_CONFIG, split)
+    return ds, np.asarray(ds["pixel_spacing_mm"], float), list(ds["patient_key"]), list(ds["reference_id"])
+
+
+def rows_key(*columns) -> str:
+    """A content key of a split's rows (their ids in order), so cached grid features are found again
+    whatever folder or loader the same rows come from."""
+    import hashlib
+
+    text = "|".join("/".join(map(str, row)) for row in zip(*columns))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=True, log=print) -> dict:
+    """Splits and frozen arrays of the physical-grid model (``backbone="none"``).
+
+    Train: every degraded row in ``GRID_VIEWS["degraded"]`` views and the clean rows (each
+    reference slice as stored and its clean FBP, the simulator's reconstruction without added
+    degradation) labelled ``clean`` (level 0), views as in ``GRID_VIEWS``; view 0 is the row as
+    stored, the others :func:`~ctdegradbench.model.data.augment_acquisition` draws (coarser pixels,
+    a cropped field of view). Validation / test: the degraded rows as stored (the paper's ten-class
+    metrics) and, apart, the reference slices (the ``clean`` rate).
+    """
+    from ctdegradbench.model import SeSpeCTModel
+    from ctdegradbench.model.data import (CLEAN_CLASS_NAME, FROZEN_FIELDS, SESPECT_LABEL_NAMES, SplitData,
+                                          grid_arrays, load_benchmark)
+
+    t0 = time.perf_counter()
+    full = SeSpeCTModel(make_config("none", {k: v for k, v in (overrides or {}).items() if k in FROZEN_FIELDS}))
+    splits = {name: load_benchmark(dataset_dirs, name, label_names=SESPECT_LABEL_NAMES)
+              for name in ("train", "validation", "test")}
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise OptionError(f"the {name} split of {', '.join(map(str, dataset_dirs))} is empty: build the "
+                              f"dataset from more patients (the split is by patient)")
+        if split.spacings is None:
+            raise OptionError(f"{', '.join(map(str, dataset_dirs))} has no pixel_spacing_mm column: rebuild it with "
+                              "this version of ct-degradbench build")
+    clean_id = SESPECT_LABEL_NAMES.index(CLEAN_CLASS_NAME)
+    arrays, clean_eval = {}, {}
+    for name, split in splits.items():
+        views = GRID_VIEWS["degraded"] if name == "train" else 1
+        deg = grid_arrays(full, _Column(split.dataset, "image"), split.spacings, views=views, seed=1,
+                          key=f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels)}",
+                          cache_dir=cache_dir, desc=f"grid {name}",
+                          progress=progress)
+        refs, ref_spacing, ref_patients, ref_ids = _clean_rows(dataset_dirs, name)
+        ref_key = f"{name}-references-{rows_key(ref_ids)}"
+        if name != "train":
+            arrays[name] = deg
+            clean_eval[name] = grid_arrays(full, _Column(refs, "reference"), ref_spacing, views=1, seed=2,
+                                           key=ref_key, cache_dir=cache_dir, desc=f"grid {name} clean",
+                                           progress=progress)
+            continue
+        parts, labels, levels, settings, patients, ids = [deg], [split.labels[deg["row"]]], \
+            [split.levels[deg["row"]]], [np.asarray(split.settings)[deg["row"]]], \
+            [np.asarray(split.patient_keys)[deg["row"]]], [np.asarray(split.reference_ids)[deg["row"]]]
+        for seed, column in enumerate(("reference", "clean_fbp"), start=3):
+            a = grid_arrays(full, _Column(refs, column), ref_spacing, views=GRID_VIEWS[column], seed=seed,
+                            key=f"{ref_key}-{column}", cache_dir=cache_dir, desc=f"grid train {column}",
+                            progress=progress)
+            parts.append(a)
+            labels.append(np.full(len(a["row"]), clean_id))
+            levels.append(np.zeros(len(a["row"]), np.int64))
+            settings.append(np.full(len(a["row"]), CLEAN_CLASS_NAME, dtype=object))
+            patients.append(np.asarray(ref_patients)[a["row"]])
+            ids.append(np.asarray(ref_ids)[a["row"]])
+        arrays[name] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        splits[name] = SplitData(dataset=None, labels=np.concatenate(labels), levels=np.concatenate(levels),
+                                 settings=list(np.concatenate(settings)), patient_keys=list(np.concatenate(patients)),
+                                 reference_ids=list(np.concatenate(ids)), fingerprint=split.fingerprint)
+        log(f"train: {len(deg['row'])} degraded entries, {len(splits[name]) - len(deg['row'])} clean entries")
+    return {"splits": splits, "arrays": arrays, "reference_arrays": None, "clean_eval": clean_eval,
+            "clean_id": clean_id, "full_config": full.config, "seconds": time.perf_counter() - t0}
+
+
+def clean_rate(model, arrays, clean_id: int) -> float:
+    """Fraction of the clean slices whose predicted class is ``clean``."""
+    pred = predict_arrays(model, arrays)
+    return float(np.mean(pred["probabilities"].argmax(1) == clean_id))
 
 
 def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", backbone_options=None, ablate=(),
@@ -255,7 +366,7 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     config = make_config(backbone, cfg_overrides, **(backbone_options or {}))
     from ctdegradbench.model.data import FROZEN_FIELDS
 
-    for name in FROZEN_FIELDS + ("semantic_embed_dim",):
+    for name in FROZEN_FIELDS + ("semantic_embed_dim", "label_names"):
         if getattr(config, name) != getattr(prepared["full_config"], name):
             raise OptionError(f"the prepared frozen features were computed with {name}="
                               f"{getattr(prepared['full_config'], name)!r}, this run asks for {getattr(config, name)!r}")
@@ -302,14 +413,20 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
         metrics = task_metrics(val.labels, pred["probabilities"], val.levels, pred["severity"], val.settings,
                                config.label_names, config.max_level)
         score = _score(metrics)
+        extra = {}
+        if prepared.get("clean_eval"):
+            extra["val_clean_rate"] = clean_rate(model, prepared["clean_eval"]["validation"], prepared["clean_id"])
+            score = (2 * score + extra["val_clean_rate"]) / 3
         history.append({"epoch": epoch, **{f"train_{k}": v for k, v in running.items()},
                         "val_accuracy": metrics["accuracy"], "val_qwk": metrics["qwk"], "val_mae": metrics["mae"],
-                        "val_score": score})
+                        **extra, "val_score": score})
         bar.set_postfix(loss=f"{running['loss']:.3f}", val_acc=f"{metrics['accuracy']:.3f}",
                         val_qwk=f"{metrics['qwk']:.3f}")
         if not progress:
             log(f"epoch {epoch}/{epochs}: loss {running['loss']:.3f}, validation accuracy {metrics['accuracy']:.3f}, "
-                f"QWK {metrics['qwk']:.3f} ({time.perf_counter() - t_train:.0f} s)")
+                f"QWK {metrics['qwk']:.3f}"
+                + (f", clean rate {extra['val_clean_rate']:.3f}" if extra else "")
+                + f" ({time.perf_counter() - t_train:.0f} s)")
         if best is None or score > best[0]:
             best = (score, epoch, copy.deepcopy(model.state_dict()), metrics)
     train_seconds = time.perf_counter() - t_train
@@ -318,6 +435,9 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     pred = predict_arrays(model, arrays["test"])
     test_metrics = task_metrics(test.labels, pred["probabilities"], test.levels, pred["severity"], test.settings,
                                 config.label_names, config.max_level)
+    if prepared.get("clean_eval"):
+        test_metrics["clean_rate"] = clean_rate(model, prepared["clean_eval"]["test"], prepared["clean_id"])
+        best[3]["clean_rate"] = next(h["val_clean_rate"] for h in history if h["epoch"] == best[1])
     sizes = {name: split.summary() for name, split in splits.items()}
     seconds = {"prepare": prepared["seconds"], "train": train_seconds, "total": time.perf_counter() - start}
     result = TrainResult(out=Path(out) if out else None, metrics=test_metrics, validation=best[3], best_epoch=best[1],

@@ -1,0 +1,165 @@
+"""SeSpeCT on the physical grid: the image processor (pixel spacing, field of view, statuses),
+the clean class, and the shipped checkpoint's invariance on a real clean slice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ctdegradbench.model.image_processing_sespect import (STATUS_NO_BODY, STATUS_NON_CT, STATUS_NON_FINITE,
+                                                           STATUS_OK, STATUS_SPACING, SeSpeCTImageProcessor)
+
+AREA_TOL = 0.03          # relative: disk area on the grid, whatever the native pixel (bilinear edges)
+CENTRE_TOL_PX = 1.0      # body centroid on the grid centre
+
+
+def disk(spacing_mm: float, radius_mm: float = 80.0, side_mm: float = 400.0, hu: float = 40.0,
+         centre_mm=(0.0, 0.0)) -> np.ndarray:
+    """A water-like disk in air sampled at ``spacing_mm``."""
+    n = int(round(side_mm / spacing_mm))
+    x = (np.arange(n) - (n - 1) / 2) * spacing_mm
+    yy, xx = np.meshgrid(x, x, indexing="ij")
+    img = np.full((n, n), -1024.0, np.float32)
+    img[(yy - centre_mm[0]) ** 2 + (xx - centre_mm[1]) ** 2 <= radius_mm ** 2] = hu
+    return img
+
+
+def test_resampling_keeps_physical_size_and_never_stretches():
+    proc = SeSpeCTImageProcessor(pixel_spacing_mm=1.0, image_size=256)
+    areas = []
+    for spacing in (0.5, 0.8, 2.0, 3.9):
+        grid = proc(disk(spacing), spacing)["pixel_values"][0]
+        areas.append(float((grid > -500).sum()))        # mm^2 at 1 mm pixels
+    expected = np.pi * 80.0 ** 2
+    assert np.allclose(areas, expected, rtol=AREA_TOL), (areas, expected)
+
+
+def test_body_is_centred_and_field_of_view_padded_or_cropped():
+    proc = SeSpeCTImageProcessor(pixel_spacing_mm=1.0, image_size=128)
+    grid = proc(disk(0.7, radius_mm=30.0, centre_mm=(60.0, -90.0)), 0.7)["pixel_values"][0]
+    rows, cols = np.nonzero(grid.numpy() > -500)
+    assert abs(rows.mean() - 63.5) < CENTRE_TOL_PX and abs(cols.mean() - 63.5) < CENTRE_TOL_PX
+    small = proc(disk(1.0, radius_mm=20.0, side_mm=60.0), 1.0)["pixel_values"][0]    # 60 mm FOV -> padded
+    assert small.shape == (128, 128) and float(small[0, 0]) == -1024.0
+
+
+def test_statuses():
+    proc = SeSpeCTImageProcessor(pixel_spacing_mm=1.0, image_size=64, spacing_range_mm=(0.4, 6.0))
+    body = disk(1.0, radius_mm=40.0, side_mm=120.0)
+    nan = body.copy()
+    nan[3, 3] = np.nan
+    normalised = (body + 1024) / 2000.0                  # a [0, 1] image, not HU
+    status = proc([body, nan, body, np.full((120, 120), -1024.0), normalised, body * 0 + 9000.0],
+                  [1.0, 1.0, 8.0, 1.0, 1.0, 1.0])["status"]
+    assert status == [STATUS_OK, STATUS_NON_FINITE, STATUS_SPACING, STATUS_NO_BODY, STATUS_NON_CT, STATUS_NON_CT]
+
+
+def test_scanner_padding_becomes_air():
+    proc = SeSpeCTImageProcessor(pixel_spacing_mm=1.0, image_size=128)
+    img = disk(1.0, radius_mm=40.0, side_mm=128.0)
+    yy, xx = np.mgrid[:128, :128] - 63.5
+    img[yy ** 2 + xx ** 2 > 62 ** 2] = -3024.0          # outside the reconstruction circle
+    out = proc(img, 1.0)
+    assert out["status"] == [STATUS_OK] and float(out["pixel_values"].min()) == -1024.0
+
+
+def test_pixel_spacing_must_be_positive():
+    proc = SeSpeCTImageProcessor()
+    with pytest.raises(ValueError, match="pixel spacing"):
+        proc(disk(1.0), -1.0)
+
+
+def test_physical_model_refuses_off_grid_input_and_takes_spacing():
+    from ctdegradbench.model import SeSpeCTConfig, SeSpeCTModel
+    from ctdegradbench.model.data import SESPECT_LABEL_NAMES
+
+    cfg = SeSpeCTConfig(label_names=list(SESPECT_LABEL_NAMES), backbone="none", use_semantic_branch=False,
+                        quality_axis_source="none", image_size=64, spectral_size=16, texture_size=16,
+                        spectral_channels=(4, 8), spectral_dim=8, image_channels=(4, 8), image_dim=8,
+                        fusion_hidden_dim=16, fusion_dim=8, pixel_spacing_mm=1.0, use_spacing_input=True)
+    model = SeSpeCTModel(cfg).eval()
+    with pytest.raises(ValueError, match="SeSpeCTImageProcessor"):
+        model(pixel_values=torch.zeros(1, 100, 100), pixel_spacing=torch.ones(1))
+    batch = model.image_processor()([disk(0.7, side_mm=200.0)], 0.7)
+    out = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"])
+    assert out.logits.shape == (1, 11) and cfg.label_names[10] == "clean"
+
+
+def test_predict_needs_pixel_spacing_for_npy(tmp_path):
+    from ctdegradbench.builder.core.errors import InputError
+    from ctdegradbench.model.predict import load_model, predict_slices, read_slices
+
+    path = tmp_path / "slice.npy"
+    np.save(path, disk(1.0))
+    model = load_model(None)
+    if model.config.pixel_spacing_mm is None:
+        pytest.skip("the shipped checkpoint is a pixel-grid model")
+    with pytest.raises(InputError, match="--pixel-spacing"):
+        predict_slices(model, read_slices(path))
+    assert predict_slices(model, read_slices(path, pixel_spacing=1.0))[0].status == STATUS_OK
+
+
+SHARED_CT = Path(__file__).resolve().parents[2] / ".." / "shared" / "ct" / "itkelastix__series_00.nii.gz"
+AGREEMENT_MIN = 0.8   # share of the transformed views with the same class as the slice as stored
+
+
+@pytest.mark.skipif(not SHARED_CT.is_file(), reason="../shared/ct (real CT) not present")
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-03 on the shipped checkpoint (9 training patients): 0.5 "
+                                       "agreement, coarse-pixel and cropped views called M1_b+n; remove after "
+                                       "retraining on a full build (strict: a pass fails until then)")
+def test_shipped_checkpoint_same_answer_at_other_pixel_size_or_crop():
+    """One clean real slice, resampled to 1.5 / 2.5 / 3.5 mm pixels (anti-aliased) and cropped to a
+    200 / 160 mm field of view: the shipped model gives (nearly always) the same class, and it is clean."""
+    import torch.nn.functional as F
+
+    from ctdegradbench.builder.sources import load_source
+    from ctdegradbench.model.predict import SliceInput, load_model, predict_slices
+
+    model = load_model(None)
+    if model.config.pixel_spacing_mm is None:
+        pytest.skip("the shipped checkpoint is a pixel-grid model")
+    result = load_source(str(SHARED_CT), nifti_axes="LPS", max_slices=3, min_body_fraction=0.2)
+    views = []
+    for s in result.slices:
+        hu, sp = s.hu.astype(np.float32), float(s.pixel_spacing_mm)
+        views.append(SliceInput("stored", hu, sp))
+        for new in (1.5, 2.5, 3.5):
+            size = round(hu.shape[0] * sp / new)
+            x = F.interpolate(torch.from_numpy(hu)[None, None], size=(size, size), mode="bilinear",
+                              antialias=True, align_corners=False)[0, 0].numpy()
+            views.append(SliceInput(f"{new} mm", x, sp * hu.shape[0] / size))
+        body = np.argwhere(hu > -500).mean(0).round().astype(int)
+        for fov in (200.0, 160.0):
+            half = int(fov / sp / 2)
+            r0, c0 = max(body[0] - half, 0), max(body[1] - half, 0)
+            views.append(SliceInput(f"{fov} mm FOV", hu[r0:r0 + 2 * half, c0:c0 + 2 * half], sp))
+    preds = predict_slices(model, views)
+    assert all(p.status == STATUS_OK for p in preds)
+    per_slice = 6
+    stored = [p.label for p in preds[::per_slice]]
+    assert stored == ["clean"] * len(stored), stored
+    same = np.mean([p.label == preds[i - i % per_slice].label for i, p in enumerate(preds)])
+    assert same >= AGREEMENT_MIN, [(v.name, p.label) for v, p in zip(views, preds)]
+
+
+GRID_TINY = dict(image_size=64, spectral_size=16, texture_size=16, spectral_channels=(4, 8), spectral_dim=8,
+                 image_channels=(4, 8), image_dim=8, fusion_hidden_dim=16, fusion_dim=8)
+
+
+def test_grid_training_adds_clean_rows_and_ships_the_processor(tiny_dataset, tmp_path):
+    from ctdegradbench.model.evaluate import evaluate_checkpoint
+    from ctdegradbench.model.train import GRID_VIEWS, train_sespect
+
+    out = tmp_path / "grid"
+    result = train_sespect([tiny_dataset], out, backbone="none", overrides=GRID_TINY, epochs=1, batch_size=16,
+                           cache_dir=tmp_path / "cache", progress=False, log=lambda *_: None)
+    n_refs = result.split_sizes["train"]["slices"]
+    assert result.model.config.label_names[10] == "clean"            # the label contract: clean is id 10
+    clean_rows = result.split_sizes["train"]["rows"] - GRID_VIEWS["degraded"] * 10 * 4 * n_refs   # 10 settings x L0-L3
+    assert clean_rows == (GRID_VIEWS["reference"] + GRID_VIEWS["clean_fbp"]) * n_refs
+    assert (out / "image_processing_sespect.py").is_file() and 0.0 <= result.metrics["clean_rate"] <= 1.0
+    metrics = evaluate_checkpoint(out, [tiny_dataset], progress=False)
+    assert metrics["clean_slices"] == result.split_sizes["test"]["slices"]
