@@ -245,7 +245,7 @@ def test_predict_names_each_bad_slice_and_still_prints_the_good_ones(tmp_path, c
     for name, (make, _) in BAD_SLICES.items():
         np.save(tmp_path / name, make(body()))
     files = [str(tmp_path / n) for n in ["good.npy", *BAD_SLICES]]
-    assert cli_main(["predict", *files]) == 1
+    assert cli_main(["predict", "--pixel-spacing", "0.8", *files]) == 1
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert [line.split()[0] for line in captured.out.splitlines()[1:]] == ["good.npy"]
@@ -268,7 +268,7 @@ def test_predict_reads_a_folder_like_files_and_names_what_it_skipped(tmp_path, c
     np.save(folder / "slice.npy", body())
     Image.fromarray((body() + 1024).astype(np.uint16)).save(folder / "slice16.png")
     Image.fromarray(np.zeros((100, 100), np.uint8)).save(folder / "photo.png")
-    assert cli_main(["predict", str(folder)]) == 1
+    assert cli_main(["predict", "--pixel-spacing", "0.8", str(folder)]) == 1   # spacing of the .npy / .png
     captured = capsys.readouterr()
     rows = [line.split()[0] for line in captured.out.splitlines()[1:]]
     assert "slice.npy" in rows and "slice16.png" in rows and len(rows) == 3       # + the DICOM slice

@@ -23,7 +23,7 @@ def _image_size(text: str) -> int:
 
 def add_commands(sub, active: str | None = None, argv=()) -> None:
     """Register ``app`` on ``sub`` (an argparse sub-parsers object)."""
-    from ctdegradbench.model.app.core import DEMO_IMAGE_SIZE
+    from ctdegradbench.model.app import DEMO_IMAGE_SIZE
 
     p = sub.add_parser("app", help="web demo (Gradio): inspect, degrade, benchmark results",
                        description="Start the CT-DegradBench web demo (needs the [app] extra: pip install "

@@ -22,6 +22,7 @@ import numpy as np
 
 from ctdegradbench.builder.core.errors import InputError, OptionError
 from ctdegradbench.builder.sources.loaders import PREVIEW_WINDOW
+from ctdegradbench.model.app import DEMO_IMAGE_SIZE
 
 #: Display windows ``(low, high)`` in HU. Soft tissue is the builder's preview window (level 40,
 #: width 400); lung: level -600, width 1500; bone: level 400, width 1800.
@@ -34,8 +35,6 @@ WINDOWS: dict[str, tuple[float, float]] = {
 #: Half-range of the difference image's colour scale, HU (blue -DIFF_RANGE_HU .. red +DIFF_RANGE_HU).
 DIFF_RANGE_HU = 100.0
 
-#: Grid side of the demo's simulations, px (the dataset's is 512; 256 keeps a CPU demo interactive).
-DEMO_IMAGE_SIZE = 256
 
 #: 16-bit PNG convention shared with ``ct-degradbench predict``: stored value = HU + offset.
 PNG_OFFSET_HU = 1024
