@@ -21,6 +21,16 @@ def _image_size(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port 1..65535, got {text}")
+    return value
+
+
 def add_commands(sub, active: str | None = None, argv=()) -> None:
     """Register ``app`` on ``sub`` (an argparse sub-parsers object)."""
     from ctdegradbench.model.app import DEMO_IMAGE_SIZE
@@ -39,7 +49,7 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
                    help=f"grid side in px of the Degrade tab's simulations (default {DEMO_IMAGE_SIZE}; the dataset's "
                         "is 512)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--port", type=_port, default=7860, help="port, 1..65535 (default 7860)")
     p.add_argument("--write-space", type=Path, default=None, metavar="DIR",
                    help="write app.py, requirements.txt and README.md of a Hugging Face Space into DIR and exit")
     p.add_argument("--requirement", default=None, metavar="SPEC",
@@ -64,5 +74,9 @@ def _cmd_app(args) -> int:
         raise CTDegradBenchError("the web demo needs Gradio: pip install 'ct-degradbench[app]'") from None
     from ctdegradbench.model.app import build_demo
 
-    build_demo(args.results, args.model, args.image_size).launch(server_name=args.host, server_port=args.port)
+    demo = build_demo(args.results, args.model, args.image_size)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port)
+    except OSError as err:       # the port is taken, or the host is not an address of this machine
+        raise CTDegradBenchError(f"cannot serve the demo on {args.host}:{args.port}: {err}") from None
     return 0
