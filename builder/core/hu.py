@@ -23,6 +23,10 @@ import numpy as np
 MU_WATER_PER_MM = 0.0192
 AIR_HU = -1000.0
 
+#: Soft-tissue display window (HU) of every preview: the dataset's ``preview`` PNGs, the card's
+#: figures and ``sources --preview`` (noise, streaks and blur show; lung and bone saturate).
+PREVIEW_WINDOW_HU: tuple[float, float] = (-160.0, 240.0)
+
 
 def _is_tensor(value) -> bool:
     """Whether ``value`` is a torch tensor (torch is not imported for this: no tensor exists before it is)."""

@@ -25,14 +25,12 @@ import io
 import datasets
 import numpy as np
 
+from ctdegradbench.builder.core.hu import PREVIEW_WINDOW_HU
 from ctdegradbench.builder.degradations import component_fields
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
-#: HU window of the ``preview`` PNGs and of the card's figures (soft tissue: noise, streaks and
-#: blur show; lung and bone saturate), mapped linearly to grey levels 0..255.
-PREVIEW_WINDOW_HU: tuple[float, float] = (-160.0, 240.0)
 
 _SCALAR = {"str": datasets.Value("string"), "int": datasets.Value("int64"), "float": datasets.Value("float64")}
 _LIST = {"list[int]": datasets.List(datasets.Value("int64")), "list[float]": datasets.List(datasets.Value("float64"))}

@@ -58,7 +58,7 @@ from scipy import ndimage
 from ctdegradbench.builder.sources import dicom_io
 from ctdegradbench.builder.sources import nifti_io
 from ctdegradbench.builder.core.errors import InputError, InputNotFoundError, OptionError
-from ctdegradbench.builder.core.hu import AIR_HU
+from ctdegradbench.builder.core.hu import AIR_HU, PREVIEW_WINDOW_HU
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES, apply_truncation_mode
 
@@ -82,7 +82,6 @@ NOISE_WINDOW_PX = 7
 NOISE_MASK_SIGMA_PX = 2.0
 # Fewer soft-tissue windows than this: no estimate (the median would not be robust).
 NOISE_MIN_WINDOWS = 500
-PREVIEW_WINDOW = (-160, 240)
 DEFAULT_SOURCE_NAME = "pydicom"
 _INT16 = np.iinfo(np.int16)
 
@@ -827,7 +826,7 @@ def format_table(slices: list[ReferenceSlice]) -> str:
     return "\n".join(lines)
 
 
-def save_preview(slices: list[ReferenceSlice], path, window: tuple[float, float] = PREVIEW_WINDOW,
+def save_preview(slices: list[ReferenceSlice], path, window: tuple[float, float] = PREVIEW_WINDOW_HU,
                  max_images: int = 25, columns: int = 5) -> Path:
     """Write a PNG grid of the slices (grey window ``window`` in HU) titled with id, body part, spacing.
 

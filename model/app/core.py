@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from ctdegradbench.builder.core.errors import InputError, OptionError
-from ctdegradbench.builder.sources.loaders import PREVIEW_WINDOW
+from ctdegradbench.builder.core.hu import PREVIEW_WINDOW_HU
 from ctdegradbench.model.app import DEMO_IMAGE_SIZE
 
 #: Display windows ``(low, high)`` in HU. Soft tissue is the builder's preview window (level 40,
 #: width 400); lung: level -600, width 1500; bone: level 400, width 1800.
 WINDOWS: dict[str, tuple[float, float]] = {
-    "soft tissue": tuple(float(v) for v in PREVIEW_WINDOW),
+    "soft tissue": tuple(float(v) for v in PREVIEW_WINDOW_HU),
     "lung": (-1350.0, 150.0),
     "bone": (-500.0, 1300.0),
 }
