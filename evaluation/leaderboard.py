@@ -126,7 +126,7 @@ def push_eval_results(result: dict, repo_id: str, dataset_id: str, *, filename: 
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    from ctdegradbench.builder.dataset.hub import one_line, resolve_token, transport_errors
+    from ctdegradbench.builder.dataset.hub import http_refusal, one_line, resolve_token, transport_errors
 
     _check_names(dataset_id, filename, repo_id)
     text = eval_results_yaml(eval_result_entries(result, dataset_id, source_url=source_url, source_name=source_name))
@@ -140,10 +140,8 @@ def push_eval_results(result: dict, repo_id: str, dataset_id: str, *, filename: 
     except OfflineModeIsEnabled as err:
         raise RemoteError(f"offline mode is on: {one_line(err)}; nothing was written") from None
     except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else "?"
-        detail = err.server_message or str(err).strip().splitlines()[0]
-        raise RemoteError(f"the Hub at {api.endpoint} refused the upload to {repo_id} with HTTP {status}: "
-                          f"{one_line(detail)}; nothing was written") from None
+        raise RemoteError(f"the Hub at {api.endpoint} refused the upload to {repo_id} with {http_refusal(err)}; "
+                          "nothing was written") from None
     except (*transport_errors(), OSError) as err:
         raise RemoteError(f"cannot reach the Hub at {api.endpoint}: {type(err).__name__}: {one_line(err)}; "
                           "nothing was written") from None

@@ -67,7 +67,7 @@ def push_metrics(namespace: str, names=METRIC_MODULES, *, token: str | None = No
     from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    from ctdegradbench.builder.dataset.hub import one_line, resolve_token, transport_errors
+    from ctdegradbench.builder.dataset.hub import http_refusal, one_line, resolve_token, transport_errors
 
     if not _NAMESPACE.match(namespace or "") or namespace.endswith((".", "-")):
         raise OptionError(f"--namespace must be a Hub user or organisation name (letters, digits, '-', '_', '.'), "
@@ -86,10 +86,8 @@ def push_metrics(namespace: str, names=METRIC_MODULES, *, token: str | None = No
         except OfflineModeIsEnabled as err:
             raise RemoteError(f"offline mode is on: {one_line(err)}") from None
         except HfHubHTTPError as err:
-            status = err.response.status_code if err.response is not None else "?"
-            detail = err.server_message or str(err).strip().splitlines()[0]
-            raise RemoteError(f"the Hub at {api.endpoint} refused the Space {repo_id} with HTTP {status}: "
-                              f"{one_line(detail)}; pushed so far: {', '.join(urls) or 'none'}") from None
+            raise RemoteError(f"the Hub at {api.endpoint} refused the Space {repo_id} with {http_refusal(err)}; "
+                              f"pushed so far: {', '.join(urls) or 'none'}") from None
         except transport_errors() as err:
             raise RemoteError(f"cannot reach the Hub at {api.endpoint}: {type(err).__name__}: {one_line(err)}") from None
         urls[name] = str(info.commit_url)

@@ -19,11 +19,24 @@ from pathlib import Path
 ABLATION_NAMES = ("semantic", "spectral", "image", "embedding", "reg", "rank", "con")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
+def int_in_range(low: int, high: int | None = None, unit: str = ""):
+    """An argparse ``type``: an integer in ``low..high`` (no upper bound when ``high`` is None),
+    else one error line naming the value."""
+    expected = f">= {low}" if high is None else f"in {low}..{high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be an integer {expected}{unit}, got {text}")
+        return value
+
+    return parse
+
+
+_positive_int = int_in_range(1)
 
 
 def _positive_float(text: str) -> float:

@@ -11,4 +11,4 @@ def test_a_port_outside_1_65535_is_one_error_line(port, capsys):
         cli_main(["app", "--port", port])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert f"must be a TCP port 1..65535, got {port}" in err and "Traceback" not in err
+    assert f"must be an integer in 1..65535 (a TCP port), got {port}" in err and "Traceback" not in err

@@ -143,6 +143,13 @@ def check_dataset_folder(folder: str | Path) -> list[Path]:
     return shards
 
 
+def http_refusal(err) -> str:
+    """``"HTTP <status>: <the server's message>"`` of a huggingface_hub ``HfHubHTTPError``, on one line."""
+    status = err.response.status_code if err.response is not None else "?"
+    detail = err.server_message or str(err).strip().splitlines()[0]
+    return f"HTTP {status}: {one_line(detail)}"
+
+
 def transport_errors() -> tuple[type[BaseException], ...]:
     """Exception classes the installed HTTP clients raise when no connection is possible."""
     errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
@@ -246,9 +253,8 @@ def push_folder(
         status = err.response.status_code if err.response is not None else "?"
         request = err.response.request if err.response is not None else None
         where = f"{request.method} {request.url}" if request is not None else api.endpoint
-        detail = err.server_message or str(err).strip().splitlines()[0]
         hint = "; check that the token has write access to this repo (`hf auth login`)" if status in (401, 403) else ""
-        raise PushError(f"the Hub at {api.endpoint} refused {where} with HTTP {status}: {one_line(detail)}{hint}") from None
+        raise PushError(f"the Hub at {api.endpoint} refused {where} with {http_refusal(err)}{hint}") from None
     except ValueError as err:  # huggingface_hub's own checks, e.g. card metadata the Hub rejects
         raise PushError(f"upload to {api.endpoint} refused: {one_line(err)}") from None
     except transport_errors() as err:

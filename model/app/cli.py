@@ -8,27 +8,14 @@ Gradio (the ``[app]`` extra) is imported only when the command runs.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ctdegradbench.builder.core.errors import CTDegradBenchError, InputError
+from ctdegradbench.model.cli import int_in_range
 
 
-def _image_size(text: str) -> int:
-    value = int(text)
-    if not 32 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"must be an integer in 32..1024 px, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port 1..65535, got {text}")
-    return value
+_image_size = int_in_range(32, 1024, " px")
+_port = int_in_range(1, 65535, " (a TCP port)")
 
 
 def add_commands(sub, active: str | None = None, argv=()) -> None:
