@@ -12,8 +12,8 @@ from string import Template
 
 import yaml
 
-from ctdegradbench.builder.core.paper import ARXIV_ID, CITATION
-from ctdegradbench.builder.core.tables import markdown_table
+from ctdegradbench.core.paper import ARXIV_ID, CITATION
+from ctdegradbench.core.tables import markdown_table
 
 TEMPLATE = "model_card.md"
 DATASET_ID = "ct-degradbench"
