@@ -28,7 +28,7 @@ from ctdegradbench.builder.dataset.export import (CACHE_MARKER, ExportSummary, c
                                                   export_lock, finish_export, output_error, start_export, write_configs,
                                                   write_manifest)
 from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features
-from ctdegradbench.builder.dataset.eval_tasks import eval_yaml_content, write_eval_yaml_file
+from ctdegradbench.core.benchmark import eval_yaml_content, write_eval_yaml_file
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG, BuildOptions
 from ctdegradbench.builder.simulate.resolution import check_resolution
 from ctdegradbench.builder.simulate.settings import get_setting
