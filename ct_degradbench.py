@@ -8,7 +8,7 @@ re-exports it from the library (installed as the package ``ctdegradbench``)::
 
 ``main`` is the ``ct-degradbench`` command line: each subpackage registers its own
 sub-commands (``add_commands`` in its ``cli`` module). A problem the user can fix
-(:class:`~ctdegradbench.builder.core.errors.CTDegradBenchError`) ends with one line on
+(:class:`~ctdegradbench.core.errors.CTDegradBenchError`) ends with one line on
 stderr and exit status 2; anything else keeps its traceback. The library never imports
 this file.
 """
@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import sys
 
-from ctdegradbench.builder.core.errors import CTDegradBenchError
+from ctdegradbench.core.errors import CTDegradBenchError
+from ctdegradbench.core.version import version
 
 __all__ = ["CTDegradBench", "CTDegradBenchConfig", "with_references", "main", "build_parser"]
 
@@ -55,7 +55,7 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
         prog="ct-degradbench",
         description="Physics-informed CT degradation dataset builder, benchmark and SeSpeCT estimator.")
     parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {importlib.metadata.version('ct-degradbench')}")
+                        version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         rest = argv[argv.index(command) + 1:] if command else []

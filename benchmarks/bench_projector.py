@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from ctdegradbench.builder.projector import nufft as projector_nufft  # noqa: E402
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry  # noqa: E402
-from ctdegradbench.builder.core.hu import hu_to_mu  # noqa: E402
+from ctdegradbench.core.hu import hu_to_mu  # noqa: E402
 from ctdegradbench.builder.projector import ParallelBeamProjector  # noqa: E402
 
 SHARED_CT = ROOT.parent / "shared" / "ct"

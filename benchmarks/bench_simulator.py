@@ -90,7 +90,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # no
 from skimage.transform import iradon, radon  # noqa: E402
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry  # noqa: E402
-from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu  # noqa: E402
+from ctdegradbench.core.hu import hu_to_mu, mu_to_hu  # noqa: E402
 from ctdegradbench.builder.degradations.streak import streak_errors  # noqa: E402
 from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, LEVELS, METAL, NOISE, STREAK  # noqa: E402
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS as SETTINGS  # noqa: E402  (the ten of the paper)

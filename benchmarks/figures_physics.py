@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ctdegradbench.builder.core.plotting import save_png  # noqa: E402
+from ctdegradbench.core.plotting import save_png  # noqa: E402
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS  # noqa: E402
 from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator  # noqa: E402
 from ctdegradbench.builder.sources import load_source  # noqa: E402

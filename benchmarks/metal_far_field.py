@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ctdegradbench.builder.core.hu import mu_to_hu
+from ctdegradbench.core.hu import mu_to_hu
 from ctdegradbench.builder.degradations import metal as metal_module
 from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
 from ctdegradbench.builder.sources import load_source

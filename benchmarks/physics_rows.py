@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     import torch
 
     from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-    from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, hu_to_mu
+    from ctdegradbench.core.hu import MU_WATER_PER_MM, hu_to_mu
     from ctdegradbench.builder.projector import ParallelBeamProjector
 
     projectors: dict = {}
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     if args.plot is not None:
         from matplotlib.figure import Figure
 
-        from ctdegradbench.builder.core.plotting import save_png
+        from ctdegradbench.core.plotting import save_png
 
         fig = Figure(figsize=(6.5, 4.2))
         ax = fig.add_subplot()

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdegradbench.builder.core.tables import markdown_table
+from ctdegradbench.core.tables import markdown_table
 
 ABLATION_RUNS = (
     ("full (same epochs as the ablations)", []),
@@ -115,7 +115,7 @@ def save_figures(out: Path, outputs: dict, metrics: dict, label_names, seed: int
     from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
 
-    from ctdegradbench.builder.core.plotting import save_png
+    from ctdegradbench.core.plotting import save_png
 
     cm = np.asarray(metrics["confusion_matrix"], dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)

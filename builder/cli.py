@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ctdegradbench.builder.core.options import add_arguments, from_args
+from ctdegradbench.core.options import add_arguments, from_args
 from ctdegradbench.builder.sources.options import SourceOptions
 
 HELP_FLAGS = {"-h", "--help"}
@@ -99,7 +99,7 @@ def png_path(path: Path, default_name: str) -> Path:
 
 
 def _cmd_sources(args) -> int:
-    from ctdegradbench.builder.core.outputs import check_file_output
+    from ctdegradbench.core.outputs import check_file_output
     from ctdegradbench.builder.sources import format_table, load_sources, save_preview
 
     preview = check_file_output(png_path(args.preview, "sources_preview.png"), "--preview")
@@ -142,8 +142,8 @@ def _cmd_push(args) -> int:
 
 
 def _cmd_figure(args) -> int:
-    from ctdegradbench.builder.core.errors import OptionError
-    from ctdegradbench.builder.core.outputs import check_file_output
+    from ctdegradbench.core.errors import OptionError
+    from ctdegradbench.core.outputs import check_file_output
     from ctdegradbench.builder.dataset.figures import save_figure4
     from ctdegradbench.builder.simulate.simulator import SimulationConfig
     from ctdegradbench.builder.sources import load_sources

@@ -199,8 +199,8 @@ def _cmd_metrics_push(args) -> int:
 
 def _check_options(args) -> None:
     """The option checks of ``bench iqa|drift`` and their output folder, before torch loads."""
-    from ctdegradbench.builder.core.errors import OptionError
-    from ctdegradbench.builder.core.outputs import OutputFolder
+    from ctdegradbench.core.errors import OptionError
+    from ctdegradbench.core.outputs import OutputFolder
 
     if args.batch_size < 1:
         raise OptionError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -215,7 +215,7 @@ def _check_options(args) -> None:
     if not args.window[0] < args.window[1]:
         raise OptionError(f"--window LO HI needs LO < HI, got {args.window[0]:g} {args.window[1]:g}")
     if not args.dataset.is_dir():
-        from ctdegradbench.builder.core.errors import InputNotFoundError
+        from ctdegradbench.core.errors import InputNotFoundError
 
         what = "is not a folder" if args.dataset.exists() else "does not exist"
         raise InputNotFoundError(f"--dataset {args.dataset} {what}: give a folder written by ct-degradbench build")
@@ -239,7 +239,7 @@ def _options(args):
 
 
 def _cmd_iqa(args) -> int:
-    from ctdegradbench.builder.core.outputs import OutputFolder
+    from ctdegradbench.core.outputs import OutputFolder
 
     _check_options(args)                   # before torch loads
     from ctdegradbench.evaluation.runner import run_iqa
@@ -250,7 +250,7 @@ def _cmd_iqa(args) -> int:
 
 
 def _cmd_drift(args) -> int:
-    from ctdegradbench.builder.core.outputs import OutputFolder
+    from ctdegradbench.core.outputs import OutputFolder
 
     _check_options(args)                   # before torch loads
     from ctdegradbench.evaluation.runner import run_drift
@@ -261,7 +261,7 @@ def _cmd_drift(args) -> int:
 
 
 def _cmd_tasks(args) -> int:
-    from ctdegradbench.builder.core.outputs import check_file_output, write_json_output
+    from ctdegradbench.core.outputs import check_file_output, write_json_output
 
     check_file_output(args.out)           # before any work
     from ctdegradbench.evaluation.tasks import run_tasks
@@ -274,7 +274,7 @@ def _cmd_tasks(args) -> int:
 
 
 def _cmd_push(args) -> int:
-    from ctdegradbench.builder.core.errors import OptionError
+    from ctdegradbench.core.errors import OptionError
     from ctdegradbench.evaluation.leaderboard import load_results, push_eval_results, write_eval_results_locally
 
     if args.dry_run is not None:

@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 import yaml
 
-from ctdegradbench.builder.core.errors import InputError, InputNotFoundError
+from ctdegradbench.core.errors import InputError, InputNotFoundError
 from ctdegradbench.builder.simulate.settings import SETTINGS
 
 REFERENCES_CONFIG = "references"

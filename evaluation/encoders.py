@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ctdegradbench.builder.core.errors import InputNotFoundError, OptionError
+from ctdegradbench.core.errors import InputNotFoundError, OptionError
 
 EFFICIENTNET_SIZE = 224
 NO_CLIP_WEIGHTS = ("no CLIP-style image+text weights (OpenAI CLIP, OpenCLIP, BiomedCLIP, MedCLIP, SigLIP, ...) "

@@ -43,7 +43,7 @@ from typing import Callable
 
 import numpy as np
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 
 DEFAULT_WINDOW_HU: tuple[float, float] = (-300.0, 300.0)
 

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from ctdegradbench.builder.core.errors import InputError, InputNotFoundError, OptionError, RemoteError
-from ctdegradbench.builder.dataset.eval_tasks import (DEFAULT_DESCRIPTION, DEFAULT_FRAMEWORK, DEFAULT_NAME,  # noqa: F401
-                                                      EVAL_YAML, TASKS, Task, eval_yaml_content, write_eval_yaml_file)
+from ctdegradbench.core.benchmark import (DEFAULT_DESCRIPTION, DEFAULT_FRAMEWORK, DEFAULT_NAME,  # noqa: F401
+                                          EVAL_YAML, TASKS, Task, eval_yaml_content, write_eval_yaml_file)
+from ctdegradbench.core.errors import InputError, InputNotFoundError, OptionError, RemoteError
 
 EVAL_RESULTS_FOLDER = ".eval_results"
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ctdegradbench.builder.core.errors import InputNotFoundError
+from ctdegradbench.core.errors import InputNotFoundError
 
 #: Files LPIPS and DISTS read from ``<weights_dir>/checkpoints/``: name -> download URL.
 VGG16_FILE = ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth")

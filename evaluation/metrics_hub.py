@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from ctdegradbench.builder.core.errors import OptionError, RemoteError
+from ctdegradbench.core.errors import OptionError, RemoteError
 from ctdegradbench.evaluation import METRIC_MODULES, metric_module_path
 
 #: Python packages a metric Space installs (the modules import these besides evaluate).

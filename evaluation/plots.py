@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from ctdegradbench.builder.core.plotting import save_png
+from ctdegradbench.core.plotting import save_png
 from ctdegradbench.evaluation.report import GROUPS, TARGET_TITLES, _settings, setting_label
 
 

@@ -13,7 +13,6 @@ patient-bootstrap CIs), ``<out>/tables.md`` and the figures ``<out>/*.png``.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import json
 import time
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdegradbench.builder.core.errors import InputError, OptionError
-from ctdegradbench.builder.core.outputs import OutputFolder
+from ctdegradbench.core.errors import InputError, OptionError
+from ctdegradbench.core.outputs import OutputFolder
+from ctdegradbench.core.version import version
 from ctdegradbench.evaluation.data import TARGETS, DatasetFolder, iter_batches, read_references
 from ctdegradbench.evaluation.iqa import DEFAULT_WINDOW_HU, check_image_size, get_metrics, window_hu
 
@@ -48,13 +48,6 @@ class BenchOptions:
     weights_dir: Path | None = None
     progress: bool = True
     figures: bool = True
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("ct-degradbench")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _to_tensor(hu: np.ndarray, window, device):
@@ -197,7 +190,7 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
     if not configs:
         raise InputError(f"no setting config of {folder.path} has a {options.split!r} split")
     out = Path(options.out)
-    output = OutputFolder(out, f"bench {kind}")     # never replaces a file of the user's (builder.core.outputs)
+    output = OutputFolder(out, f"bench {kind}")     # never replaces a file of the user's (core.outputs)
     for rel in ["results.json", "tables.md"] + [f"configs/{c}.json" for c in configs]:
         output.may_write(rel)
     output.open()
@@ -238,7 +231,7 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
         "level_stats": {t: {name: level_table(v, settings, levels) for name, v in values[t].items()} for t in targets},
         "severity_correlation": {t: severity_correlation_table(values[t], levels, settings, patients, options.n_boot,
                                                                options.seed, options.confidence) for t in targets},
-        "ct_degradbench_version": _version(),
+        "ct_degradbench_version": version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     output.write_json("results.json", results)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdegradbench.builder.core.errors import InputError, InputNotFoundError
+from ctdegradbench.core.errors import InputError, InputNotFoundError
 from ctdegradbench.evaluation.data import DatasetFolder, read_rows
 
 
@@ -50,8 +50,8 @@ def prediction_row(sample_id: str, label: str | None, severity: float | None,
 
 def write_predictions(path, rows: list[dict]) -> Path:
     """Write ``rows`` as JSON lines (``.jsonl``) atomically; each row carries ``"generator"``, the mark
-    that lets a rerun replace the file (``builder.core.outputs``: a file of the user's is refused)."""
-    from ctdegradbench.builder.core.outputs import GENERATOR, check_file_output, replace_atomically
+    that lets a rerun replace the file (``core.outputs``: a file of the user's is refused)."""
+    from ctdegradbench.core.outputs import GENERATOR, check_file_output, replace_atomically
 
     path = check_file_output(Path(path), "--predictions")
     text = "".join(json.dumps({"generator": GENERATOR, **row}) + "\n" for row in rows)

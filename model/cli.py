@@ -120,7 +120,7 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
 
 
 def _cmd_train(args) -> int:
-    from ctdegradbench.builder.core.outputs import OutputFolder
+    from ctdegradbench.core.outputs import OutputFolder
 
     OutputFolder(args.out, "train")       # refused before torch loads when it would replace a user's files
     from ctdegradbench.model.train import train_sespect
@@ -141,7 +141,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from ctdegradbench.builder.core.errors import InputError
+    from ctdegradbench.core.errors import InputError
     from ctdegradbench.model.predict import (NAME_WIDTH, format_table, iter_inputs, load_model, predict_slices,
                                              status_warning, to_json)
 
@@ -178,7 +178,7 @@ def _cmd_predict(args) -> int:
 def _cmd_evaluate(args) -> int:
     import json
 
-    from ctdegradbench.builder.core.outputs import check_file_output, write_json_output
+    from ctdegradbench.core.outputs import check_file_output, write_json_output
 
     out = check_file_output(args.out or Path(f"sespect_eval_{args.split}.json"))   # before any work
     from ctdegradbench.model.evaluate import evaluate_checkpoint, format_metrics

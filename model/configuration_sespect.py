@@ -36,7 +36,7 @@ class SeSpeCTConfig(PreTrainedConfig):
 
     Input convention: the model takes CT slices in **Hounsfield units** (HU) and does all
     preprocessing itself (see ``SeSpeCTModel.preprocess``): a non-square slice is padded with
-    air (-1024 HU) to a square, resized to ``image_size`` pixels (bilinear, anti-aliased),
+    air (-1000 HU) to a square, resized to ``image_size`` pixels (bilinear, anti-aliased),
     and mapped through each window of ``hu_windows`` to [0, 1] (clipped). The spectral and
     image branches see this full-resolution tensor; the frozen backbone sees the first window
     resized to ``backbone_image_size`` and normalised with ``backbone_mean`` / ``backbone_std``.

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctdegradbench.builder.core.errors import InputError, InputNotFoundError
+from ctdegradbench.core.errors import InputError, InputNotFoundError
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES, CLEAN_CLASS_NAME, PAPER_CLASS_NAMES
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdegradbench.builder.core.errors import CTDegradBenchError, InputError, InputNotFoundError
+from ctdegradbench.core.errors import CTDegradBenchError, InputError, InputNotFoundError
 
 HU_RANGE = (-32768, 32767)      # int16, what the builder's loaders accept (``_checked_square``)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
 
 # What --ablate can switch off, and the config change each makes.
@@ -353,7 +353,7 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     if epochs < 1 or batch_size < 2:
         raise OptionError(f"need --epochs >= 1 and --batch-size >= 2, got {epochs}, {batch_size}")
     if out:
-        from ctdegradbench.builder.core.outputs import OutputFolder
+        from ctdegradbench.core.outputs import OutputFolder
 
         OutputFolder(out, "train")      # refused before any work when it would replace a user's files
     start = time.perf_counter()
@@ -452,11 +452,11 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
 def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command=None) -> list[str]:
     """Write the checkpoint folder: save_pretrained files, metrics.json, README.md (model card), .eval_results/.
 
-    The folder follows the output rule of ``builder.core.outputs``: everything is written into
+    The folder follows the output rule of ``core.outputs``: everything is written into
     a staging folder first and moved in only if it replaces nothing of the user's. Returns the
     files written.
     """
-    from ctdegradbench.builder.core.outputs import OutputFolder
+    from ctdegradbench.core.outputs import OutputFolder
     from ctdegradbench.model.card import write_model_card
 
     folder = OutputFolder(result.out, "train")

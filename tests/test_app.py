@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctdegradbench.builder.core.errors import InputError, OptionError
+from ctdegradbench.core.errors import InputError, OptionError
 
 CHROMIUM = os.environ.get("CTDB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

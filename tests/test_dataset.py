@@ -166,7 +166,7 @@ def test_card_states_measured_counts(built):
         assert (out / "images" / figure).stat().st_size > 10_000 and f"](images/{figure})" in card
     import yaml
 
-    from ctdegradbench.builder.dataset.eval_tasks import TASKS
+    from ctdegradbench.core.benchmark import TASKS
 
     leaderboard = yaml.safe_load((out / "eval.yaml").read_text())        # the Hub's benchmark registration
     assert [t["id"] for t in leaderboard["tasks"]] == [t.id for t in TASKS]

@@ -16,9 +16,9 @@ from ctdegradbench.builder.degradations.streak import (DELTA_L_LEVELS, STARVED_P
                                                        apply_streak, sample_streak, starvation_threshold,
                                                        streak_errors, streak_mask)
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu
+from ctdegradbench.core.hu import hu_to_mu, mu_to_hu
 from ctdegradbench.builder.projector import ParallelBeamProjector
-from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.degradations import REGISTRY
 from phantoms import ellipse_hu
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctdegradbench.builder.core.hu import AIR_HU, MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
+from ctdegradbench.core.hu import AIR_HU, MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
 
 # Round trip HU -> mu -> HU in float32: mu ~ 0.02 carries ~1e-9 absolute rounding, i.e.
 # about 1e-4 HU at 3000 HU (measured 2.4e-4 HU max on [-1000, 3000]).

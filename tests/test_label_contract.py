@@ -4,7 +4,7 @@ shipped checkpoint's ``id2label`` read from the same list."""
 
 import pytest
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES, CLEAN_CLASS_NAME, PAPER_CLASS_NAMES, class_id
 
 PAPER_TABLE_8 = ("S1_noise", "S2_blur", "S3_streak", "S4_aliasing", "S5_metal",

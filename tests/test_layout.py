@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import ctdegradbench.builder
+import ctdegradbench.core
 
 BUILDER = Path(ctdegradbench.builder.__file__).parent
 # The builder's layers from the bottom; a module may import its own layer or those below it.
@@ -60,7 +61,9 @@ def test_builder_imports_only_go_downward(module, path):
 
 def test_docstring_examples_run():
     attempted = 0
-    for info in pkgutil.walk_packages(ctdegradbench.builder.__path__, "ctdegradbench.builder."):
+    packages = [(ctdegradbench.core.__path__, "ctdegradbench.core."),
+                (ctdegradbench.builder.__path__, "ctdegradbench.builder.")]
+    for info in (i for path, prefix in packages for i in pkgutil.walk_packages(path, prefix)):
         module = importlib.import_module(info.name)
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0, info.name

@@ -18,10 +18,10 @@ from ctdegradbench.builder.degradations.metal import (EXACT_POISSON_BELOW, Metal
                                                       sample_metal, tissue_densities)
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
+from ctdegradbench.core.hu import MU_WATER_PER_MM, hu_to_mu, mu_to_hu
 from ctdegradbench.builder.projector import ParallelBeamProjector
 from ctdegradbench.builder.core.seeding import numpy_generator
-from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.degradations.spectrum import (BHC_FIT_MAX_WATER_MM, SpectrumSpec, apply_water_correction, effective_water_mu,
                               mass_attenuation, polychromatic_water_line_integral,
                               water_correction_coefficients, x_ray_spectrum)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from ct_degradbench import main as cli_main
-from ctdegradbench.builder.core.errors import OutputError
-from ctdegradbench.builder.core.outputs import (FOLDER_MARKER, OutputFolder, check_file_output, is_ours,
+from ctdegradbench.core.errors import OutputError
+from ctdegradbench.core.outputs import (FOLDER_MARKER, OutputFolder, check_file_output, is_ours,
                                                 write_json_output)
 
 IMAGE_SIZE = 64
@@ -99,7 +99,7 @@ def test_a_png_of_ours_carries_its_mark_and_a_users_png_is_kept(tmp_path):
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from ctdegradbench.builder.core.plotting import save_png
+    from ctdegradbench.core.plotting import save_png
 
     theirs = tmp_path / "photo.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(theirs)
@@ -113,7 +113,7 @@ def test_an_unwritable_figure_is_one_line_even_when_cleanup_fails(tmp_path, monk
     """A read-only file system: savefig and the cleanup both raise EROFS."""
     from matplotlib.figure import Figure
 
-    from ctdegradbench.builder.core.plotting import save_png
+    from ctdegradbench.core.plotting import save_png
 
     def read_only(self, path, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(path))

@@ -15,7 +15,7 @@ from skimage.transform import iradon, radon
 
 from ctdegradbench.builder.projector import nufft as projector_nufft
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-from ctdegradbench.builder.core.hu import hu_to_mu
+from ctdegradbench.core.hu import hu_to_mu
 from ctdegradbench.builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
 from phantoms import shepp_logan_mu
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 from ctdegradbench.builder.dataset.build import build_dataset
 from ctdegradbench.builder.dataset.export import MANIFEST
 from ctdegradbench.builder.dataset.options import BuildOptions

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ct_degradbench import main as cli_main
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 from ctdegradbench.builder.dataset.build import build_dataset
 from ctdegradbench.builder.dataset.export import MANIFEST, export_lock, write_manifest
 from ctdegradbench.builder.dataset.options import BuildOptions

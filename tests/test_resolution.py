@@ -2,7 +2,7 @@
 
 import pytest
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 from ctdegradbench.builder.simulate.resolution import check_resolution
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-from ctdegradbench.builder.core.hu import hu_to_mu, mu_to_hu
-from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.core.hu import hu_to_mu, mu_to_hu
+from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.dataset.build import build_dataset
 from ctdegradbench.builder.dataset.options import BuildOptions
 from ctdegradbench.builder.dataset.verify import verify_folder

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import datasets
 
-from ctdegradbench.builder.core.errors import OutputError
+from ctdegradbench.core.errors import OutputError
 from ctdegradbench.builder.dataset.export import (CACHE_MARKER, ExportSummary, card_metadata, check_output,
                                                   export_lock, finish_export, output_error, start_export, write_configs,
                                                   write_manifest)
 from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features
-from ctdegradbench.builder.dataset.eval_tasks import eval_yaml_content, write_eval_yaml_file
+from ctdegradbench.core.benchmark import eval_yaml_content, write_eval_yaml_file
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG, BuildOptions
 from ctdegradbench.builder.simulate.resolution import check_resolution
 from ctdegradbench.builder.simulate.settings import get_setting
@@ -72,7 +72,7 @@ def build_dataset(options: BuildOptions, *, progress=None) -> BuildSummary:
     Every option was validated when ``options`` was made; here the output is checked and
     locked and the source read before any simulation starts. Returns the measured
     :class:`BuildSummary`. A problem the user can fix raises a
-    :class:`~ctdegradbench.builder.core.errors.CTDegradBenchError` with one clear line; an
+    :class:`~ctdegradbench.core.errors.CTDegradBenchError` with one clear line; an
     interrupted or failed build leaves any existing output untouched (and the builder cache,
     so a rerun resumes).
     """

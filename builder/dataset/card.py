@@ -10,17 +10,17 @@ from string import Template
 
 from huggingface_hub import DatasetCard
 
-from ctdegradbench.builder.core.paper import CITATION
-from ctdegradbench.builder.core.tables import markdown_table
+from ctdegradbench.core.paper import CITATION
+from ctdegradbench.core.tables import markdown_table
 
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.dataset.features import SAMPLE_FIELD_DOCS, SPLITS
 from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS
-from ctdegradbench.builder.core.hu import AIR_HU, MU_WATER_PER_MM
+from ctdegradbench.core.hu import AIR_HU, MU_WATER_PER_MM
 from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
 from ctdegradbench.builder.simulate.simulator import HU_RANGE, HU_STANDARD_TOP
-from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.simulate.resolution import MAX_PIXEL_SPACING_MM, MIN_IMAGE_SIZE
 from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 from ctdegradbench.builder.dataset.splits import SPLIT_RULE

@@ -46,8 +46,8 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
-from ctdegradbench.builder.core.errors import OutputError
-from ctdegradbench.builder.core.outputs import protected_reason
+from ctdegradbench.core.errors import OutputError
+from ctdegradbench.core.outputs import protected_reason
 from ctdegradbench.builder.dataset.features import SPLITS
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.dataset.row_hash import file_row_hashes

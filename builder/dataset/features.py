@@ -25,7 +25,7 @@ import io
 import datasets
 import numpy as np
 
-from ctdegradbench.builder.core.hu import PREVIEW_WINDOW_HU
+from ctdegradbench.core.hu import PREVIEW_WINDOW_HU
 from ctdegradbench.builder.degradations import component_fields
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ctdegradbench.builder.core.plotting import save_png
-from ctdegradbench.builder.core.levels import LEVELS
-from ctdegradbench.builder.core.hu import PREVIEW_WINDOW_HU
+from ctdegradbench.core.plotting import save_png
+from ctdegradbench.core.levels import LEVELS
+from ctdegradbench.core.hu import PREVIEW_WINDOW_HU
 from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 
 WINDOW_HU = PREVIEW_WINDOW_HU            # the soft-tissue window of the dataset's preview PNGs

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 
-from ctdegradbench.builder.core.paper import CITATION
+from ctdegradbench.core.paper import CITATION
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 from ctdegradbench.builder.dataset.features import (SPLITS, preview_png, reference_features, sample_features,
                                                    sample_to_row)
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, DEFAULT_FRACTIONS, REFERENCES_CONFIG, check_fractions
 from ctdegradbench.builder.dataset.splits import assign_splits
-from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions
 

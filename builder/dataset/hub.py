@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from ctdegradbench.builder.core.errors import RemoteError
+from ctdegradbench.core.errors import RemoteError
 
 #: Suffix of the folder a build writes into before renaming it to its final name.
 PARTIAL_SUFFIX = ".partial"

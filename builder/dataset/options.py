@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ctdegradbench.builder.core.errors import OptionError
-from ctdegradbench.builder.core.options import check_choice, check_int, option
+from ctdegradbench.core.errors import OptionError
+from ctdegradbench.core.options import check_choice, check_int, option
 from ctdegradbench.builder.simulate.resolution import check_image_size
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions

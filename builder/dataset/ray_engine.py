@@ -36,8 +36,8 @@ import sys
 import time
 from pathlib import Path
 
-from ctdegradbench.builder.core.errors import CTDegradBenchError, OptionError
-from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.core.errors import CTDegradBenchError, OptionError
+from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features, sample_to_row
 from ctdegradbench.builder.dataset.hf_builder import reference_row, slices_by_split
 

@@ -41,8 +41,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ctdegradbench.builder.core.errors import InputError, InputNotFoundError, OptionError
-from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.core.errors import InputError, InputNotFoundError, OptionError
+from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.core.seeding import (component_seed, levels_seed, make_sample_id, numpy_generator,
                                                 sample_seed)
 from ctdegradbench.builder.dataset.export import MANIFEST, file_sha256, read_manifest

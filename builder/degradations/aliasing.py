@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.core.levels import check_level
 from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
 
 VIEW_LEVELS = (180, 90, 60, 45)     # views kept of the 360 at L0..L3 (paper Eq. 11)

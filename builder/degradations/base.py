@@ -34,8 +34,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ctdegradbench.builder.core.errors import OptionError
-from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.core.errors import OptionError
+from ctdegradbench.core.levels import check_level
 
 # Record fields every component has, whatever its type.
 COMMON_FIELDS: dict[str, tuple[str, str]] = {

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.core.levels import check_level
 from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
 
 PAPER_SIGMA_BINS = (0.8, 1.0, 1.5, 2.5)   # the paper's Eq. 9 values (bins of its 512 px slices)

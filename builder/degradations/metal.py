@@ -101,8 +101,8 @@ import torch
 import torch.nn.functional as F
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, hu_to_mu
-from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.core.hu import MU_WATER_PER_MM, hu_to_mu
+from ctdegradbench.core.levels import check_level
 from ctdegradbench.builder.core.seeding import check_seed, derive_seed, numpy_generator, torch_generator
 from ctdegradbench.builder.degradations import implants
 from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register

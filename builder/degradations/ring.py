@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ctdegradbench.builder.core.levels import check_level
+from ctdegradbench.core.levels import check_level
 from ctdegradbench.builder.core.seeding import check_seed, numpy_generator
 from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
 

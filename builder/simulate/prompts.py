@@ -14,7 +14,7 @@ It is deterministic: equal metadata give equal text.
 
 from __future__ import annotations
 
-from ctdegradbench.builder.core.levels import LEVELS
+from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.degradations import get_degradation
 from ctdegradbench.builder.simulate.settings import ALIASING, BLUR, METAL, NOISE, STREAK, get_setting
 

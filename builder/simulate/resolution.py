@@ -20,7 +20,7 @@ pixels) fails both.
 
 from __future__ import annotations
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 
 MAX_PIXEL_SPACING_MM = 1.0
 MIN_IMAGE_SIZE = 256

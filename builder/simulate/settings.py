@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ctdegradbench.builder.core.errors import OptionError
-from ctdegradbench.builder.core.levels import LEVELS, check_level
+from ctdegradbench.core.errors import OptionError
+from ctdegradbench.core.levels import LEVELS, check_level
 
 __all__ = ["LEVELS", "check_level", "Setting", "SETTINGS", "PAPER_SETTINGS", "CLASS_NAMES", "PAPER_CLASS_NAMES",
            "CLEAN_CLASS_NAME", "class_id",

@@ -48,10 +48,10 @@ import numpy as np
 import torch
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
-from ctdegradbench.builder.core.errors import OptionError
-from ctdegradbench.builder.core.hu import MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
-from ctdegradbench.builder.core.levels import LEVELS, check_level
-from ctdegradbench.builder.core.options import check_choice, check_int, check_number, option
+from ctdegradbench.core.errors import OptionError
+from ctdegradbench.core.hu import MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
+from ctdegradbench.core.levels import LEVELS, check_level
+from ctdegradbench.core.options import check_choice, check_int, check_number, option
 from ctdegradbench.builder.core.seeding import (check_seed, component_seed, levels_seed, make_sample_id,
                                                 numpy_generator, sample_seed)
 from ctdegradbench.builder.degradations import (ScanContext, SinogramState, get_degradation,

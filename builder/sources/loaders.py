@@ -57,8 +57,8 @@ from scipy import ndimage
 
 from ctdegradbench.builder.sources import dicom_io
 from ctdegradbench.builder.sources import nifti_io
-from ctdegradbench.builder.core.errors import InputError, InputNotFoundError, OptionError
-from ctdegradbench.builder.core.hu import AIR_HU, PREVIEW_WINDOW_HU
+from ctdegradbench.core.errors import InputError, InputNotFoundError, OptionError
+from ctdegradbench.core.hu import AIR_HU, PREVIEW_WINDOW_HU
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES, apply_truncation_mode
 
@@ -835,7 +835,7 @@ def save_preview(slices: list[ReferenceSlice], path, window: tuple[float, float]
     """
     from matplotlib.figure import Figure
 
-    from ctdegradbench.builder.core.plotting import save_png
+    from ctdegradbench.core.plotting import save_png
 
     if not slices:
         raise ValueError("save_preview needs at least one slice, got none")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 
 _PAIRS = (("L", "R"), ("P", "A"), ("I", "S"))
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

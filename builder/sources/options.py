@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctdegradbench.builder.core.errors import InputNotFoundError
-from ctdegradbench.builder.core.options import check_choice, check_int, check_number, option
+from ctdegradbench.core.errors import InputNotFoundError
+from ctdegradbench.core.options import check_choice, check_int, check_number, option
 from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES
 
 DEFAULT_SOURCE = "default"

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctdegradbench.builder.core.hu import AIR_HU
+from ctdegradbench.core.hu import AIR_HU
 
 BODY_HU = -500.0
 BORDER_PX = 2                      # width of the border ring that is tested

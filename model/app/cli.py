@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctdegradbench.builder.core.errors import CTDegradBenchError, InputError
+from ctdegradbench.core.errors import CTDegradBenchError, InputError
 from ctdegradbench.model.cli import int_in_range
 
 

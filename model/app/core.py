@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdegradbench.builder.core.errors import InputError, OptionError
-from ctdegradbench.builder.core.hu import PREVIEW_WINDOW_HU
+from ctdegradbench.core.errors import InputError, OptionError
+from ctdegradbench.core.hu import PREVIEW_WINDOW_HU
 from ctdegradbench.model.app import DEMO_IMAGE_SIZE
 
 #: Display windows ``(low, high)`` in HU. Soft tissue is the builder's preview window (level 40,

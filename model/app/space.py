@@ -3,10 +3,10 @@ and ``requirements.txt`` (what the Space installs), written into a folder."""
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
+from ctdegradbench.core.version import version
 
 SPACE_APP = '''\
 """CT-DegradBench demo as a Hugging Face Space (written by `ct-degradbench app --write-space`)."""
@@ -30,7 +30,7 @@ Inspect a CT slice with SeSpeCT, degrade a slice with the CT-DegradBench simulat
 
 def package_requirement() -> str:
     """``ct-degradbench[app]==<installed version>``: what the Space installs."""
-    return f"ct-degradbench[app]=={importlib.metadata.version('ct-degradbench')}"
+    return f"ct-degradbench[app]=={version()}"
 
 
 def write_space(folder, requirement: str | None = None, results: str | None = None) -> list[Path]:

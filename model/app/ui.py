@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ctdegradbench.builder.core.errors import CTDegradBenchError
+from ctdegradbench.core.errors import CTDegradBenchError
 from ctdegradbench.builder.sources.loaders import DEFAULT_SOURCE_FILES
 from ctdegradbench.builder.simulate.settings import SETTINGS
 from ctdegradbench.model.app import core

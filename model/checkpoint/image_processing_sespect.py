@@ -14,7 +14,7 @@ field of view of ``image_size * pixel_spacing_mm`` millimetres. Each slice is
    outside the trained range, values that are not CT numbers, no body in the slice -> a status
    other than ``"ok"``; the model's answer for such a slice is that status, not a class;
 2. cleaned of scanner padding (a constant value below -1024 HU, e.g. -2048 or -3024, filling
-   the outside of the reconstruction circle) -> air, -1024 HU;
+   the outside of the reconstruction circle) -> air, -1000 HU;
 3. resampled to ``pixel_spacing_mm`` (bilinear, anti-aliased when shrinking) with its own row
    and column spacing, never stretched to fill the grid;
 4. centred on the body (centroid of the pixels above ``body_hu``) and padded with air or cropped
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-AIR_HU = -1024.0
+AIR_HU = -1000.0   # air (mu = 0); the value of ctdegradbench.core.hu.AIR_HU, copied: this file is self-contained
 STATUS_OK = "ok"
 STATUS_NON_FINITE = "non_finite"            # NaN or infinite pixels
 STATUS_SPACING = "spacing_out_of_range"     # pixel spacing outside the trained range

@@ -12,7 +12,7 @@ and the loss (``AutoModelForImageClassification``; its trunk is the attribute ``
 Pipeline for a batch of CT slices in Hounsfield units (``pixel_values``, ``(B, H, W)``):
 
 1. **Preprocessing** (:meth:`SeSpeCTModel.preprocess`, the only place): pad to a square with
-   air (-1024 HU), resize to ``config.image_size`` (bilinear, anti-aliased; the spectral and
+   air (-1000 HU), resize to ``config.image_size`` (bilinear, anti-aliased; the spectral and
    image branches keep full resolution: downsizing to 224 px loses the fine texture of noise
    and streaks), window each of ``config.hu_windows`` to [0, 1].
 2. **Frozen stage** (:meth:`SeSpeCTModel.frozen_features`, no gradients, cacheable): backbone
@@ -48,10 +48,9 @@ from transformers.utils import ModelOutput
 
 from .backbones import build_backbone, load_backbone_weights
 from .configuration_sespect import AUTO_MAP, CUSTOM_PIPELINES, SeSpeCTConfig
-from .image_processing_sespect import SeSpeCTImageProcessor
+from .image_processing_sespect import AIR_HU, SeSpeCTImageProcessor
 from .losses import total_loss
 
-AIR_HU = -1024.0  # value of the padding added around non-square slices
 PIPELINE_FILE = "pipeline_sespect.py"   # the image-classification pipeline, saved beside the weights
 
 

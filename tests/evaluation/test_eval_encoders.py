@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctdegradbench.builder.core.errors import InputNotFoundError, OptionError
+from ctdegradbench.core.errors import InputNotFoundError, OptionError
 from ctdegradbench.evaluation.encoders import (
     build_encoder,
     cosine_distance,

@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from ctdegradbench.builder.core.errors import InputNotFoundError, OptionError
+from ctdegradbench.core.errors import InputNotFoundError, OptionError
 from ctdegradbench.evaluation.iqa import METRICS, check_image_size, get_metrics, window_hu
 
 FLOAT32_TOL = 1e-4      # piq computes in float32

@@ -15,7 +15,7 @@ from huggingface_hub import HfApi, constants, parse_eval_result_entries
 from sklearn.metrics import f1_score
 
 import ct_degradbench
-from ctdegradbench.builder.core.errors import InputError, RemoteError
+from ctdegradbench.core.errors import InputError, RemoteError
 from ctdegradbench.evaluation.leaderboard import TASKS, Task, push_eval_results, show, write_eval_yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

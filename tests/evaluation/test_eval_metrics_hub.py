@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import ct_degradbench
-from ctdegradbench.builder.core.errors import RemoteError
+from ctdegradbench.core.errors import RemoteError
 from ctdegradbench.evaluation import METRIC_MODULES, metric_module_path
 from ctdegradbench.evaluation.metrics_hub import push_metrics
 

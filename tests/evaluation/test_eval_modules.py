@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
-from ctdegradbench.builder.core.paper import CITATION
+from ctdegradbench.core.paper import CITATION
 from ctdegradbench.evaluation import METRIC_MODULES, load_metric
 
 TOL = 1e-12          # same formula, float64 round-off only

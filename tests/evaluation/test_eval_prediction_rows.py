@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ctdegradbench.builder.core.errors import InputError
+from ctdegradbench.core.errors import InputError
 from ctdegradbench.evaluation.tasks import _scores, prediction_row, read_predictions, write_predictions
 
 

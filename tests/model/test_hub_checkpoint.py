@@ -188,3 +188,15 @@ def test_checkpoint_of_the_pre_split_layout_loads_with_the_same_outputs(tmp_path
             outputs.append(model(pixel_values=torch.from_numpy(hu), pixel_spacing=torch.ones(2)))
     torch.testing.assert_close(outputs[0].logits, outputs[1].logits, atol=0, rtol=0)
     torch.testing.assert_close(outputs[0].severity, outputs[1].severity, atol=0, rtol=0)
+
+
+def test_readme_python_example_runs_as_written():
+    """The README's Python block (package installed, shipped checkpoint) runs unchanged."""
+    readme = (MODEL_SOURCES.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    block = next(b for b in blocks if "default_checkpoint()" in b)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    model, batch, out = namespace["model"], namespace["batch"], namespace["out"]
+    assert type(model).__name__ == "SeSpeCTForDegradationEstimation"
+    assert batch["status"] == ["ok"] and out.logits.shape == (1, model.config.num_labels)

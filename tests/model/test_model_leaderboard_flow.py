@@ -31,7 +31,7 @@ def model_and_paper_dataset(tmp_path_factory):
 
 def test_evaluate_to_bench_tasks_to_leaderboard_dry_run(model_and_paper_dataset, tmp_path, capsys):
     from ct_degradbench import main
-    from ctdegradbench.builder.dataset.eval_tasks import TASKS
+    from ctdegradbench.core.benchmark import TASKS
 
     model, data = model_and_paper_dataset
     metrics_path, rows_path = tmp_path / "eval.json", tmp_path / "preds.jsonl"

@@ -11,6 +11,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from ctdegradbench.core.hu import AIR_HU
+
 from .conftest import IMAGE_SIZE, TINY_CLIP, tiny_config
 
 OUTPUT_ATOL = 1e-5   # float32 outputs of the same weights on the same input, two model instances
@@ -177,7 +179,7 @@ def test_preprocessing_pads_with_air_and_windows():
     wide = torch.full((1, 32, 64), 0.0)                       # 0 HU, wider than tall
     hu = model.preprocess(wide)
     assert hu.shape == (1, IMAGE_SIZE, IMAGE_SIZE)
-    assert hu[0, 0, IMAGE_SIZE // 2].item() == pytest.approx(-1024.0)      # padding row is air
+    assert hu[0, 0, IMAGE_SIZE // 2].item() == pytest.approx(AIR_HU)      # padding row is air
     assert hu[0, IMAGE_SIZE // 2, IMAGE_SIZE // 2].item() == pytest.approx(0.0)
     windows = model.sespect.windows(torch.tensor([[[-2000.0, 0.0, 40.0, 5000.0]]]))
     torch.testing.assert_close(windows[0, 0, 0], torch.tensor([0.0, 0.5, 0.52, 1.0]))

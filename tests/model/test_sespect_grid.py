@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from ctdegradbench.core.hu import AIR_HU
+from ctdegradbench.model import image_processing_sespect
 from ctdegradbench.model.image_processing_sespect import (STATUS_NO_BODY, STATUS_NON_CT, STATUS_NON_FINITE,
                                                            STATUS_OK, STATUS_SPACING, SeSpeCTImageProcessor)
 
@@ -22,7 +24,7 @@ def disk(spacing_mm: float, radius_mm: float = 80.0, side_mm: float = 400.0, hu:
     n = int(round(side_mm / spacing_mm))
     x = (np.arange(n) - (n - 1) / 2) * spacing_mm
     yy, xx = np.meshgrid(x, x, indexing="ij")
-    img = np.full((n, n), -1024.0, np.float32)
+    img = np.full((n, n), AIR_HU, np.float32)
     img[(yy - centre_mm[0]) ** 2 + (xx - centre_mm[1]) ** 2 <= radius_mm ** 2] = hu
     return img
 
@@ -43,7 +45,7 @@ def test_body_is_centred_and_field_of_view_padded_or_cropped():
     rows, cols = np.nonzero(grid.numpy() > -500)
     assert abs(rows.mean() - 63.5) < CENTRE_TOL_PX and abs(cols.mean() - 63.5) < CENTRE_TOL_PX
     small = proc(disk(1.0, radius_mm=20.0, side_mm=60.0), 1.0)["pixel_values"][0]    # 60 mm FOV -> padded
-    assert small.shape == (128, 128) and float(small[0, 0]) == -1024.0
+    assert small.shape == (128, 128) and float(small[0, 0]) == AIR_HU
 
 
 def test_statuses():
@@ -63,7 +65,7 @@ def test_scanner_padding_becomes_air():
     yy, xx = np.mgrid[:128, :128] - 63.5
     img[yy ** 2 + xx ** 2 > 62 ** 2] = -3024.0          # outside the reconstruction circle
     out = proc(img, 1.0)
-    assert out["status"] == [STATUS_OK] and float(out["pixel_values"].min()) == -1024.0
+    assert out["status"] == [STATUS_OK] and float(out["pixel_values"].min()) == AIR_HU
 
 
 def test_pixel_spacing_must_be_positive():
@@ -89,7 +91,7 @@ def test_physical_model_refuses_off_grid_input_and_takes_spacing():
 
 
 def test_predict_needs_pixel_spacing_for_npy(tmp_path):
-    from ctdegradbench.builder.core.errors import InputError
+    from ctdegradbench.core.errors import InputError
     from ctdegradbench.model.predict import load_model, predict_slices, read_slices
 
     path = tmp_path / "slice.npy"
@@ -160,3 +162,9 @@ def test_grid_training_adds_clean_rows_and_ships_the_processor(tiny_dataset, tmp
     assert (out / "image_processing_sespect.py").is_file() and 0.0 <= result.metrics["clean_rate"] <= 1.0
     metrics = evaluate_checkpoint(out, [tiny_dataset], progress=False)
     assert metrics["clean_slices"] == result.split_sizes["test"]["slices"]
+
+
+def test_self_contained_air_is_the_kernels_air():
+    """The remote-code processor cannot import the package, so it carries a copy of the air value;
+    the copy must be the kernel's one fact (the loader pads references with the same air)."""
+    assert image_processing_sespect.AIR_HU == AIR_HU

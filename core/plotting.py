@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctdegradbench.builder.core.errors import OutputError
+from ctdegradbench.core.errors import OutputError
 
 
 def save_png(fig, path, dpi: int) -> Path:
@@ -13,9 +13,9 @@ def save_png(fig, path, dpi: int) -> Path:
 
     Returns the path written; raises OutputError naming the path, and leaves no partial
     file, when it cannot be written (read-only place, full disk). The PNG's ``Software`` text
-    chunk marks it as ours (``builder.core.outputs``).
+    chunk marks it as ours (``core.outputs``).
     """
-    from ctdegradbench.builder.core.outputs import GENERATOR, replace_atomically
+    from ctdegradbench.core.outputs import GENERATOR, replace_atomically
 
     path = Path(path)
     try:

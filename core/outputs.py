@@ -9,7 +9,7 @@ Nothing of a user's is ever replaced. What proves that something is ours:
 - a single file (``evaluate --out`` / ``--predictions``, ``bench tasks --out``, ``sources
   --preview``, ``figure --out``) is ours when it carries :data:`GENERATOR`: a JSON object (or
   the first row of a JSON-lines file) with the key ``"generator"``, a PNG with the text chunk
-  ``Software`` (written by ``builder.core.plotting.save_png``).
+  ``Software`` (written by ``core.plotting.save_png``).
 
 The current directory, its ancestors, the home folder and ``/`` are never output folders.
 Files are written atomically (a temporary sibling renamed into place), and every writer
@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ctdegradbench.builder.core.errors import OutputError
+from ctdegradbench.core.errors import OutputError
 
 GENERATOR = "ct-degradbench"
 FOLDER_MARKER = ".ct-degradbench-output.json"   # in an output folder of ours: command and files written

@@ -20,7 +20,7 @@ import dataclasses
 import math
 from typing import Any
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 
 _MISSING = dataclasses.MISSING
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ctdegradbench.builder.core.errors import OptionError
+from ctdegradbench.core.errors import OptionError
 
 LEVELS: tuple[int, ...] = (0, 1, 2, 3)
 

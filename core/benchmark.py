@@ -1,4 +1,5 @@
-"""The benchmark's leaderboard tasks, registered in the dataset folder's ``eval.yaml``.
+"""The benchmark's leaderboard tasks: the dataset export registers them in its ``eval.yaml``, the
+evaluation scores them (so they live in the kernel, below both).
 
 The Hugging Face Hub shows a leaderboard for a benchmark dataset whose repository root holds
 an ``eval.yaml`` (``name``, ``description``, ``evaluation_framework`` and ``tasks``, each
