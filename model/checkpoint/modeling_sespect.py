@@ -235,9 +235,9 @@ class SeSpeCTPreTrainedModel(PreTrainedModel):
         unless ``config.save_backbone_weights``), the code files beside them (this file and
         everything it imports relatively, as they are: self-contained) and, for a physical-grid
         config, ``preprocessor_config.json`` of :class:`SeSpeCTImageProcessor` (``auto_map`` for
-        ``AutoImageProcessor``), so that ``from_pretrained(folder, trust_remote_code=True)`` and
-        ``pipeline("image-classification", model=folder, trust_remote_code=True)`` work without
-        the ``ctdegradbench`` package.
+        ``AutoImageProcessor``) and ``custom_pipelines`` naming ``pipeline_sespect.py``, so that
+        ``from_pretrained(folder, trust_remote_code=True)`` and ``pipeline("image-classification",
+        model=folder, trust_remote_code=True)`` work without the ``ctdegradbench`` package.
         """
         import copy
         import shutil
@@ -249,15 +249,16 @@ class SeSpeCTPreTrainedModel(PreTrainedModel):
             state_dict = self.state_dict()
         if not self.config.save_backbone_weights:
             state_dict = {k: v for k, v in state_dict.items() if not is_backbone_key(k)}
+        physical = self.config.pixel_spacing_mm is not None       # a processor (and so a pipeline) exists
         pipeline_file = Path(__file__).with_name(PIPELINE_FILE)    # absent in a remote-code copy without it
         self.config.auto_map = dict(AUTO_MAP)
-        if pipeline_file.is_file():
+        if physical and pipeline_file.is_file():
             self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         result = super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
         custom_object_save(self, save_directory)          # this file and its relative imports, as they are
         if pipeline_file.is_file():
             shutil.copyfile(pipeline_file, Path(save_directory, PIPELINE_FILE))
-        if self.config.pixel_spacing_mm is not None:
+        if physical:
             SeSpeCTImageProcessor.from_config(self.config).save_pretrained(save_directory)
         return result
 
