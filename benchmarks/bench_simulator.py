@@ -315,7 +315,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from ctdegradbench.builder.degradations.metal import MetalSimulator
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+    from ctdegradbench.builder.simulate.config import SimulationConfig
+    from ctdegradbench.builder.simulate.simulator import Simulator
 
     refs = load_references(args.references + 1)
     warm, timed = refs[-1], refs[:-1]

@@ -32,7 +32,8 @@ def child(references: int, threads: int) -> None:
     import torch
 
     from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+    from ctdegradbench.builder.simulate.config import SimulationConfig
+    from ctdegradbench.builder.simulate.simulator import Simulator
     from ctdegradbench.builder.sources import load_source
 
     torch.set_num_threads(threads)

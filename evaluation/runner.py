@@ -175,6 +175,7 @@ def _config_result(folder: DatasetFolder, config: str, scorer, fingerprint: dict
 
 def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
     """Compute (or reuse) every config's values with ``scorer``, aggregate and write the reports."""
+    from ctdegradbench.evaluation.plots import save_figures
     from ctdegradbench.evaluation.report import write_reports
     from ctdegradbench.evaluation.stats import level_table, severity_correlation_table
 
@@ -236,7 +237,9 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
     }
     output.write_json("results.json", results)
     staged = output.staging()
-    write_reports(results, staged, figures=options.figures)
+    write_reports(results, staged)
+    if options.figures:
+        save_figures(results, staged)
     output.commit(staged)
     return results
 

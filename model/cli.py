@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ctdegradbench.core.hu import PNG_OFFSET_HU
+
 ABLATION_NAMES = ("semantic", "spectral", "image", "embedding", "reg", "rank", "con")
 
 
@@ -96,8 +98,8 @@ def add_commands(sub, active: str | None = None, argv=()) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--nifti-axes", default=None, help="patient direction of each NIfTI axis (e.g. LPS) when the "
                                                        "affine has none")
-    p.add_argument("--png-offset", type=float, default=1024.0,
-                   help="16-bit PNG holds HU + this offset (default 1024: 0 is -1024 HU)")
+    p.add_argument("--png-offset", type=float, default=float(PNG_OFFSET_HU),
+                   help=f"16-bit PNG holds HU + this offset (default {PNG_OFFSET_HU}: 0 is {-PNG_OFFSET_HU} HU)")
     p.add_argument("--pixel-spacing", type=_positive_float, default=None, metavar="MM",
                    help="pixel side in mm of .npy / .png inputs (required for them: they carry none; DICOM and "
                         "NIfTI give their own)")

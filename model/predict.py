@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ctdegradbench.core.errors import CTDegradBenchError, InputError, InputNotFoundError
+from ctdegradbench.core.hu import PNG_OFFSET_HU
 
 HU_RANGE = (-32768, 32767)      # int16, what the builder's loaders accept (``_checked_square``)
 
-PNG_OFFSET_HU = 1024
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 READ_AS_FILE = (".npy", ".png") + NIFTI_SUFFIXES     # read one by one, in a folder too
 

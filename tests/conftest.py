@@ -53,7 +53,7 @@ def nifti_body_source(tmp_path_factory):
     with spacing-only affines; ``nifti_body_source(patients, slices, size, pixel_mm)``."""
     import nibabel as nib
 
-    from phantoms import body_volume
+    from ctdegradbench.builder.sources.phantoms import body_volume
 
     made: dict[tuple, Path] = {}
 

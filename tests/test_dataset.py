@@ -14,7 +14,7 @@ from ct_degradbench import main as cli_main
 from ctdegradbench.builder.dataset.export import partial_dir
 from ctdegradbench.builder.dataset.features import row_to_metadata
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES, LEVELS, PAPER_SETTINGS
-from ctdegradbench.builder.simulate.simulator import SimulationConfig
+from ctdegradbench.builder.simulate.config import SimulationConfig
 from ctdegradbench.builder.sources import SourceOptions
 from ctdegradbench.builder.dataset.verify import verify_folder
 

@@ -20,7 +20,7 @@ from ctdegradbench.core.hu import hu_to_mu, mu_to_hu
 from ctdegradbench.builder.projector import ParallelBeamProjector
 from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.degradations import REGISTRY
-from phantoms import ellipse_hu
+from ctdegradbench.builder.sources.phantoms import ellipse_hu
 
 N = 96
 PIXEL_MM = 2.0
@@ -339,10 +339,7 @@ MTF_ATOL = 0.03
 def test_blur_level_has_the_same_mtf_in_lp_per_mm_at_any_pixel_spacing(spacing, size):
     """S2 L2 on a 0.57 mm and a 0.98 mm grid of the same 90 mm object: the blur's MTF is the
     Gaussian of sigma_mm in lp/mm on both (the bins it becomes differ by 1.7x)."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from mtf_blur import blur_mtf
+    from ctdegradbench.builder.degradations.blur import measured_mtf
 
     yy, xx = (np.mgrid[:size, :size] - size // 2) * spacing                 # mm
     rng = np.random.default_rng(0)
@@ -355,6 +352,6 @@ def test_blur_level_has_the_same_mtf_in_lp_per_mm_at_any_pixel_spacing(spacing, 
     params = sample_blur(2, spacing)
     images = projector.fbp(torch.stack([clean, apply_blur(clean, params)])).numpy().astype(np.float64)
     frequencies = (0.1, 0.2, 0.3, 0.4)
-    measured = blur_mtf(images[0], images[1], spacing, frequencies)
+    measured = measured_mtf(images[0], images[1], spacing, frequencies)
     expected = [math.exp(-2 * math.pi ** 2 * params.sigma_mm ** 2 * f ** 2) for f in frequencies]
     np.testing.assert_allclose(measured, expected, atol=MTF_ATOL)

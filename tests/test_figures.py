@@ -3,7 +3,7 @@ from PIL import Image
 
 from ctdegradbench.builder.dataset.figures import log_spectrum, save_figure4
 from ctdegradbench.builder.sources.reference import ReferenceSlice
-from phantoms import body_volume
+from ctdegradbench.builder.sources.phantoms import body_volume
 
 PIXEL_MM = 2.0
 

@@ -14,9 +14,21 @@ import pytest
 import ctdegradbench.builder
 import ctdegradbench.core
 
-BUILDER = Path(ctdegradbench.builder.__file__).parent
-# The builder's layers from the bottom; a module may import its own layer or those below it.
-LAYERS = ("core", ("sources", "projector"), "degradations", "simulate", "dataset", "cli")
+ROOT = Path(__file__).resolve().parents[1]
+# The package's parts from the bottom; a part may import its own and those below it. ``app`` is
+# the layer on top: every command module (``*/cli.py``) and the web demo (``model/app``).
+PARTS = ("core", "builder", "evaluation", "model", "app")
+# The builder's own layers from the bottom (inside ``builder``, the same rule).
+LAYERS = ("core", ("sources", "projector"), "degradations", "simulate", "dataset")
+
+
+def part_of(module: str) -> str:
+    """``core``, ``builder``, ``evaluation``, ``model`` or ``app`` of ``ctdegradbench.<part>...``."""
+    names = module.split(".")
+    if names[-1] == "cli" or names[1:3] == ["model", "app"]:
+        return "app"
+    assert names[1] in PARTS, f"{module} belongs to no part of {PARTS}"
+    return names[1]
 
 
 def layer_of(module: str) -> int:
@@ -28,35 +40,102 @@ def layer_of(module: str) -> int:
     raise AssertionError(f"{module} belongs to no layer of {LAYERS}")
 
 
-def imported_modules(path: Path) -> list[str]:
+def package_modules() -> dict[str, Path]:
+    """``{module: file}`` of every module of the installed namespace's folders (``core/``, ``builder/``, ...)."""
+    out = {}
+    for part in ("core", "builder", "evaluation", "model"):
+        for path in sorted((ROOT / part).rglob("*.py")):
+            names = [p for p in path.relative_to(ROOT / part).with_suffix("").parts if p != "__init__"]
+            out[".".join(["ctdegradbench", part, *names])] = path
+    return out
+
+
+MODULES = package_modules()
+
+
+def imported_modules(module: str, path: Path) -> list[str]:
+    """Every module ``module`` imports, at module level or inside a function (relative imports
+    resolved; ``from package import name`` counts as ``package.name`` when that is a module)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.append(node.module)
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names += [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
         elif isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
     return names
 
 
-def builder_modules() -> list[tuple[str, Path]]:
-    out = []
-    for path in sorted(BUILDER.rglob("*.py")):
-        rel = path.relative_to(BUILDER).with_suffix("")
-        parts = [p for p in rel.parts if p != "__init__"]
-        if parts:
-            out.append(("ctdegradbench.builder." + ".".join(parts), path))
+def own_imports(module: str, path: Path) -> set[str]:
+    """The package's modules that ``module`` imports (each resolved to a module file)."""
+    out = set()
+    for name in imported_modules(module, path):
+        while name.startswith("ctdegradbench.") and name not in MODULES:
+            name = name.rpartition(".")[0]
+        if name in MODULES and name != module:
+            out.add(name)
     return out
 
 
-@pytest.mark.parametrize("module, path", builder_modules(), ids=lambda x: x if isinstance(x, str) else "")
-def test_builder_imports_only_go_downward(module, path):
-    own = layer_of(module)
-    for name in imported_modules(path):
-        assert not name.startswith(("ctdegradbench.model", "ctdegradbench.evaluation")), (module, name)
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_only_go_downward(module):
+    """core <- builder <- evaluation <- model <- app, function-local imports included; the kernel
+    imports nothing of the others; nothing imports the thin script or a bare top-level folder."""
+    path = MODULES[module]
+    own = PARTS.index(part_of(module))
+    for name in imported_modules(module, path):
         assert name != "ct_degradbench", f"{module} imports the thin script ct_degradbench.py"
-        assert not name.split(".")[0] in ("builder", "model", "evaluation"), f"{module} imports {name}"
-        if name.startswith("ctdegradbench.builder."):
-            assert layer_of(name) <= own, f"{module} (layer {LAYERS[own]}) imports {name} from a layer above"
+        assert name.split(".")[0] not in ("core", "builder", "model", "evaluation", "tests", "benchmarks"), \
+            f"{module} imports {name}"
+    for name in own_imports(module, path):
+        target = PARTS.index(part_of(name))
+        assert target <= own, f"{module} ({PARTS[own]}) imports {name} ({PARTS[target]}), a part above"
+        if part_of(module) == part_of(name) == "builder":
+            assert layer_of(name) <= layer_of(module), f"{module} imports {name} from a builder layer above"
+
+
+def test_no_import_cycles():
+    """No two modules import each other, directly or through others (function-local imports count:
+    they hid a model <-> evaluation cycle)."""
+    edges = {m: own_imports(m, p) for m, p in MODULES.items()}
+    done, path = set(), []
+
+    def visit(m):
+        if m in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(m):] + [m]))
+        if m in done:
+            return
+        path.append(m)
+        for n in sorted(edges[m]):
+            visit(n)
+        path.pop()
+        done.add(m)
+
+    for m in sorted(edges):
+        visit(m)
+
+
+def test_layering_sees_function_local_imports(tmp_path):
+    """The check reads imports inside functions too (a local import is still a dependency)."""
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from ctdegradbench.model.predict import predict\n", encoding="utf-8")
+    assert "ctdegradbench.model.predict" in own_imports("ctdegradbench.evaluation.m", source)
+
+
+@pytest.mark.parametrize("folder, other", [("tests", "benchmarks"), ("benchmarks", "tests")])
+def test_tests_and_benchmarks_do_not_import_each_other(folder, other):
+    """tests/ and benchmarks/ share code only through the package (no imports, no sys.path into the other)."""
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for name in imported_modules("x", path):
+            assert name.split(".")[0] != other, f"{path} imports {name}"
+        for node in ast.walk(ast.parse(text)):
+            call = ast.get_source_segment(text, node) if isinstance(node, ast.Call) else ""
+            assert not (call.startswith("sys.path.") and other in call), f"{path} puts {other}/ on sys.path: {call}"
 
 
 def test_docstring_examples_run():

@@ -25,7 +25,7 @@ from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.degradations.spectrum import (BHC_FIT_MAX_WATER_MM, SpectrumSpec, apply_water_correction, effective_water_mu,
                               mass_attenuation, polychromatic_water_line_integral,
                               water_correction_coefficients, x_ray_spectrum)
-from phantoms import pelvis_hu, torso_hu
+from ctdegradbench.builder.sources.phantoms import pelvis_hu, torso_hu
 
 N = 128
 PIXEL_MM = 2.0

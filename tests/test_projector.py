@@ -17,7 +17,7 @@ from ctdegradbench.builder.projector import nufft as projector_nufft
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.core.hu import hu_to_mu
 from ctdegradbench.builder.projector import FILTERS, ParallelBeamProjector, resolve_backend
-from phantoms import shepp_logan_mu
+from ctdegradbench.builder.sources.phantoms import shepp_logan_mu
 
 BACKENDS = ["interp"] + (["nufft"] if projector_nufft.available() else [])
 CUDA = torch.cuda.is_available()

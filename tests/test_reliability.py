@@ -26,9 +26,10 @@ from ctdegradbench.builder.dataset.build import build_dataset
 from ctdegradbench.builder.dataset.export import MANIFEST, export_lock, write_manifest
 from ctdegradbench.builder.dataset.options import BuildOptions
 from ctdegradbench.builder.dataset.verify import verify_folder
-from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+from ctdegradbench.builder.simulate.config import SimulationConfig
+from ctdegradbench.builder.simulate.simulator import Simulator
 from ctdegradbench.builder.sources import SourceOptions
-from phantoms import reference_phantom
+from ctdegradbench.builder.sources.phantoms import reference_phantom
 
 IMAGE_SIZE = 64
 PIXEL_MM = 2.0
@@ -310,7 +311,7 @@ def test_ctrl_c_with_workers_is_one_clean_line(nifti_body_source, tmp_path):
 def test_spacing_only_nifti_affine_is_refused_without_axes(tmp_path, capsys):
     import nibabel as nib
 
-    from phantoms import body_volume
+    from ctdegradbench.builder.sources.phantoms import body_volume
 
     folder = tmp_path / "ct"
     folder.mkdir()

@@ -20,9 +20,10 @@ from ctdegradbench.builder.degradations import REGISTRY
 from ctdegradbench.builder.degradations.ring import GAIN_SD_LEVELS, RingParams, apply_ring, detector_gains
 from ctdegradbench.builder.projector import ParallelBeamProjector
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, get_setting
-from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+from ctdegradbench.builder.simulate.config import SimulationConfig
+from ctdegradbench.builder.simulate.simulator import Simulator
 from ctdegradbench.builder.sources import SourceOptions
-from phantoms import ellipse_hu, reference_phantom
+from ctdegradbench.builder.sources.phantoms import ellipse_hu, reference_phantom
 
 N = 128
 PIXEL_MM = 1.0

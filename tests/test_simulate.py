@@ -15,9 +15,10 @@ from ctdegradbench.builder.simulate.prompts import describe
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.core.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
 from ctdegradbench.builder.simulate.settings import LEVELS, METAL, PAPER_SETTINGS, SETTINGS_BY_CODE
-from ctdegradbench.builder.simulate.simulator import (HU_RANGE, HU_STANDARD_TOP, hu_range, DegradedSample, PreparedReference, SimulationConfig,
+from ctdegradbench.builder.simulate.config import SimulationConfig
+from ctdegradbench.builder.simulate.simulator import (HU_RANGE, HU_STANDARD_TOP, hu_range, DegradedSample, PreparedReference,
                                                       Simulator)
-from phantoms import reference_phantom
+from ctdegradbench.builder.sources.phantoms import reference_phantom
 
 N = 96
 PIXEL_MM = 2.0

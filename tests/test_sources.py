@@ -22,7 +22,7 @@ from ctdegradbench.builder.sources import (
     load_source,
     save_preview,
 )
-from phantoms import body_disk, marked_volume
+from ctdegradbench.builder.sources.phantoms import body_disk, marked_volume
 
 # Air calibration: a CT scanner's air reads -1000 HU to within a few HU (measured on the three
 # default slices with air around the patient: -999, -1002, -1000); 25 HU catches a wrong rescale.

@@ -7,7 +7,7 @@ import pytest
 
 from ctdegradbench.builder.sources.truncation import (BORDER_PX, apply_truncation_mode, border_body_fraction, border_mask,
                                                       is_truncated, pad_truncated)
-from phantoms import body_disk
+from ctdegradbench.builder.sources.phantoms import body_disk
 
 
 def cut_body(size: int = 64) -> np.ndarray:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-import torch
 
 SEED_BITS = 63
 
@@ -79,8 +78,10 @@ def numpy_generator(seed: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(check_seed(seed)))
 
 
-def torch_generator(seed: int, device) -> torch.Generator:
+def torch_generator(seed: int, device) -> "torch.Generator":
     """A ``torch.Generator`` on ``device`` seeded with ``seed`` (same seed, device -> same draws)."""
+    import torch
+
     generator = torch.Generator(device=torch.device(device))
     generator.manual_seed(check_seed(seed))
     return generator

@@ -70,7 +70,7 @@ class CTDegradBenchConfig(datasets.BuilderConfig):
 
     def validate(self) -> None:
         """Raise OptionError naming any invalid option (the option objects validate themselves)."""
-        from ctdegradbench.builder.simulate.simulator import SimulationConfig
+        from ctdegradbench.builder.simulate.config import SimulationConfig
 
         self.settings = tuple(get_setting(s).code for s in self.settings)
         if self.name != REFERENCES_CONFIG and not self.settings:

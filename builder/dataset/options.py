@@ -19,7 +19,7 @@ from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, ge
 from ctdegradbench.builder.sources.options import SourceOptions
 
 if TYPE_CHECKING:
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig
+    from ctdegradbench.builder.simulate.config import SimulationConfig
 
 ALL_CONFIG = "all"
 REFERENCES_CONFIG = "references"
@@ -119,7 +119,7 @@ class BuildOptions:
     simulation: SimulationConfig | None = None   # None: the defaults
 
     def __post_init__(self) -> None:
-        from ctdegradbench.builder.simulate.simulator import SimulationConfig
+        from ctdegradbench.builder.simulate.config import SimulationConfig
 
         configs = (self.configs,) if isinstance(self.configs, str) else tuple(self.configs)
         if not configs:

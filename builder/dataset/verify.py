@@ -352,7 +352,8 @@ class _Replayer:
         self.prepare_seconds: list[float] = []       # measured preparations (clean sinogram + FBP)
 
     def simulator(self, config: dict):
-        from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+        from ctdegradbench.builder.simulate.config import SimulationConfig
+        from ctdegradbench.builder.simulate.simulator import Simulator
 
         config = dict(config) if self.device is None else dict(config, device=self.device)
         key = json.dumps(config, sort_keys=True)
@@ -387,7 +388,7 @@ def _compare(report: VerifyReport, where: str, replayed: np.ndarray, stored: np.
 def check_references(folder: Path, parquet: dict, configs: dict, replayer: _Replayer,
                      report: VerifyReport) -> dict[str, ReferenceSlice]:
     """Check 3; returns the references by id."""
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig
+    from ctdegradbench.builder.simulate.config import SimulationConfig
 
     default = dict(SimulationConfig().to_dict(), backend=None)
     references, equal, total = {}, 0, 0

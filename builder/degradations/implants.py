@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-IMPLANT_TYPES: tuple[str, ...] = ("disk", "hip_pair", "spine_screws", "dental", "clip")
-ANATOMICAL = "anatomical"          # choose the implant from what the slice shows
+from ctdegradbench.builder.core.protocol import IMPLANT_TYPES
+
 METAL_MM_LEVELS = (3.0, 6.0, 10.0, 15.0)   # steel-equivalent diameter at L0..L3
 IMPLANT_MATERIAL = {"hip_pair": "titanium", "spine_screws": "titanium", "dental": "amalgam", "clip": "steel"}
 SHAPES = ("ellipse", "rectangle")

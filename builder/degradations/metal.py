@@ -101,25 +101,22 @@ import torch
 import torch.nn.functional as F
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.protocol import (ANATOMICAL, DEFAULT_ELECTRONIC_VARIANCE, DEFAULT_IMPLANT,
+                                                DEFAULT_METAL_I0_PER_MM, IMPLANT_CHOICES, IMPLANT_TYPES, METAL_MODELS)
 from ctdegradbench.core.hu import MU_WATER_PER_MM, hu_to_mu
 from ctdegradbench.core.levels import check_level
 from ctdegradbench.builder.core.seeding import check_seed, derive_seed, numpy_generator, torch_generator
 from ctdegradbench.builder.degradations import implants
 from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
-from ctdegradbench.builder.degradations.implants import (ANATOMICAL, IMPLANT_MATERIAL, IMPLANT_TYPES,
-                                                         METAL_MM_LEVELS, MetalObject)
+from ctdegradbench.builder.degradations.implants import IMPLANT_MATERIAL, METAL_MM_LEVELS, MetalObject
 from ctdegradbench.builder.degradations.spectrum import (DEFAULT_SPECTRUM, IMPLANT_MATERIALS, SpectrumSpec, apply_water_correction, effective_water_mu,
                                                          linear_attenuation, mass_attenuation,
                                                          water_correction_coefficients, x_ray_spectrum)
 
-METAL_MODELS: tuple[str, ...] = ("polychromatic", "monochromatic")
-IMPLANT_CHOICES: tuple[str, ...] = (ANATOMICAL,) + IMPLANT_TYPES
 DEFAULT_MATERIAL = "steel"
 DEFAULT_MODEL = "polychromatic"
-DEFAULT_IMPLANT = ANATOMICAL
-DEFAULT_I0_PER_MM = 2.9e7            # photons per mm of detector (isocentre) and view, unattenuated
+DEFAULT_I0_PER_MM = DEFAULT_METAL_I0_PER_MM   # photons per mm of detector (isocentre) and view, unattenuated
 DEFAULT_RAY_I0 = 2e7                 # photons per ray of a MetalSimulator built without a flux
-DEFAULT_ELECTRONIC_VARIANCE = 10.0   # counts^2
 SIGNAL_FLOOR = 1.0                   # smallest reading (photons), keeps the log finite
 EXACT_POISSON_BELOW = 1e3            # expected photons below which counts are drawn exactly
 N_SUBRAYS = 4                        # sub-rays per detector bin over the aperture (at least)

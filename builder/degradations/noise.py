@@ -71,15 +71,13 @@ from dataclasses import dataclass
 import torch
 
 from ctdegradbench.core.levels import check_level
+from ctdegradbench.builder.core.protocol import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE,
+                                                DEFAULT_I0_PER_MM)
 from ctdegradbench.builder.core.seeding import check_seed, torch_generator
 from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
 
 GAMMA_LEVELS = (1.0, 2.0, 2.5, 4.0)     # residual noise scaling gamma at L0..L3 (paper Eq. 8)
 
-DEFAULT_I0_PER_MM = 9.1e6        # photons per mm of detector (at the isocentre) and view, full dose
-DEFAULT_DOSE_FRACTION = 0.25     # alpha: quarter dose
-DEFAULT_ELECTRONIC_VARIANCE = 10.0   # sigma_e^2, counts^2
-DEFAULT_DELTA = 1.0              # log stabiliser, counts
 
 def effective_dose_fraction(dose_fraction: float, gamma: float) -> float:
     """The dose fraction whose quantum noise equals Eq. 8's at ``gamma``: ``alpha / gamma^2``."""

@@ -193,7 +193,6 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
     Material("steel", (("Fe", 1.0),), 7.87, "iron as a steel stand-in"),
     Material("amalgam", (("Hg", 0.50), ("Ag", 0.35), ("Sn", 0.12), ("Cu", 0.03)), 11.6, "dental amalgam"),
 )}
-METAL_MATERIALS: tuple[str, ...] = ("steel", "titanium")          # choices for the disk implant
 IMPLANT_MATERIALS: tuple[str, ...] = ("steel", "titanium", "amalgam")   # every metal an implant may be
 
 

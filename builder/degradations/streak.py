@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ctdegradbench.core.levels import check_level
+from ctdegradbench.builder.core.protocol import DEFAULT_DELTA, DEFAULT_ELECTRONIC_VARIANCE, DEFAULT_STREAK_FRACTION
 from ctdegradbench.builder.core.seeding import check_seed, numpy_generator
 from ctdegradbench.builder.degradations.base import Degradation, SinogramState, register
 
@@ -52,11 +53,6 @@ DELTA_L_LEVELS = (0.25, 0.5, 1.0, 2.0)
 # RMS(e) = 0.25 / 0.5 / 1.0 / 2.0 (Monte Carlo, 4e5 draws each).
 STARVED_PHOTONS_LEVELS = (24.0, 10.5, 1.2, 0.29)
 
-# Fraction of the object's rays (s > 0) that are starved: the same at every level; the value
-# was set from Table 10 (benchmarks/table10.py): 2 % of the rays made S3 L0 some 12 dB worse than the paper.
-DEFAULT_STREAK_FRACTION = 0.002
-DEFAULT_ELECTRONIC_VARIANCE = 10.0   # counts^2 (the noise operator's, Eq. 6)
-DEFAULT_DELTA = 1.0                  # log floor, counts (the noise operator's, Eq. 7)
 
 
 def _positive(value, name: str) -> float:

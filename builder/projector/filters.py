@@ -14,7 +14,8 @@ import math
 import numpy as np
 import torch
 
-FILTERS = ("ram-lak", "shepp-logan", "hann")
+from ctdegradbench.builder.core.protocol import FILTERS
+
 
 
 def filter_size(n_detectors: int) -> int:

@@ -45,12 +45,12 @@ import torch
 
 from ctdegradbench.builder.projector import nufft as projector_nufft
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
+from ctdegradbench.builder.core.protocol import BACKENDS
 from ctdegradbench.builder.projector.filters import FILTERS, filter_size, ramp_filter, ramp_filter_half
 from ctdegradbench.builder.projector.interp import InterpBackend
 
 __all__ = ["BACKENDS", "FILTERS", "ParallelBeamProjector", "filter_size", "ramp_filter", "resolve_backend"]
 
-BACKENDS = ("interp", "nufft")
 
 
 def resolve_backend(backend: str, device) -> str:

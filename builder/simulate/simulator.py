@@ -49,28 +49,23 @@ import torch
 
 from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.core.errors import OptionError
-from ctdegradbench.core.hu import MU_WATER_PER_MM, count_below_air, hu_to_mu, mu_to_hu
+from ctdegradbench.core.hu import MU_WATER_PER_MM, STORED_HU_MIN, count_below_air, hu_to_mu, mu_to_hu
 from ctdegradbench.core.levels import LEVELS, check_level
 from ctdegradbench.core.options import check_choice, check_int, check_number, option
 from ctdegradbench.builder.core.seeding import (check_seed, component_seed, levels_seed, make_sample_id,
                                                 numpy_generator, sample_seed)
 from ctdegradbench.builder.degradations import (ScanContext, SinogramState, get_degradation,
                                                 make_component)
-from ctdegradbench.builder.degradations.metal import DEFAULT_I0_PER_MM as DEFAULT_METAL_I0_PER_MM
-from ctdegradbench.builder.degradations.metal import DEFAULT_IMPLANT, IMPLANT_CHOICES, METAL_MODELS
-from ctdegradbench.builder.degradations.noise import (DEFAULT_DELTA, DEFAULT_DOSE_FRACTION, DEFAULT_ELECTRONIC_VARIANCE,
-                                                      DEFAULT_I0_PER_MM)
-from ctdegradbench.builder.degradations.spectrum import METAL_MATERIALS
-from ctdegradbench.builder.degradations.streak import DEFAULT_STREAK_FRACTION
-from ctdegradbench.builder.projector import BACKENDS, FILTERS, ParallelBeamProjector, resolve_backend
+from ctdegradbench.builder.projector import ParallelBeamProjector
+from ctdegradbench.builder.simulate.config import SimulationConfig
+from ctdegradbench.builder.core.protocol import FILTERS
 from ctdegradbench.builder.simulate.mixtures import setting_components
 from ctdegradbench.builder.simulate.prompts import describe
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, Setting, get_setting
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 FBP_BATCH = 8          # sinograms reconstructed together (bounds the FBP's peak memory)
-HU_RANGE = (-1024, 30710)   # CT numbers a scanner stores: 12-bit floor, extended-scale top (metal)
+HU_RANGE = (STORED_HU_MIN, 30710)   # CT numbers a scanner stores: 12-bit floor, extended-scale top (metal)
 HU_STANDARD_TOP = 3071      # top of the 12-bit scale: the top of rows without metal
 
 
@@ -79,7 +74,6 @@ def hu_range(has_metal: bool, reference_max_hu: float) -> tuple[int, int]:
     itself exceeds the 12-bit top (dense implants already in the patient); the 12-bit scale otherwise."""
     extended = has_metal or reference_max_hu > HU_STANDARD_TOP
     return HU_RANGE[0], HU_RANGE[1] if extended else HU_STANDARD_TOP
-DEFAULT_FBP_FILTER = "ram-lak"
 
 
 def simulator_version() -> str:
@@ -88,133 +82,6 @@ def simulator_version() -> str:
         return importlib_metadata.version("ct-degradbench")
     except importlib_metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def check_device(device) -> str:
-    """The canonical name of a torch device this machine has; OptionError otherwise."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise OptionError(f"--device must name a torch device such as cpu, cuda or cuda:1, got {device!r}") from None
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise OptionError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
-        if parsed.index is not None and parsed.index >= count:
-            raise OptionError(f"--device {device}: this machine has {count} CUDA device(s), 0..{count - 1}")
-    elif parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise OptionError(f"--device {device}: MPS is not available on this machine; use --device cpu")
-    elif parsed.type not in ("cpu", "cuda", "mps"):
-        raise OptionError(f"--device {device}: the simulator runs on cpu, cuda or mps devices")
-    return str(parsed)
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """Options of the simulator; stored in every sample's metadata (``config``).
-
-    Parameters
-    ----------
-    seed : int, default 0
-        Root of every random draw (with the sample id), 0 <= seed < 2**63.
-    realizations : int, default 1
-        Degraded realizations per reference, setting and level.
-    device : str, default "cpu"
-        Torch device of the projector and the operators.
-    dtype : {"float32", "float64"}, default "float32"
-        Floating type of the mu map, sinograms and reconstructions.
-    backend : str, default "auto"
-        Projector backend (``ParallelBeamProjector(backend=...)``); "auto" lets the projector
-        choose for the device, and the resolved name is recorded as ``backend``.
-    fbp_filter : {"ram-lak", "shepp-logan", "hann"}, default DEFAULT_FBP_FILTER
-        FBP ramp filter (the reconstruction kernel), recorded per row as ``fbp_filter``.
-    i0_per_mm : float, default 9.1e6
-        Incident photons per mm of detector (at the isocentre) and view at full dose (noise,
-        Eq. 5); a bin of width ``pixel_spacing_mm`` receives ``i0_per_mm * pixel_spacing_mm``.
-    dose_fraction : float, default 0.25
-        Dose fraction alpha of the low-dose scan (quarter dose).
-    electronic_variance : float, default 10
-        Electronic noise variance sigma_e^2 in counts^2 (Eq. 6).
-    delta : float, default 1
-        Log stabiliser in counts (Eq. 7).
-    streak_fraction : float, default 0.002
-        Fraction of the object's rays that are photon-starved (the highest line integrals;
-        the mask M of Eq. 10), the same at every level, in (0, 1].
-    metal_material : str, default "steel"
-        Metal of the ``disk`` implant (see ``builder.degradations.metal``); the other implants
-        have their own (titanium hips and screws, amalgam fillings, steel clips).
-    metal_model : {"polychromatic", "monochromatic"}, default "polychromatic"
-        Metal physics: polychromatic with beam hardening, or the paper's Eq. 12 alone.
-    metal_i0_per_mm : float, default 2.9e7
-        Incident photons per mm of detector and view of the polychromatic metal scan.
-    metal_implant : str, default "anatomical"
-        The implant of the metal settings: "anatomical" (a type drawn among those the slice's
-        anatomy allows) or one type: "disk" (the paper's), "hip_pair", "spine_screws",
-        "dental", "clip".
-    """
-
-    seed: int = option(0, "root seed of every random draw and of the patient split", minimum=0)
-    realizations: int = option(1, "degraded realizations per reference, setting and level", minimum=1)
-    device: str = option("cpu", "torch device of the simulator (cpu, cuda, cuda:1, ...)")
-    dtype: str = option("float32", "floating type of the simulation", choices=tuple(DTYPES))
-    backend: str = option("auto", "projector backend ('auto' picks nufft on the CPU, interp on a GPU)",
-                          choices=("auto",) + BACKENDS)
-    fbp_filter: str = option(DEFAULT_FBP_FILTER, "FBP ramp filter", choices=FILTERS)
-    i0_per_mm: float = option(DEFAULT_I0_PER_MM, "incident photons per mm of detector and view at full dose "
-                              "(noise)", minimum=0)
-    dose_fraction: float = option(DEFAULT_DOSE_FRACTION, "dose fraction alpha of the low-dose scan", minimum=0,
-                                  maximum=1)
-    electronic_variance: float = option(DEFAULT_ELECTRONIC_VARIANCE, "electronic noise variance, counts^2", cli=False)
-    delta: float = option(DEFAULT_DELTA, "log stabiliser, counts", cli=False)
-    streak_fraction: float = option(DEFAULT_STREAK_FRACTION, "fraction of the object's rays that are photon-starved "
-                                    "(streaks)", minimum=0, maximum=1)
-    metal_material: str = option("steel", "metal of the disk implant", choices=METAL_MATERIALS)
-    metal_model: str = option("polychromatic", "metal physics: polychromatic scan or the paper's Eq. 12 insertion",
-                              choices=METAL_MODELS)
-    metal_i0_per_mm: float = option(DEFAULT_METAL_I0_PER_MM, "incident photons per mm of detector and view of the "
-                                    "polychromatic metal scan", minimum=1)
-    metal_implant: str = option(DEFAULT_IMPLANT, "implant of the metal settings: 'anatomical' (drawn from what the "
-                                "slice shows) or one type", choices=IMPLANT_CHOICES)
-
-    def __post_init__(self) -> None:
-        cls = SimulationConfig
-        try:
-            check_seed(self.seed)
-        except ValueError:
-            raise OptionError(f"--seed must be an integer in [0, 2**63), got {self.seed!r}") from None
-        check_int(cls, "realizations", self.realizations, minimum=1)
-        object.__setattr__(self, "device", check_device(self.device))
-        check_choice(cls, "dtype", self.dtype, tuple(DTYPES))
-        check_choice(cls, "backend", self.backend, ("auto",) + BACKENDS)
-        try:
-            resolve_backend(self.backend, torch.device(self.device))
-        except ValueError as exc:
-            raise OptionError(f"--backend {self.backend}: {exc}") from None
-        check_choice(cls, "fbp_filter", self.fbp_filter, FILTERS)
-        check_number(cls, "i0_per_mm", self.i0_per_mm, above=0)
-        check_number(cls, "dose_fraction", self.dose_fraction, above=0, maximum=1)
-        check_number(cls, "electronic_variance", self.electronic_variance, minimum=0)
-        check_number(cls, "delta", self.delta, above=0)
-        check_number(cls, "streak_fraction", self.streak_fraction, above=0, maximum=1)
-        check_choice(cls, "metal_implant", self.metal_implant, IMPLANT_CHOICES)
-        check_choice(cls, "metal_material", self.metal_material, METAL_MATERIALS)
-        check_choice(cls, "metal_model", self.metal_model, METAL_MODELS)
-        check_number(cls, "metal_i0_per_mm", self.metal_i0_per_mm, above=1)
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
-
-    def to_dict(self) -> dict:
-        """Plain-typed copy of every field (``SimulationConfig(**d)`` rebuilds it)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "SimulationConfig":
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise OptionError(f"unknown SimulationConfig fields {sorted(unknown)}")
-        return cls(**values)
 
 
 @dataclass

@@ -8,10 +8,8 @@ the Hugging Face Space writer and ``cli`` the command. Gradio is imported only b
 
 from __future__ import annotations
 
-__all__ = ["build_demo", "DEMO_IMAGE_SIZE"]
+__all__ = ["build_demo"]
 
-#: Grid side of the demo's simulations, px (the dataset's is 512; 256 keeps a CPU demo interactive).
-DEMO_IMAGE_SIZE = 256
 
 
 def build_demo(*args, **kwargs):

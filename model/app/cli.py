@@ -20,7 +20,7 @@ _port = int_in_range(1, 65535, " (a TCP port)")
 
 def add_commands(sub, active: str | None = None, argv=()) -> None:
     """Register ``app`` on ``sub`` (an argparse sub-parsers object)."""
-    from ctdegradbench.model.app import DEMO_IMAGE_SIZE
+    from ctdegradbench.model.app.core import DEMO_IMAGE_SIZE
 
     p = sub.add_parser("app", help="web demo (Gradio): inspect, degrade, benchmark results",
                        description="Start the CT-DegradBench web demo (needs the [app] extra: pip install "

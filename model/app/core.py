@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ctdegradbench.core.errors import InputError, OptionError
-from ctdegradbench.core.hu import PREVIEW_WINDOW_HU
-from ctdegradbench.model.app import DEMO_IMAGE_SIZE
+from ctdegradbench.core.hu import PNG_OFFSET_HU, PREVIEW_WINDOW_HU
+
+#: Grid side of the demo's simulations, px (the dataset's is 512; 256 keeps a CPU demo interactive).
+DEMO_IMAGE_SIZE = 256
 
 #: Display windows ``(low, high)`` in HU. Soft tissue is the builder's preview window (level 40,
 #: width 400); lung: level -600, width 1500; bone: level 400, width 1800.
@@ -36,8 +38,6 @@ WINDOWS: dict[str, tuple[float, float]] = {
 DIFF_RANGE_HU = 100.0
 
 
-#: 16-bit PNG convention shared with ``ct-degradbench predict``: stored value = HU + offset.
-PNG_OFFSET_HU = 1024
 
 UPLOAD_KINDS = "a DICOM file (or several of one series), a zipped DICOM series, NIfTI (.nii / .nii.gz), " \
                "a 16-bit greyscale PNG (HU + 1024) or a .npy array of HU"
@@ -267,7 +267,8 @@ def degrade(ref, setting: str, level: int, realization: int = 0, seed: int = 0) 
     image shares), ``degraded_hu`` (int16), ``difference_hu`` (degraded - clean FBP), ``prompt``,
     ``metadata`` and ``sample_id``.
     """
-    from ctdegradbench.builder.simulate.simulator import SimulationConfig, Simulator
+    from ctdegradbench.builder.simulate.config import SimulationConfig
+    from ctdegradbench.builder.simulate.simulator import Simulator
 
     key = (ref.reference_id, ref.image_size, float(ref.pixel_spacing_mm), seed)
     if key not in _PREPARED:

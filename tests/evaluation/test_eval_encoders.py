@@ -44,9 +44,24 @@ def test_eval_efficientnet_lite0_embeds_pooled_features():
     from ctdegradbench.evaluation.encoders import load_efficientnet_lite0
 
     with torch.inference_mode():
-        manual = load_efficientnet_lite0().net.extract_features(model_input).mean(dim=(2, 3))
+        manual = load_efficientnet_lite0().extract_features(model_input).mean(dim=(2, 3))
     assert torch.allclose(e, manual, atol=1e-5)
     assert cosine_distance(e, encoder.embed(x)).abs().max() < 1e-6
+
+
+def test_eval_efficientnet_lite0_is_sespects_backbone():
+    """The drift encoder loads the network itself (evaluation never imports the model); it must be
+    the very network and weights of SeSpeCT's frozen EfficientNet-Lite0 backbone."""
+    from ctdegradbench.evaluation.encoders import load_efficientnet_lite0
+    from ctdegradbench.model.backbones import EfficientNetLite0Backbone
+
+    backbone = EfficientNetLite0Backbone()
+    backbone.load_pretrained()
+    x = (images(size=64).expand(-1, 3, -1, -1) - 0.5) / 0.5
+    with torch.inference_mode():
+        ours = load_efficientnet_lite0().extract_features(x).mean(dim=(2, 3))
+        theirs = backbone.eval()(x)[0]
+    assert torch.equal(ours, theirs)
 
 
 def test_eval_stlpips_features_are_unit_normalised_means():

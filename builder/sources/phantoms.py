@@ -1,4 +1,5 @@
-"""Synthetic CT phantoms shared by the tests (plain builders; fixtures are in conftest.py)."""
+"""Synthetic CT phantoms (HU arrays and reference slices): digital references for the tests, the
+benchmarks and the physics figures (shapes and HU values named in each docstring)."""
 
 from __future__ import annotations
 
