@@ -3,6 +3,7 @@ the clean class, and the shipped checkpoint's invariance on a real clean slice."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,11 @@ def test_grid_training_adds_clean_rows_and_ships_the_processor(tiny_dataset, tmp
     clean_rows = result.split_sizes["train"]["rows"] - GRID_VIEWS["degraded"] * 10 * 4 * n_refs   # 10 settings x L0-L3
     assert clean_rows == (GRID_VIEWS["reference"] + GRID_VIEWS["clean_fbp"]) * n_refs
     assert (out / "image_processing_sespect.py").is_file() and 0.0 <= result.metrics["clean_rate"] <= 1.0
+    # train's folder is a complete Hub repo: processor config and pipeline beside the weights
+    assert json.loads((out / "preprocessor_config.json").read_text())["pixel_spacing_mm"] == \
+        result.model.config.pixel_spacing_mm
+    assert "image-classification" in json.loads((out / "config.json").read_text())["custom_pipelines"]
+    assert (out / "pipeline_sespect.py").is_file()
     metrics = evaluate_checkpoint(out, [tiny_dataset], progress=False)
     assert metrics["clean_slices"] == result.split_sizes["test"]["slices"]
 
