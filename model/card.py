@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-
 from ctdegradbench.core.paper import ARXIV_ID, CITATION
 from ctdegradbench.core.tables import markdown_table
 

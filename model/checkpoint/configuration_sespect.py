@@ -304,7 +304,8 @@ class SeSpeCTConfig(PreTrainedConfig):
         super().__init__(**kwargs)
         names = self.label_names
         if len(set(names)) != len(names):
-            raise ValueError(f"id2label must map class ids 0..{len(names) - 1} to distinct names, got {self.id2label!r}")
+            raise ValueError(f"id2label must map class ids 0..{len(names) - 1} to distinct names, "
+                             f"got {self.id2label!r}")
         self.label2id = {name: i for i, name in enumerate(names)}
 
     @property

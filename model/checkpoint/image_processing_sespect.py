@@ -210,7 +210,8 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
             in mm, ``status``: list of B strings.
         """
         if return_tensors not in (None, "pt"):
-            raise ValueError(f"SeSpeCTImageProcessor returns torch tensors (return_tensors='pt'), got {return_tensors!r}")
+            raise ValueError(f"SeSpeCTImageProcessor returns torch tensors (return_tensors='pt'), "
+                             f"got {return_tensors!r}")
         if _is_dicom(images) or (isinstance(images, (np.ndarray, torch.Tensor)) and np.ndim(images) == 2):
             images = [images]
         images = list(images)
@@ -250,5 +251,6 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
 
 SeSpeCTImageProcessor.register_for_auto_class("AutoImageProcessor")
 
-__all__ = ["SeSpeCTImageProcessor", "dicom_hu", "STATUSES", "STATUS_OK", "STATUS_NON_FINITE", "STATUS_SPACING", "STATUS_NON_CT",
+__all__ = ["SeSpeCTImageProcessor", "dicom_hu",
+           "STATUSES", "STATUS_OK", "STATUS_NON_FINITE", "STATUS_SPACING", "STATUS_NON_CT",
            "STATUS_NO_BODY"]
