@@ -1,6 +1,8 @@
 """Model card of a trained SeSpeCT checkpoint: ``README.md`` from the ``model_card.md``
 template (``string.Template``) with the measured test-split results as ``model-index``
-metadata, and the same results as ``.eval_results/`` YAML for the Hub leaderboard."""
+metadata, and the leaderboard tasks' values as ``.eval_results/`` YAML for the Hub leaderboard
+(task ids of the benchmark's ``eval.yaml``, ``ctdegradbench.core.benchmark.TASKS``, written by
+``evaluation.leaderboard``, the same code as ``leaderboard push``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-import yaml
 
 from ctdegradbench.core.paper import ARXIV_ID, CITATION
 from ctdegradbench.core.tables import markdown_table
@@ -18,7 +19,7 @@ from ctdegradbench.core.tables import markdown_table
 TEMPLATE = "model_card.md"
 DATASET_ID = "ct-degradbench"
 PAPER_URL = f"https://arxiv.org/abs/{ARXIV_ID}"
-# (metric key in the metrics dict, task id, pretty name) reported in model-index and .eval_results.
+# (metric key in the metrics dict, model-index task type, pretty name) reported in model-index.
 HEADLINE = (
     ("accuracy", "ct_degradation_classification", "accuracy"),
     ("macro_f1", "ct_degradation_classification", "macro F1"),
@@ -35,12 +36,15 @@ def _fmt(value) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
-def eval_results(metrics: dict, date: str | None = None, source_name: str = "ct-degradbench train") -> list[dict]:
-    """The Hub ``.eval_results`` entries: ``{dataset: {id, task_id}, value, date, source: {url, name}}``."""
-    date = date or datetime.date.today().isoformat()
-    return [{"dataset": {"id": DATASET_ID, "task_id": f"{task}/{key}"}, "value": round(float(metrics[key]), 4),
-             "date": date, "source": {"url": PAPER_URL, "name": source_name}}
-            for key, task, _ in HEADLINE if metrics.get(key) == metrics.get(key)]
+def eval_results_text(metrics: dict, date: str | None = None, source_name: str = "ct-degradbench train") -> str:
+    """The Hub ``.eval_results`` YAML of the test-split ``metrics``: one entry
+    ``{dataset: {id, task_id}, value, date, source: {url, name}}`` per leaderboard task of
+    ``core.benchmark.TASKS`` (read through each task's ``metric_key``)."""
+    from ctdegradbench.evaluation.leaderboard import eval_result_entries, eval_results_yaml
+
+    entries = eval_result_entries({"kind": "evaluate", **metrics}, DATASET_ID, source_url=PAPER_URL,
+                                  source_name=source_name, date=date or datetime.date.today().isoformat())
+    return eval_results_yaml(entries)
 
 
 def write_model_card(out: Path, config, facts: dict) -> Path:
@@ -132,5 +136,5 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
     card.write_text(template.substitute(fields))
     folder = out / ".eval_results"
     folder.mkdir(exist_ok=True)
-    (folder / f"{DATASET_ID}.yaml").write_text(yaml.safe_dump(eval_results(metrics), sort_keys=False))
+    (folder / f"{DATASET_ID}.yaml").write_text(eval_results_text(metrics))
     return card

@@ -9,18 +9,30 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-# The paper's ten classes (S1..S5 single degradations, M1..M5 mixtures), in dataset order.
-# The training code fills ``label_names`` from ``ctdegradbench.builder.simulate.settings``;
-# this default exists only so that a bare ``SeSpeCTConfig()`` is usable.
-DEFAULT_LABEL_NAMES = ("S1_noise", "S2_blur", "S3_streak", "S4_aliasing", "S5_metal",
-                       "M1_b+n", "M2_s+n", "M3_m+n", "M4_a+n", "M5_m+b+n")
+# Where a saved folder's code lives (``auto_map`` of config.json; the files sit beside the weights).
+AUTO_MAP = {"AutoConfig": "configuration_sespect.SeSpeCTConfig",
+            "AutoModel": "modeling_sespect.SeSpeCTModel",
+            "AutoModelForImageClassification": "modeling_sespect.SeSpeCTForDegradationEstimation"}
+# The ``image-classification`` pipeline of a saved folder (``custom_pipelines`` of config.json):
+# CT slices with their pixel spacing, not 8-bit pictures.
+CUSTOM_PIPELINES = {"image-classification": {"impl": "pipeline_sespect.SeSpeCTImageClassificationPipeline",
+                                             "pt": ["AutoModelForImageClassification"], "type": "image"}}
+# Keys of older config.json files that are no longer fields (dropped on load): ``label_names``
+# duplicated ``id2label``; ``initializer_range`` was never used.
+LEGACY_KEYS = ("label_names", "initializer_range")
 
 BACKBONES = ("efficientnet_lite0", "open_clip", "none")
 QUALITY_AXIS_SOURCES = ("prompts", "image_prototypes", "none")
 
 
 class SeSpeCTConfig(PreTrainedConfig):
-    r"""Configuration of a :class:`SeSpeCTModel`.
+    r"""Configuration of SeSpeCT (:class:`SeSpeCTModel`, :class:`SeSpeCTForDegradationEstimation`).
+
+    Labels: ``id2label`` (``{class id: class name}``, the order of the classification logits,
+    Eq. 21) is the only label source; ``label2id`` and :attr:`label_names` are derived from it.
+    The training code fills it from the benchmark's label contract
+    (``ctdegradbench.builder.simulate.settings.CLASS_NAMES``); a bare ``SeSpeCTConfig()`` has
+    transformers' two placeholder labels.
 
     Input convention: the model takes CT slices in **Hounsfield units** (HU) and does all
     preprocessing itself (see ``SeSpeCTModel.preprocess``): a non-square slice is padded with
@@ -30,8 +42,11 @@ class SeSpeCTConfig(PreTrainedConfig):
     resized to ``backbone_image_size`` and normalised with ``backbone_mean`` / ``backbone_std``.
 
     Args:
-        label_names (`list[str]`, *optional*, defaults to the paper's ten classes):
-            Class names, in the order of the classification logits (Eq. 21).
+        id2label (`dict[int, str]`, *optional*):
+            Class names by class id, in the order of the classification logits (Eq. 21).
+        label_names (`list[str]`, *optional*):
+            Shorthand for ``id2label`` (``{i: name}``); not stored. Giving both is an error
+            unless they agree.
         max_level (`int`, *optional*, defaults to 3):
             Highest severity level (levels are ``0..max_level``); predicted severities are
             reported clipped to ``[0, max_level]``.
@@ -148,17 +163,15 @@ class SeSpeCTConfig(PreTrainedConfig):
             Feed ``log2(native spacing / pixel_spacing_mm)`` to the fusion MLP (a slice stored at
             coarse pixels looks smoother without being blurred).
         clean_label (`str`, *optional*, defaults to `"clean"`):
-            Name of the "no added degradation" class when ``label_names`` holds it: ``predict``
+            Name of the "no added degradation" class when ``id2label`` holds it: ``predict``
             reports a severity only for the other classes.
-        initializer_range (`float`, *optional*, defaults to 0.02):
-            Standard deviation of the normal init of linear layers.
     """
 
     model_type = "sespect"
 
     def __init__(
         self,
-        label_names=DEFAULT_LABEL_NAMES,
+        label_names=None,
         max_level: int = 3,
         backbone: str = "efficientnet_lite0",
         backbone_weights: str | None = None,
@@ -201,12 +214,20 @@ class SeSpeCTConfig(PreTrainedConfig):
         spacing_range_mm=(0.4, 6.0),
         use_spacing_input: bool = False,
         clean_label: str = "clean",
-        initializer_range: float = 0.02,
         **kwargs,
     ):
-        label_names = list(label_names)
-        if len(label_names) < 2 or len(set(label_names)) != len(label_names):
-            raise ValueError(f"label_names must hold at least two distinct names, got {label_names!r}")
+        for key in LEGACY_KEYS[1:]:
+            kwargs.pop(key, None)
+        if label_names is not None:
+            label_names = list(label_names)
+            if len(label_names) < 2 or len(set(label_names)) != len(label_names):
+                raise ValueError(f"label_names must hold at least two distinct names, got {label_names!r}")
+            given = kwargs.get("id2label")
+            implied = {i: name for i, name in enumerate(label_names)}
+            if given is not None and {int(k): v for k, v in dict(given).items()} != implied:
+                raise ValueError(f"label_names {label_names!r} and id2label {dict(given)!r} disagree: give one of them")
+            kwargs["id2label"] = implied
+            kwargs.pop("label2id", None)
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
         if quality_axis_source not in QUALITY_AXIS_SOURCES:
@@ -242,7 +263,6 @@ class SeSpeCTConfig(PreTrainedConfig):
         self.spacing_range_mm = spacing_range_mm
         self.use_spacing_input = bool(use_spacing_input)
         self.clean_label = str(clean_label)
-        self.label_names = label_names
         self.max_level = int(max_level)
         self.backbone = backbone
         self.backbone_weights = backbone_weights
@@ -281,10 +301,16 @@ class SeSpeCTConfig(PreTrainedConfig):
         self.rank_margin = float(rank_margin)
         self.contrastive_temperature = float(contrastive_temperature)
         self.smooth_l1_beta = float(smooth_l1_beta)
-        self.initializer_range = float(initializer_range)
-        kwargs.setdefault("id2label", {i: name for i, name in enumerate(label_names)})
-        kwargs.setdefault("label2id", {name: i for i, name in enumerate(label_names)})
         super().__init__(**kwargs)
+        names = self.label_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"id2label must map class ids 0..{len(names) - 1} to distinct names, got {self.id2label!r}")
+        self.label2id = {name: i for i, name in enumerate(names)}
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class names in class-id order (from ``id2label``, the only label source)."""
+        return [self.id2label[i] for i in range(len(self.id2label))]
 
     @property
     def num_windows(self) -> int:

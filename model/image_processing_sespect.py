@@ -1,7 +1,11 @@
 """SeSpeCT's image processor: CT slices in HU with their pixel spacing -> the model's physical grid.
 
-Self-contained (imports numpy and torch only), so it is copied next to a saved checkpoint and
-loads with ``trust_remote_code`` like the configuration and modeling files.
+Self-contained (imports numpy, torch and transformers only), so it is copied next to a saved
+checkpoint and loads with ``AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)``
+like the configuration and modeling files (``preprocessor_config.json`` holds its fields).
+
+Inputs: HU arrays with their pixel spacing in mm, or DICOM datasets (``pydicom.Dataset``; HU from
+the stored values with ``RescaleSlope`` / ``RescaleIntercept``, spacing from ``PixelSpacing``).
 
 The model works on a fixed physical grid: ``pixel_spacing_mm`` millimetres per pixel and a
 field of view of ``image_size * pixel_spacing_mm`` millimetres. Each slice is
@@ -27,6 +31,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 AIR_HU = -1000.0   # air (mu = 0); the value of ctdegradbench.core.hu.AIR_HU, copied: this file is self-contained
 STATUS_OK = "ok"
@@ -37,8 +42,34 @@ STATUS_NO_BODY = "no_body"                  # too little tissue in the slice to 
 STATUSES = (STATUS_OK, STATUS_NON_FINITE, STATUS_SPACING, STATUS_NON_CT, STATUS_NO_BODY)
 
 
-class SeSpeCTImageProcessor:
-    """HU slices + pixel spacing -> ``pixel_values`` on the model grid, native spacing, status.
+def dicom_hu(dataset) -> tuple[np.ndarray, tuple[float, float]]:
+    """``(HU array, (row, column) pixel spacing in mm)`` of one single-frame DICOM CT slice
+    (anything with ``pixel_array`` and ``PixelSpacing``, e.g. a ``pydicom.Dataset``):
+    ``HU = stored value * RescaleSlope + RescaleIntercept`` (slope 1, intercept 0 when absent)."""
+    name = getattr(dataset, "filename", None) or "DICOM dataset"
+    spacing = getattr(dataset, "PixelSpacing", None)
+    if spacing is None:
+        raise ValueError(f"{name}: no PixelSpacing (0028,0030): the model needs the pixel side in mm")
+    try:
+        stored = np.asarray(dataset.pixel_array)
+    except Exception as err:       # no pixel data, an undecodable transfer syntax, ...
+        raise ValueError(f"{name}: cannot read its pixel data ({type(err).__name__}: {err})") from None
+    if stored.ndim != 2:
+        raise ValueError(f"{name}: expected one 2-D slice, got pixel data of shape {stored.shape}")
+    slope = float(getattr(dataset, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(dataset, "RescaleIntercept", 0.0) or 0.0)
+    rows, cols = (float(v) for v in spacing)
+    return stored.astype(np.float32) * slope + intercept, (rows, cols)
+
+
+def _is_dicom(image) -> bool:
+    """A DICOM dataset (pydicom ``Dataset`` / ``FileDataset``, or anything holding ``PixelData``)."""
+    return type(image).__name__ in ("Dataset", "FileDataset") or hasattr(image, "PixelData")
+
+
+class SeSpeCTImageProcessor(BaseImageProcessor):
+    """HU slices + pixel spacing (or DICOM datasets) -> ``pixel_values`` on the model grid,
+    native spacing, status.
 
     Args:
         pixel_spacing_mm: model grid spacing (mm / pixel).
@@ -52,9 +83,17 @@ class SeSpeCTImageProcessor:
         body_hu: tissue threshold (HU); ``min_body_area_mm2`` of tissue is needed (``no_body``).
     """
 
+    model_input_names = ["pixel_values", "pixel_spacing"]
+    # Written by ``save_pretrained`` and given back to ``__init__`` by ``from_pretrained``.
+    _saved_keys = ("auto_map", "image_processor_type", "processor_class")
+
     def __init__(self, pixel_spacing_mm: float = 1.0, image_size: int = 384, spacing_range_mm=(0.4, 6.0),
                  hu_range=(-1100.0, 4000.0), non_ct_fraction: float = 0.02, min_dynamic_range_hu: float = 50.0,
-                 body_hu: float = -500.0, min_body_area_mm2: float = 2000.0):
+                 body_hu: float = -500.0, min_body_area_mm2: float = 2000.0, **saved):
+        unknown = sorted(set(saved) - set(self._saved_keys))
+        if unknown:
+            raise TypeError(f"SeSpeCTImageProcessor got unknown argument(s) {', '.join(unknown)}")
+        super().__init__(**{k: v for k, v in saved.items() if k == "auto_map"})
         if not pixel_spacing_mm > 0 or int(image_size) < 32:
             raise ValueError(f"need pixel_spacing_mm > 0 and image_size >= 32, got {pixel_spacing_mm}, {image_size}")
         lo, hi = (float(v) for v in spacing_range_mm)
@@ -155,26 +194,43 @@ class SeSpeCTImageProcessor:
         """One slice (assumed ``ok``) on the model grid: padding removed, resampled, centred."""
         return self.fit_grid(self.resample(self.remove_padding(np.asarray(hu, dtype=np.float32)), pixel_spacing))
 
-    def __call__(self, images, pixel_spacing) -> dict:
+    def __call__(self, images, pixel_spacing=None, return_tensors=None) -> BatchFeature:
         """Process slices.
 
         Args:
-            images: one ``(H, W)`` HU array or a sequence of them (sizes may differ).
-            pixel_spacing: one spacing for all (a number or a ``(row, column)`` pair, mm) or one per slice.
+            images: one ``(H, W)`` HU array (numpy or torch) or DICOM dataset, or a sequence of
+                them (sizes may differ).
+            pixel_spacing: for HU arrays, one spacing for all (a number or a ``(row, column)``
+                pair, mm) or one per slice; DICOM datasets carry their own (give none).
+            return_tensors: accepted for transformers' pipelines; the result holds torch tensors.
 
         Returns:
-            ``{"pixel_values": (B, N, N) float32 HU on the grid (air for slices whose status is not
-            ok), "pixel_spacing": (B,) native mean pixel spacing in mm, "status": list of B strings}``.
+            ``BatchFeature`` with ``pixel_values`` ``(B, N, N)`` float32 HU on the grid (air for
+            slices whose status is not ok), ``pixel_spacing`` ``(B,)`` native mean pixel spacing
+            in mm, ``status``: list of B strings.
         """
-        if isinstance(images, (np.ndarray, torch.Tensor)) and np.ndim(images) == 2:
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"SeSpeCTImageProcessor returns torch tensors (return_tensors='pt'), got {return_tensors!r}")
+        if _is_dicom(images) or (isinstance(images, (np.ndarray, torch.Tensor)) and np.ndim(images) == 2):
             images = [images]
+        images = list(images)
+        if any(_is_dicom(im) for im in images):
+            if pixel_spacing is not None:
+                raise ValueError("DICOM datasets carry their own PixelSpacing: give no pixel_spacing with them")
+            if not all(_is_dicom(im) for im in images):
+                raise ValueError("give either DICOM datasets or HU arrays with pixel_spacing, not a mix")
+            images, spacings = zip(*(dicom_hu(ds) for ds in images))
+        elif pixel_spacing is None:
+            raise ValueError("HU arrays need pixel_spacing (mm per pixel: one number, a (row, column) pair, or one "
+                             "per slice); DICOM datasets carry theirs")
+        else:
+            spacings = pixel_spacing
+            if np.ndim(pixel_spacing) == 0 or (np.ndim(pixel_spacing) == 1 and len(pixel_spacing) == 2
+                                               and len(images) != 2):
+                spacings = [pixel_spacing] * len(images)
         images = [np.asarray(im.numpy() if isinstance(im, torch.Tensor) else im) for im in images]
         if any(im.ndim != 2 for im in images):
             raise ValueError(f"each image must be a 2-D HU slice, got shapes {[im.shape for im in images]}")
-        spacings = pixel_spacing
-        if np.ndim(pixel_spacing) == 0 or (np.ndim(pixel_spacing) == 1 and len(pixel_spacing) == 2
-                                           and len(images) != 2):
-            spacings = [pixel_spacing] * len(images)
         if len(spacings) != len(images):
             raise ValueError(f"got {len(images)} images and {len(spacings)} pixel spacings: give one for all or one "
                              f"per image")
@@ -186,9 +242,13 @@ class SeSpeCTImageProcessor:
             native.append(math.sqrt(rows * cols))
             grids.append(self.to_grid(im, sp) if state == STATUS_OK
                          else torch.full((self.image_size, self.image_size), AIR_HU))
-        return {"pixel_values": torch.stack(grids), "pixel_spacing": torch.tensor(native, dtype=torch.float32),
-                "status": status}
+        return BatchFeature({"pixel_values": torch.stack(grids),
+                             "pixel_spacing": torch.tensor(native, dtype=torch.float32), "status": status})
+
+    preprocess = __call__
 
 
-__all__ = ["SeSpeCTImageProcessor", "STATUSES", "STATUS_OK", "STATUS_NON_FINITE", "STATUS_SPACING", "STATUS_NON_CT",
+SeSpeCTImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = ["SeSpeCTImageProcessor", "dicom_hu", "STATUSES", "STATUS_OK", "STATUS_NON_FINITE", "STATUS_SPACING", "STATUS_NON_CT",
            "STATUS_NO_BODY"]

@@ -1,8 +1,13 @@
 """SeSpeCT: semantic-spectral CT degradation type and severity estimation (paper Section 3).
 
 Self-contained (imports torch, transformers and the sibling remote-code files
-``configuration_sespect``, ``backbones`` and ``losses`` only), so a saved folder loads with
-``AutoModel.from_pretrained(folder, trust_remote_code=True)`` in a fresh process.
+``configuration_sespect``, ``backbones``, ``losses`` and ``image_processing_sespect`` only), so a
+saved folder loads with ``AutoModelForImageClassification.from_pretrained(folder,
+trust_remote_code=True)`` in a fresh process.
+
+Classes in transformers' shape: :class:`SeSpeCTModel` is the trunk (slices -> fused embedding
+``z_f``; ``AutoModel``), :class:`SeSpeCTForDegradationEstimation` adds the class and severity heads
+and the loss (``AutoModelForImageClassification``; its trunk is the attribute ``sespect``).
 
 Pipeline for a batch of CT slices in Hounsfield units (``pixel_values``, ``(B, H, W)``):
 
@@ -15,7 +20,8 @@ Pipeline for a batch of CT slices in Hounsfield units (``pixel_values``, ``(B, H
    ``M = log(1 + |F|)`` of each window, average-pooled to ``spectral_size``; the
    high-frequency energy ratio ``r_fft`` (Eq. 19); for the image branch, fixed texture maps
    (block mean and block RMS of the 3x3 high-pass residual of each window).
-3. **Trainable stage** (:meth:`SeSpeCTModel.forward` from those features):
+3. **Trainable stage** (:meth:`SeSpeCTModel.forward` from those features, then the heads of
+   :meth:`SeSpeCTForDegradationEstimation.forward`):
 
    - semantic branch: ``z = f/||f||`` (Eq. 16), ``s_global = z.q`` (Eq. 17),
      ``s_i = t_i/||t_i|| . q`` (Eq. 18), ``f_sem = [s_global || mean, max, std of s_i]``
@@ -25,7 +31,8 @@ Pipeline for a batch of CT slices in Hounsfield units (``pixel_values``, ``(B, H
    - optional image branch (beyond the paper): a light CNN on the texture maps;
    - fusion ``z_f = MLP([f_sem || f_spec || f_img])`` (Eq. 20), logits ``o = W_cls z_f + b``
      (Eq. 21), ``y_hat = argmax softmax(o)`` (Eq. 22), severity ``s_hat = w_reg.z_f + b`` (Eq. 23).
-4. **Loss** when ``labels`` and ``levels`` are given: Eq. 24-26 (see ``losses``).
+4. **Loss** (:class:`SeSpeCTForDegradationEstimation`) when ``labels`` and ``levels`` are given:
+   Eq. 24-26 (see ``losses``).
 """
 
 from __future__ import annotations
@@ -40,21 +47,48 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .backbones import build_backbone, load_backbone_weights
-from .configuration_sespect import SeSpeCTConfig
+from .configuration_sespect import AUTO_MAP, CUSTOM_PIPELINES, SeSpeCTConfig
 from .image_processing_sespect import AIR_HU, SeSpeCTImageProcessor
 from .losses import total_loss
 
+PIPELINE_FILE = "pipeline_sespect.py"   # the image-classification pipeline, saved beside the weights
+
+
+@dataclass
+class SeSpeCTModelOutput(ModelOutput):
+    """Output of the trunk :class:`SeSpeCTModel` (the fused embedding, before the heads).
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, fusion_dim)`):
+            The fused embedding ``z_f`` (Eq. 20), the input of both heads.
+        semantic_scores (`torch.FloatTensor` of shape `(batch_size, 4)`, *optional*):
+            ``[s_global, mean s_i, max s_i, std s_i]`` (Eq. 17-18) when the semantic branch is on.
+        hf_ratio (`torch.FloatTensor` of shape `(batch_size, num_windows)`, *optional*):
+            ``r_fft`` (Eq. 19) of each HU window when the spectral branch is on.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, with ``output_hidden_states=True``):
+            ``(branch features [f_sem || f_spec || f_img (|| log spacing)], z_f)``: the input and
+            the output of the fusion MLP.
+        status (`list[str]`, *optional*):
+            The image processor's status of each slice, passed through (``"ok"`` or why the
+            model cannot judge the slice; see ``image_processing_sespect.STATUSES``).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    semantic_scores: torch.FloatTensor | None = None
+    hf_ratio: torch.FloatTensor | None = None
+    hidden_states: tuple | None = None
+    status: list | None = None
 
 
 @dataclass
 class SeSpeCTOutput(ModelOutput):
-    """Output of :class:`SeSpeCTModel`.
+    """Output of :class:`SeSpeCTForDegradationEstimation`.
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*):
             Eq. 24 total loss, when ``labels`` and ``levels`` are given.
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            Classification logits ``o`` (Eq. 21).
+            Classification logits ``o`` (Eq. 21) over ``config.id2label``.
         probabilities (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
             ``softmax(o)`` (Eq. 22).
         severity (`torch.FloatTensor` of shape `(batch_size,)`):
@@ -67,6 +101,11 @@ class SeSpeCTOutput(ModelOutput):
             ``r_fft`` (Eq. 19) of each HU window when the spectral branch is on.
         loss_terms (`dict[str, torch.FloatTensor]`, *optional*):
             The unweighted terms ``cls``, ``reg``, ``rank``, ``con``.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, with ``output_hidden_states=True``):
+            As :class:`SeSpeCTModelOutput`.
+        status (`list[str]`, *optional*):
+            The image processor's status of each slice, passed through; a slice whose status is
+            not ``"ok"`` has no meaningful class or severity.
     """
 
     loss: torch.FloatTensor | None = None
@@ -77,6 +116,8 @@ class SeSpeCTOutput(ModelOutput):
     semantic_scores: torch.FloatTensor | None = None
     hf_ratio: torch.FloatTensor | None = None
     loss_terms: dict | None = None
+    hidden_states: tuple | None = None
+    status: list | None = None
 
 
 def _conv_block(cin: int, cout: int, kernel: int, stride: int) -> nn.Sequential:
@@ -120,8 +161,25 @@ class ImageEncoder(nn.Module):
         return F.relu(self.proj(stats))
 
 
+def is_backbone_key(name: str) -> bool:
+    """Whether a state-dict key belongs to the frozen backbone (never trained, saved only on request)."""
+    return name.startswith("backbone.") or ".backbone." in name
+
+
+# ``from_pretrained(..., key_mapping=LEGACY_KEY_MAPPING)`` loads a checkpoint written before the
+# trunk / head split (one class held everything): every key except the two heads' moves under
+# the trunk's prefix ``sespect.``.
+LEGACY_KEY_MAPPING = {r"^(?!classifier\.|severity_head\.|sespect\.)": "sespect."}
+
+
+def is_legacy_state(keys) -> bool:
+    """Whether state-dict ``keys`` are of the pre-split layout (no key under ``sespect.``)."""
+    keys = list(keys)
+    return bool(keys) and not any(k.startswith("sespect.") for k in keys)
+
+
 class SeSpeCTPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and loading conventions of SeSpeCT.
+    """Weight initialisation, loading and saving conventions of SeSpeCT.
 
     The frozen backbone is not part of ``model.safetensors`` unless
     ``config.save_backbone_weights``: its keys are dropped on save and expected missing on load,
@@ -132,9 +190,11 @@ class SeSpeCTPreTrainedModel(PreTrainedModel):
     base_model_prefix = "sespect"
     main_input_name = "pixel_values"
     input_modalities = "image"
-    _keys_to_ignore_on_load_missing = [r"^backbone\."]
+    _keys_to_ignore_on_load_missing = [r"(^|\.)backbone\."]
 
     def _init_weights(self, module):
+        """PyTorch's default init (Kaiming-uniform weights, fan-in uniform biases), BatchNorm at
+        identity, the quality axis at zero (set later from prompts or image prototypes)."""
         from transformers import initialization as init
 
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -163,33 +223,61 @@ class SeSpeCTPreTrainedModel(PreTrainedModel):
         (unless they were saved in the checkpoint, or ``load_backbone_weights=False``)."""
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
-        if load_backbone_weights and getattr(model, "backbone", None) is not None \
-                and not model.config.save_backbone_weights:
+        if load_backbone_weights and not model.config.save_backbone_weights:
             model.load_backbone_weights()
         return loaded
 
     def save_pretrained(self, save_directory, *args, state_dict=None, **kwargs):
-        """``PreTrainedModel.save_pretrained`` without the frozen backbone's weights unless
-        ``config.save_backbone_weights``."""
+        """``PreTrainedModel.save_pretrained`` making a complete Hub model folder.
+
+        Writes ``config.json`` with ``auto_map`` (``AutoConfig``, ``AutoModel``,
+        ``AutoModelForImageClassification``), ``model.safetensors`` (without the frozen backbone
+        unless ``config.save_backbone_weights``), the code files beside them (this file and
+        everything it imports relatively, as they are: self-contained) and, for a physical-grid
+        config, ``preprocessor_config.json`` of :class:`SeSpeCTImageProcessor` (``auto_map`` for
+        ``AutoImageProcessor``), so that ``from_pretrained(folder, trust_remote_code=True)`` and
+        ``pipeline("image-classification", model=folder, trust_remote_code=True)`` work without
+        the ``ctdegradbench`` package.
+        """
+        import copy
+        import shutil
+        from pathlib import Path
+
+        from transformers.dynamic_module_utils import custom_object_save
+
         if state_dict is None:
             state_dict = self.state_dict()
         if not self.config.save_backbone_weights:
-            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("backbone.")}
-        return super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+            state_dict = {k: v for k, v in state_dict.items() if not is_backbone_key(k)}
+        pipeline_file = Path(__file__).with_name(PIPELINE_FILE)    # absent in a remote-code copy without it
+        self.config.auto_map = dict(AUTO_MAP)
+        if pipeline_file.is_file():
+            self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        result = super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+        custom_object_save(self, save_directory)          # this file and its relative imports, as they are
+        if pipeline_file.is_file():
+            shutil.copyfile(pipeline_file, Path(save_directory, PIPELINE_FILE))
+        if self.config.pixel_spacing_mm is not None:
+            SeSpeCTImageProcessor.from_config(self.config).save_pretrained(save_directory)
+        return result
 
 
 class SeSpeCTModel(SeSpeCTPreTrainedModel):
-    """SeSpeCT with its frozen backbone, branches, fusion MLP and heads (see the module docstring).
+    """The SeSpeCT trunk: frozen backbone, branches and fusion MLP up to the embedding ``z_f``
+    (Eq. 20); the heads are in :class:`SeSpeCTForDegradationEstimation`.
 
-    Example (the offline default backbone)::
+    Example (no backbone; the physical-grid input comes from ``SeSpeCTImageProcessor``)::
 
         >>> import torch
         >>> from ctdegradbench.model import SeSpeCTConfig, SeSpeCTModel
-        >>> model = SeSpeCTModel(SeSpeCTConfig(image_size=64, spectral_size=32)).eval()
-        >>> out = model(pixel_values=torch.full((2, 64, 64), 40.0))   # two slices of 40 HU
-        >>> out.logits.shape, out.severity.shape
-        (torch.Size([2, 10]), torch.Size([2]))
+        >>> cfg = SeSpeCTConfig(backbone="none", use_semantic_branch=False, image_size=64, spectral_size=32)
+        >>> out = SeSpeCTModel(cfg).eval()(pixel_values=torch.full((2, 64, 64), 40.0))   # two slices of 40 HU
+        >>> out.last_hidden_state.shape
+        torch.Size([2, 128])
     """
+
+    # A checkpoint of the full model also holds the heads: the trunk alone leaves them out.
+    _keys_to_ignore_on_load_unexpected = [r"^(classifier|severity_head)\."]
 
     def __init__(self, config: SeSpeCTConfig):
         super().__init__(config)
@@ -218,8 +306,6 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         self.fusion = nn.Sequential(
             nn.Linear(in_dim, config.fusion_hidden_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout),
             nn.Linear(config.fusion_hidden_dim, config.fusion_dim))
-        self.classifier = nn.Linear(config.fusion_dim, config.num_labels)
-        self.severity_head = nn.Linear(config.fusion_dim, 1)
         self._grids: dict = {}
         self.post_init()
 
@@ -379,20 +465,19 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         std = s_local.std(dim=1) if s_local.shape[1] > 1 else torch.zeros_like(s_global)
         return torch.stack([s_global, s_local.mean(dim=1), s_local.amax(dim=1), std], dim=1)
 
-    def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                levels: torch.Tensor | None = None, frozen: dict | None = None,
-                pixel_spacing: torch.Tensor | None = None, **kwargs) -> SeSpeCTOutput:
-        """Predict class and severity.
+    def forward(self, pixel_values: torch.Tensor | None = None, pixel_spacing: torch.Tensor | None = None,
+                frozen: dict | None = None, status: list | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None) -> SeSpeCTModelOutput:
+        """The fused embedding ``z_f`` (Eq. 20) of CT slices.
 
         Args:
-            pixel_values: ``(B, H, W)`` or ``(B, 1, H, W)`` CT slices in HU (any square or
-                rectangular size; see :meth:`preprocess`).
-            labels: ``(B,)`` class indices into ``config.label_names`` (for the loss).
-            levels: ``(B,)`` severity levels ``0..max_level`` (for the loss).
-            frozen: the output of :meth:`frozen_features` (e.g. from a cache) instead of
-                ``pixel_values``.
-            pixel_spacing: ``(B,)`` native pixel spacing in mm (physical-grid models with
-                ``use_spacing_input``; from ``SeSpeCTImageProcessor``).
+            pixel_values: ``(B, N, N)`` (or ``(B, 1, N, N)``) CT slices in HU on the model grid
+                (``SeSpeCTImageProcessor``); a pixel-grid (legacy) config takes any size.
+            pixel_spacing: ``(B,)`` native pixel spacing in mm (``use_spacing_input``; from the processor).
+            frozen: the output of :meth:`frozen_features` (e.g. from a cache) instead of ``pixel_values``.
+            status: the processor's per-slice status, passed through to the output.
+            output_hidden_states: also return the fusion MLP's input and output.
+            return_dict: ``False`` returns a tuple (transformers convention).
         """
         if frozen is None:
             if pixel_values is None:
@@ -413,18 +498,103 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
             parts.append(self.image_encoder(frozen["texture"]))
         if cfg.use_spacing_input:
             parts.append(frozen["log_spacing"].reshape(-1, 1).to(parts[0].dtype))
-        fused = self.fusion(torch.cat(parts, dim=1))
+        features = torch.cat(parts, dim=1)
+        fused = self.fusion(features)
+        output = SeSpeCTModelOutput(last_hidden_state=fused, semantic_scores=scores, hf_ratio=ratio,
+                                    hidden_states=(features, fused) if output_hidden_states else None,
+                                    status=status)
+        return output if return_dict is not False else output.to_tuple()
+
+
+class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
+    """SeSpeCT with its heads: degradation class (Eq. 21-22, ``logits`` over ``config.id2label``)
+    and severity (Eq. 23), and the training loss (Eq. 24-26) when ``labels`` and ``levels`` are given.
+
+    ``AutoModelForImageClassification`` resolves to this class, so the ``image-classification``
+    pipeline returns the class and its score; ``severity`` is in the model output.
+
+    Example::
+
+        >>> import torch
+        >>> from ctdegradbench.model import SeSpeCTConfig, SeSpeCTForDegradationEstimation
+        >>> cfg = SeSpeCTConfig(label_names=["S1_noise", "S2_blur", "clean"], backbone="none",
+        ...                     use_semantic_branch=False, image_size=64, spectral_size=32)
+        >>> out = SeSpeCTForDegradationEstimation(cfg).eval()(pixel_values=torch.full((2, 64, 64), 40.0))
+        >>> out.logits.shape, out.severity.shape
+        (torch.Size([2, 3]), torch.Size([2]))
+    """
+
+    def __init__(self, config: SeSpeCTConfig):
+        super().__init__(config)
+        self.sespect = SeSpeCTModel(config)
+        self.classifier = nn.Linear(config.fusion_dim, config.num_labels)
+        self.severity_head = nn.Linear(config.fusion_dim, 1)
+        self.post_init()
+
+    # The trunk's preprocessing and frozen stage, reachable from the full model.
+    def load_backbone_weights(self) -> None:
+        """See :meth:`SeSpeCTModel.load_backbone_weights`."""
+        self.sespect.load_backbone_weights()
+
+    def set_quality_axis(self, axis: torch.Tensor, source: str) -> None:
+        """See :meth:`SeSpeCTModel.set_quality_axis`."""
+        self.sespect.set_quality_axis(axis, source)
+
+    def image_processor(self) -> SeSpeCTImageProcessor:
+        """See :meth:`SeSpeCTModel.image_processor`."""
+        return self.sespect.image_processor()
+
+    def preprocess(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """See :meth:`SeSpeCTModel.preprocess`."""
+        return self.sespect.preprocess(pixel_values)
+
+    def frozen_features(self, pixel_values: torch.Tensor, pixel_spacing: torch.Tensor | None = None) -> dict:
+        """See :meth:`SeSpeCTModel.frozen_features`."""
+        return self.sespect.frozen_features(pixel_values, pixel_spacing)
+
+    def forward(self, pixel_values: torch.Tensor | None = None, pixel_spacing: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, levels: torch.Tensor | None = None, frozen: dict | None = None,
+                status: list | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None) -> SeSpeCTOutput:
+        """Predict class and severity.
+
+        Args:
+            pixel_values: ``(B, N, N)`` or ``(B, 1, N, N)`` CT slices in HU on the model grid
+                (``SeSpeCTImageProcessor``; a pixel-grid (legacy) config takes any size, see
+                :meth:`SeSpeCTModel.preprocess`).
+            pixel_spacing: ``(B,)`` native pixel spacing in mm (physical-grid models with
+                ``use_spacing_input``; from ``SeSpeCTImageProcessor``).
+            labels: ``(B,)`` class ids of ``config.id2label`` (for the loss).
+            levels: ``(B,)`` severity levels ``0..max_level`` (for the loss).
+            frozen: the output of :meth:`frozen_features` (e.g. from a cache) instead of ``pixel_values``.
+            status: the processor's per-slice status, passed through to the output.
+            output_hidden_states: also return the fusion MLP's input and output.
+            return_dict: ``False`` returns a tuple (transformers convention).
+        """
+        trunk = self.sespect(pixel_values=pixel_values, pixel_spacing=pixel_spacing, frozen=frozen, status=status,
+                             output_hidden_states=output_hidden_states)
+        fused = trunk.last_hidden_state
         logits = self.classifier(fused)
         severity = self.severity_head(fused).squeeze(-1)
         loss = terms = None
-        if labels is not None and levels is not None:
+        if (labels is None) != (levels is None):
+            raise ValueError("the loss needs both labels (class ids) and levels (severity levels), got only "
+                             + ("labels" if levels is None else "levels"))
+        if labels is not None:
+            cfg = self.config
             terms = total_loss(logits, severity, fused, labels, levels, lambda_reg=cfg.lambda_reg,
                                lambda_rank=cfg.lambda_rank, lambda_con=cfg.lambda_con, rank_margin=cfg.rank_margin,
                                temperature=cfg.contrastive_temperature, smooth_l1_beta=cfg.smooth_l1_beta,
                                n_levels=cfg.max_level + 1)
             loss = terms.pop("loss")
-        return SeSpeCTOutput(loss=loss, logits=logits, probabilities=logits.softmax(-1), severity=severity,
-                             fused_embedding=fused, semantic_scores=scores, hf_ratio=ratio, loss_terms=terms)
+        output = SeSpeCTOutput(loss=loss, logits=logits, probabilities=logits.softmax(-1), severity=severity,
+                               fused_embedding=fused, semantic_scores=trunk.semantic_scores, hf_ratio=trunk.hf_ratio,
+                               loss_terms=terms, hidden_states=trunk.hidden_states, status=status)
+        return output if return_dict is not False else output.to_tuple()
 
 
-__all__ = ["SeSpeCTModel", "SeSpeCTOutput", "SeSpeCTPreTrainedModel"]
+SeSpeCTModel.register_for_auto_class("AutoModel")
+SeSpeCTForDegradationEstimation.register_for_auto_class("AutoModelForImageClassification")
+
+__all__ = ["LEGACY_KEY_MAPPING", "SeSpeCTForDegradationEstimation", "SeSpeCTModel", "SeSpeCTModelOutput",
+           "SeSpeCTOutput", "SeSpeCTPreTrainedModel", "is_backbone_key", "is_legacy_state"]

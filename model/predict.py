@@ -257,12 +257,15 @@ def load_model(model_dir=None):
         config = sespect.SeSpeCTConfig.from_dict(raw)
     except Exception as err:        # any bad field: wrong type, unknown backbone, bad label list, ...
         raise InputError(f"{config_file}: {_one_line(err)}") from None
-    _check_weights(weights, config)
+    legacy = _check_weights(weights, config)
     from transformers.utils import logging as hf_logging
+
+    from ctdegradbench.model.modeling_sespect import LEGACY_KEY_MAPPING
 
     hf_logging.disable_progress_bar()
     try:
-        return sespect.SeSpeCTModel.from_pretrained(str(folder), config=config).eval()
+        return sespect.SeSpeCTForDegradationEstimation.from_pretrained(
+            str(folder), config=config, **({"key_mapping": LEGACY_KEY_MAPPING} if legacy else {})).eval()
     except (FileNotFoundError, OSError) as err:     # e.g. the backbone's pretrained weights
         raise InputError(f"{folder}: {_one_line(err)}") from None
 
@@ -272,32 +275,43 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _check_weights(weights: Path, config) -> None:
+def _check_weights(weights: Path, config) -> bool:
     """InputError unless ``weights`` is a safetensors file whose tensors have the names and shapes
-    that a model built from ``config`` expects (the frozen backbone's may be absent)."""
+    that a model built from ``config`` expects (the frozen backbone's may be absent). Returns
+    whether the names are of the layout before the trunk / head split (loaded with
+    ``modeling_sespect.LEGACY_KEY_MAPPING``)."""
+    import re
+
     import torch
     from safetensors import safe_open
 
     import ctdegradbench.model as sespect
+    from ctdegradbench.model.modeling_sespect import LEGACY_KEY_MAPPING, is_backbone_key, is_legacy_state
 
     try:
         with safe_open(str(weights), framework="pt") as f:
             stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
     except Exception as err:
         raise InputError(f"{weights}: not a complete safetensors file ({_one_line(err)})") from None
+    legacy = is_legacy_state(stored)
+    if legacy:
+        (pattern, prefix), = LEGACY_KEY_MAPPING.items()
+        stored = {re.sub(pattern, prefix, name): shape for name, shape in stored.items()}
     with torch.device("meta"):
-        expected = {name: tuple(t.shape) for name, t in sespect.SeSpeCTModel(config).state_dict().items()}
+        expected = {name: tuple(t.shape)
+                    for name, t in sespect.SeSpeCTForDegradationEstimation(config).state_dict().items()}
     wrong = [f"{n} {stored[n]} (config needs {expected[n]})" for n in stored if n in expected
              and stored[n] != expected[n]]
     if wrong:
         raise InputError(f"{weights}: tensor shapes do not fit {weights.parent / 'config.json'}: {wrong[0]}"
                          + (f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""))
-    missing = [n for n in expected if n not in stored and not n.startswith("backbone.")]
+    missing = [n for n in expected if n not in stored and not is_backbone_key(n)]
     unknown = [n for n in stored if n not in expected]
     if missing or unknown:
         what = f"missing {missing[0]}" if missing else f"unknown tensor {unknown[0]}"
         raise InputError(f"{weights}: tensors do not fit {weights.parent / 'config.json'}: {what} "
                          f"({len(missing)} missing, {len(unknown)} unknown)")
+    return legacy
 
 
 NAME_WIDTH = 56   # widest slice name in the table; longer ones lose their middle

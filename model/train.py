@@ -333,7 +333,7 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     """Train SeSpeCT (see the module docstring); writes the checkpoint to ``out`` when given."""
     from tqdm.auto import tqdm
 
-    from ctdegradbench.model import SeSpeCTModel
+    from ctdegradbench.model import SeSpeCTForDegradationEstimation
     from ctdegradbench.model.data import batch_from_arrays
     from ctdegradbench.model.metrics import task_metrics
 
@@ -357,7 +357,7 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
         if getattr(config, name) != getattr(prepared["full_config"], name):
             raise OptionError(f"the prepared frozen features were computed with {name}="
                               f"{getattr(prepared['full_config'], name)!r}, this run asks for {getattr(config, name)!r}")
-    model = SeSpeCTModel(config)
+    model = SeSpeCTForDegradationEstimation(config)
     if config.use_semantic_branch:
         if backbone == "open_clip" and (backbone_options or {}).get("prompt_axis", True):
             set_open_clip_prompt_axis(model)
@@ -369,7 +369,7 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     train = splits["train"]
     labels = torch.from_numpy(train.labels)
     levels = torch.from_numpy(train.levels)
-    params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    params = [p for p in model.parameters() if p.requires_grad]      # the frozen backbone's are not
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total_steps = epochs * steps_per_epoch

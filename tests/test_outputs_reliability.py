@@ -300,8 +300,7 @@ def _set(key, value):
 
 
 def _five_labels(config):
-    config["label_names"] = config["label_names"][:5]
-    config.pop("id2label")
+    config["id2label"] = {i: config["id2label"][i] for i in list(config["id2label"])[:5]}
     config.pop("label2id")
 
 

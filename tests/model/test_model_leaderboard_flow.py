@@ -17,14 +17,14 @@ def model_and_paper_dataset(tmp_path_factory):
     """A tiny SeSpeCT (random weights, built from its config) saved as a checkpoint folder, and a
     tiny dataset folder whose ``all`` config holds the paper's ten settings."""
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModelForImageClassification
 
-    import ctdegradbench.model  # noqa: F401  (registers the model with AutoModel)
+    import ctdegradbench.model  # noqa: F401  (registers the model with the auto classes)
     from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("flow") / "tiny-sespect"
-    AutoModel.from_config(tiny_config()).save_pretrained(folder)
+    AutoModelForImageClassification.from_config(tiny_config()).save_pretrained(folder)
     data = write_tiny_dataset(tmp_path_factory.mktemp("flow-data") / "bench", settings=PAPER_SETTINGS)
     return folder, data
 

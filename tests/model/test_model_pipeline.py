@@ -26,7 +26,8 @@ def trained(tiny_dataset, tmp_path_factory):
 def test_training_writes_a_complete_checkpoint(trained):
     result, out, _ = trained
     for name in ("config.json", "model.safetensors", "modeling_sespect.py", "configuration_sespect.py",
-                 "backbones.py", "losses.py", "metrics.json", "README.md"):
+                 "backbones.py", "losses.py", "image_processing_sespect.py", "pipeline_sespect.py", "metrics.json",
+                 "README.md"):
         assert (out / name).is_file(), name
     assert result.split_sizes == {"train": {"patients": 3, "slices": 3, "rows": 120},
                                   "validation": {"patients": 2, "slices": 2, "rows": 80},
@@ -39,8 +40,13 @@ def test_training_writes_a_complete_checkpoint(trained):
     assert "image prototypes" in card and "deviation" in card
     entries = yaml.safe_load((out / ".eval_results" / "ct-degradbench.yaml").read_text())
     by_task = {e["dataset"]["task_id"]: e for e in entries}
-    assert by_task["ct_degradation_classification/accuracy"]["value"] == pytest.approx(result.metrics["accuracy"],
-                                                                                       abs=1e-4)
+    from ctdegradbench.core.benchmark import TASKS
+    from ctdegradbench.evaluation.leaderboard import task_values
+
+    assert set(by_task) <= {t.id for t in TASKS}                     # the benchmark's eval.yaml task ids
+    assert set(by_task) == set(task_values({"kind": "evaluate", **result.metrics}))
+    assert by_task["degradation_classification_accuracy"]["value"] == pytest.approx(result.metrics["accuracy"],
+                                                                                    abs=1e-4)
     assert set(entries[0]) == {"dataset", "value", "date", "source"}
     config = json.loads((out / "config.json").read_text())
     assert config["quality_axis_source"] == "image_prototypes" and config["model_type"] == "sespect"

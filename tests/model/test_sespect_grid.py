@@ -75,14 +75,14 @@ def test_pixel_spacing_must_be_positive():
 
 
 def test_physical_model_refuses_off_grid_input_and_takes_spacing():
-    from ctdegradbench.model import SeSpeCTConfig, SeSpeCTModel
+    from ctdegradbench.model import SeSpeCTConfig, SeSpeCTForDegradationEstimation
     from ctdegradbench.model.data import SESPECT_LABEL_NAMES
 
     cfg = SeSpeCTConfig(label_names=list(SESPECT_LABEL_NAMES), backbone="none", use_semantic_branch=False,
                         quality_axis_source="none", image_size=64, spectral_size=16, texture_size=16,
                         spectral_channels=(4, 8), spectral_dim=8, image_channels=(4, 8), image_dim=8,
                         fusion_hidden_dim=16, fusion_dim=8, pixel_spacing_mm=1.0, use_spacing_input=True)
-    model = SeSpeCTModel(cfg).eval()
+    model = SeSpeCTForDegradationEstimation(cfg).eval()
     with pytest.raises(ValueError, match="SeSpeCTImageProcessor"):
         model(pixel_values=torch.zeros(1, 100, 100), pixel_spacing=torch.ones(1))
     batch = model.image_processor()([disk(0.7, side_mm=200.0)], 0.7)
