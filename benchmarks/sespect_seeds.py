@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     if args.seeds < 2:
         parser.error(f"--seeds must be >= 2 for a spread, got {args.seeds}")
 
-    from ctdegradbench.model.train import ABLATIONS, prepare_data, train_sespect
+    from ctdegradbench.model.options import ABLATIONS
+    from ctdegradbench.model.train import prepare_data, train_sespect
 
     unknown = sorted({part for v in args.variants if v != "full" for part in v.split(",")} - set(ABLATIONS))
     if unknown:

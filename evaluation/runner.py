@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,31 +22,11 @@ import numpy as np
 from ctdegradbench.core.errors import InputError, OptionError
 from ctdegradbench.core.outputs import OutputFolder
 from ctdegradbench.core.version import version
-from ctdegradbench.evaluation.data import TARGETS, DatasetFolder, iter_batches, read_references
-from ctdegradbench.evaluation.iqa import DEFAULT_WINDOW_HU, check_image_size, get_metrics, window_hu
+from ctdegradbench.evaluation.data import DatasetFolder, iter_batches, read_references
+from ctdegradbench.evaluation.iqa import check_image_size, get_metrics, window_hu
+from ctdegradbench.evaluation.options import BenchOptions
 
 NO_REFERENCE = "none"
-
-
-@dataclass
-class BenchOptions:
-    """What a ``bench iqa`` / ``bench drift`` run reads and how."""
-
-    dataset: Path
-    out: Path
-    configs: list[str] | None = None          # None: every setting config of the dataset
-    split: str = "test"
-    batch_size: int = 8
-    device: str = "cpu"
-    window: tuple[float, float] = DEFAULT_WINDOW_HU
-    targets: tuple[str, ...] = TARGETS
-    n_boot: int = 1000
-    seed: int = 0
-    confidence: float = 0.95
-    max_references: int | None = None        # evaluate N reference slices, spread over patients
-    weights_dir: Path | None = None
-    progress: bool = True
-    figures: bool = True
 
 
 def _to_tensor(hu: np.ndarray, window, device):

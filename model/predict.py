@@ -40,7 +40,7 @@ def check_hu(where: str, arr: np.ndarray) -> np.ndarray:
     that CT stores (-32768 .. 32767 HU); a slice that fails them would get a confident but
     meaningless class.
     """
-    from ctdegradbench.builder.sources.loaders import MIN_IMAGE_PX
+    from ctdegradbench.builder.sources.options import MIN_IMAGE_PX
 
     if np.iscomplexobj(arr):
         raise InputError(f"{where}: holds complex values (dtype {arr.dtype}); expected real HU")

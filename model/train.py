@@ -30,28 +30,15 @@ import numpy as np
 import torch
 
 from ctdegradbench.core.errors import OptionError
+from ctdegradbench.model.options import (ABLATIONS, BACKBONE_CHOICES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS,  # noqa: F401
+                                         DEFAULT_LR, DEFAULT_WEIGHT_DECAY)
 from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
 
-# What --ablate can switch off, and the config change each makes.
-ABLATIONS = {
-    "semantic": {"use_semantic_branch": False},
-    "spectral": {"use_spectral_branch": False},
-    "image": {"use_image_branch": False},
-    "embedding": {"semantic_use_embedding": False},
-    "reg": {"lambda_reg": 0.0},
-    "rank": {"lambda_rank": 0.0},
-    "con": {"lambda_con": 0.0},
-}
-BACKBONE_CHOICES = ("efficientnet_lite0", "open_clip", "none")
 # The shipped physical-grid model: spectral + image branches (no ImageNet backbone), 1 mm pixels,
 # a 384 mm field of view, the native pixel spacing as an input, the ten classes + "clean".
 GRID_DEFAULTS = {"pixel_spacing_mm": 1.0, "image_size": 384, "texture_size": 64, "spectral_size": 64,
                  "use_spacing_input": True, "spacing_range_mm": (0.4, 6.0)}
 GRID_VIEWS = {"degraded": 2, "reference": 3, "clean_fbp": 2}   # views per training row (view 0 as stored)
-DEFAULT_EPOCHS = 15
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_LR = 1e-3
-DEFAULT_WEIGHT_DECAY = 1e-4
 
 
 @dataclass

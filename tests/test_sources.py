@@ -502,9 +502,10 @@ def test_empty_missing_and_unrecognised_sources(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"stride": 0}, "stride must be an integer >= 1"),
-    ({"min_body_fraction": 1.5}, "min_body_fraction must be a fraction"),
-    ({"image_size": 32}, f"image_size must be None or an integer >= {MIN_IMAGE_PX}"),
-    ({"max_slices": 0}, "max_slices must be None or an integer >= 1"),
+    ({"min_body_fraction": 1.5}, "--min-body-fraction must be a finite number >= 0 and < 1"),
+    ({"min_body_fraction": 1.0}, "--min-body-fraction must be a finite number >= 0 and < 1"),
+    ({"image_size": 32}, f"--image-size must be an integer >= {MIN_IMAGE_PX} px or nothing"),
+    ({"max_slices": 0}, "--max-slices must be an integer >= 1"),
     ({"axes": "LPX"}, "axes='LPX' is not an orientation code"),
     ({"axes": "LLS"}, "axes='LLS' is not an orientation code"),
 ])

@@ -21,7 +21,7 @@ from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
 from ctdegradbench.builder.simulate.simulator import HU_RANGE, HU_STANDARD_TOP
 from ctdegradbench.core.levels import LEVELS
-from ctdegradbench.builder.simulate.resolution import MAX_PIXEL_SPACING_MM, MIN_IMAGE_SIZE
+from ctdegradbench.builder.simulate.resolution import MAX_PIXEL_SPACING_MM, CALIBRATED_IMAGE_SIZE
 from ctdegradbench.builder.simulate.settings import SETTINGS, get_setting
 from ctdegradbench.builder.dataset.splits import SPLIT_RULE
 
@@ -158,7 +158,7 @@ def build_facts(build, options) -> str:
         f"- source: {', '.join(f'`{s}`' for s in src.sources)}; image size {src.image_size}; stride {src.stride}; "
         f"max slices per series {src.max_slices}; min body fraction {src.min_body_fraction}",
         f"- resolution rule ({rule}): pixels of at most {MAX_PIXEL_SPACING_MM:g} mm, images of at least "
-        f"{MIN_IMAGE_SIZE} px",
+        f"{CALIBRATED_IMAGE_SIZE} px",
         f"- realizations per reference and level: {sim.realizations}; seed {sim.seed}; device `{sim.device}`",
         f"- wall time {build.seconds:.1f} s for {build.n_references} reference slices "
         f"({build.n_references / max(build.seconds, 1e-9):.3f} slices/s) on {platform.machine()} "

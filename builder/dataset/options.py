@@ -8,18 +8,15 @@ flag and help, and validates them all before any work starts.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ctdegradbench.core.errors import OptionError
-from ctdegradbench.core.options import check_choice, check_int, option
-from ctdegradbench.builder.simulate.resolution import check_image_size
+from ctdegradbench.core.options import check_declared, option
+from ctdegradbench.builder.simulate.config import SimulationConfig
+from ctdegradbench.builder.simulate.resolution import CALIBRATED_IMAGE_SIZE, MAX_PIXEL_SPACING_MM, check_image_size
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions
-
-if TYPE_CHECKING:
-    from ctdegradbench.builder.simulate.config import SimulationConfig
 
 ALL_CONFIG = "all"
 REFERENCES_CONFIG = "references"
@@ -113,14 +110,13 @@ class BuildOptions:
     cache_dir: Path | None = option(None, "datasets cache of the builder, kept after the build (default: "
                                     ".<out>.cache beside the output, deleted when the export is complete)", type=Path)
     overwrite: bool = option(False, "replace an existing CT-DegradBench export in --out (never any other folder)")
-    allow_uncalibrated_grid: bool = option(False, "simulate pixels above 1 mm or images below 256 px, where the "
-                                           "severity levels lose their meaning (quick pipeline tests only)")
-    source: SourceOptions = field(default_factory=SourceOptions)
-    simulation: SimulationConfig | None = None   # None: the defaults
+    allow_uncalibrated_grid: bool = option(False, f"simulate pixels above {MAX_PIXEL_SPACING_MM:g} mm or images below "
+                                           f"{CALIBRATED_IMAGE_SIZE} px (--image-size), where the severity levels "
+                                           "lose their meaning (quick pipeline tests only)")
+    source: SourceOptions = option(default_factory=SourceOptions, nested=SourceOptions)
+    simulation: SimulationConfig | None = option(None, nested=SimulationConfig)   # None: the defaults
 
     def __post_init__(self) -> None:
-        from ctdegradbench.builder.simulate.config import SimulationConfig
-
         configs = (self.configs,) if isinstance(self.configs, str) else tuple(self.configs)
         if not configs:
             raise OptionError("--configs needs at least one config name, got none")
@@ -130,9 +126,7 @@ class BuildOptions:
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         object.__setattr__(self, "split_fractions", check_fractions(self.split_fractions))
-        check_int(BuildOptions, "num_proc", self.num_proc, minimum=1, allow_none=True)
-        check_choice(BuildOptions, "engine", self.engine, ENGINES)
-        check_int(BuildOptions, "shard_size", self.shard_size, minimum=1)
+        check_declared(self)
         if self.address is not None and self.engine != "ray":
             raise OptionError(f"--address {self.address} is the Ray cluster of --engine ray; add --engine ray "
                               f"(the engine is {self.engine})")

@@ -17,7 +17,7 @@ from ctdegradbench.builder.core.protocol import (BACKENDS, DEFAULT_DELTA, DEFAUL
                                                 DTYPE_NAMES, FILTERS, IMPLANT_CHOICES, METAL_MATERIALS, METAL_MODELS)
 from ctdegradbench.builder.core.seeding import SEED_BITS, check_seed
 from ctdegradbench.core.errors import OptionError
-from ctdegradbench.core.options import check_choice, check_int, check_number, option
+from ctdegradbench.core.options import check_declared, option
 
 
 def check_device(device) -> str:
@@ -93,41 +93,29 @@ class SimulationConfig:
                           choices=("auto",) + BACKENDS)
     fbp_filter: str = option(DEFAULT_FBP_FILTER, "FBP ramp filter", choices=FILTERS)
     i0_per_mm: float = option(DEFAULT_I0_PER_MM, "incident photons per mm of detector and view at full dose "
-                              "(noise)", minimum=0)
-    dose_fraction: float = option(DEFAULT_DOSE_FRACTION, "dose fraction alpha of the low-dose scan", minimum=0,
+                              "(noise)", above=0)
+    dose_fraction: float = option(DEFAULT_DOSE_FRACTION, "dose fraction alpha of the low-dose scan", above=0,
                                   maximum=1)
-    electronic_variance: float = option(DEFAULT_ELECTRONIC_VARIANCE, "electronic noise variance, counts^2", cli=False)
-    delta: float = option(DEFAULT_DELTA, "log stabiliser, counts", cli=False)
+    electronic_variance: float = option(DEFAULT_ELECTRONIC_VARIANCE, "electronic noise variance, counts^2", minimum=0,
+                                        cli=False)
+    delta: float = option(DEFAULT_DELTA, "log stabiliser, counts", above=0, cli=False)
     streak_fraction: float = option(DEFAULT_STREAK_FRACTION, "fraction of the object's rays that are photon-starved "
-                                    "(streaks)", minimum=0, maximum=1)
+                                    "(streaks)", above=0, maximum=1)
     metal_material: str = option("steel", "metal of the disk implant", choices=METAL_MATERIALS)
     metal_model: str = option("polychromatic", "metal physics: polychromatic scan or the paper's Eq. 12 insertion",
                               choices=METAL_MODELS)
     metal_i0_per_mm: float = option(DEFAULT_METAL_I0_PER_MM, "incident photons per mm of detector and view of the "
-                                    "polychromatic metal scan", minimum=1)
+                                    "polychromatic metal scan", above=1)
     metal_implant: str = option(DEFAULT_IMPLANT, "implant of the metal settings: 'anatomical' (drawn from what the "
                                 "slice shows) or one type", choices=IMPLANT_CHOICES)
 
     def __post_init__(self) -> None:
-        """Every check once; the cheap ones first, the device and backend (which need torch) last."""
-        cls = SimulationConfig
+        """Every check once (the declared ranges and choices); the device and backend, which need torch, last."""
         try:
             check_seed(self.seed)
         except ValueError:
             raise OptionError(f"--seed must be an integer in [0, 2**{SEED_BITS}), got {self.seed!r}") from None
-        check_int(cls, "realizations", self.realizations, minimum=1)
-        check_choice(cls, "dtype", self.dtype, DTYPE_NAMES)
-        check_choice(cls, "backend", self.backend, ("auto",) + BACKENDS)
-        check_choice(cls, "fbp_filter", self.fbp_filter, FILTERS)
-        check_number(cls, "i0_per_mm", self.i0_per_mm, above=0)
-        check_number(cls, "dose_fraction", self.dose_fraction, above=0, maximum=1)
-        check_number(cls, "electronic_variance", self.electronic_variance, minimum=0)
-        check_number(cls, "delta", self.delta, above=0)
-        check_number(cls, "streak_fraction", self.streak_fraction, above=0, maximum=1)
-        check_choice(cls, "metal_implant", self.metal_implant, IMPLANT_CHOICES)
-        check_choice(cls, "metal_material", self.metal_material, METAL_MATERIALS)
-        check_choice(cls, "metal_model", self.metal_model, METAL_MODELS)
-        check_number(cls, "metal_i0_per_mm", self.metal_i0_per_mm, above=1)
+        check_declared(self)
         if self.device == "cpu" and self.backend in ("auto", "interp"):
             return                     # valid on every machine: no need to import torch to say so
         object.__setattr__(self, "device", check_device(self.device))

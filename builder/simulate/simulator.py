@@ -40,7 +40,6 @@ readings of the noise operator plus the metal scan's readings below its floor, s
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 
@@ -51,8 +50,7 @@ from ctdegradbench.builder.core.geometry import ParallelBeamGeometry
 from ctdegradbench.core.errors import OptionError
 from ctdegradbench.core.hu import MU_WATER_PER_MM, STORED_HU_MIN, count_below_air, hu_to_mu, mu_to_hu
 from ctdegradbench.core.levels import LEVELS, check_level
-from ctdegradbench.core.options import check_choice, check_int, check_number, option
-from ctdegradbench.builder.core.seeding import (check_seed, component_seed, levels_seed, make_sample_id,
+from ctdegradbench.builder.core.seeding import (component_seed, levels_seed, make_sample_id,
                                                 numpy_generator, sample_seed)
 from ctdegradbench.builder.degradations import (ScanContext, SinogramState, get_degradation,
                                                 make_component)

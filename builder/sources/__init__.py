@@ -9,10 +9,10 @@ import importlib
 
 # name -> module of this package that defines it
 _EXPORTS = {**{name: "loaders" for name in (
-    "BODY_HU", "DEFAULT_SOURCE_FILES", "DEFAULT_SOURCE_NAME", "MIN_IMAGE_PX", "SourceError", "SourceResult",
+    "BODY_HU", "DEFAULT_SOURCE_FILES", "DEFAULT_SOURCE_NAME", "SourceError", "SourceResult",
     "body_fraction", "default_source_paths", "estimate_noise_sd", "format_table", "load_default_source",
     "load_dicom_folder", "load_nifti", "load_source", "load_sources", "provenance", "save_preview")},
-    "SourceOptions": "options", "ReferenceSlice": "reference"}
+    "SourceOptions": "options", "MIN_IMAGE_PX": "options", "ReferenceSlice": "reference"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -59,15 +59,13 @@ from ctdegradbench.builder.sources import dicom_io
 from ctdegradbench.builder.sources import nifti_io
 from ctdegradbench.core.errors import InputError, InputNotFoundError, OptionError
 from ctdegradbench.core.hu import AIR_HU, PREVIEW_WINDOW_HU
+from ctdegradbench.builder.sources.options import MIN_IMAGE_PX, SourceOptions
 from ctdegradbench.builder.sources.reference import ReferenceSlice
-from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES, apply_truncation_mode
+from ctdegradbench.builder.sources.truncation import apply_truncation_mode
 
 # A pixel above -500 HU is body (or table): halfway between air (-1000) and water (0), the usual
 # threshold that separates air and lung-free tissue robustly even in noisy images.
 BODY_HU = -500.0
-# Smaller images cannot hold a CT slice worth simulating (the paper's slices are 512 px; the
-# projector needs enough detector bins for streaks and aliasing to be visible).
-MIN_IMAGE_PX = 64
 # Row and column spacing must agree to this relative tolerance (square pixels).
 SQUARE_PIXEL_RTOL = 1e-3
 # Two slices of a series closer than this along the slice normal are the same position.
@@ -407,16 +405,9 @@ def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_bod
 
 def _check_options(stride: int, min_body_fraction: float, image_size: int | None, max_slices: int | None,
                    truncation: str = "keep") -> None:
-    if truncation not in TRUNCATION_MODES:
-        raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
-    if not isinstance(stride, (int, np.integer)) or stride < 1:
-        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
-    if not 0.0 <= float(min_body_fraction) <= 1.0:
-        raise ValueError(f"min_body_fraction must be a fraction in [0, 1], got {min_body_fraction!r}")
-    if image_size is not None and (not isinstance(image_size, (int, np.integer)) or image_size < MIN_IMAGE_PX):
-        raise ValueError(f"image_size must be None or an integer >= {MIN_IMAGE_PX} px, got {image_size!r}")
-    if max_slices is not None and (not isinstance(max_slices, (int, np.integer)) or max_slices < 1):
-        raise ValueError(f"max_slices must be None or an integer >= 1, got {max_slices!r}")
+    """The loaders' keyword arguments, checked by the one declaration (:class:`SourceOptions`)."""
+    SourceOptions.check_selection(stride=stride, min_body_fraction=min_body_fraction, image_size=image_size,
+                                  max_slices=max_slices, truncation=truncation)
 
 
 # --------------------------------------------------------------------------------------------

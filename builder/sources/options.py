@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctdegradbench.core.errors import InputNotFoundError
-from ctdegradbench.core.options import check_choice, check_int, check_number, option
+from ctdegradbench.core.options import check_declared, check_int, option
 from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES
 
 DEFAULT_SOURCE = "default"
-# Smallest image grid the simulator accepts (pixels per side).
-MIN_IMAGE_SIZE = 64
+# Smallest image the builder reads or grids (pixels per side): a stored slice below it is skipped
+# (counted), an ``image_size`` below it refused. The severity levels need more (``--image-size``
+# from 256 px, ``builder.simulate.resolution``).
+MIN_IMAGE_PX = 64     # the paper's slices are 512 px; the projector needs bins for streaks and aliasing
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,10 @@ class SourceOptions:
     stride: int = option(1, "keep every N-th slice of each series", minimum=1)
     max_slices: int | None = option(None, "at most this many slices per series", type=int, minimum=1,
                                     none_means="every slice")
-    min_body_fraction: float = option(0.0, "skip slices with a smaller fraction of pixels above -500 HU",
-                                      minimum=0, maximum=1)
-    image_size: int = option(512, "square grid side in pixels (pixel spacing tracked)", minimum=MIN_IMAGE_SIZE)
+    min_body_fraction: float = option(0.0, "skip slices with a smaller fraction of pixels above -500 HU (1 would "
+                                      "skip every slice with air in it)", minimum=0, below=1)
+    image_size: int = option(512, "square grid side in pixels (pixel spacing tracked)", minimum=MIN_IMAGE_PX,
+                             unit=" px")
     nifti_axes: str | None = option(None, "patient direction of each NIfTI array axis (e.g. LPS) when the affine "
                                     "has none", type=str, metavar="AXES", none_means="the file's affine")
     truncation: str = option("keep", "slices whose body touches the image border: keep (flagged), skip, or pad the "
@@ -70,15 +73,25 @@ class SourceOptions:
                     f"reference CT source {source!r} not found: expected 'default', a DICOM folder or file, a NIfTI "
                     "file (.nii / .nii.gz) or a folder of NIfTI files")
         object.__setattr__(self, "sources", sources)
-        check_int(SourceOptions, "stride", self.stride, minimum=1)
-        check_int(SourceOptions, "max_slices", self.max_slices, minimum=1, allow_none=True)
-        check_number(SourceOptions, "min_body_fraction", self.min_body_fraction, minimum=0, below=1)
-        check_int(SourceOptions, "image_size", self.image_size, minimum=MIN_IMAGE_SIZE)
-        check_choice(SourceOptions, "truncation", self.truncation, TRUNCATION_MODES)
+        check_declared(self)
         if self.nifti_axes is not None:
             from ctdegradbench.builder.sources.nifti_io import parse_axes
 
             object.__setattr__(self, "nifti_axes", "".join(parse_axes(self.nifti_axes)))
+
+    @classmethod
+    def check_selection(cls, *, stride, min_body_fraction, image_size, max_slices, truncation="keep") -> None:
+        """The slice-selection checks of the loaders' keyword arguments (``image_size`` may be
+        ``None`` there: the stored grid); the same declarations and messages as the options."""
+        probe = object.__new__(cls)
+        for name, value in (("stride", stride), ("min_body_fraction", min_body_fraction), ("max_slices", max_slices),
+                            ("truncation", truncation)):
+            object.__setattr__(probe, name, value)
+        check_int(cls, "image_size", image_size, minimum=MIN_IMAGE_PX, allow_none=True)
+        object.__setattr__(probe, "image_size", MIN_IMAGE_PX)       # checked above (None allowed here)
+        object.__setattr__(probe, "nifti_axes", None)
+        object.__setattr__(probe, "sources", ())
+        check_declared(probe)
 
     def loader_options(self) -> dict:
         """Keyword arguments of :func:`~ctdegradbench.builder.sources.load_source` (all but the sources)."""

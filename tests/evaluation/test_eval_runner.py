@@ -15,7 +15,8 @@ from skimage.metrics import peak_signal_noise_ratio
 import ct_degradbench
 from ctdegradbench.evaluation.encoders import Encoder
 from ctdegradbench.evaluation.leaderboard import show
-from ctdegradbench.evaluation.runner import BenchOptions, run_drift, spread_references
+from ctdegradbench.evaluation.options import BenchOptions
+from ctdegradbench.evaluation.runner import run_drift, spread_references
 
 WINDOW = (-300.0, 300.0)
 
