@@ -149,9 +149,9 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         return run(args._command, args)
     except KeyboardInterrupt:
-        print("ct-degradbench: interrupted; no partial output was left looking complete; "
-              "rerun the same command to resume", file=sys.stderr)
-        return 130
+        from ctdegradbench.core.interrupts import report_interrupted
+
+        return report_interrupted()
     except CTDegradBenchError as exc:
         print(f"ct-degradbench: error: {exc}", file=sys.stderr)
         return 2

@@ -307,6 +307,50 @@ def test_ctrl_c_with_workers_is_one_clean_line(nifti_body_source, tmp_path):
     assert not (tmp_path / "bench").exists()
 
 
+HANGING_UNWIND = """
+import multiprocessing, shutil, signal, sys, time
+from ctdegradbench.core.interrupts import bounded_interrupt, report_interrupted
+
+def stuck_worker():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)      # as the build's workers: deaf to Ctrl-C
+    time.sleep(600)
+
+if __name__ == "__main__":
+    partial = sys.argv[1]
+    worker = multiprocessing.Process(target=stuck_worker)   # not a daemon: joined, forever
+    try:                       # as ct_degradbench.main
+        with bounded_interrupt(lambda: shutil.rmtree(partial), grace_s=float(sys.argv[2])):
+            worker.start()
+            try:
+                print(worker.pid, flush=True)
+                time.sleep(600)
+            finally:
+                worker.join()  # the unwinding that never ends (a pool that never joins)
+    except KeyboardInterrupt:
+        sys.exit(report_interrupted())
+"""
+
+
+def test_ctrl_c_ends_a_build_whose_unwinding_hangs(tmp_path):
+    """A worker that ignores Ctrl-C and is joined forever (the build once stayed alive for hours
+    after Ctrl-C): after the grace period the watchdog stops it, removes the partial output,
+    prints the one interrupted line and exits with 130."""
+    partial = tmp_path / ".bench.partial"
+    partial.mkdir()
+    (partial / "data.parquet").write_text("half written")
+    process = subprocess.Popen([sys.executable, "-c", HANGING_UNWIND, str(partial), "2"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    worker = int(process.stdout.readline())
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)       # without the watchdog: a hang, and this times out
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("ct-degradbench: interrupted; no partial output"), err
+    assert not partial.exists()
+    state = Path(f"/proc/{worker}/status")
+    assert not state.exists() or "zombie" in state.read_text(), "the stuck worker was left running"
+
+
 # ------------------------------------------------------ wrong data accepted
 def test_spacing_only_nifti_affine_is_refused_without_axes(tmp_path, capsys):
     import nibabel as nib

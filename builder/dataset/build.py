@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import datasets
 
 from ctdegradbench.core.errors import OutputError
-from ctdegradbench.builder.dataset.export import (CACHE_MARKER, ExportSummary, card_metadata, check_output,
+from ctdegradbench.core.interrupts import bounded_interrupt
+from ctdegradbench.builder.dataset.export import (CACHE_MARKER, abandon_export, ExportSummary, card_metadata, check_output,
                                                   export_lock, finish_export, output_error, start_export, write_configs,
                                                   write_manifest)
 from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features
@@ -90,7 +91,8 @@ def build_dataset(options: BuildOptions, *, progress=None) -> BuildSummary:
     check_output(out, options.overwrite)            # fail before locking, reading or simulating anything
     if options.cache_dir is None:
         _check_default_cache(cache_dir)
-    with export_lock(out):
+    # Ctrl-C: the normal unwinding below, bounded (a worker pool that never joins cannot keep the build alive)
+    with bounded_interrupt(lambda: abandon_export(out)), export_lock(out):
         check_output(out, options.overwrite)        # again, now that no other build can change it
         if options.cache_dir is None:
             _claim_default_cache(cache_dir)

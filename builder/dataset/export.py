@@ -204,6 +204,21 @@ def export_lock(out: Path):
         handle.close()
 
 
+def abandon_export(out: Path) -> None:
+    """Last-resort cleanup of an export this process gave up (a forced exit after Ctrl-C): the
+    partial folder of ``out`` when it is an unfinished export, and ``out``'s lock when this
+    process wrote it. Never raises; touches nothing else."""
+    out = Path(out)
+    work, lock = partial_dir(out), lock_path(out)
+    if (work / INCOMPLETE_MARKER).is_file():
+        shutil.rmtree(work, ignore_errors=True)
+    try:
+        if lock.is_file() and not lock.is_symlink() and f"pid {os.getpid()} " in lock.read_text(encoding="utf-8"):
+            lock.unlink()
+    except (OSError, UnicodeDecodeError):
+        pass
+
+
 def start_export(out: Path, overwrite: bool = False) -> Path:
     """Check ``out`` can be written and create a fresh partial folder; return it.
 
