@@ -143,3 +143,13 @@ def test_eval_path_load_from_repo_root(offline, monkeypatch):
     monkeypatch.chdir(root)
     metric = evaluate.load("evaluation/ct_severity_estimation")
     assert metric.compute(predictions=[0, 1, 2], references=[0, 1, 2])["mae"] == 0.0
+
+
+def test_standalone_modules_carry_the_kernels_facts():
+    """evaluate.load runs a module file on its own, so each carries its own copy of the paper's
+    facts it needs; the copies must equal the kernel's (one fact, one source of truth)."""
+    from ctdegradbench.core.levels import LEVELS
+
+    for name in METRIC_MODULES:
+        assert module_of(name)._CITATION == CITATION, name
+    assert module_of("ct_severity_estimation").LEVELS == LEVELS
