@@ -55,7 +55,8 @@ class SourceOptions:
                                     none_means="every slice")
     min_body_fraction: float = option(0.0, "skip slices with a smaller fraction of pixels above -500 HU (1 would "
                                       "skip every slice with air in it)", minimum=0, below=1)
-    image_size: int = option(512, "square grid side in pixels (pixel spacing tracked)", minimum=MIN_IMAGE_PX,
+    image_size: int = option(512, "square grid side in pixels (pixel spacing tracked); build: the calibrated "
+                             "size or more unless --allow-uncalibrated-grid", minimum=MIN_IMAGE_PX,
                              unit=" px")
     nifti_axes: str | None = option(None, "patient direction of each NIfTI array axis (e.g. LPS) when the affine "
                                     "has none", type=str, metavar="AXES", none_means="the file's affine")
