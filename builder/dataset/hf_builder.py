@@ -29,6 +29,7 @@ from ctdegradbench.core.paper import CITATION
 from ctdegradbench.core.errors import OptionError
 from ctdegradbench.builder.dataset.features import (SPLITS, preview_png, reference_features, sample_features,
                                                    sample_to_row)
+from ctdegradbench.builder.dataset.reader import with_references  # noqa: F401  (public: ct_degradbench.with_references)
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, DEFAULT_FRACTIONS, REFERENCES_CONFIG, check_fractions
 from ctdegradbench.builder.dataset.splits import assign_splits
 from ctdegradbench.core.levels import LEVELS
@@ -190,39 +191,3 @@ def reference_row(ref, clean_fbp_hu: np.ndarray) -> dict:
         "noise_sd_hu": None if info.get("noise_sd_hu") is None else float(info["noise_sd_hu"]),
         "info": info,
     }
-
-
-def with_references(samples, references):
-    """Attach each sample's reference and clean-FBP images, joined by ``reference_id``.
-
-    ``samples`` is a ``Dataset`` or ``DatasetDict`` of a setting config and ``references``
-    the ``references`` config (a ``Dataset`` or ``DatasetDict``; all its splits are used).
-    Returns the same kind of object whose rows also hold ``reference`` and ``clean_fbp``;
-    all three images come back as ``np.int16`` HU arrays::
-
-        ds = load_dataset("ct-degradbench", "mixture_m5")
-        refs = load_dataset("ct-degradbench", "references")
-        pairs = with_references(ds, refs)
-        row = pairs["test"][0]   # row["image"], row["reference"], row["clean_fbp"]
-    """
-    if isinstance(samples, datasets.DatasetDict):
-        return datasets.DatasetDict({name: with_references(split, references) for name, split in samples.items()})
-    refs = references
-    if isinstance(refs, datasets.DatasetDict):
-        refs = datasets.concatenate_datasets(list(refs.values()))
-    index = {rid: i for i, rid in enumerate(refs["reference_id"])}
-    missing = sorted(set(samples["reference_id"]) - set(index))
-    if missing:
-        raise ValueError(f"{len(missing)} reference ids of the samples are not in the references config, "
-                         f"e.g. {missing[0]!r}: pass the references config of the same build")
-    ref_images = refs.select_columns(["reference", "clean_fbp"]).with_format("numpy")
-
-    def attach(batch):
-        rows = [index[rid] for rid in batch["reference_id"]]
-        looked_up = ref_images[rows]
-        batch["image"] = [np.asarray(x, dtype=np.int16) for x in batch["image"]]
-        batch["reference"] = [np.asarray(x, dtype=np.int16) for x in looked_up["reference"]]
-        batch["clean_fbp"] = [np.asarray(x, dtype=np.int16) for x in looked_up["clean_fbp"]]
-        return batch
-
-    return samples.with_transform(attach)

@@ -41,11 +41,12 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ctdegradbench.core.errors import InputError, InputNotFoundError, OptionError
+from ctdegradbench.core.errors import OptionError
 from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.core.seeding import (component_seed, levels_seed, make_sample_id, numpy_generator,
                                                 sample_seed)
-from ctdegradbench.builder.dataset.export import MANIFEST, file_sha256, read_manifest
+from ctdegradbench.builder.dataset.export import MANIFEST, file_sha256
+from ctdegradbench.builder.dataset.reader import ExportedFolder
 from ctdegradbench.builder.dataset.features import row_to_metadata
 from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
 from ctdegradbench.builder.degradations import REGISTRY
@@ -113,17 +114,9 @@ def _decoded_rows(path: Path, columns=None) -> list[dict]:
 
 
 # ------------------------------------------------------------------ 1. files
-def _card_patterns(folder: Path) -> dict[str, list[str]]:
-    """``config -> data_files path patterns`` from the card's YAML front matter."""
-    from ctdegradbench.builder.dataset.hub import _data_file_patterns, _front_matter
-
-    configs = _front_matter(folder / "README.md").get("configs") or []
-    return {c.get("config_name"): _data_file_patterns(c) for c in configs if isinstance(c, dict)}
-
-
-def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str, dict]:
+def check_files(export: ExportedFolder, report: VerifyReport) -> dict[str, dict]:
     """Check 1; returns the manifest's Parquet entries that exist (``relative path -> entry``)."""
-    files = manifest["files"]
+    folder, files = export.path, export.manifest["files"]
     good_bytes = 0
     parquet, changed = {}, set()
     for rel, entry in tqdm(sorted(files.items()), desc="hashing files", unit="file", leave=False):
@@ -149,10 +142,10 @@ def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str,
         rel = str(path.relative_to(folder))
         if rel not in files and rel != MANIFEST:
             report.problem(rel, "not part of the export (absent from the manifest)")
-    patterns = _card_patterns(folder)
+    patterns = export.patterns
     covered = set()
-    for config, config_patterns in patterns.items():
-        for pattern in config_patterns:
+    for config, splits in patterns.items():
+        for pattern in (p for split_patterns in splits.values() for p in split_patterns):
             matched = [str(p.relative_to(folder)) for p in folder.glob(pattern)]
             if not matched:
                 report.problem(f"README.md config {config}", f"data_files {pattern!r} match no file")
@@ -164,7 +157,7 @@ def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str,
         if "rows" in entry and rel not in covered:
             report.problem(rel, f"Parquet file of config {entry['config']} that no config of README.md names")
     named = check_row_hashes(folder, {rel: parquet[rel] for rel in changed if rel in parquet}, report)
-    splits = check_card_counts(folder, report)
+    splits = check_card_counts(export, report)
     report.checked.append(f"{len(files)} files against the manifest ({good_bytes / 1e6:.1f} MB hashed), "
                           f"{len(patterns)} configs of README.md, rows of {splits} config splits against the card's "
                           f"num_examples" + (f", {named} changed rows named by their hashes" if changed else ""))
@@ -198,26 +191,12 @@ def check_row_hashes(folder: Path, changed: dict[str, dict], report: VerifyRepor
     return named
 
 
-def check_card_counts(folder: Path, report: VerifyReport) -> int:
+def check_card_counts(export: ExportedFolder, report: VerifyReport) -> int:
     """Rows of every config split (from its Parquet files) against the card's ``num_examples``; returns
     how many config splits were compared."""
-    from ctdegradbench.builder.dataset.hub import _front_matter
-
-    meta = _front_matter(folder / "README.md")
-    infos = {i.get("config_name"): i for i in meta.get("dataset_info") or [] if isinstance(i, dict)}
     compared = 0
-    for config in meta.get("configs") or []:
-        if not isinstance(config, dict):
-            continue
-        name = config.get("config_name")
-        expected = {s.get("name"): s.get("num_examples") for s in (infos.get(name) or {}).get("splits") or []}
-        for entry in config.get("data_files") or []:
-            if not isinstance(entry, dict):
-                continue
-            split = entry.get("split")
-            paths = entry.get("path")
-            files = sorted({p for pattern in ([paths] if isinstance(paths, str) else paths or [])
-                            for p in folder.glob(pattern)})
+    for name, splits in export.files.items():
+        for split, files in splits.items():
             rows = 0
             for path in files:
                 try:
@@ -225,11 +204,12 @@ def check_card_counts(folder: Path, report: VerifyReport) -> int:
                 except Exception:       # reported by the file checks
                     pass
             compared += 1
-            if split not in expected:
+            expected = export.num_examples(name, split)
+            if expected is None:
                 report.problem(f"README.md config {name}", f"split {split} has no num_examples in dataset_info")
-            elif rows != expected[split]:
+            elif rows != expected:
                 report.problem(f"README.md config {name}", f"split {split} holds {rows} rows but the card's "
-                                                             f"num_examples is {expected[split]}")
+                                                             f"num_examples is {expected}")
     return compared
 
 
@@ -504,19 +484,15 @@ def check_images(folder: Path, chosen: list, references: dict, replayer: _Replay
 def verify_folder(folder, n_samples: int | None = None, replay_all: bool = False, seed: int = 0,
                   device: str | None = None) -> VerifyReport:
     """Run the four checks of the module docstring on an exported folder and return the report."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputNotFoundError(f"dataset folder {folder} does not exist")
-    if not (folder / "README.md").is_file():
-        raise InputError(f"{folder} is not an exported dataset folder (no README.md)")
     if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0):
         raise OptionError(f"--samples must be an integer >= 0, got {n_samples!r}")
-    manifest = read_manifest(folder)
+    export = ExportedFolder(folder)
+    folder = export.path
     report = VerifyReport(folder)
-    if manifest is None:
+    if export.manifest is None:
         report.problem(MANIFEST, "missing or unreadable: the folder is not a complete CT-DegradBench export")
         return report
-    parquet = check_files(folder, manifest, report)
+    parquet = check_files(export, report)
     _, configs, samples = check_rows(folder, parquet, report)
     replayer = _Replayer(device)
     references = check_references(folder, parquet, configs, replayer, report)
