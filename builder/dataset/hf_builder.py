@@ -31,7 +31,7 @@ from ctdegradbench.builder.dataset.features import (SPLITS, preview_png, referen
                                                    sample_to_row)
 from ctdegradbench.builder.dataset.reader import with_references  # noqa: F401  (public: ct_degradbench.with_references)
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, DEFAULT_FRACTIONS, REFERENCES_CONFIG, check_fractions
-from ctdegradbench.builder.dataset.splits import assign_splits
+from ctdegradbench.builder.dataset.splits import split_slices
 from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions
@@ -116,11 +116,14 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = ALL_CONFIG
 
-    def __init__(self, *args, source_result=None, **kwargs):
+    def __init__(self, *args, source_result=None, slices_by_split=None, **kwargs):
         """``source_result``: the ``SourceResult`` of ``config.source`` when the caller has
-        already loaded it (``ct-degradbench build`` does), so the slices are not read again.
+        already loaded it (``ct-degradbench build`` does), so the slices are not read again;
+        ``slices_by_split``: its slices already assigned to splits (:func:`split_slices`, decided
+        once per build and shared by the references and samples builders).
         Options go in as ``source=SourceOptions(...)``, ``simulation=SimulationConfig(...)``."""
         self._source_result = source_result
+        self._slices_by_split = slices_by_split
         super().__init__(*args, **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
@@ -136,11 +139,13 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         from ctdegradbench.builder.sources import load_sources
 
-        result = self._source_result or load_sources(self.config.source)
-        self._source_result = None   # the slices travel in gen_kwargs; don't pickle them twice into workers
+        by_split = self._slices_by_split
+        if by_split is None:
+            result = self._source_result or load_sources(self.config.source)
+            by_split = split_slices(result.slices, self.config.split_fractions, self.config.simulation.seed)
+        self._source_result = self._slices_by_split = None   # the slices travel in gen_kwargs; don't pickle them twice
         generators = []
-        for split, slices in slices_by_split(result.slices, self.config.split_fractions,
-                                             self.config.simulation.seed).items():
+        for split, slices in by_split.items():
             generator = datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices})
             # known before simulating: datasets' "Generating <split> split" bar shows it as its total
             generator.split_info.num_examples = len(slices) * self.config.rows_per_slice
@@ -162,14 +167,6 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
                 continue
             for sample in simulator.run(ref, settings=self.config.settings):
                 yield sample.sample_id, sample_to_row(sample)
-
-
-def slices_by_split(slices, fractions, seed: int) -> dict[str, list]:
-    """The reference slices of each non-empty split, in source order (splits by patient,
-    :func:`~ctdegradbench.builder.dataset.splits.assign_splits`); every engine builds these."""
-    splits = assign_splits([s.patient_key for s in slices], fractions, seed)
-    grouped = {split: [s for s in slices if splits[s.patient_key] == split] for split in SPLITS}
-    return {split: group for split, group in grouped.items() if group}
 
 
 def reference_row(ref, clean_fbp_hu: np.ndarray) -> dict:
