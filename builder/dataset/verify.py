@@ -18,7 +18,11 @@ Four checks, in this order, each reported with exactly what it covered:
 3. **References.** Each reference's clean FBP is re-simulated and compared bit for bit.
 4. **Images.** A replay of degraded images from their metadata, compared bit for bit:
    ``n_samples`` images (default: 2 per config and level) spread so every config and level
-   is covered, or every image with ``replay_all``.
+   is covered, or every image with ``replay_all``. Rows are replayed per reference slice: all
+   of a reference's chosen settings, levels and realizations from one prepared state (its
+   clean sinogram and projector, :meth:`Simulator.replay_many`), the references shared by
+   ``num_proc`` processes; the time of the first reference gives the estimate printed before
+   the others start.
 
 What this proves: the manifest and the row hashes show that the files are those the export
 wrote, unless whoever edited them also rewrote the manifest (it is not signed); the row checks
@@ -108,9 +112,16 @@ def reference_from_row(row: dict) -> ReferenceSlice:
 
 def _decoded_rows(path: Path, columns=None) -> list[dict]:
     """The rows of one Parquet file decoded with its embedded features (JSON, arrays)."""
-    import datasets
+    return list(_decoding(pq.read_table(path, columns=columns), str(path)))
 
-    return list(datasets.Dataset(pq.read_table(path, columns=columns)))
+
+def _decoding(table, name: str):
+    """A ``datasets.Dataset`` over an Arrow table (decodes its embedded features); the fingerprint is
+    given, not computed (hashing the table would cost more than reading it)."""
+    import datasets
+    import hashlib
+
+    return datasets.Dataset(table, fingerprint=hashlib.sha256(name.encode()).hexdigest()[:16])
 
 
 # ------------------------------------------------------------------ 1. files
@@ -354,15 +365,10 @@ class _Replayer:
 
 
 def _compare(report: VerifyReport, where: str, replayed: np.ndarray, stored: np.ndarray) -> bool:
-    if replayed.shape == stored.shape and np.array_equal(replayed, stored):
-        return True
-    if replayed.shape != stored.shape:
-        report.problem(where, f"image shape {stored.shape}, the replay gives {replayed.shape}")
-    else:
-        diff = np.abs(replayed.astype(np.int32) - stored.astype(np.int32))
-        report.problem(where, f"{int(np.count_nonzero(diff))} pixels differ from the replay, "
-                              f"max |difference| {int(diff.max())} HU")
-    return False
+    difference = _difference(replayed, stored)
+    if difference is not None:
+        report.problem(where, difference)
+    return difference is None
 
 
 def check_references(folder: Path, parquet: dict, configs: dict, replayer: _Replayer,
@@ -424,8 +430,6 @@ class _RowReader:
         self.folder, self.files, self.groups = folder, {}, {}
 
     def row(self, rel: str, index: int) -> dict:
-        import datasets
-
         if rel not in self.files:
             meta = pq.ParquetFile(self.folder / rel).metadata
             starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
@@ -434,56 +438,129 @@ class _RowReader:
         group = int(np.searchsorted(starts, index, side="right") - 1)
         cached = self.groups.pop(rel, None)
         if cached is None or cached[0] != group:
-            cached = (group, datasets.Dataset(handle.read_row_group(group)))
+            cached = (group, _decoding(handle.read_row_group(group), f"{rel}/{group}"))
         self.groups[rel] = cached                     # most recent last
         while len(self.groups) > self.KEEP_FILES:
             self.groups.pop(next(iter(self.groups)))
         return cached[1][int(index - starts[group])]
 
 
-def check_images(folder: Path, chosen: list, references: dict, replayer: _Replayer, report: VerifyReport,
-                 log=None) -> None:
-    """Check 4 on the chosen sample locations, in reference order (each reference is prepared once).
+def _difference(replayed: np.ndarray, stored: np.ndarray) -> str | None:
+    """What differs between a replayed and a stored image (``None``: bit for bit equal)."""
+    if replayed.shape != stored.shape:
+        return f"image shape {stored.shape}, the replay gives {replayed.shape}"
+    if np.array_equal(replayed, stored):
+        return None
+    diff = np.abs(replayed.astype(np.int32) - stored.astype(np.int32))
+    return f"{int(np.count_nonzero(diff))} pixels differ from the replay, max |difference| {int(diff.max())} HU"
 
-    ``log`` (default: stderr) gets the estimated time after the first image."""
+
+def replay_reference(folder: Path, reference: ReferenceSlice, items: list, replayer: _Replayer,
+                     reader: _RowReader | None = None) -> list[tuple[str, str | None]]:
+    """Replay the rows ``items`` (``(rel, index)``) of one reference from one prepared state per
+    recorded configuration (:meth:`Simulator.replay_many`); returns ``(where, difference or None)``
+    per row, in the order of ``items``."""
+    reader = reader or _RowReader(folder)
+    rows = [reader.row(rel, index) for rel, index in items]
+    metas = [row_to_metadata(row) for row in rows]
+    groups: dict[str, list[int]] = {}
+    for i, meta in enumerate(metas):
+        groups.setdefault(json.dumps(dict(meta["config"], backend=meta["backend"]), sort_keys=True), []).append(i)
+    found: dict[int, tuple[str, str | None]] = {}
+    for key, indices in groups.items():
+        config = json.loads(key)
+        prepared = replayer.prepare(reference, config)
+        images = replayer.simulator(config).replay_many(prepared, [metas[i] for i in indices])
+        for i, image in zip(indices, images):
+            rel, index = items[i]
+            found[i] = (f"{rel} row {index} ({metas[i]['sample_id']})",
+                        _difference(image, np.asarray(rows[i]["image"], dtype=np.int16)))
+    return [found[i] for i in range(len(items))]
+
+
+_WORKER: dict = {}
+
+
+def _worker_start(device: str | None, threads: int) -> None:
+    """A replay process: ``threads`` torch threads (the machine's cores shared by the processes)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    _WORKER["replayer"] = _Replayer(device)
+
+
+def _worker_replay(folder: Path, reference: ReferenceSlice, items: list) -> list[tuple[str, str | None]]:
+    return replay_reference(folder, reference, items, _WORKER["replayer"])
+
+
+def check_images(folder: Path, chosen: list, references: dict, replayer: _Replayer, report: VerifyReport,
+                 log=None, num_proc: int = 1) -> None:
+    """Check 4 on the chosen sample locations, one reference slice at a time: all of a reference's
+    chosen rows are replayed from one prepared state (:func:`replay_reference`), the references
+    shared by ``num_proc`` processes. The first reference is replayed here first; from its time
+    the estimate of the whole is printed (``log``, default stderr) before the others start."""
+    import os
     import sys
     import time
 
-    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
-    order = sorted(chosen, key=lambda item: (item[4], item[2], item[3], item[0], item[1]))
-    reader = _RowReader(folder)
-    equal = 0
-    strata = {(item[2], item[3]) for item in chosen}
+    log = log or (lambda text: tqdm.write(text, file=sys.stderr))
     started = time.perf_counter()
-    n_references = len({item[4] for item in order})
-    progress = tqdm(total=len(order), desc="replaying images", unit="image", leave=False)
-    for done, (rel, index, _, _, _) in enumerate(order):
-        row = reader.row(rel, index)
-        meta = row_to_metadata(row)
-        reference = references.get(meta["reference_id"])
-        if reference is not None:     # else reported by the row check
-            config = dict(meta["config"], backend=meta["backend"])
-            prepared = replayer.prepare(reference, config)
-            t1 = time.perf_counter()
-            replayed = replayer.simulator(config).replay(prepared, meta)
-            t2 = time.perf_counter()
-            equal += _compare(report, f"{rel} row {index} ({meta['sample_id']})", replayed,
-                              np.asarray(row["image"], dtype=np.int16))
-            if done == 0 and len(order) > 1:       # one preparation per reference, one replay per image
-                prepare = float(np.mean(replayer.prepare_seconds))
-                estimate = n_references * prepare + len(order) * (t2 - t1)
-                log(f"replaying {len(order)} images of {n_references} references: about {estimate / 60:.1f} min "
-                    f"(measured {prepare:.1f} s to prepare a reference, {t2 - t1:.1f} s to replay an image)")
-        progress.update()
+    by_reference: dict[str, list] = {}
+    for item in sorted(chosen, key=lambda item: (item[4], item[2], item[3], item[0], item[1])):
+        if item[4] in references:     # else reported by the row check
+            by_reference.setdefault(item[4], []).append((item[0], item[1]))
+    strata = {(item[2], item[3]) for item in chosen}
+    total = sum(len(items) for items in by_reference.values())
+    results: list[tuple[str, str | None]] = []
+    progress = tqdm(total=total, desc="replaying images", unit="image", leave=False)
+    jobs = list(by_reference.items())
+    if jobs:
+        reference_id, items = jobs[0]
+        t0 = time.perf_counter()
+        results += replay_reference(folder, references[reference_id], items, replayer)
+        first = time.perf_counter() - t0
+        progress.update(len(items))
+        rest = total - len(items)
+        workers = min(num_proc, len(jobs) - 1) or 1
+        estimate = first + first / len(items) * rest / workers
+        log(f"replaying {total} images of {len(jobs)} references: about {estimate / 60:.1f} min with {workers} "
+            f"process(es) (measured {first:.1f} s for the {len(items)} images of the first reference)")
+    if num_proc > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = (os.cpu_count() or 1) // min(num_proc, len(jobs) - 1)
+        with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs) - 1), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_start, initargs=(replayer.device, threads)) as pool:
+            futures = {pool.submit(_worker_replay, folder, references[rid], items): len(items)
+                       for rid, items in jobs[1:]}
+            for future in as_completed(futures):
+                results += future.result()
+                progress.update(futures[future])
+    else:
+        reader = _RowReader(folder)
+        for reference_id, items in jobs[1:]:
+            results += replay_reference(folder, references[reference_id], items, replayer, reader)
+            progress.update(len(items))
     progress.close()
+    equal = 0
+    for where, difference in sorted(results):
+        if difference is None:
+            equal += 1
+        else:
+            report.problem(where, difference)
     report.replayed = len(chosen)
     report.checked.append(f"{len(chosen)} images re-simulated over {len(strata)} (config, level) strata, {equal} "
-                          f"identical (of {report.rows} degraded rows; {time.perf_counter() - started:.0f} s)")
+                          f"identical (of {report.rows} degraded rows; {len(jobs)} references, {num_proc} "
+                          f"process(es), {time.perf_counter() - started:.0f} s)")
 
 
 def verify_folder(folder, n_samples: int | None = None, replay_all: bool = False, seed: int = 0,
-                  device: str | None = None) -> VerifyReport:
-    """Run the four checks of the module docstring on an exported folder and return the report."""
+                  device: str | None = None, num_proc: int = 1) -> VerifyReport:
+    """Run the four checks of the module docstring on an exported folder and return the report
+    (``num_proc``: processes replaying images, one reference slice at a time each)."""
+    if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
+        raise OptionError(f"--num-proc must be an integer >= 1, got {num_proc!r}")
     if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0):
         raise OptionError(f"--samples must be an integer >= 0, got {n_samples!r}")
     export = ExportedFolder(folder)
@@ -496,5 +573,6 @@ def verify_folder(folder, n_samples: int | None = None, replay_all: bool = False
     _, configs, samples = check_rows(folder, parquet, report)
     replayer = _Replayer(device)
     references = check_references(folder, parquet, configs, replayer, report)
-    check_images(folder, choose_replays(samples, n_samples, replay_all, seed), references, replayer, report)
+    check_images(folder, choose_replays(samples, n_samples, replay_all, seed), references, replayer, report,
+                 num_proc=num_proc)
     return report
