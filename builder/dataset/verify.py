@@ -50,7 +50,7 @@ from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.core.seeding import (component_seed, levels_seed, make_sample_id, numpy_generator,
                                                 sample_seed)
 from ctdegradbench.builder.dataset.export import MANIFEST, file_sha256
-from ctdegradbench.builder.dataset.reader import ExportedFolder
+from ctdegradbench.builder.dataset.reader import ExportedFolder, images
 from ctdegradbench.builder.dataset.features import row_to_metadata
 from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
 from ctdegradbench.builder.degradations import REGISTRY
@@ -438,11 +438,15 @@ class _RowReader:
         group = int(np.searchsorted(starts, index, side="right") - 1)
         cached = self.groups.pop(rel, None)
         if cached is None or cached[0] != group:
-            cached = (group, _decoding(handle.read_row_group(group), f"{rel}/{group}"))
+            table = handle.read_row_group(group)
+            facts = table.drop([c for c in ("image", "preview") if c in table.column_names])
+            cached = (group, _decoding(facts, f"{rel}/{group}"), table)
         self.groups[rel] = cached                     # most recent last
         while len(self.groups) > self.KEEP_FILES:
             self.groups.pop(next(iter(self.groups)))
-        return cached[1][int(index - starts[group])]
+        offset = int(index - starts[group])
+        # the image straight from Arrow (int16 HU), the other columns decoded by their features
+        return dict(cached[1][offset], image=images(cached[2].slice(offset, 1), "image")[0])
 
 
 def _difference(replayed: np.ndarray, stored: np.ndarray) -> str | None:
