@@ -31,12 +31,7 @@ from ctdegradbench.evaluation.data import read_rows
 
 def class_names(folder: ExportedFolder, config: str, split: str) -> list[str]:
     """The label names of a config, from the features embedded in its Parquet files."""
-    import datasets
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(folder.data_files(config, split)[0])
-    label = datasets.Features.from_arrow_schema(schema)["label"]
-    return list(label.names)
+    return list(folder.features(config, split)["label"].names)
 
 
 def prediction_row(sample_id: str, label: str | None, severity: float | None,

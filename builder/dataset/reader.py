@@ -202,6 +202,14 @@ class ExportedFolder:
         refs = [p for split_paths in self.files.get(REFERENCES_CONFIG, {}).values() for p in split_paths]
         return [[str(p.relative_to(self.path)), p.stat().st_size] for p in paths + refs]
 
+    def features(self, config: str, split: str):
+        """The ``datasets.Features`` embedded in the Parquet files of ``config``/``split`` (e.g. the
+        label's class names: ``features(...)["label"].names``)."""
+        import datasets
+        import pyarrow.parquet as pq
+
+        return datasets.Features.from_arrow_schema(pq.read_schema(self.data_files(config, split)[0]))
+
     @cached_property
     def manifest(self) -> dict | None:
         """The export's manifest (every file with its size and SHA-256), ``None`` when it has none."""
