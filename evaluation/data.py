@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ctdegradbench.builder.dataset.reader import TARGETS, ExportedFolder  # noqa: F401  (TARGETS: options)
+from ctdegradbench.builder.dataset.reader import ExportedFolder
 
 #: Columns of a setting row that evaluation reads besides the image.
 ROW_COLUMNS = ("sample_id", "reference_id", "patient_key", "setting", "label", "level")
