@@ -540,3 +540,29 @@ def test_verify_num_proc_zero_is_one_line(export, capsys):
     assert exit_.value.code == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--num-proc" in line and "got 0" in line, line
+
+
+# ------------------------------------------------------------------ the one reader of an export
+def test_exported_folder_reads_card_rows_references_and_the_join(export, caplog):
+    import logging
+
+    from ctdegradbench.builder.dataset.reader import ExportedFolder
+
+    folder = ExportedFolder(export)
+    assert {"single_noise", "mixture_m3", "references", "all"} <= set(folder.configs)
+    assert folder.setting_configs() == ["single_noise", "mixture_m3"]
+    assert folder.manifest is not None and "README.md" in folder.manifest["files"]
+    for split in folder.splits("single_noise"):
+        rows = folder.rows("single_noise", split, columns=["sample_id", "reference_id", "image"])
+        assert len(rows["sample_id"]) == folder.num_examples("single_noise", split)
+        assert rows["image"].dtype == np.int16 and rows["image"].shape[1:] == (IMAGE_SIZE, IMAGE_SIZE)
+        assert sum(len(b["sample_id"]) for b in folder.batches("single_noise", split, 2, ["sample_id"])) == \
+            len(rows["sample_id"])
+    refs = folder.references(set(rows["reference_id"]))
+    with caplog.at_level(logging.INFO):
+        pairs = folder.with_references("single_noise", split)
+    assert "metadata block" not in caplog.text
+    first = pairs[0]
+    assert np.array_equal(first["image"], rows["image"][0])
+    assert np.array_equal(first["reference"], refs[first["reference_id"]]["reference"])
+    assert folder.features("single_noise", split)["label"].names[0] == "S1_noise"
