@@ -37,12 +37,10 @@ EXCESS_BINS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)   # s - thr
 
 
 def load_rows(folder: Path, config: str) -> list[dict]:
-    import datasets
+    """Every row of ``config`` (all splits), decoded, through the one reader of an export."""
+    from ctdegradbench.builder.dataset.reader import ExportedFolder
 
-    files = sorted(str(p) for p in (folder / "data" / config).glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no Parquet files for config {config!r} under {folder / 'data'}")
-    return list(datasets.load_dataset("parquet", data_files=files, split="train"))
+    return [row for split in ExportedFolder(folder).load(config).values() for row in split]
 
 
 def body_mask(reference: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ declarations until a handler runs.
 
     ct-degradbench sources [--source S ...] [--preview PNG]   list / preview the reference CT
     ct-degradbench build   [--config ...] [--source S ...] [--out DIR] ...   build + export the dataset
-    ct-degradbench verify  DIR [--samples N | --all]          check an export: files, rows, replay
+    ct-degradbench verify  DIR [--samples N | --all] [--num-proc N]  check an export: files, rows, replay
     ct-degradbench push    [DIR] --repo-id ORG/NAME            upload an exported folder to the Hub
     ct-degradbench figure  [--source S] [--out PNG]           paper Figure 4: mid-severity degradations
 
@@ -53,6 +53,7 @@ class VerifyOptions:
     all: bool = option(False, "re-simulate every image", group="which")
     seed: int = option(0, "seed of the choice of rows to replay")
     device: str | None = option(None, "device to replay on", none_means="the one recorded per row")
+    num_proc: int = option(1, "processes replaying images (each one reference slice at a time)", minimum=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +103,7 @@ def verify(options: VerifyOptions) -> int:
     from ctdegradbench.builder.dataset.verify import verify_folder
 
     report = verify_folder(options.folder, n_samples=options.samples, replay_all=options.all, seed=options.seed,
-                           device=options.device)
+                           device=options.device, num_proc=options.num_proc)
     print(report.text())
     return 0 if report.ok else 1
 

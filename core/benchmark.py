@@ -44,9 +44,9 @@ TASKS: tuple[Task, ...] = (
          "accuracy of the degradation type over all settings"),
     Task("degradation_classification_macro_f1", ("classification", "macro_f1"), "macro_f1",
          "macro F1 of the degradation type"),
-    Task("severity_spearman_single", ("severity", "spearman_mean_single"), "mean_spearman_single",
+    Task("severity_spearman_single", ("severity", "mean_spearman_single"), "mean_spearman_single",
          "Spearman of predicted severity with the level, mean over the single settings"),
-    Task("severity_spearman_mixture", ("severity", "spearman_mean_mixture"), "mean_spearman_mixtures",
+    Task("severity_spearman_mixture", ("severity", "mean_spearman_mixtures"), "mean_spearman_mixtures",
          "Spearman of predicted severity with the level, mean over the mixtures"),
     Task("severity_qwk", ("severity", "qwk"), "qwk", "quadratic weighted kappa of the rounded predicted severity"),
 )

@@ -50,9 +50,9 @@ def task_values(result: dict, tasks=TASKS) -> dict[str, float]:
 
 
 def _declared_splits(folder: Path) -> dict[str, set[str]]:
-    from ctdegradbench.evaluation.data import DatasetFolder
+    from ctdegradbench.builder.dataset.reader import ExportedFolder
 
-    return {config: {s for s, files in splits.items() if files} for config, splits in DatasetFolder.open(folder).files.items()}
+    return {config: {s for s, files in splits.items() if files} for config, splits in ExportedFolder(folder).files.items()}
 
 
 def write_eval_yaml(folder, *, name: str = DEFAULT_NAME, description: str = DEFAULT_DESCRIPTION,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ctdegradbench.core.errors import InputNotFoundError, OptionError
 from ctdegradbench.core.options import check_declared, option
-from ctdegradbench.evaluation.data import TARGETS
+from ctdegradbench.builder.dataset.reader import TARGETS
 from ctdegradbench.evaluation.iqa import DEFAULT_WINDOW_HU
 
 

@@ -20,7 +20,9 @@ from ctdegradbench.builder.simulate.settings import SETTINGS_BY_CODE
 TABLES = {"iqa": ("Table 10", "Table 1"), "drift": ("Table 12", "Table 11")}
 TARGET_TITLES = {"reference": "against the reference slice", "clean_fbp": "against the clean FBP",
                  "none": "no reference (degraded image only)"}
-GROUPS = (("mean_single", "Mean (single)"), ("mean_mixture", "Mean (mixtures)"))
+GROUPS = (("mean_single", "Mean (single)"), ("mean_mixtures", "Mean (mixtures)"))
+#: The leaderboard row key of each group's mean oriented Spearman.
+MEAN_SPEARMAN = {"mean_single": "mean_spearman_single", "mean_mixtures": "mean_spearman_mixtures"}
 
 
 def setting_label(code: str) -> str:
@@ -105,7 +107,7 @@ def score_leaderboard(results: dict, target: str) -> list[dict]:
         defined = [v for v in per_setting.values() if not math.isnan(v)]
         board.append({"scorer": name, "display": results["scorers"][name]["display"],
                       "mean": sum(defined) / len(defined) if defined else math.nan,
-                      **{g: oriented(groups[g]["spearman"]["value"], lower) if g in groups else math.nan
+                      **{MEAN_SPEARMAN[g]: oriented(groups[g]["spearman"]["value"], lower) if g in groups else math.nan
                          for g, _ in GROUPS},
                       "per_setting": per_setting})
     return sorted(board, key=lambda row: -row["mean"] if not math.isnan(row["mean"]) else math.inf)
@@ -117,8 +119,8 @@ def leaderboard_table(results: dict, target: str) -> str:
     lines = ["| Rank | Score | Mean | Mean (single) | Mean (mixtures) | " + " | ".join(codes) + " |",
              "|---:|---|---:|---:|---:|" + "---:|" * len(codes)]
     for rank, row in enumerate(board, 1):
-        lines.append(f"| {rank} | {row['display']} | {_fmt(row['mean'], 3)} | {_fmt(row['mean_single'], 3)} | "
-                     f"{_fmt(row['mean_mixture'], 3)} | " + " | ".join(_fmt(row['per_setting'][c], 3) for c in codes) + " |")
+        lines.append(f"| {rank} | {row['display']} | {_fmt(row['mean'], 3)} | {_fmt(row['mean_spearman_single'], 3)} | "
+                     f"{_fmt(row['mean_spearman_mixtures'], 3)} | " + " | ".join(_fmt(row['per_setting'][c], 3) for c in codes) + " |")
     best = [f"{c}: {max(board, key=lambda r: -math.inf if math.isnan(r['per_setting'][c]) else r['per_setting'][c])['display']}"
             for c in codes]
     return "\n".join(lines) + "\n\nBest per setting: " + "; ".join(best) + "."

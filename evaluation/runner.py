@@ -22,7 +22,8 @@ import numpy as np
 from ctdegradbench.core.errors import InputError, OptionError
 from ctdegradbench.core.outputs import OutputFolder
 from ctdegradbench.core.version import version
-from ctdegradbench.evaluation.data import DatasetFolder, iter_batches, read_references
+from ctdegradbench.builder.dataset.reader import ExportedFolder
+from ctdegradbench.evaluation.data import iter_batches
 from ctdegradbench.evaluation.iqa import check_image_size, get_metrics, window_hu
 from ctdegradbench.evaluation.options import BenchOptions
 
@@ -118,7 +119,7 @@ def spread_references(rows: dict, n: int) -> list[str]:
     return order[:n]
 
 
-def _config_result(folder: DatasetFolder, config: str, scorer, fingerprint: dict, options: BenchOptions,
+def _config_result(folder: ExportedFolder, config: str, scorer, fingerprint: dict, options: BenchOptions,
                    refs: dict) -> dict:
     """One config's rows and values; ``refs`` (reference id -> images) is shared by the configs,
     which mostly use the same reference slices: only the ids it lacks are read, then added to it."""
@@ -132,7 +133,7 @@ def _config_result(folder: DatasetFolder, config: str, scorer, fingerprint: dict
     keep = set(chosen)
     missing = [rid for rid in chosen if rid not in refs]
     if missing:
-        refs.update(read_references(folder, missing))
+        refs.update(folder.references(missing))
     columns = {k: [] for k in ("sample_id", "patient_key", "setting", "level")}
     values: dict[str, dict[str, list]] = {}
     total = int(np.isin(rows["reference_id"], chosen).sum())
@@ -158,7 +159,7 @@ def run_scores(kind: str, scorer, options: BenchOptions) -> dict:
     from ctdegradbench.evaluation.report import write_reports
     from ctdegradbench.evaluation.stats import level_table, severity_correlation_table
 
-    folder = DatasetFolder.open(options.dataset)
+    folder = ExportedFolder(options.dataset)
     configs = options.configs or folder.setting_configs()
     unknown = [c for c in configs if c not in folder.setting_configs()]
     if unknown:

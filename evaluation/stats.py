@@ -105,7 +105,7 @@ def severity_correlation_table(scores: dict[str, np.ndarray], levels: np.ndarray
     """Correlation of each score with severity, per setting and averaged, with patient-bootstrap CIs.
 
     Returns ``{score: {group: {corr: {"value", "ci": [lo, hi] | None, "n_boot_defined"}}}}`` where
-    group is a setting code, ``"mean_single"`` or ``"mean_mixture"``, and corr is spearman /
+    group is a setting code, ``"mean_single"`` or ``"mean_mixtures"``, and corr is spearman /
     pearson / kendall. ``"n"`` (rows) and ``"patients"`` are given per setting.
     """
     if not 0 < confidence < 1:
@@ -122,7 +122,7 @@ def severity_correlation_table(scores: dict[str, np.ndarray], levels: np.ndarray
             table[name][code] = {c: {"value": point["per_setting"][code][c]} for c in CORRELATIONS}
             table[name][code]["n"] = point["per_setting"][code]["n"]
             table[name][code]["patients"] = len(set(patients[settings == code].tolist()))
-        for group, prefix in (("mean_single", "S"), ("mean_mixture", "M")):
+        for group, prefix in (("mean_single", "S"), ("mean_mixtures", "M")):
             if any(code.startswith(prefix) for code in codes):
                 table[name][group] = {c: {"value": point[group][c]} for c in CORRELATIONS}
     if n_boot <= 0 or len(set(patients.tolist())) < 2:
@@ -139,7 +139,7 @@ def severity_correlation_table(scores: dict[str, np.ndarray], levels: np.ndarray
             per_setting[code] = correlation_matrix(matrix[rows], levels[rows]) if rows.size else \
                 {c: np.full(len(names), np.nan) for c in CORRELATIONS}
         groups = dict(per_setting)
-        for group, prefix in (("mean_single", "S"), ("mean_mixture", "M")):
+        for group, prefix in (("mean_single", "S"), ("mean_mixtures", "M")):
             means = {c: _group_means({code: v[c] for code, v in per_setting.items()}, prefix) for c in CORRELATIONS}
             if means["spearman"] is not None:
                 groups[group] = means

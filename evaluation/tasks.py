@@ -25,17 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from ctdegradbench.core.errors import InputError, InputNotFoundError
-from ctdegradbench.evaluation.data import DatasetFolder, read_rows
+from ctdegradbench.builder.dataset.reader import ExportedFolder
+from ctdegradbench.evaluation.data import read_rows
 
 
-def class_names(folder: DatasetFolder, config: str, split: str) -> list[str]:
+def class_names(folder: ExportedFolder, config: str, split: str) -> list[str]:
     """The label names of a config, from the features embedded in its Parquet files."""
-    import datasets
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(folder.split_files(config, split)[0])
-    label = datasets.Features.from_arrow_schema(schema)["label"]
-    return list(label.names)
+    return list(folder.features(config, split)["label"].names)
 
 
 def prediction_row(sample_id: str, label: str | None, severity: float | None,
@@ -117,7 +113,7 @@ def run_tasks(dataset, predictions, config: str = "all", split: str = "test", mo
     from ctdegradbench.evaluation import load_metric
     from ctdegradbench.evaluation.leaderboard import task_values
 
-    folder = DatasetFolder.open(dataset)
+    folder = ExportedFolder(dataset)
     rows = read_rows(folder, config, split)
     names = class_names(folder, config, split)
     by_id = {sid: i for i, sid in enumerate(rows["sample_id"].tolist())}

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctdegradbench.core.errors import InputError, InputNotFoundError
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
+from ctdegradbench.builder.dataset.reader import load_many
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES, CLEAN_CLASS_NAME, PAPER_CLASS_NAMES
 
 # Config fields that decide what the frozen stage computes (the cache key).
@@ -62,50 +62,20 @@ class SplitData:
         return {"patients": len(set(self.patient_keys)), "slices": len(set(self.reference_ids)), "rows": len(self)}
 
 
-def _check_folder(folder: Path) -> Path:
-    folder = Path(folder)
-    if not folder.exists():
-        raise InputNotFoundError(f"dataset folder {folder} does not exist: expected the output of ct-degradbench build")
-    if not (folder / "README.md").is_file() or not (folder / "data").is_dir():
-        raise InputError(f"{folder} is not an exported CT-DegradBench folder (README.md and data/ expected): "
-                         "build one with ct-degradbench build --out DIR")
-    return folder
-
-
 # columns read from the ``all`` configs (False) and from ``references`` (True)
 NEEDED_COLUMNS = {False: ("image", "label", "level", "setting", "patient_key", "reference_id"),
                   True: ("reference",)}
 
 
-def _load_config(folders, config: str, split: str):
-    """``split`` of ``config`` from every folder, concatenated, and the loaded parts."""
-    import datasets
-
-    parts = []
-    for folder in folders:
-        folder = _check_folder(folder)
-        try:
-            part = datasets.load_dataset(str(folder), config, split=split)
-        except ValueError as err:
-            raise InputError(f"{folder} has no split {split!r} in config {config!r}: {err}") from err
-        except (datasets.exceptions.DatasetsError, FileNotFoundError) as err:   # EmptyDatasetError is one
-            first = (str(err).strip().splitlines() or [""])[0]
-            raise InputError(f"{folder} holds no readable {config!r} data ({type(err).__name__}: {first}): "
-                             "build it with ct-degradbench build --out DIR") from None
-        needed = set(NEEDED_COLUMNS[config == REFERENCES_CONFIG])
-        missing = sorted(needed - set(part.column_names))
-        if missing:
-            raise InputError(f"{folder} config {config!r} lacks the column(s) {', '.join(missing)} (labels and "
-                             "metadata of a ct-degradbench build are needed)")
-        if len(part) == 0:
-            raise InputError(f"{folder} has no rows in split {split!r} of config {config!r}")
-        parts.append(part)
-    return (parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)), parts
+def load_config(folders, config: str, split: str):
+    """``split`` of ``config`` from every exported folder (:func:`reader.load_many`), concatenated,
+    and the loaded parts; the columns SeSpeCT reads are required."""
+    return load_many(folders, config, split, require=NEEDED_COLUMNS[config == REFERENCES_CONFIG])
 
 
 def load_benchmark(folders, split: str, label_names=PAPER_CLASS_NAMES) -> SplitData:
     """Rows of ``split`` from every folder, labels mapped by name onto ``label_names``."""
-    ds, parts = _load_config(folders, ALL_CONFIG, split)
+    ds, parts = load_config(folders, ALL_CONFIG, split)
     names = ds.features["label"].names
     index = {name: i for i, name in enumerate(label_names)}
     raw = np.asarray(ds["label"])
@@ -126,7 +96,7 @@ def load_benchmark(folders, split: str, label_names=PAPER_CLASS_NAMES) -> SplitD
 
 def load_references(folders, split: str):
     """The ``references`` rows of ``split`` (reference HU images) from every folder."""
-    ds, parts = _load_config(folders, REFERENCES_CONFIG, split)
+    ds, parts = load_config(folders, REFERENCES_CONFIG, split)
     fingerprint = hashlib.sha256("|".join(p._fingerprint for p in parts).encode()).hexdigest()[:16]
     return ds.with_format("numpy", columns=["reference"]), fingerprint
 

@@ -34,9 +34,9 @@ def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size
     clean = getattr(cfg, "clean_label", None)
     if clean in cfg.label_names:
         from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
-        from ctdegradbench.model.data import _load_config
+        from ctdegradbench.model.data import load_config
 
-        refs, _ = _load_config(dataset_dirs, REFERENCES_CONFIG, split)
+        refs, _ = load_config(dataset_dirs, REFERENCES_CONFIG, split)
         ref_probs, _ = _run(model, refs.with_format("numpy", columns=["reference"]), "reference",
                             np.asarray(refs["pixel_spacing_mm"], float), batch_size, f"clean {split}", progress)
         metrics["clean_rate"] = float(np.mean(ref_probs.argmax(1) == cfg.label_names.index(clean)))

@@ -48,8 +48,8 @@ def task_metrics(y_true, probabilities, level_true, severity, settings, label_na
               "per_class": {k: v for k, v in clf["per_class"].items() if v["support"] or (y_pred == list(label_names).index(k)).any()},
               "mae": everything["mae"], "rmse": everything["rmse"], "qwk": everything["qwk"],
               "confusion_matrix": clf["confusion_matrix"], "per_setting": {},
-              "mean_spearman_single": everything["spearman_mean_single"],
-              "mean_spearman_mixtures": everything["spearman_mean_mixture"]}
+              "mean_spearman_single": everything["mean_spearman_single"],
+              "mean_spearman_mixtures": everything["mean_spearman_mixtures"]}
     for code in sorted(set(settings.tolist()), key=lambda c: (c[0] != "S", c)):   # S1..S5, then M1..M5
         m = settings == code
         part = sev(m)

@@ -241,10 +241,10 @@ class _Column:
 
 def _clean_rows(dataset_dirs, split: str):
     """The ``references`` rows of ``split``: the dataset, spacings, patient keys, reference ids."""
-    from ctdegradbench.model.data import _load_config
+    from ctdegradbench.model.data import load_config
     from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
 
-    ds, _ = _load_config(dataset_dirs, REFERENCES_CONFIG, split)
+    ds, _ = load_config(dataset_dirs, REFERENCES_CONFIG, split)
     return ds, np.asarray(ds["pixel_spacing_mm"], float), list(ds["patient_key"]), list(ds["reference_id"])
 
 

@@ -478,3 +478,91 @@ def test_verify_all_prints_its_time_estimate_first(export, capsys):
     captured = capsys.readouterr()
     assert "replaying 24 images of 3 references: about" in captured.err
     assert "24 images re-simulated" in captured.out
+
+
+# ------------------------------------------------------------------ verify --all, per reference slice
+def test_replay_many_gives_the_images_of_replay_one_at_a_time(export):
+    """All of a reference's rows (both configs, every level) from one prepared state equal the
+    one-at-a-time replay and the stored images."""
+    from ctdegradbench.builder.dataset.features import row_to_metadata
+    from ctdegradbench.builder.dataset.reader import ExportedFolder
+    from ctdegradbench.builder.dataset.verify import _decoded_rows, reference_from_row
+    from ctdegradbench.builder.simulate.config import SimulationConfig
+    from ctdegradbench.builder.simulate.simulator import Simulator
+
+    folder = ExportedFolder(export)
+    reference = reference_from_row(_decoded_rows(folder.reference_files()[0])[0])
+    rows = [row for config in folder.setting_configs() for paths in folder.files[config].values() for path in paths
+            for row in _decoded_rows(path) if row["reference_id"] == reference.reference_id]
+    metas = [row_to_metadata(row) for row in rows]
+    assert len({m["setting"] for m in metas}) == 2 and len(metas) == 8
+    simulator = Simulator(SimulationConfig(**dict(metas[0]["config"], backend=metas[0]["backend"])))
+    prepared = simulator.prepare(reference)
+    many = simulator.replay_many(prepared, metas)
+    for image, meta, row in zip(many, metas, rows):
+        assert np.array_equal(image, simulator.replay(prepared, meta)), meta["sample_id"]
+        assert np.array_equal(image, np.asarray(row["image"], dtype=np.int16)), meta["sample_id"]
+
+
+def test_verify_all_on_two_processes_finds_a_changed_pixel_the_default_sampling_skips(export, tmp_path, capsys):
+    from ctdegradbench.builder.dataset.reader import ExportedFolder
+    from ctdegradbench.builder.dataset.verify import VerifyReport, check_rows, choose_replays
+
+    folder = ExportedFolder(export)
+    parquet = {rel: e for rel, e in folder.manifest["files"].items() if "rows" in e}
+    _, _, samples = check_rows(export, parquet, VerifyReport(export))
+    chosen = {(rel, index) for rel, index, *_ in choose_replays(samples, None, False, 0)}
+    first = str(sorted((export / "data" / "single_noise").glob("*.parquet"))[0].relative_to(export))
+    row = next(index for rel, index, *_ in samples if rel == first and (rel, index) not in chosen)
+
+    def one_pixel(table):
+        import pyarrow as pa
+
+        images = table.column("image").to_pylist()
+        images[row][3][5] += 1
+        return table.set_column(table.schema.get_field_index("image"), table.schema.field("image"),
+                                pa.array(images, type=table.schema.field("image").type))
+
+    copy, rel = tampered(export, tmp_path, "single_noise", one_pixel, rewrite_manifest=True)
+    assert rel == first
+    assert cli_main(["verify", str(copy)]) == 0                   # the default sampling misses it
+    capsys.readouterr()
+    assert cli_main(["verify", str(copy), "--all", "--num-proc", "2"]) == 1
+    out = capsys.readouterr()
+    assert "replaying 24 images of 3 references: about" in out.err
+    assert f"{rel} row {row} (" in out.out and "1 pixels differ from the replay, max |difference| 1 HU" in out.out
+    assert "24 images re-simulated" in out.out and "2 process(es)" in out.out
+
+
+def test_verify_num_proc_zero_is_one_line(export, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["verify", str(export), "--num-proc", "0"])
+    assert exit_.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--num-proc" in line and "got 0" in line, line
+
+
+# ------------------------------------------------------------------ the one reader of an export
+def test_exported_folder_reads_card_rows_references_and_the_join(export, caplog):
+    import logging
+
+    from ctdegradbench.builder.dataset.reader import ExportedFolder
+
+    folder = ExportedFolder(export)
+    assert {"single_noise", "mixture_m3", "references", "all"} <= set(folder.configs)
+    assert folder.setting_configs() == ["single_noise", "mixture_m3"]
+    assert folder.manifest is not None and "README.md" in folder.manifest["files"]
+    for split in folder.splits("single_noise"):
+        rows = folder.rows("single_noise", split, columns=["sample_id", "reference_id", "image"])
+        assert len(rows["sample_id"]) == folder.num_examples("single_noise", split)
+        assert rows["image"].dtype == np.int16 and rows["image"].shape[1:] == (IMAGE_SIZE, IMAGE_SIZE)
+        assert sum(len(b["sample_id"]) for b in folder.batches("single_noise", split, 2, ["sample_id"])) == \
+            len(rows["sample_id"])
+    refs = folder.references(set(rows["reference_id"]))
+    with caplog.at_level(logging.INFO):
+        pairs = folder.with_references("single_noise", split)
+    assert "metadata block" not in caplog.text
+    first = pairs[0]
+    assert np.array_equal(first["image"], rows["image"][0])
+    assert np.array_equal(first["reference"], refs[first["reference_id"]]["reference"])
+    assert folder.features("single_noise", split)["label"].names[0] == "S1_noise"

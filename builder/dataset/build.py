@@ -234,15 +234,17 @@ def _simulate_local(options: BuildOptions, cache_dir, source_result):
     """The ``datasets`` builder on this machine (``--num-proc`` workers): the samples and
     references ``DatasetDict``s and their builders' infos."""
     from ctdegradbench.builder.dataset.hf_builder import CTDegradBench
+    from ctdegradbench.builder.dataset.splits import split_slices
 
     if options.threads is not None:
         _use_spawned_workers()
     config = dict(source=options.source, simulation=options.simulation, split_fractions=options.split_fractions,
                   threads=options.threads)
+    by_split = split_slices(source_result.slices, options.split_fractions, options.simulation.seed)   # decided once
     references_builder = CTDegradBench(config_name=REFERENCES_CONFIG, cache_dir=str(cache_dir),
-                                       source_result=source_result, **config)
+                                       slices_by_split=by_split, **config)
     samples_builder = CTDegradBench(config_name=ALL_CONFIG, settings=options.settings, cache_dir=str(cache_dir),
-                                    source_result=source_result, **config)
+                                    slices_by_split=by_split, **config)
     n = len(source_result.slices)
     with _workers_ignore_interrupts() if options.threads is not None else contextlib.nullcontext():
         _announce(f"step 1/3: references config: {n} reference slices -> {n} rows (reference + clean FBP)")

@@ -29,8 +29,9 @@ from ctdegradbench.core.paper import CITATION
 from ctdegradbench.core.errors import OptionError
 from ctdegradbench.builder.dataset.features import (SPLITS, preview_png, reference_features, sample_features,
                                                    sample_to_row)
+from ctdegradbench.builder.dataset.reader import with_references  # noqa: F401  (public: ct_degradbench.with_references)
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, DEFAULT_FRACTIONS, REFERENCES_CONFIG, check_fractions
-from ctdegradbench.builder.dataset.splits import assign_splits
+from ctdegradbench.builder.dataset.splits import split_slices
 from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.simulate.settings import PAPER_SETTINGS, SETTINGS, get_setting
 from ctdegradbench.builder.sources.options import SourceOptions
@@ -115,11 +116,14 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = ALL_CONFIG
 
-    def __init__(self, *args, source_result=None, **kwargs):
+    def __init__(self, *args, source_result=None, slices_by_split=None, **kwargs):
         """``source_result``: the ``SourceResult`` of ``config.source`` when the caller has
-        already loaded it (``ct-degradbench build`` does), so the slices are not read again.
+        already loaded it (``ct-degradbench build`` does), so the slices are not read again;
+        ``slices_by_split``: its slices already assigned to splits (:func:`split_slices`, decided
+        once per build and shared by the references and samples builders).
         Options go in as ``source=SourceOptions(...)``, ``simulation=SimulationConfig(...)``."""
         self._source_result = source_result
+        self._slices_by_split = slices_by_split
         super().__init__(*args, **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
@@ -135,11 +139,13 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         from ctdegradbench.builder.sources import load_sources
 
-        result = self._source_result or load_sources(self.config.source)
-        self._source_result = None   # the slices travel in gen_kwargs; don't pickle them twice into workers
+        by_split = self._slices_by_split
+        if by_split is None:
+            result = self._source_result or load_sources(self.config.source)
+            by_split = split_slices(result.slices, self.config.split_fractions, self.config.simulation.seed)
+        self._source_result = self._slices_by_split = None   # the slices travel in gen_kwargs; don't pickle them twice
         generators = []
-        for split, slices in slices_by_split(result.slices, self.config.split_fractions,
-                                             self.config.simulation.seed).items():
+        for split, slices in by_split.items():
             generator = datasets.SplitGenerator(name=split, gen_kwargs={"slices": slices})
             # known before simulating: datasets' "Generating <split> split" bar shows it as its total
             generator.split_info.num_examples = len(slices) * self.config.rows_per_slice
@@ -163,14 +169,6 @@ class CTDegradBench(datasets.GeneratorBasedBuilder):
                 yield sample.sample_id, sample_to_row(sample)
 
 
-def slices_by_split(slices, fractions, seed: int) -> dict[str, list]:
-    """The reference slices of each non-empty split, in source order (splits by patient,
-    :func:`~ctdegradbench.builder.dataset.splits.assign_splits`); every engine builds these."""
-    splits = assign_splits([s.patient_key for s in slices], fractions, seed)
-    grouped = {split: [s for s in slices if splits[s.patient_key] == split] for split in SPLITS}
-    return {split: group for split, group in grouped.items() if group}
-
-
 def reference_row(ref, clean_fbp_hu: np.ndarray) -> dict:
     """A row of the ``references`` config."""
     info = {k: v for k, v in ref.info.items()}
@@ -190,39 +188,3 @@ def reference_row(ref, clean_fbp_hu: np.ndarray) -> dict:
         "noise_sd_hu": None if info.get("noise_sd_hu") is None else float(info["noise_sd_hu"]),
         "info": info,
     }
-
-
-def with_references(samples, references):
-    """Attach each sample's reference and clean-FBP images, joined by ``reference_id``.
-
-    ``samples`` is a ``Dataset`` or ``DatasetDict`` of a setting config and ``references``
-    the ``references`` config (a ``Dataset`` or ``DatasetDict``; all its splits are used).
-    Returns the same kind of object whose rows also hold ``reference`` and ``clean_fbp``;
-    all three images come back as ``np.int16`` HU arrays::
-
-        ds = load_dataset("ct-degradbench", "mixture_m5")
-        refs = load_dataset("ct-degradbench", "references")
-        pairs = with_references(ds, refs)
-        row = pairs["test"][0]   # row["image"], row["reference"], row["clean_fbp"]
-    """
-    if isinstance(samples, datasets.DatasetDict):
-        return datasets.DatasetDict({name: with_references(split, references) for name, split in samples.items()})
-    refs = references
-    if isinstance(refs, datasets.DatasetDict):
-        refs = datasets.concatenate_datasets(list(refs.values()))
-    index = {rid: i for i, rid in enumerate(refs["reference_id"])}
-    missing = sorted(set(samples["reference_id"]) - set(index))
-    if missing:
-        raise ValueError(f"{len(missing)} reference ids of the samples are not in the references config, "
-                         f"e.g. {missing[0]!r}: pass the references config of the same build")
-    ref_images = refs.select_columns(["reference", "clean_fbp"]).with_format("numpy")
-
-    def attach(batch):
-        rows = [index[rid] for rid in batch["reference_id"]]
-        looked_up = ref_images[rows]
-        batch["image"] = [np.asarray(x, dtype=np.int16) for x in batch["image"]]
-        batch["reference"] = [np.asarray(x, dtype=np.int16) for x in looked_up["reference"]]
-        batch["clean_fbp"] = [np.asarray(x, dtype=np.int16) for x in looked_up["clean_fbp"]]
-        return batch
-
-    return samples.with_transform(attach)

@@ -18,12 +18,10 @@ message, so the command line prints one line instead of a traceback.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import yaml
-
-from ctdegradbench.core.errors import RemoteError
+from ctdegradbench.core.errors import InputError, RemoteError
+from ctdegradbench.builder.dataset.reader import ExportedFolder
 
 #: Suffix of the folder a build writes into before renaming it to its final name.
 PARTIAL_SUFFIX = ".partial"
@@ -66,32 +64,6 @@ def validate_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def _front_matter(readme: Path) -> dict:
-    """The YAML front matter (between the leading ``---`` lines) of a dataset card."""
-    text = readme.read_text(encoding="utf-8")
-    match = re.match(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*$", text, flags=re.DOTALL | re.MULTILINE)
-    if match is None:
-        raise PushError(f"{readme} has no YAML front matter (a block between '---' lines at the top)")
-    try:
-        meta = yaml.safe_load(match.group(1))
-    except yaml.YAMLError as err:
-        raise PushError(f"{readme}: YAML front matter does not parse: {one_line(err)}") from None
-    if not isinstance(meta, dict):
-        raise PushError(f"{readme}: YAML front matter is not a mapping")
-    return meta
-
-
-def _data_file_patterns(config: dict) -> list[str]:
-    """The ``path`` patterns of one ``configs:`` entry (``data_files`` as str, list or dicts)."""
-    data_files = config.get("data_files")
-    entries = data_files if isinstance(data_files, list) else [data_files]
-    patterns: list[str] = []
-    for entry in entries:
-        paths = entry.get("path") if isinstance(entry, dict) else entry
-        patterns.extend([paths] if isinstance(paths, str) else list(paths or []))
-    return patterns
-
-
 def check_dataset_folder(folder: str | Path) -> list[Path]:
     """Check that ``folder`` is a finished dataset export, ready to push.
 
@@ -123,20 +95,17 @@ def check_dataset_folder(folder: str | Path) -> list[Path]:
     markers = sorted(folder.rglob(INCOMPLETE_MARKER))
     if markers:
         raise PushError(f"{folder} is an unfinished build (marker {markers[0]}); rerun the build")
-    readme = folder / "README.md"
-    if not readme.is_file():
-        raise PushError(f"{folder} has no README.md dataset card")
-    configs = _front_matter(readme).get("configs")
-    if not isinstance(configs, list) or not configs:
-        raise PushError(f"{readme}: YAML front matter has no 'configs:' list")
-    for config in configs:
-        name = config.get("config_name") if isinstance(config, dict) else None
-        patterns = _data_file_patterns(config) if isinstance(config, dict) else []
+    try:
+        export = ExportedFolder(folder)
+    except InputError as err:
+        raise PushError(str(err)) from None
+    for name, splits in export.patterns.items():
+        patterns = [p for split_patterns in splits.values() for p in split_patterns]
         if not patterns:
-            raise PushError(f"{readme}: config {name!r} has no data_files")
+            raise PushError(f"{export.readme}: config {name!r} has no data_files")
         for pattern in patterns:
             if not any(path.is_file() for path in folder.glob(pattern)):
-                raise PushError(f"{readme}: config {name!r} names data_files {pattern!r}, which match no file")
+                raise PushError(f"{export.readme}: config {name!r} names data_files {pattern!r}, which match no file")
     shards = sorted((folder / "data").rglob("*.parquet"))
     if not shards:
         raise PushError(f"{folder} has no data/**/*.parquet files")

@@ -1,7 +1,7 @@
 """``ct-degradbench build --engine ray``: the simulation sharded over a Ray cluster.
 
 The reference slices of each split (the same patient split as the local build,
-:func:`~ctdegradbench.builder.dataset.hf_builder.slices_by_split`) are cut into shards of
+:func:`~ctdegradbench.builder.dataset.splits.split_slices`) are cut into shards of
 ``shard_size`` consecutive slices. One Ray task per shard receives its slices as arrays
 (so the workers need no access to the source), prepares each slice once (clean sinogram
 and clean FBP) and simulates the requested settings with the seeds of the sample ids,
@@ -39,7 +39,8 @@ from pathlib import Path
 from ctdegradbench.core.errors import CTDegradBenchError, OptionError
 from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.dataset.features import SPLITS, reference_features, sample_features, sample_to_row
-from ctdegradbench.builder.dataset.hf_builder import reference_row, slices_by_split
+from ctdegradbench.builder.dataset.hf_builder import reference_row
+from ctdegradbench.builder.dataset.splits import split_slices
 
 SHARD_FOLDER = "ray"          # under the build cache
 MAX_RETRIES = 3               # reruns of a shard whose worker died
@@ -91,7 +92,7 @@ def plan_shards(options, slices) -> list[Shard]:
                          "simulation": options.simulation.to_dict(), "image_size": options.source.image_size},
                         sort_keys=True, default=str)
     shards = []
-    by_split = slices_by_split(slices, options.split_fractions, options.simulation.seed)
+    by_split = split_slices(slices, options.split_fractions, options.simulation.seed)
     for split in SPLITS:
         group = by_split.get(split, [])
         for index, start in enumerate(range(0, len(group), options.shard_size)):

@@ -46,3 +46,13 @@ def assign_splits(patient_keys, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> d
             assignment[key] = split
         start += size
     return assignment
+
+
+def split_slices(slices, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> dict[str, list]:
+    """The one place a build assigns reference slices to splits: the slices of each non-empty
+    split, in source order, by patient (:func:`assign_splits` of their ``patient_key``). The
+    local build decides it once and hands it to both of its builders; the Ray engine cuts its
+    shards from it."""
+    splits = assign_splits([s.patient_key for s in slices], fractions, seed)
+    grouped = {split: [s for s in slices if splits[s.patient_key] == split] for split in SPLITS}
+    return {split: group for split, group in grouped.items() if group}

@@ -18,7 +18,11 @@ Four checks, in this order, each reported with exactly what it covered:
 3. **References.** Each reference's clean FBP is re-simulated and compared bit for bit.
 4. **Images.** A replay of degraded images from their metadata, compared bit for bit:
    ``n_samples`` images (default: 2 per config and level) spread so every config and level
-   is covered, or every image with ``replay_all``.
+   is covered, or every image with ``replay_all``. Rows are replayed per reference slice: all
+   of a reference's chosen settings, levels and realizations from one prepared state (its
+   clean sinogram and projector, :meth:`Simulator.replay_many`), the references shared by
+   ``num_proc`` processes; the time of the first reference gives the estimate printed before
+   the others start.
 
 What this proves: the manifest and the row hashes show that the files are those the export
 wrote, unless whoever edited them also rewrote the manifest (it is not signed); the row checks
@@ -41,11 +45,12 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ctdegradbench.core.errors import InputError, InputNotFoundError, OptionError
+from ctdegradbench.core.errors import OptionError
 from ctdegradbench.core.levels import LEVELS
 from ctdegradbench.builder.core.seeding import (component_seed, levels_seed, make_sample_id, numpy_generator,
                                                 sample_seed)
-from ctdegradbench.builder.dataset.export import MANIFEST, file_sha256, read_manifest
+from ctdegradbench.builder.dataset.export import MANIFEST, file_sha256
+from ctdegradbench.builder.dataset.reader import ExportedFolder, images
 from ctdegradbench.builder.dataset.features import row_to_metadata
 from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
 from ctdegradbench.builder.degradations import REGISTRY
@@ -107,23 +112,22 @@ def reference_from_row(row: dict) -> ReferenceSlice:
 
 def _decoded_rows(path: Path, columns=None) -> list[dict]:
     """The rows of one Parquet file decoded with its embedded features (JSON, arrays)."""
-    import datasets
+    return list(_decoding(pq.read_table(path, columns=columns), str(path)))
 
-    return list(datasets.Dataset(pq.read_table(path, columns=columns)))
+
+def _decoding(table, name: str):
+    """A ``datasets.Dataset`` over an Arrow table (decodes its embedded features); the fingerprint is
+    given, not computed (hashing the table would cost more than reading it)."""
+    import datasets
+    import hashlib
+
+    return datasets.Dataset(table, fingerprint=hashlib.sha256(name.encode()).hexdigest()[:16])
 
 
 # ------------------------------------------------------------------ 1. files
-def _card_patterns(folder: Path) -> dict[str, list[str]]:
-    """``config -> data_files path patterns`` from the card's YAML front matter."""
-    from ctdegradbench.builder.dataset.hub import _data_file_patterns, _front_matter
-
-    configs = _front_matter(folder / "README.md").get("configs") or []
-    return {c.get("config_name"): _data_file_patterns(c) for c in configs if isinstance(c, dict)}
-
-
-def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str, dict]:
+def check_files(export: ExportedFolder, report: VerifyReport) -> dict[str, dict]:
     """Check 1; returns the manifest's Parquet entries that exist (``relative path -> entry``)."""
-    files = manifest["files"]
+    folder, files = export.path, export.manifest["files"]
     good_bytes = 0
     parquet, changed = {}, set()
     for rel, entry in tqdm(sorted(files.items()), desc="hashing files", unit="file", leave=False):
@@ -149,10 +153,10 @@ def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str,
         rel = str(path.relative_to(folder))
         if rel not in files and rel != MANIFEST:
             report.problem(rel, "not part of the export (absent from the manifest)")
-    patterns = _card_patterns(folder)
+    patterns = export.patterns
     covered = set()
-    for config, config_patterns in patterns.items():
-        for pattern in config_patterns:
+    for config, splits in patterns.items():
+        for pattern in (p for split_patterns in splits.values() for p in split_patterns):
             matched = [str(p.relative_to(folder)) for p in folder.glob(pattern)]
             if not matched:
                 report.problem(f"README.md config {config}", f"data_files {pattern!r} match no file")
@@ -164,7 +168,7 @@ def check_files(folder: Path, manifest: dict, report: VerifyReport) -> dict[str,
         if "rows" in entry and rel not in covered:
             report.problem(rel, f"Parquet file of config {entry['config']} that no config of README.md names")
     named = check_row_hashes(folder, {rel: parquet[rel] for rel in changed if rel in parquet}, report)
-    splits = check_card_counts(folder, report)
+    splits = check_card_counts(export, report)
     report.checked.append(f"{len(files)} files against the manifest ({good_bytes / 1e6:.1f} MB hashed), "
                           f"{len(patterns)} configs of README.md, rows of {splits} config splits against the card's "
                           f"num_examples" + (f", {named} changed rows named by their hashes" if changed else ""))
@@ -198,26 +202,12 @@ def check_row_hashes(folder: Path, changed: dict[str, dict], report: VerifyRepor
     return named
 
 
-def check_card_counts(folder: Path, report: VerifyReport) -> int:
+def check_card_counts(export: ExportedFolder, report: VerifyReport) -> int:
     """Rows of every config split (from its Parquet files) against the card's ``num_examples``; returns
     how many config splits were compared."""
-    from ctdegradbench.builder.dataset.hub import _front_matter
-
-    meta = _front_matter(folder / "README.md")
-    infos = {i.get("config_name"): i for i in meta.get("dataset_info") or [] if isinstance(i, dict)}
     compared = 0
-    for config in meta.get("configs") or []:
-        if not isinstance(config, dict):
-            continue
-        name = config.get("config_name")
-        expected = {s.get("name"): s.get("num_examples") for s in (infos.get(name) or {}).get("splits") or []}
-        for entry in config.get("data_files") or []:
-            if not isinstance(entry, dict):
-                continue
-            split = entry.get("split")
-            paths = entry.get("path")
-            files = sorted({p for pattern in ([paths] if isinstance(paths, str) else paths or [])
-                            for p in folder.glob(pattern)})
+    for name, splits in export.files.items():
+        for split, files in splits.items():
             rows = 0
             for path in files:
                 try:
@@ -225,11 +215,12 @@ def check_card_counts(folder: Path, report: VerifyReport) -> int:
                 except Exception:       # reported by the file checks
                     pass
             compared += 1
-            if split not in expected:
+            expected = export.num_examples(name, split)
+            if expected is None:
                 report.problem(f"README.md config {name}", f"split {split} has no num_examples in dataset_info")
-            elif rows != expected[split]:
+            elif rows != expected:
                 report.problem(f"README.md config {name}", f"split {split} holds {rows} rows but the card's "
-                                                             f"num_examples is {expected[split]}")
+                                                             f"num_examples is {expected}")
     return compared
 
 
@@ -374,15 +365,10 @@ class _Replayer:
 
 
 def _compare(report: VerifyReport, where: str, replayed: np.ndarray, stored: np.ndarray) -> bool:
-    if replayed.shape == stored.shape and np.array_equal(replayed, stored):
-        return True
-    if replayed.shape != stored.shape:
-        report.problem(where, f"image shape {stored.shape}, the replay gives {replayed.shape}")
-    else:
-        diff = np.abs(replayed.astype(np.int32) - stored.astype(np.int32))
-        report.problem(where, f"{int(np.count_nonzero(diff))} pixels differ from the replay, "
-                              f"max |difference| {int(diff.max())} HU")
-    return False
+    difference = _difference(replayed, stored)
+    if difference is not None:
+        report.problem(where, difference)
+    return difference is None
 
 
 def check_references(folder: Path, parquet: dict, configs: dict, replayer: _Replayer,
@@ -444,8 +430,6 @@ class _RowReader:
         self.folder, self.files, self.groups = folder, {}, {}
 
     def row(self, rel: str, index: int) -> dict:
-        import datasets
-
         if rel not in self.files:
             meta = pq.ParquetFile(self.folder / rel).metadata
             starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
@@ -454,71 +438,145 @@ class _RowReader:
         group = int(np.searchsorted(starts, index, side="right") - 1)
         cached = self.groups.pop(rel, None)
         if cached is None or cached[0] != group:
-            cached = (group, datasets.Dataset(handle.read_row_group(group)))
+            table = handle.read_row_group(group)
+            facts = table.drop([c for c in ("image", "preview") if c in table.column_names])
+            cached = (group, _decoding(facts, f"{rel}/{group}"), table)
         self.groups[rel] = cached                     # most recent last
         while len(self.groups) > self.KEEP_FILES:
             self.groups.pop(next(iter(self.groups)))
-        return cached[1][int(index - starts[group])]
+        offset = int(index - starts[group])
+        # the image straight from Arrow (int16 HU), the other columns decoded by their features
+        return dict(cached[1][offset], image=images(cached[2].slice(offset, 1), "image")[0])
+
+
+def _difference(replayed: np.ndarray, stored: np.ndarray) -> str | None:
+    """What differs between a replayed and a stored image (``None``: bit for bit equal)."""
+    if replayed.shape != stored.shape:
+        return f"image shape {stored.shape}, the replay gives {replayed.shape}"
+    if np.array_equal(replayed, stored):
+        return None
+    diff = np.abs(replayed.astype(np.int32) - stored.astype(np.int32))
+    return f"{int(np.count_nonzero(diff))} pixels differ from the replay, max |difference| {int(diff.max())} HU"
+
+
+def replay_reference(folder: Path, reference: ReferenceSlice, items: list, replayer: _Replayer,
+                     reader: _RowReader | None = None) -> list[tuple[str, str | None]]:
+    """Replay the rows ``items`` (``(rel, index)``) of one reference from one prepared state per
+    recorded configuration (:meth:`Simulator.replay_many`); returns ``(where, difference or None)``
+    per row, in the order of ``items``."""
+    reader = reader or _RowReader(folder)
+    rows = [reader.row(rel, index) for rel, index in items]
+    metas = [row_to_metadata(row) for row in rows]
+    groups: dict[str, list[int]] = {}
+    for i, meta in enumerate(metas):
+        groups.setdefault(json.dumps(dict(meta["config"], backend=meta["backend"]), sort_keys=True), []).append(i)
+    found: dict[int, tuple[str, str | None]] = {}
+    for key, indices in groups.items():
+        config = json.loads(key)
+        prepared = replayer.prepare(reference, config)
+        images = replayer.simulator(config).replay_many(prepared, [metas[i] for i in indices])
+        for i, image in zip(indices, images):
+            rel, index = items[i]
+            found[i] = (f"{rel} row {index} ({metas[i]['sample_id']})",
+                        _difference(image, np.asarray(rows[i]["image"], dtype=np.int16)))
+    return [found[i] for i in range(len(items))]
+
+
+_WORKER: dict = {}
+
+
+def _worker_start(device: str | None, threads: int) -> None:
+    """A replay process: ``threads`` torch threads (the machine's cores shared by the processes)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    _WORKER["replayer"] = _Replayer(device)
+
+
+def _worker_replay(folder: Path, reference: ReferenceSlice, items: list) -> list[tuple[str, str | None]]:
+    return replay_reference(folder, reference, items, _WORKER["replayer"])
 
 
 def check_images(folder: Path, chosen: list, references: dict, replayer: _Replayer, report: VerifyReport,
-                 log=None) -> None:
-    """Check 4 on the chosen sample locations, in reference order (each reference is prepared once).
-
-    ``log`` (default: stderr) gets the estimated time after the first image."""
+                 log=None, num_proc: int = 1) -> None:
+    """Check 4 on the chosen sample locations, one reference slice at a time: all of a reference's
+    chosen rows are replayed from one prepared state (:func:`replay_reference`), the references
+    shared by ``num_proc`` processes. The first reference is replayed here first; from its time
+    the estimate of the whole is printed (``log``, default stderr) before the others start."""
+    import os
     import sys
     import time
 
-    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
-    order = sorted(chosen, key=lambda item: (item[4], item[2], item[3], item[0], item[1]))
-    reader = _RowReader(folder)
-    equal = 0
-    strata = {(item[2], item[3]) for item in chosen}
+    log = log or (lambda text: tqdm.write(text, file=sys.stderr))
     started = time.perf_counter()
-    n_references = len({item[4] for item in order})
-    progress = tqdm(total=len(order), desc="replaying images", unit="image", leave=False)
-    for done, (rel, index, _, _, _) in enumerate(order):
-        row = reader.row(rel, index)
-        meta = row_to_metadata(row)
-        reference = references.get(meta["reference_id"])
-        if reference is not None:     # else reported by the row check
-            config = dict(meta["config"], backend=meta["backend"])
-            prepared = replayer.prepare(reference, config)
-            t1 = time.perf_counter()
-            replayed = replayer.simulator(config).replay(prepared, meta)
-            t2 = time.perf_counter()
-            equal += _compare(report, f"{rel} row {index} ({meta['sample_id']})", replayed,
-                              np.asarray(row["image"], dtype=np.int16))
-            if done == 0 and len(order) > 1:       # one preparation per reference, one replay per image
-                prepare = float(np.mean(replayer.prepare_seconds))
-                estimate = n_references * prepare + len(order) * (t2 - t1)
-                log(f"replaying {len(order)} images of {n_references} references: about {estimate / 60:.1f} min "
-                    f"(measured {prepare:.1f} s to prepare a reference, {t2 - t1:.1f} s to replay an image)")
-        progress.update()
+    by_reference: dict[str, list] = {}
+    for item in sorted(chosen, key=lambda item: (item[4], item[2], item[3], item[0], item[1])):
+        if item[4] in references:     # else reported by the row check
+            by_reference.setdefault(item[4], []).append((item[0], item[1]))
+    strata = {(item[2], item[3]) for item in chosen}
+    total = sum(len(items) for items in by_reference.values())
+    results: list[tuple[str, str | None]] = []
+    progress = tqdm(total=total, desc="replaying images", unit="image", leave=False)
+    jobs = list(by_reference.items())
+    if jobs:
+        reference_id, items = jobs[0]
+        t0 = time.perf_counter()
+        results += replay_reference(folder, references[reference_id], items, replayer)
+        first = time.perf_counter() - t0
+        progress.update(len(items))
+        rest = total - len(items)
+        workers = min(num_proc, len(jobs) - 1) or 1
+        estimate = first + first / len(items) * rest / workers
+        log(f"replaying {total} images of {len(jobs)} references: about {estimate / 60:.1f} min with {workers} "
+            f"process(es) (measured {first:.1f} s for the {len(items)} images of the first reference)")
+    if num_proc > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = (os.cpu_count() or 1) // min(num_proc, len(jobs) - 1)
+        with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs) - 1), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_start, initargs=(replayer.device, threads)) as pool:
+            futures = {pool.submit(_worker_replay, folder, references[rid], items): len(items)
+                       for rid, items in jobs[1:]}
+            for future in as_completed(futures):
+                results += future.result()
+                progress.update(futures[future])
+    else:
+        reader = _RowReader(folder)
+        for reference_id, items in jobs[1:]:
+            results += replay_reference(folder, references[reference_id], items, replayer, reader)
+            progress.update(len(items))
     progress.close()
+    equal = 0
+    for where, difference in sorted(results):
+        if difference is None:
+            equal += 1
+        else:
+            report.problem(where, difference)
     report.replayed = len(chosen)
     report.checked.append(f"{len(chosen)} images re-simulated over {len(strata)} (config, level) strata, {equal} "
-                          f"identical (of {report.rows} degraded rows; {time.perf_counter() - started:.0f} s)")
+                          f"identical (of {report.rows} degraded rows; {len(jobs)} references, {num_proc} "
+                          f"process(es), {time.perf_counter() - started:.0f} s)")
 
 
 def verify_folder(folder, n_samples: int | None = None, replay_all: bool = False, seed: int = 0,
-                  device: str | None = None) -> VerifyReport:
-    """Run the four checks of the module docstring on an exported folder and return the report."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputNotFoundError(f"dataset folder {folder} does not exist")
-    if not (folder / "README.md").is_file():
-        raise InputError(f"{folder} is not an exported dataset folder (no README.md)")
+                  device: str | None = None, num_proc: int = 1) -> VerifyReport:
+    """Run the four checks of the module docstring on an exported folder and return the report
+    (``num_proc``: processes replaying images, one reference slice at a time each)."""
+    if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
+        raise OptionError(f"--num-proc must be an integer >= 1, got {num_proc!r}")
     if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0):
         raise OptionError(f"--samples must be an integer >= 0, got {n_samples!r}")
-    manifest = read_manifest(folder)
+    export = ExportedFolder(folder)
+    folder = export.path
     report = VerifyReport(folder)
-    if manifest is None:
+    if export.manifest is None:
         report.problem(MANIFEST, "missing or unreadable: the folder is not a complete CT-DegradBench export")
         return report
-    parquet = check_files(folder, manifest, report)
+    parquet = check_files(export, report)
     _, configs, samples = check_rows(folder, parquet, report)
     replayer = _Replayer(device)
     references = check_references(folder, parquet, configs, replayer, report)
-    check_images(folder, choose_replays(samples, n_samples, replay_all, seed), references, replayer, report)
+    check_images(folder, choose_replays(samples, n_samples, replay_all, seed), references, replayer, report,
+                 num_proc=num_proc)
     return report

@@ -374,7 +374,10 @@ class Simulator:
         result equals the stored image bit-exactly when this simulator's device, dtype and
         projector backend are the recorded ones.
         """
-        prepared = reference if isinstance(reference, PreparedReference) else self.prepare(reference)
+        return self.replay_many(reference, [metadata])[0]
+
+    def _replay_state(self, prepared: PreparedReference, metadata: dict):
+        """The checked component records of ``metadata`` and its degraded sinogram state."""
         ref = prepared.reference
         if ref.reference_id != metadata["reference_id"]:
             raise ValueError(f"sample {metadata.get('sample_id')!r} was made from reference "
@@ -387,7 +390,30 @@ class Simulator:
         records = sorted(metadata["components"], key=lambda c: c["order"])
         components = [_Component(c["type"], c["level"], c["order"], get_degradation(c["type"]).params_from_record(c))
                       for c in records]
-        state = self._degrade(prepared, components)
-        images, _ = self._reconstruct(prepared.projector, state.sinogram.unsqueeze(0), state.views,
-                                      metadata["fbp_filter"], [state.fine_views], [prepared.hu_range(records)])
-        return images[0]
+        return records, self._degrade(prepared, components)
+
+    def replay_many(self, reference: ReferenceSlice | PreparedReference, metadatas) -> list[np.ndarray]:
+        """:meth:`replay` of several samples of one reference, from its one prepared state (mu map,
+        clean sinogram and projector made once): each sample's sinogram is degraded from the
+        recorded parameters, then the samples sharing views and FBP filter are reconstructed in
+        batches of ``FBP_BATCH``, as :meth:`run` made them. Returns the int16 HU images in the
+        order of ``metadatas``; each equals what :meth:`replay` gives for it."""
+        prepared = reference if isinstance(reference, PreparedReference) else self.prepare(reference)
+        metadatas = list(metadatas)
+        states = [self._replay_state(prepared, meta) for meta in metadatas]
+        images: list[np.ndarray | None] = [None] * len(states)
+        groups: dict[tuple, list[int]] = {}     # samples reconstructed from the same views with the same filter
+        for i, (_, state) in enumerate(states):
+            key = (None if state.views is None else state.views.tobytes(), metadatas[i]["fbp_filter"])
+            groups.setdefault(key, []).append(i)
+        for (_, filter_name), indices in groups.items():
+            views = states[indices[0]][1].views
+            for start in range(0, len(indices), FBP_BATCH):
+                chunk = indices[start:start + FBP_BATCH]
+                batch = torch.stack([states[i][1].sinogram for i in chunk])
+                out, _ = self._reconstruct(prepared.projector, batch, views, filter_name,
+                                           [states[i][1].fine_views for i in chunk],
+                                           [prepared.hu_range(states[i][0]) for i in chunk])
+                for i, img in zip(chunk, out):
+                    images[i] = img
+        return images

@@ -50,7 +50,7 @@ Args:
 Returns:
     spearman (`float`), pearson (`float`), kendall (`float`): over all rows.
     per_setting (`dict`, only with settings): code -> {"spearman", "pearson", "kendall", "n"}.
-    mean_single, mean_mixture (`dict`, only with settings): the mean of each correlation over
+    mean_single, mean_mixtures (`dict`, only with settings): the mean of each correlation over
         the settings whose code starts with "S" / "M" (NaN when there is none).
     n_undefined (`int`, only with settings): per-setting correlations that were undefined.
 
@@ -65,7 +65,7 @@ Examples:
     ...                        settings=["S1"] * 4 + ["M1"] * 4)
     >>> round(results["per_setting"]["S1"]["spearman"], 4), round(results["per_setting"]["M1"]["spearman"], 4)
     (-1.0, -0.8)
-    >>> round(results["mean_single"]["spearman"], 4), round(results["mean_mixture"]["spearman"], 4)
+    >>> round(results["mean_single"]["spearman"], 4), round(results["mean_mixtures"]["spearman"], 4)
     (-1.0, -0.8)
 """
 
@@ -118,7 +118,7 @@ def severity_correlations(scores, levels, settings=None) -> dict:
         mask = codes == code
         per_setting[code] = {**severity_correlation(x[mask], y[mask]), "n": int(mask.sum())}
     result["per_setting"] = per_setting
-    for group, prefix in (("mean_single", "S"), ("mean_mixture", "M")):
+    for group, prefix in (("mean_single", "S"), ("mean_mixtures", "M")):
         members = [v for code, v in per_setting.items() if str(code).startswith(prefix)]
         result[group] = {name: _mean_defined([m[name] for m in members]) for name in CORRELATIONS}
     result["n_undefined"] = int(sum(math.isnan(v["spearman"]) for v in per_setting.values()))

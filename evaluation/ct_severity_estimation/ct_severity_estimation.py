@@ -48,7 +48,7 @@ Args:
 Returns:
     mae (`float`), rmse (`float`), qwk (`float`), spearman (`float`),
     spearman_per_setting (`dict`, only with settings): code -> rho,
-    spearman_mean_single, spearman_mean_mixture (`float`, only with settings).
+    mean_spearman_single, mean_spearman_mixtures (`float`, only with settings).
 
 Examples:
     >>> sev = evaluate.load("ct_severity_estimation")  # doctest: +SKIP
@@ -99,8 +99,8 @@ def severity_metrics(predictions, references, settings=None) -> dict:
             raise ValueError(f"settings must have one code per prediction, got {codes.shape} for {pred.shape}")
         per = {code: _spearman(pred[codes == code], ref[codes == code]) for code in sorted(set(codes.tolist()))}
         result["spearman_per_setting"] = per
-        result["spearman_mean_single"] = _mean_defined([v for c, v in per.items() if str(c).startswith("S")])
-        result["spearman_mean_mixture"] = _mean_defined([v for c, v in per.items() if str(c).startswith("M")])
+        result["mean_spearman_single"] = _mean_defined([v for c, v in per.items() if str(c).startswith("S")])
+        result["mean_spearman_mixtures"] = _mean_defined([v for c, v in per.items() if str(c).startswith("M")])
     return result
 
 

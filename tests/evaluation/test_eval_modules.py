@@ -63,7 +63,7 @@ def test_eval_severity_corr_undefined_is_nan_and_left_out():
         [1.0, 1.0, 1.0, 0.1, 0.5, 0.9], [0, 1, 2, 0, 1, 2], ["S1", "S1", "S1", "S2", "S2", "S2"])
     assert math.isnan(out["per_setting"]["S1"]["spearman"]) and out["n_undefined"] == 1
     assert out["mean_single"]["spearman"] == pytest.approx(1.0)
-    assert math.isnan(out["mean_mixture"]["spearman"])
+    assert math.isnan(out["mean_mixtures"]["spearman"])
 
 
 def test_eval_classification_matches_sklearn_and_hand_counts():
@@ -107,7 +107,7 @@ def test_eval_severity_estimation_matches_hand_formulas():
     for code in ("S3", "M2"):
         m = settings == code
         assert out["spearman_per_setting"][code] == pytest.approx(stats.spearmanr(pred[m], ref[m]).statistic, abs=TOL)
-    assert out["spearman_mean_single"] == out["spearman_per_setting"]["S3"]
+    assert out["mean_spearman_single"] == out["spearman_per_setting"]["S3"]
 
 
 def test_eval_modules_reject_bad_input():
