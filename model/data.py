@@ -29,7 +29,7 @@ from ctdegradbench.builder.simulate.settings import CLASS_NAMES, CLEAN_CLASS_NAM
 FROZEN_FIELDS = ("pixel_spacing_mm", "backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
                  "backbone_image_size", "backbone_mean", "backbone_std", "image_size", "hu_windows",
                  "spectral_size", "hf_cutoff", "texture_size")
-CACHE_VERSION = 2
+CACHE_VERSION = 3   # 3: grid entries also hold native_statistics
 # Keys of frozen_features and how they are stored (dtype on disk).
 _STORED = {"embedding": np.float32, "patch_tokens": np.float16, "spectrum": np.float16, "hf_ratio": np.float32,
            "texture": np.float16}
@@ -191,7 +191,8 @@ def batch_from_arrays(arrays: dict, index: np.ndarray, keys=None) -> dict[str, t
 # ---------------------------------------------------------------------- physical grid (SeSpeCT with "clean")
 # SeSpeCT's labels: the paper's ten and "clean" (ids 0..10 of the project's label contract, settings.CLASS_NAMES).
 SESPECT_LABEL_NAMES = CLASS_NAMES[:CLASS_NAMES.index(CLEAN_CLASS_NAME) + 1]
-GRID_KEYS = {"spectrum": np.float16, "hf_ratio": np.float32, "texture": np.float16, "log_spacing": np.float32}
+GRID_KEYS = {"spectrum": np.float16, "hf_ratio": np.float32, "texture": np.float16, "log_spacing": np.float32,
+             "native_statistics": np.float32}
 # Augmentation of the native acquisition (physical units): coarser pixels and a smaller field of view.
 AUG_SPACING_MAX_MM = 6.0          # coarsest native pixel drawn (log-uniform from the row's own spacing)
 AUG_FOV_MM = (150.0, 350.0)       # side of a cropped field of view, drawn per axis
@@ -238,7 +239,7 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
     """
     from tqdm.auto import tqdm
 
-    from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor
+    from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor, native_statistics
 
     cfg = model.config
     facts = {name: getattr(cfg, name) for name in FROZEN_FIELDS}
@@ -255,14 +256,17 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
     chunks = {k: [] for k in GRID_KEYS}
     model.eval()
     for start in tqdm(range(0, len(entries), batch_size), desc=desc, disable=not progress, unit="batch"):
-        grids, native = [], []
+        grids, native, stats = [], [], []
         for r, v in entries[start:start + batch_size]:
             hu, sp = np.asarray(images[r], dtype=np.float32), float(spacings[r])
             if v:
                 hu, sp = augment_acquisition(hu, sp, rng)
             grids.append(processor.to_grid(hu, sp))
             native.append(sp)
-        feats = model.frozen_features(torch.stack(grids), torch.tensor(native))
+            stats.append(native_statistics(hu, sp))     # each view at its own spacing, before resampling
+        stats = torch.from_numpy(np.stack(stats))
+        feats = model.frozen_features(torch.stack(grids), torch.tensor(native), stats)
+        feats["native_statistics"] = stats
         for k, dtype in GRID_KEYS.items():
             chunks[k].append(feats[k].cpu().numpy().astype(dtype))
     arrays = {k: np.concatenate(v) for k, v in chunks.items()}
