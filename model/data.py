@@ -197,15 +197,32 @@ GRID_KEYS = {"spectrum": np.float16, "hf_ratio": np.float32, "texture": np.float
 AUG_SPACING_MAX_MM = 6.0          # coarsest native pixel drawn (log-uniform from the row's own spacing)
 AUG_FOV_MM = (150.0, 350.0)       # side of a cropped field of view, drawn per axis
 AUG_FOV_SHIFT_MM = 40.0           # crop centre: body centroid +- this (uniform per axis)
+AUG_MASKED_AIR_HU = -1024.0       # constant outside the body of masked (anonymised, RT-planning) volumes
+AUG_MASK_MARGIN_MM = 4.0          # body contour dilated by this before the outside is masked
+AUG_P_MASK = 0.3                  # probability that an augmented view has its air masked
+
+
+def mask_outside_body(hu: np.ndarray, spacing: float, body_hu: float = -500.0) -> np.ndarray:
+    """The slice with everything outside the body (pixels above ``body_hu``, holes such as the
+    lungs filled, dilated by ``AUG_MASK_MARGIN_MM``) set to ``AUG_MASKED_AIR_HU``, as many
+    stored volumes are (e.g. OpenKBP): noiseless constant air."""
+    from scipy import ndimage
+
+    body = ndimage.binary_fill_holes(hu > body_hu)
+    radius = max(1, int(round(AUG_MASK_MARGIN_MM / spacing)))
+    body = ndimage.binary_dilation(body, iterations=radius)
+    return np.where(body, hu, np.float32(AUG_MASKED_AIR_HU)).astype(np.float32)
 
 
 def augment_acquisition(hu: np.ndarray, spacing: float, rng: np.random.Generator, *, p_coarse: float = 0.6,
-                        p_crop: float = 0.5, body_hu: float = -500.0) -> tuple[np.ndarray, float]:
+                        p_crop: float = 0.5, p_mask: float = AUG_P_MASK,
+                        body_hu: float = -500.0) -> tuple[np.ndarray, float]:
     """One random re-acquisition of a slice in physical units: with probability ``p_coarse`` the
     slice is resampled (anti-aliased) to a coarser pixel drawn log-uniformly from its own spacing
     to ``AUG_SPACING_MAX_MM`` (never finer: detail cannot be invented); with probability
     ``p_crop`` the field of view is cropped to ``AUG_FOV_MM`` per axis around the body centroid
-    (shifted up to ``AUG_FOV_SHIFT_MM``). Returns the new slice and its pixel spacing (mm)."""
+    (shifted up to ``AUG_FOV_SHIFT_MM``); with probability ``p_mask`` the air outside the body is
+    masked (:func:`mask_outside_body`). Returns the new slice and its pixel spacing (mm)."""
     import torch.nn.functional as F
 
     hu = np.asarray(hu, dtype=np.float32)
@@ -225,6 +242,8 @@ def augment_acquisition(hu: np.ndarray, spacing: float, rng: np.random.Generator
         x = torch.from_numpy(np.ascontiguousarray(hu))[None, None]
         hu = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
         spacing = spacing * x.shape[-2] / size[0]      # the physical extent is kept
+    if rng.random() < p_mask:
+        hu = mask_outside_body(hu, spacing, body_hu)
     return hu, float(spacing)
 
 
@@ -244,7 +263,7 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
     cfg = model.config
     facts = {name: getattr(cfg, name) for name in FROZEN_FIELDS}
     facts.update(version=CACHE_VERSION, key=key, views=views, seed=seed, n=len(spacings),
-                 aug=(AUG_SPACING_MAX_MM, AUG_FOV_MM, AUG_FOV_SHIFT_MM))
+                 aug=(AUG_SPACING_MAX_MM, AUG_FOV_MM, AUG_FOV_SHIFT_MM, AUG_P_MASK, AUG_MASK_MARGIN_MM))
     folder = Path(cache_dir or default_cache_dir()) / ("grid-" + hashlib.sha256(
         json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:20])
     names = list(GRID_KEYS) + ["row"]
