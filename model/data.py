@@ -200,6 +200,7 @@ AUG_FOV_SHIFT_MM = 40.0           # crop centre: body centroid +- this (uniform 
 AUG_MASKED_AIR_HU = -1024.0       # constant outside the body of masked (anonymised, RT-planning) volumes
 AUG_MASK_MARGIN_MM = 4.0          # body contour dilated by this before the outside is masked
 AUG_P_MASK = 0.3                  # probability that an augmented view has its air masked
+AUG_P_ALIASED = 0.5               # probability that a coarser-pixel view is resampled without anti-aliasing
 
 
 def mask_outside_body(hu: np.ndarray, spacing: float, body_hu: float = -500.0) -> np.ndarray:
@@ -219,7 +220,9 @@ def augment_acquisition(hu: np.ndarray, spacing: float, rng: np.random.Generator
                         body_hu: float = -500.0) -> tuple[np.ndarray, float]:
     """One random re-acquisition of a slice in physical units: with probability ``p_coarse`` the
     slice is resampled (anti-aliased) to a coarser pixel drawn log-uniformly from its own spacing
-    to ``AUG_SPACING_MAX_MM`` (never finer: detail cannot be invented); with probability
+    to ``AUG_SPACING_MAX_MM`` (never finer: detail cannot be invented; with probability
+    ``AUG_P_ALIASED`` without anti-aliasing, as stored volumes resampled by plain interpolation
+    are, which keeps more power near the new Nyquist frequency); with probability
     ``p_crop`` the field of view is cropped to ``AUG_FOV_MM`` per axis around the body centroid
     (shifted up to ``AUG_FOV_SHIFT_MM``); with probability ``p_mask`` the air outside the body is
     masked (:func:`mask_outside_body`). Returns the new slice and its pixel spacing (mm)."""
@@ -240,7 +243,8 @@ def augment_acquisition(hu: np.ndarray, spacing: float, rng: np.random.Generator
         new = float(np.exp(rng.uniform(np.log(spacing), np.log(AUG_SPACING_MAX_MM))))
         size = (max(16, round(hu.shape[0] * spacing / new)), max(16, round(hu.shape[1] * spacing / new)))
         x = torch.from_numpy(np.ascontiguousarray(hu))[None, None]
-        hu = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
+        antialias = bool(rng.random() >= AUG_P_ALIASED)
+        hu = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)[0, 0].numpy()
         spacing = spacing * x.shape[-2] / size[0]      # the physical extent is kept
     if rng.random() < p_mask:
         hu = mask_outside_body(hu, spacing, body_hu)
@@ -263,7 +267,8 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
     cfg = model.config
     facts = {name: getattr(cfg, name) for name in FROZEN_FIELDS}
     facts.update(version=CACHE_VERSION, key=key, views=views, seed=seed, n=len(spacings),
-                 aug=(AUG_SPACING_MAX_MM, AUG_FOV_MM, AUG_FOV_SHIFT_MM, AUG_P_MASK, AUG_MASK_MARGIN_MM))
+                 aug=(AUG_SPACING_MAX_MM, AUG_FOV_MM, AUG_FOV_SHIFT_MM, AUG_P_MASK, AUG_MASK_MARGIN_MM,
+                      AUG_P_ALIASED))
     folder = Path(cache_dir or default_cache_dir()) / ("grid-" + hashlib.sha256(
         json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:20])
     names = list(GRID_KEYS) + ["row"]

@@ -76,3 +76,20 @@ def test_model_fuses_statistics_and_old_config_keeps_flag_off():
     assert out.logits.shape == (2, 3)
     cfg.use_native_statistics = False
     assert not hasattr(SeSpeCTForDegradationEstimation(cfg).sespect, "native_statistics_encoder")
+
+
+def test_masked_air_view_keeps_the_body_and_lungs():
+    """mask_outside_body (training augmentation): constant air outside the body, the body and
+    the air inside it (lungs) untouched."""
+    from ctdegradbench.model.data import AUG_MASKED_AIR_HU, mask_outside_body
+
+    rng = np.random.default_rng(0)
+    img = phantom(1.0) + rng.normal(0, 10, (360, 360)).astype(np.float32)
+    n = img.shape[0]
+    yy, xx = np.meshgrid(np.arange(n) - n / 2, np.arange(n) - n / 2, indexing="ij")
+    lung = (yy + 40) ** 2 + (xx + 60) ** 2 <= 25 ** 2
+    img[lung] = -850.0
+    out = mask_outside_body(img, 1.0)
+    assert np.all(out[0] == AUG_MASKED_AIR_HU)
+    assert np.all(out[lung] == -850.0) and np.array_equal(out[n // 2, n // 2], img[n // 2, n // 2])
+    assert native_statistics(out, 1.0)[index("noise_air_hu")] < NOISE_FLOOR_HU
