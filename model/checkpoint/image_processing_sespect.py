@@ -52,6 +52,7 @@ PSD_BANDS_LP_MM = ((0.05, 0.1), (0.1, 0.2), (0.2, 0.35))   # bands of the residu
 METAL_HU = 2500.0                    # metal threshold (HU)
 STREAK_BAND_LP_MM = (0.03, 0.2)      # band of the directional (streak) measure
 STREAK_SECTORS = 12                  # angular sectors over 180 degrees
+TAPER_FRACTION = 0.2                 # Tukey taper of the slice before its FFT (a cut field of view has no edge jump)
 NATIVE_STATISTICS = ("noise_soft_tissue_hu", "noise_air_hu",
                      *(f"log10_psd_{lo:g}_{hi:g}_lp_mm" for lo, hi in PSD_BANDS_LP_MM),
                      "metal_area_mm2", "max_hu", "streak_anisotropy")
@@ -72,12 +73,20 @@ def _erode(mask: np.ndarray, radius_px: int) -> np.ndarray:
     return (-F.max_pool2d(-t, 2 * radius_px + 1, stride=1, padding=radius_px))[0, 0].numpy() > 0.5
 
 
+def _tukey(n: int, fraction: float = TAPER_FRACTION) -> np.ndarray:
+    """Tukey window of ``n`` samples: cosine tapers over ``fraction / 2`` of each end, 1 between."""
+    x = (np.arange(n) + 0.5) / n
+    edge = fraction / 2
+    ramp = np.clip(np.minimum(x, 1 - x) / edge, 0.0, 1.0)
+    return 0.5 - 0.5 * np.cos(np.pi * ramp)
+
+
 def native_statistics(hu: np.ndarray, pixel_spacing) -> np.ndarray:
     """Physical statistics of one HU slice at its native ``(row, column)`` spacing in mm, in the
     order of ``NATIVE_STATISTICS`` (float32):
 
     * noise std (HU) in eroded soft tissue and in eroded air: 1.4826 x MAD of the high-pass
-      residual ``hu - Gaussian(HIGH_PASS_SIGMA_MM)`` (the filter in mm, so spacing-independent);
+      residual (of the slice minus its median, Tukey-tapered at the borders: ``TAPER_FRACTION``) ``hu - Gaussian(HIGH_PASS_SIGMA_MM)`` (the filter in mm, so spacing-independent);
     * log10 of the residual's mean power spectral density (HU^2 mm^2) in bands of physical
       frequency ``PSD_BANDS_LP_MM`` (lp/mm); a band above the Nyquist frequency repeats the
       band below it;
@@ -91,13 +100,17 @@ def native_statistics(hu: np.ndarray, pixel_spacing) -> np.ndarray:
     fy = np.fft.fftfreq(h, d=rows)[:, None]          # lp/mm
     fx = np.fft.rfftfreq(w, d=cols)[None, :]
     f2 = fy ** 2 + fx ** 2
-    spectrum = np.fft.rfft2(hu - hu.mean())
+    taper = np.outer(_tukey(h), _tukey(w)).astype(np.float32)   # no wrap-around edge from a cut field of view
+    spectrum = np.fft.rfft2((hu - np.median(hu)) * taper)
     spectrum *= 1.0 - np.exp(-2.0 * math.pi ** 2 * HIGH_PASS_SIGMA_MM ** 2 * f2)   # high pass
-    residual = np.fft.irfft2(spectrum, s=(h, w))
+    # the residual of the tapered slice is the taper times the slice's own (the taper varies over
+    # far more than HIGH_PASS_SIGMA_MM): undo it where the taper is not small, leave out the rest
+    inside = taper > 0.3
+    residual = np.fft.irfft2(spectrum, s=(h, w)) / np.maximum(taper, 0.3)
     radius = int(round(MASK_EROSION_MM / math.sqrt(rows * cols)))
-    soft = _erode((hu > SOFT_TISSUE_HU[0]) & (hu < SOFT_TISSUE_HU[1]), radius)
-    air = _erode((hu > AIR_MASK_HU[0]) & (hu < AIR_MASK_HU[1]), radius)
-    psd = np.abs(spectrum) ** 2 * (rows * cols) / (h * w)      # HU^2 mm^2, spacing-independent
+    soft = _erode((hu > SOFT_TISSUE_HU[0]) & (hu < SOFT_TISSUE_HU[1]), radius) & inside
+    air = _erode((hu > AIR_MASK_HU[0]) & (hu < AIR_MASK_HU[1]), radius) & inside
+    psd = np.abs(spectrum) ** 2 * (rows * cols) / (h * w * float(np.mean(taper ** 2)))   # HU^2 mm^2
     f = np.sqrt(f2)
     bands, last = [], 0.0
     for lo, hi in PSD_BANDS_LP_MM:
