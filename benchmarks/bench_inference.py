@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         if not physical:
             return model.frozen_features(batch)
         grid = processor(list(batch.numpy()), args.spacing)
-        return model.frozen_features(grid["pixel_values"], grid["pixel_spacing"])
+        return model.frozen_features(grid["pixel_values"], grid["pixel_spacing"], grid.get("native_statistics"))
 
     with torch.no_grad():
         model(frozen=features(x))

@@ -95,6 +95,13 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
                      f"an input of the fusion MLP. Trained native spacings: {lo:g}-{hi:g} mm (coarser-pixel and "
                      f"cropped-field-of-view views of each training slice). A slice without body, with non-finite or "
                      f"non-CT values, or a spacing outside that range gets a status instead of a class.")
+        if getattr(config, "use_native_statistics", False):
+            grid_text += (" **Native statistics**: resampling averages the noise texture away, so the processor "
+                          "also measures, at the slice's own spacing, the noise std in soft tissue and in air (HU, "
+                          "robust, high-pass residual), the residual's power in bands of 0.05-0.35 lp/mm, the "
+                          "metal area (mm^2, above 2500 HU), the maximum HU and a streak anisotropy; a small MLP "
+                          "fuses them (`native_statistics`, `NativeStatisticsEncoder`). Training views also have "
+                          "their air masked to constant -1024 HU or coarser pixels without anti-aliasing.")
     else:
         grid_text = (f"**Pixel grid.** Every slice is padded to a square and resized to {config.image_size} px, "
                      f"whatever its pixel spacing.")

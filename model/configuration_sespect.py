@@ -162,6 +162,12 @@ class SeSpeCTConfig(PreTrainedConfig):
         use_spacing_input (`bool`, *optional*, defaults to `False`):
             Feed ``log2(native spacing / pixel_spacing_mm)`` to the fusion MLP (a slice stored at
             coarse pixels looks smoother without being blurred).
+        use_native_statistics (`bool`, *optional*, defaults to `False`):
+            Fuse the processor's ``native_statistics`` (noise std in HU, band power in lp/mm,
+            metal area, streak anisotropy, measured at the native spacing before resampling)
+            through ``NativeStatisticsEncoder`` (needs ``pixel_spacing_mm``).
+        native_statistics_dim (`int`, *optional*, defaults to 16):
+            Output width of ``NativeStatisticsEncoder``.
         clean_label (`str`, *optional*, defaults to `"clean"`):
             Name of the "no added degradation" class when ``id2label`` holds it: ``predict``
             reports a severity only for the other classes.
@@ -213,6 +219,8 @@ class SeSpeCTConfig(PreTrainedConfig):
         pixel_spacing_mm: float | None = None,
         spacing_range_mm=(0.4, 6.0),
         use_spacing_input: bool = False,
+        use_native_statistics: bool = False,
+        native_statistics_dim: int = 16,
         clean_label: str = "clean",
         **kwargs,
     ):
@@ -262,6 +270,12 @@ class SeSpeCTConfig(PreTrainedConfig):
         self.pixel_spacing_mm = None if pixel_spacing_mm is None else float(pixel_spacing_mm)
         self.spacing_range_mm = spacing_range_mm
         self.use_spacing_input = bool(use_spacing_input)
+        if use_native_statistics and pixel_spacing_mm is None:
+            raise ValueError("use_native_statistics needs pixel_spacing_mm (the physical grid's processor measures them)")
+        if int(native_statistics_dim) < 1:
+            raise ValueError(f"native_statistics_dim must be >= 1, got {native_statistics_dim!r}")
+        self.use_native_statistics = bool(use_native_statistics)
+        self.native_statistics_dim = int(native_statistics_dim)
         self.clean_label = str(clean_label)
         self.max_level = int(max_level)
         self.backbone = backbone

@@ -29,7 +29,7 @@ from ctdegradbench.builder.simulate.settings import CLASS_NAMES, CLEAN_CLASS_NAM
 FROZEN_FIELDS = ("pixel_spacing_mm", "backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
                  "backbone_image_size", "backbone_mean", "backbone_std", "image_size", "hu_windows",
                  "spectral_size", "hf_cutoff", "texture_size")
-CACHE_VERSION = 2
+CACHE_VERSION = 4   # 3: grid entries also hold native_statistics; 4: tapered before the FFT
 # Keys of frozen_features and how they are stored (dtype on disk).
 _STORED = {"embedding": np.float32, "patch_tokens": np.float16, "spectrum": np.float16, "hf_ratio": np.float32,
            "texture": np.float16}
@@ -161,20 +161,41 @@ def batch_from_arrays(arrays: dict, index: np.ndarray, keys=None) -> dict[str, t
 # ---------------------------------------------------------------------- physical grid (SeSpeCT with "clean")
 # SeSpeCT's labels: the paper's ten and "clean" (ids 0..10 of the project's label contract, settings.CLASS_NAMES).
 SESPECT_LABEL_NAMES = CLASS_NAMES[:CLASS_NAMES.index(CLEAN_CLASS_NAME) + 1]
-GRID_KEYS = {"spectrum": np.float16, "hf_ratio": np.float32, "texture": np.float16, "log_spacing": np.float32}
+GRID_KEYS = {"spectrum": np.float16, "hf_ratio": np.float32, "texture": np.float16, "log_spacing": np.float32,
+             "native_statistics": np.float32}
 # Augmentation of the native acquisition (physical units): coarser pixels and a smaller field of view.
 AUG_SPACING_MAX_MM = 6.0          # coarsest native pixel drawn (log-uniform from the row's own spacing)
 AUG_FOV_MM = (150.0, 350.0)       # side of a cropped field of view, drawn per axis
 AUG_FOV_SHIFT_MM = 40.0           # crop centre: body centroid +- this (uniform per axis)
+AUG_MASKED_AIR_HU = -1024.0       # constant outside the body of masked (anonymised, RT-planning) volumes
+AUG_MASK_MARGIN_MM = 4.0          # body contour dilated by this before the outside is masked
+AUG_P_MASK = 0.3                  # probability that an augmented view has its air masked
+AUG_P_ALIASED = 0.5               # probability that a coarser-pixel view is resampled without anti-aliasing
+
+
+def mask_outside_body(hu: np.ndarray, spacing: float, body_hu: float = -500.0) -> np.ndarray:
+    """The slice with everything outside the body (pixels above ``body_hu``, holes such as the
+    lungs filled, dilated by ``AUG_MASK_MARGIN_MM``) set to ``AUG_MASKED_AIR_HU``, as many
+    stored volumes are (e.g. OpenKBP): noiseless constant air."""
+    from scipy import ndimage
+
+    body = ndimage.binary_fill_holes(hu > body_hu)
+    radius = max(1, int(round(AUG_MASK_MARGIN_MM / spacing)))
+    body = ndimage.binary_dilation(body, iterations=radius)
+    return np.where(body, hu, np.float32(AUG_MASKED_AIR_HU)).astype(np.float32)
 
 
 def augment_acquisition(hu: np.ndarray, spacing: float, rng: np.random.Generator, *, p_coarse: float = 0.6,
-                        p_crop: float = 0.5, body_hu: float = -500.0) -> tuple[np.ndarray, float]:
+                        p_crop: float = 0.5, p_mask: float = AUG_P_MASK,
+                        body_hu: float = -500.0) -> tuple[np.ndarray, float]:
     """One random re-acquisition of a slice in physical units: with probability ``p_coarse`` the
     slice is resampled (anti-aliased) to a coarser pixel drawn log-uniformly from its own spacing
-    to ``AUG_SPACING_MAX_MM`` (never finer: detail cannot be invented); with probability
+    to ``AUG_SPACING_MAX_MM`` (never finer: detail cannot be invented; with probability
+    ``AUG_P_ALIASED`` without anti-aliasing, as stored volumes resampled by plain interpolation
+    are, which keeps more power near the new Nyquist frequency); with probability
     ``p_crop`` the field of view is cropped to ``AUG_FOV_MM`` per axis around the body centroid
-    (shifted up to ``AUG_FOV_SHIFT_MM``). Returns the new slice and its pixel spacing (mm)."""
+    (shifted up to ``AUG_FOV_SHIFT_MM``); with probability ``p_mask`` the air outside the body is
+    masked (:func:`mask_outside_body`). Returns the new slice and its pixel spacing (mm)."""
     import torch.nn.functional as F
 
     hu = np.asarray(hu, dtype=np.float32)
@@ -192,8 +213,11 @@ def augment_acquisition(hu: np.ndarray, spacing: float, rng: np.random.Generator
         new = float(np.exp(rng.uniform(np.log(spacing), np.log(AUG_SPACING_MAX_MM))))
         size = (max(16, round(hu.shape[0] * spacing / new)), max(16, round(hu.shape[1] * spacing / new)))
         x = torch.from_numpy(np.ascontiguousarray(hu))[None, None]
-        hu = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
+        antialias = bool(rng.random() >= AUG_P_ALIASED)
+        hu = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)[0, 0].numpy()
         spacing = spacing * x.shape[-2] / size[0]      # the physical extent is kept
+    if rng.random() < p_mask:
+        hu = mask_outside_body(hu, spacing, body_hu)
     return hu, float(spacing)
 
 
@@ -208,12 +232,13 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
     """
     from tqdm.auto import tqdm
 
-    from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor
+    from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor, native_statistics
 
     cfg = model.config
     facts = {name: getattr(cfg, name) for name in FROZEN_FIELDS}
     facts.update(version=CACHE_VERSION, key=key, views=views, seed=seed, n=len(spacings),
-                 aug=(AUG_SPACING_MAX_MM, AUG_FOV_MM, AUG_FOV_SHIFT_MM))
+                 aug=(AUG_SPACING_MAX_MM, AUG_FOV_MM, AUG_FOV_SHIFT_MM, AUG_P_MASK, AUG_MASK_MARGIN_MM,
+                      AUG_P_ALIASED))
     folder = Path(cache_dir or default_cache_dir()) / ("grid-" + hashlib.sha256(
         json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:20])
     names = list(GRID_KEYS) + ["row"]
@@ -225,14 +250,17 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
     chunks = {k: [] for k in GRID_KEYS}
     model.eval()
     for start in tqdm(range(0, len(entries), batch_size), desc=desc, disable=not progress, unit="batch"):
-        grids, native = [], []
+        grids, native, stats = [], [], []
         for r, v in entries[start:start + batch_size]:
             hu, sp = np.asarray(images[r], dtype=np.float32), float(spacings[r])
             if v:
                 hu, sp = augment_acquisition(hu, sp, rng)
             grids.append(processor.to_grid(hu, sp))
             native.append(sp)
-        feats = model.frozen_features(torch.stack(grids), torch.tensor(native))
+            stats.append(native_statistics(hu, sp))     # each view at its own spacing, before resampling
+        stats = torch.from_numpy(np.stack(stats))
+        feats = model.frozen_features(torch.stack(grids), torch.tensor(native), stats)
+        feats["native_statistics"] = stats
         for k, dtype in GRID_KEYS.items():
             chunks[k].append(feats[k].cpu().numpy().astype(dtype))
     arrays = {k: np.concatenate(v) for k, v in chunks.items()}

@@ -80,7 +80,8 @@ def _run(model, dataset, column: str, spacings, batch_size: int, desc: str, prog
             images = np.asarray(dataset[start:start + batch_size][column], dtype=np.float32)
             if physical:
                 batch = processor(list(images), list(spacings[start:start + batch_size]))
-                out = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"])
+                out = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"],
+                            native_statistics=batch.get("native_statistics"))
             else:
                 out = model(pixel_values=torch.from_numpy(images))
             probs.append(out.probabilities.numpy())

@@ -21,7 +21,9 @@ field of view of ``image_size * pixel_spacing_mm`` millimetres. Each slice is
    to ``image_size`` x ``image_size``.
 
 Besides the grid, the processor returns each slice's native pixel spacing (the model takes it
-as an input: a slice stored at 3 mm pixels is expected to look smoother than one at 0.7 mm).
+as an input: a slice stored at 3 mm pixels is expected to look smoother than one at 0.7 mm) and,
+with ``native_statistics=True``, a few physical statistics measured on the slice at its native
+spacing, before resampling (which averages the noise texture away): see :func:`native_statistics`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,89 @@ STATUS_SPACING = "spacing_out_of_range"     # pixel spacing outside the trained 
 STATUS_NON_CT = "non_ct_values"             # values that are not Hounsfield units of a CT slice
 STATUS_NO_BODY = "no_body"                  # too little tissue in the slice to judge
 STATUSES = (STATUS_OK, STATUS_NON_FINITE, STATUS_SPACING, STATUS_NON_CT, STATUS_NO_BODY)
+
+# Native statistics (physical units, measured before resampling); see native_statistics().
+SOFT_TISSUE_HU = (-100.0, 200.0)     # soft-tissue mask for the noise estimate
+AIR_MASK_HU = (-1100.0, -900.0)      # air mask (inside the reconstruction; padding is air after remove_padding)
+MASK_EROSION_MM = 3.0                # masks eroded by this, so edges do not count as noise
+HIGH_PASS_SIGMA_MM = 1.5             # residual = slice - Gaussian(sigma in mm): the noise texture
+PSD_BANDS_LP_MM = ((0.05, 0.1), (0.1, 0.2), (0.2, 0.35))   # bands of the residual's power spectrum
+METAL_HU = 2500.0                    # metal threshold (HU)
+STREAK_BAND_LP_MM = (0.03, 0.2)      # band of the directional (streak) measure
+STREAK_SECTORS = 12                  # angular sectors over 180 degrees
+TAPER_FRACTION = 0.2                 # Tukey taper of the slice before its FFT (a cut field of view has no edge jump)
+NATIVE_STATISTICS = ("noise_soft_tissue_hu", "noise_air_hu",
+                     *(f"log10_psd_{lo:g}_{hi:g}_lp_mm" for lo, hi in PSD_BANDS_LP_MM),
+                     "metal_area_mm2", "max_hu", "streak_anisotropy")
+
+
+def _mad_std(values: np.ndarray) -> float:
+    """Robust standard deviation: 1.4826 x median absolute deviation (0 without values)."""
+    if values.size < 16:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def _erode(mask: np.ndarray, radius_px: int) -> np.ndarray:
+    """Binary erosion with a square of side ``2 radius_px + 1`` pixels (min-pooling)."""
+    if radius_px < 1:
+        return mask
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return (-F.max_pool2d(-t, 2 * radius_px + 1, stride=1, padding=radius_px))[0, 0].numpy() > 0.5
+
+
+def _tukey(n: int, fraction: float = TAPER_FRACTION) -> np.ndarray:
+    """Tukey window of ``n`` samples: cosine tapers over ``fraction / 2`` of each end, 1 between."""
+    x = (np.arange(n) + 0.5) / n
+    edge = fraction / 2
+    ramp = np.clip(np.minimum(x, 1 - x) / edge, 0.0, 1.0)
+    return 0.5 - 0.5 * np.cos(np.pi * ramp)
+
+
+def native_statistics(hu: np.ndarray, pixel_spacing) -> np.ndarray:
+    """Physical statistics of one HU slice at its native ``(row, column)`` spacing in mm, in the
+    order of ``NATIVE_STATISTICS`` (float32):
+
+    * noise std (HU) in eroded soft tissue and in eroded air: 1.4826 x MAD of the high-pass
+      residual (of the slice minus its median, Tukey-tapered at the borders: ``TAPER_FRACTION``) ``hu - Gaussian(HIGH_PASS_SIGMA_MM)`` (the filter in mm, so spacing-independent);
+    * log10 of the residual's mean power spectral density (HU^2 mm^2) in bands of physical
+      frequency ``PSD_BANDS_LP_MM`` (lp/mm); a band above the Nyquist frequency repeats the
+      band below it;
+    * area (mm^2) of the pixels above ``METAL_HU`` and the maximum HU;
+    * streak anisotropy: max / median over ``STREAK_SECTORS`` angular sectors of the residual's
+      power in ``STREAK_BAND_LP_MM`` (1 for isotropic noise, large for streaks).
+    """
+    rows, cols = SeSpeCTImageProcessor.spacing_pair(pixel_spacing)
+    hu = SeSpeCTImageProcessor.remove_padding(np.asarray(hu, dtype=np.float32))
+    h, w = hu.shape
+    fy = np.fft.fftfreq(h, d=rows)[:, None]          # lp/mm
+    fx = np.fft.rfftfreq(w, d=cols)[None, :]
+    f2 = fy ** 2 + fx ** 2
+    taper = np.outer(_tukey(h), _tukey(w)).astype(np.float32)   # no wrap-around edge from a cut field of view
+    spectrum = np.fft.rfft2((hu - np.median(hu)) * taper)
+    spectrum *= 1.0 - np.exp(-2.0 * math.pi ** 2 * HIGH_PASS_SIGMA_MM ** 2 * f2)   # high pass
+    # the residual of the tapered slice is the taper times the slice's own (the taper varies over
+    # far more than HIGH_PASS_SIGMA_MM): undo it where the taper is not small, leave out the rest
+    inside = taper > 0.3
+    residual = np.fft.irfft2(spectrum, s=(h, w)) / np.maximum(taper, 0.3)
+    radius = int(round(MASK_EROSION_MM / math.sqrt(rows * cols)))
+    soft = _erode((hu > SOFT_TISSUE_HU[0]) & (hu < SOFT_TISSUE_HU[1]), radius) & inside
+    air = _erode((hu > AIR_MASK_HU[0]) & (hu < AIR_MASK_HU[1]), radius) & inside
+    psd = np.abs(spectrum) ** 2 * (rows * cols) / (h * w * float(np.mean(taper ** 2)))   # HU^2 mm^2
+    f = np.sqrt(f2)
+    bands, last = [], 0.0
+    for lo, hi in PSD_BANDS_LP_MM:
+        sel = (f >= lo) & (f < hi)
+        last = float(np.log10(psd[sel].mean() + 1e-6)) if np.count_nonzero(sel) >= 4 else last
+        bands.append(last)
+    sel = (f >= STREAK_BAND_LP_MM[0]) & (f < STREAK_BAND_LP_MM[1])
+    angle = np.mod(np.arctan2(np.broadcast_to(fy, f.shape), np.broadcast_to(fx, f.shape)), math.pi)
+    sector = np.minimum((angle / math.pi * STREAK_SECTORS).astype(np.int64), STREAK_SECTORS - 1)
+    power = np.bincount(sector[sel], weights=psd[sel], minlength=STREAK_SECTORS)
+    streak = float(power.max() / max(np.median(power), 1e-6)) if sel.any() else 1.0
+    metal = float(np.count_nonzero(hu > METAL_HU) * rows * cols)
+    return np.array([_mad_std(residual[soft]), _mad_std(residual[air]), *bands, metal, float(hu.max()), streak],
+                    dtype=np.float32)
 
 
 def dicom_hu(dataset) -> tuple[np.ndarray, tuple[float, float]]:
@@ -81,6 +166,8 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
             ``high`` (metal covers far less of a slice) gives ``non_ct_values``, as does a slice with
             tissue whose 1st-99th percentile span is below ``min_dynamic_range_hu``.
         body_hu: tissue threshold (HU); ``min_body_area_mm2`` of tissue is needed (``no_body``).
+        native_statistics: also return ``native_statistics`` (:func:`native_statistics`, measured
+            before resampling) for a model with ``use_native_statistics``.
     """
 
     model_input_names = ["pixel_values", "pixel_spacing"]
@@ -89,7 +176,8 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
 
     def __init__(self, pixel_spacing_mm: float = 1.0, image_size: int = 384, spacing_range_mm=(0.4, 6.0),
                  hu_range=(-1100.0, 4000.0), non_ct_fraction: float = 0.02, min_dynamic_range_hu: float = 50.0,
-                 body_hu: float = -500.0, min_body_area_mm2: float = 2000.0, **saved):
+                 body_hu: float = -500.0, min_body_area_mm2: float = 2000.0,
+                 native_statistics: bool = False, **saved):
         unknown = sorted(set(saved) - set(self._saved_keys))
         if unknown:
             raise TypeError(f"SeSpeCTImageProcessor got unknown argument(s) {', '.join(unknown)}")
@@ -107,6 +195,7 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
         self.min_dynamic_range_hu = float(min_dynamic_range_hu)
         self.body_hu = float(body_hu)
         self.min_body_area_mm2 = float(min_body_area_mm2)
+        self.native_statistics = bool(native_statistics)
 
     @classmethod
     def from_config(cls, config) -> "SeSpeCTImageProcessor":
@@ -115,7 +204,8 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
             raise ValueError("this SeSpeCT config has no pixel_spacing_mm (a pixel-grid checkpoint): it resizes "
                              "slices itself and has no physical-grid processor")
         return cls(pixel_spacing_mm=config.pixel_spacing_mm, image_size=config.image_size,
-                   spacing_range_mm=config.spacing_range_mm)
+                   spacing_range_mm=config.spacing_range_mm,
+                   native_statistics=bool(getattr(config, "use_native_statistics", False)))
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -207,7 +297,8 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
         Returns:
             ``BatchFeature`` with ``pixel_values`` ``(B, N, N)`` float32 HU on the grid (air for
             slices whose status is not ok), ``pixel_spacing`` ``(B,)`` native mean pixel spacing
-            in mm, ``status``: list of B strings.
+            in mm, ``status``: list of B strings, and with ``native_statistics`` set
+            ``native_statistics`` ``(B, len(NATIVE_STATISTICS))`` (zeros for slices not ok).
         """
         if return_tensors not in (None, "pt"):
             raise ValueError(f"SeSpeCTImageProcessor returns torch tensors (return_tensors='pt'), "
@@ -235,7 +326,7 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
         if len(spacings) != len(images):
             raise ValueError(f"got {len(images)} images and {len(spacings)} pixel spacings: give one for all or one "
                              f"per image")
-        grids, native, status = [], [], []
+        grids, native, status, stats = [], [], [], []
         for im, sp in zip(images, spacings):
             state = self.slice_status(im, sp)
             status.append(state)
@@ -243,14 +334,20 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
             native.append(math.sqrt(rows * cols))
             grids.append(self.to_grid(im, sp) if state == STATUS_OK
                          else torch.full((self.image_size, self.image_size), AIR_HU))
-        return BatchFeature({"pixel_values": torch.stack(grids),
-                             "pixel_spacing": torch.tensor(native, dtype=torch.float32), "status": status})
+            if self.native_statistics:
+                stats.append(native_statistics(im, sp) if state == STATUS_OK
+                             else np.zeros(len(NATIVE_STATISTICS), np.float32))
+        out = {"pixel_values": torch.stack(grids), "pixel_spacing": torch.tensor(native, dtype=torch.float32),
+               "status": status}
+        if self.native_statistics:
+            out["native_statistics"] = torch.from_numpy(np.stack(stats))
+        return BatchFeature(out)
 
     preprocess = __call__
 
 
 SeSpeCTImageProcessor.register_for_auto_class("AutoImageProcessor")
 
-__all__ = ["SeSpeCTImageProcessor", "dicom_hu",
+__all__ = ["SeSpeCTImageProcessor", "dicom_hu", "native_statistics", "NATIVE_STATISTICS",
            "STATUSES", "STATUS_OK", "STATUS_NON_FINITE", "STATUS_SPACING", "STATUS_NON_CT",
            "STATUS_NO_BODY"]

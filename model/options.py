@@ -21,6 +21,7 @@ ABLATIONS = {
     "reg": {"lambda_reg": 0.0},
     "rank": {"lambda_rank": 0.0},
     "con": {"lambda_con": 0.0},
+    "native": {"use_native_statistics": False},
 }
 BACKBONE_CHOICES = ("efficientnet_lite0", "open_clip", "none")
 DEFAULT_EPOCHS = 15
@@ -47,7 +48,7 @@ class TrainOptions:
     backbone_weights: str | None = option(None, "backbone weights file (EfficientNet .pth; open_clip checkpoint or "
                                           "pretrained tag)", none_means="the packaged ImageNet EfficientNet-Lite0")
     ablate: tuple[str, ...] = option((), "switch parts off: branches (semantic, spectral, image, embedding = the "
-                                     "projected global embedding) or loss terms (reg, rank, con); default: none",
+                                     "projected global embedding, native = the native statistics) or loss terms (reg, rank, con); default: none",
                                      nargs="*", choices=tuple(ABLATIONS), metavar="PART")
     epochs: int = option(DEFAULT_EPOCHS, "training epochs", minimum=1)
     batch_size: int = option(DEFAULT_BATCH_SIZE, "batch size (the ranking and contrastive terms need pairs)",

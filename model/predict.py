@@ -196,7 +196,8 @@ def predict_slices(model, slices: list[SliceInput], batch_size: int = 8) -> list
             chunk = slices[start:start + batch_size]
             if physical:
                 batch = processor([s.hu for s in chunk], [s.pixel_spacing_mm for s in chunk])
-                result = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"])
+                result = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"],
+                               native_statistics=batch.get("native_statistics"))
                 status = batch["status"]
             else:
                 grid = [model.preprocess(torch.from_numpy(s.hu)) for s in chunk]   # square + resize each slice

@@ -35,9 +35,9 @@ from ctdegradbench.model.options import (ABLATIONS, BACKBONE_CHOICES, DEFAULT_BA
 from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
 
 # The shipped physical-grid model: spectral + image branches (no ImageNet backbone), 1 mm pixels,
-# a 384 mm field of view, the native pixel spacing as an input, the ten classes + "clean".
+# a 384 mm field of view, the native pixel spacing and native statistics as inputs, the ten classes + "clean".
 GRID_DEFAULTS = {"pixel_spacing_mm": 1.0, "image_size": 384, "texture_size": 64, "spectral_size": 64,
-                 "use_spacing_input": True, "spacing_range_mm": (0.4, 6.0)}
+                 "use_spacing_input": True, "use_native_statistics": True, "spacing_range_mm": (0.4, 6.0)}
 GRID_VIEWS = {"degraded": 2, "reference": 3, "clean_fbp": 2}   # views per training row (view 0 as stored)
 
 
@@ -188,6 +188,8 @@ def _needed_keys(model) -> set:
         keys.add("texture")
     if cfg.use_spacing_input:
         keys.add("log_spacing")
+    if getattr(cfg, "use_native_statistics", False):
+        keys.add("native_statistics")
     return keys
 
 

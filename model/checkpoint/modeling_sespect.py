@@ -48,7 +48,7 @@ from transformers.utils import ModelOutput
 
 from .backbones import build_backbone, load_backbone_weights
 from .configuration_sespect import AUTO_MAP, CUSTOM_PIPELINES, SeSpeCTConfig
-from .image_processing_sespect import AIR_HU, SeSpeCTImageProcessor
+from .image_processing_sespect import AIR_HU, NATIVE_STATISTICS, SeSpeCTImageProcessor
 from .losses import total_loss
 
 PIPELINE_FILE = "pipeline_sespect.py"   # the image-classification pipeline, saved beside the weights
@@ -159,6 +159,20 @@ class ImageEncoder(nn.Module):
         x = self.layers(texture).flatten(2)
         stats = torch.cat([x.mean(-1), x.std(-1), x.amax(-1)], dim=1)
         return F.relu(self.proj(stats))
+
+
+class NativeStatisticsEncoder(nn.Module):
+    """The processor's native statistics (physical units, ``NATIVE_STATISTICS``) -> ``out_dim``
+    features: signed log1p (they span decades: HU, mm^2), batch normalization, a small MLP."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 32):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(in_dim)
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+
+    def forward(self, statistics: torch.Tensor) -> torch.Tensor:
+        x = torch.sign(statistics) * torch.log1p(statistics.abs())
+        return self.mlp(self.norm(x))
 
 
 def is_backbone_key(name: str) -> bool:
@@ -304,6 +318,10 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
             in_dim += config.image_dim
         if config.use_spacing_input:
             in_dim += 1
+        if config.use_native_statistics:
+            self.native_statistics_encoder = NativeStatisticsEncoder(len(NATIVE_STATISTICS),
+                                                                     config.native_statistics_dim)
+            in_dim += config.native_statistics_dim
         self.fusion = nn.Sequential(
             nn.Linear(in_dim, config.fusion_hidden_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout),
             nn.Linear(config.fusion_hidden_dim, config.fusion_dim))
@@ -431,14 +449,16 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         return torch.cat([mean, rms], dim=1)
 
     @torch.no_grad()
-    def frozen_features(self, pixel_values: torch.Tensor, pixel_spacing: torch.Tensor | None = None) -> dict:
+    def frozen_features(self, pixel_values: torch.Tensor, pixel_spacing: torch.Tensor | None = None,
+                        native_statistics: torch.Tensor | None = None) -> dict:
         """Everything that does not depend on trainable weights (no gradients; cacheable).
 
         Returns a dict with, depending on the enabled branches: ``embedding`` ``(B, D)`` and
         ``patch_tokens`` ``(B, P, D)`` (backbone), ``spectrum`` ``(B, W, s, s)`` and ``hf_ratio``
         ``(B, W)`` (spectral), ``texture`` ``(B, 2W, T, T)`` (image branch), ``log_spacing``
         ``(B, 1)`` = ``log2(native spacing / pixel_spacing_mm)`` (``use_spacing_input``; needs
-        ``pixel_spacing``, the native mean pixel spacing in mm of each slice).
+        ``pixel_spacing``, the native mean pixel spacing in mm of each slice), ``native_statistics``
+        ``(B, K)`` (``use_native_statistics``; the processor's, passed through).
         """
         windows = self.windows(self.preprocess(pixel_values))      # every branch reads these
         out = {}
@@ -448,6 +468,12 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
                 raise ValueError("this model needs pixel_spacing (native mm per pixel of each slice) with pixel_values")
             spacing = torch.as_tensor(pixel_spacing, dtype=torch.float32).reshape(-1, 1)
             out["log_spacing"] = torch.log2(spacing / cfg.pixel_spacing_mm).expand(windows.shape[0], 1).clone()
+        if cfg.use_native_statistics:
+            if native_statistics is None:
+                raise ValueError("this model needs native_statistics (from SeSpeCTImageProcessor with "
+                                 "native_statistics=True) with pixel_values")
+            out["native_statistics"] = torch.as_tensor(native_statistics, dtype=torch.float32).reshape(
+                windows.shape[0], len(NATIVE_STATISTICS))
         if cfg.use_semantic_branch:
             embedding, tokens = self.backbone(self.backbone_pixels(windows))
             out["embedding"], out["patch_tokens"] = embedding.float(), tokens.float()
@@ -467,7 +493,7 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         return torch.stack([s_global, s_local.mean(dim=1), s_local.amax(dim=1), std], dim=1)
 
     def forward(self, pixel_values: torch.Tensor | None = None, pixel_spacing: torch.Tensor | None = None,
-                frozen: dict | None = None, status: list | None = None, output_hidden_states: bool | None = None,
+                native_statistics: torch.Tensor | None = None, frozen: dict | None = None, status: list | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None) -> SeSpeCTModelOutput:
         """The fused embedding ``z_f`` (Eq. 20) of CT slices.
 
@@ -475,6 +501,7 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
             pixel_values: ``(B, N, N)`` (or ``(B, 1, N, N)``) CT slices in HU on the model grid
                 (``SeSpeCTImageProcessor``); a pixel-grid (legacy) config takes any size.
             pixel_spacing: ``(B,)`` native pixel spacing in mm (``use_spacing_input``; from the processor).
+            native_statistics: ``(B, K)`` (``use_native_statistics``; from the processor).
             frozen: the output of :meth:`frozen_features` (e.g. from a cache) instead of ``pixel_values``.
             status: the processor's per-slice status, passed through to the output.
             output_hidden_states: also return the fusion MLP's input and output.
@@ -483,7 +510,7 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         if frozen is None:
             if pixel_values is None:
                 raise ValueError("give pixel_values (HU slices) or frozen (precomputed frozen_features)")
-            frozen = self.frozen_features(pixel_values, pixel_spacing)
+            frozen = self.frozen_features(pixel_values, pixel_spacing, native_statistics)
         cfg = self.config
         parts, scores, ratio = [], None, None
         if cfg.use_semantic_branch:
@@ -499,6 +526,8 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
             parts.append(self.image_encoder(frozen["texture"]))
         if cfg.use_spacing_input:
             parts.append(frozen["log_spacing"].reshape(-1, 1).to(parts[0].dtype))
+        if cfg.use_native_statistics:
+            parts.append(self.native_statistics_encoder(frozen["native_statistics"].to(parts[0].dtype)))
         features = torch.cat(parts, dim=1)
         fused = self.fusion(features)
         output = SeSpeCTModelOutput(last_hidden_state=fused, semantic_scores=scores, hf_ratio=ratio,
@@ -549,12 +578,13 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
         """See :meth:`SeSpeCTModel.preprocess`."""
         return self.sespect.preprocess(pixel_values)
 
-    def frozen_features(self, pixel_values: torch.Tensor, pixel_spacing: torch.Tensor | None = None) -> dict:
+    def frozen_features(self, pixel_values: torch.Tensor, pixel_spacing: torch.Tensor | None = None,
+                        native_statistics: torch.Tensor | None = None) -> dict:
         """See :meth:`SeSpeCTModel.frozen_features`."""
-        return self.sespect.frozen_features(pixel_values, pixel_spacing)
+        return self.sespect.frozen_features(pixel_values, pixel_spacing, native_statistics)
 
     def forward(self, pixel_values: torch.Tensor | None = None, pixel_spacing: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, levels: torch.Tensor | None = None, frozen: dict | None = None,
+                native_statistics: torch.Tensor | None = None, labels: torch.Tensor | None = None, levels: torch.Tensor | None = None, frozen: dict | None = None,
                 status: list | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None) -> SeSpeCTOutput:
         """Predict class and severity.
@@ -572,7 +602,8 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
             output_hidden_states: also return the fusion MLP's input and output.
             return_dict: ``False`` returns a tuple (transformers convention).
         """
-        trunk = self.sespect(pixel_values=pixel_values, pixel_spacing=pixel_spacing, frozen=frozen, status=status,
+        trunk = self.sespect(pixel_values=pixel_values, pixel_spacing=pixel_spacing,
+                             native_statistics=native_statistics, frozen=frozen, status=status,
                              output_hidden_states=output_hidden_states)
         fused = trunk.last_hidden_state
         logits = self.classifier(fused)

@@ -179,13 +179,16 @@ def test_checkpoint_of_the_pre_split_layout_loads_with_the_same_outputs(tmp_path
     rng = np.random.default_rng(0)
     hu = rng.normal(40, 20, (2, 384, 384)).astype(np.float32)
     hu[:, :40] = -1000.0
+    from ctdegradbench.model.image_processing_sespect import NATIVE_STATISTICS
+
+    extra = {"native_statistics": torch.ones(2, len(NATIVE_STATISTICS))} if config.get("use_native_statistics") else {}
     outputs = []
     for folder in (shipped, legacy):
         model = load_model(folder)
         for p in list(model.parameters()) + list(model.buffers()):
             p.data = p.data.clone()           # same memory alignment for both (mmap offsets differ)
         with torch.no_grad():
-            outputs.append(model(pixel_values=torch.from_numpy(hu), pixel_spacing=torch.ones(2)))
+            outputs.append(model(pixel_values=torch.from_numpy(hu), pixel_spacing=torch.ones(2), **extra))
     torch.testing.assert_close(outputs[0].logits, outputs[1].logits, atol=0, rtol=0)
     torch.testing.assert_close(outputs[0].severity, outputs[1].severity, atol=0, rtol=0)
 
