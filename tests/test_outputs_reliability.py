@@ -566,3 +566,26 @@ def test_exported_folder_reads_card_rows_references_and_the_join(export, caplog)
     assert np.array_equal(first["image"], rows["image"][0])
     assert np.array_equal(first["reference"], refs[first["reference_id"]]["reference"])
     assert folder.features("single_noise", split)["label"].names[0] == "S1_noise"
+
+
+def test_an_export_of_zero_row_files_or_null_labels_is_one_line(export, tmp_path, capsys):
+    """What a user gets from an export whose Parquet files were emptied, or whose labels are null
+    (the card still declares the column, so ``datasets`` fills it with None)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def null_label(table):
+        labels = table.column("label").to_pylist()
+        labels[0] = None
+        return table.set_column(table.schema.get_field_index("label"), table.schema.field("label"),
+                                pa.array(labels, type=table.schema.field("label").type))
+
+    copy, _ = tampered(export, tmp_path / "null", "single_noise", null_label, rewrite_manifest=False)
+    out = ["--out", str(tmp_path / "eval.json"), "--split", "test"]     # the first file: test
+    assert cli_main(["evaluate", "--dataset", str(copy), *out]) == 2
+    assert "rows without 'label' (1 of" in one_error_line(capsys)
+    copy, _ = tampered(export, tmp_path / "empty", "single_noise", lambda table: table, False)
+    for path in (copy / "data").rglob("*.parquet"):
+        pq.write_table(pq.read_table(path).slice(0, 0), path)
+    assert cli_main(["evaluate", "--dataset", str(copy), *out]) == 2
+    assert "has no rows in split 'test'" in one_error_line(capsys)

@@ -229,6 +229,11 @@ class ExportedFolder:
             have = ", ".join(self.splits(config)) or "none"
             raise InputError(f"{self.path} holds no readable {config!r} data (no {split or 'data'!r} files; splits "
                              f"with files: {have}): build it with ct-degradbench build --out DIR")
+        files = [f for s in ([split] if split else self.files[config]) for f in self.files[config].get(s, [])]
+        if sum(_parquet_rows(f) for f in files) == 0:
+            where = f"split {split!r} of config {config!r}" if split else f"config {config!r}"
+            raise InputError(f"{self.path} has no rows in {where} ({len(files)} Parquet file(s), 0 rows: an empty "
+                             "export): build it from more slices")
         try:
             with quiet_datasets():
                 loaded = datasets.load_dataset(str(self.path), config, split=split)
@@ -245,6 +250,12 @@ class ExportedFolder:
             if missing:
                 raise InputError(f"{self.path} config {config!r} lacks the column(s) {', '.join(missing)} "
                                  "(labels and metadata of a ct-degradbench build are needed)")
+            empty = {name: part.data.column(name).null_count for name in require}
+            empty = {name: n for name, n in empty.items() if n}
+            if empty:
+                raise InputError(f"{self.path} config {config!r} has rows without "
+                                 + ", ".join(f"{name!r} ({n} of {len(part)} rows)" for name, n in empty.items())
+                                 + " (labels and metadata of a ct-degradbench build are needed)")
         if sum(len(p) for p in parts) == 0:
             where = f"split {split!r} of config {config!r}" if split else f"config {config!r}"
             raise InputError(f"{self.path} has no rows in {where} (an empty export): build it from more slices")
@@ -313,6 +324,13 @@ class ExportedFolder:
     def with_references(self, config: str, split: str | None = None):
         """:meth:`load` of ``config`` joined to its reference images (:func:`with_references`)."""
         return with_references(self.load(config, split, require=("reference_id",)), self.load(REFERENCES_CONFIG))
+
+
+def _parquet_rows(path: Path) -> int:
+    """The number of rows of one Parquet file, from its footer (no data read)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 def load_many(folders, config: str, split: str, require=()):
