@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-BIN = Path(sys.argv[1]).resolve()
-DATA = Path(sys.argv[2]).resolve()
+BIN = Path(sys.argv[1] if len(sys.argv) > 2 else ".venv/bin").resolve()
+DATA = Path(sys.argv[2] if len(sys.argv) > 2 else "bench").resolve()
 CLI = str(BIN / "ct-degradbench")
 PY = str(BIN / "python")
 ROWS = []
