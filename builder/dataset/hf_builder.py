@@ -27,7 +27,7 @@ import numpy as np
 from ctdegradbench.core.paper import CITATION
 
 from ctdegradbench.core.errors import OptionError
-from ctdegradbench.builder.dataset.features import (SPLITS, preview_png, reference_features, sample_features,
+from ctdegradbench.builder.dataset.features import (preview_png, reference_features, sample_features,
                                                    sample_to_row)
 from ctdegradbench.builder.dataset.reader import with_references  # noqa: F401  (public: ct_degradbench.with_references)
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, DEFAULT_FRACTIONS, REFERENCES_CONFIG, check_fractions

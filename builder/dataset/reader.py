@@ -198,9 +198,8 @@ class ExportedFolder:
     def fingerprint(self, config: str, split: str) -> list:
         """Names and sizes of the files of ``config``/``split`` and of the references: results
         computed from the same fingerprint are reused, any other are recomputed."""
-        paths = self.data_files(config, split)
-        refs = [p for split_paths in self.files.get(REFERENCES_CONFIG, {}).values() for p in split_paths]
-        return [[str(p.relative_to(self.path)), p.stat().st_size] for p in paths + refs]
+        paths = self.data_files(config, split) + self.reference_files()
+        return [[str(p.relative_to(self.path)), p.stat().st_size] for p in paths]
 
     def features(self, config: str, split: str):
         """The ``datasets.Features`` embedded in the Parquet files of ``config``/``split`` (e.g. the
@@ -221,15 +220,16 @@ class ExportedFolder:
     def load(self, config: str, split: str | None = None, require=()):
         """``datasets.load_dataset`` of this folder's ``config`` (a ``DatasetDict``, or one ``Dataset``
         with ``split``). Raises a one-line :class:`InputError` for a missing config or split, no
-        readable data, no rows, or a missing ``require`` column (labels of a build)."""
+        readable data, no rows (counted from the Parquet footers, before ``datasets`` fails on them), or
+        a missing or null ``require`` column (labels of a build)."""
         import datasets
 
-        self._config(config)
-        if not any(self.files[config].get(s) for s in ([split] if split else self.files[config])):
+        by_split = self._config(config)
+        files = [f for s in ([split] if split else by_split) for f in by_split.get(s, [])]
+        if not files:
             have = ", ".join(self.splits(config)) or "none"
             raise InputError(f"{self.path} holds no readable {config!r} data (no {split or 'data'!r} files; splits "
                              f"with files: {have}): build it with ct-degradbench build --out DIR")
-        files = [f for s in ([split] if split else self.files[config]) for f in self.files[config].get(s, [])]
         if sum(_parquet_rows(f) for f in files) == 0:
             where = f"split {split!r} of config {config!r}" if split else f"config {config!r}"
             raise InputError(f"{self.path} has no rows in {where} ({len(files)} Parquet file(s), 0 rows: an empty "
@@ -256,9 +256,6 @@ class ExportedFolder:
                 raise InputError(f"{self.path} config {config!r} has rows without "
                                  + ", ".join(f"{name!r} ({n} of {len(part)} rows)" for name, n in empty.items())
                                  + " (labels and metadata of a ct-degradbench build are needed)")
-        if sum(len(p) for p in parts) == 0:
-            where = f"split {split!r} of config {config!r}" if split else f"config {config!r}"
-            raise InputError(f"{self.path} has no rows in {where} (an empty export): build it from more slices")
         return loaded
 
     # -------------------------------------------------------------- pyarrow
