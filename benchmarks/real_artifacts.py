@@ -14,7 +14,9 @@ Reads ``labels.json`` and reports, per checkpoint (default: the shipped one):
   (a checkpoint without a ``clean`` class scores 0);
 - low-dose vs clean AUC: the real low-dose slices ranked above those clean slices by the
   degradation score (``1 - p(clean)``; without a clean class: the predicted severity);
-- abstained slices (a status instead of a class) per group.
+- abstained slices (a status instead of a class) per group;
+- per body region (``body_part`` of labels.json) and group: the share of answered slices called
+  ``clean`` and called a metal class.
 
 Slices without an answer are left out of each rate and counted. Each volume's clean slices are
 subsampled evenly to ``--max-clean-per-volume`` (speed); every metal slice is kept.
@@ -42,7 +44,7 @@ def _evenly(indices, n: int):
 
 
 def collect(data: Path, max_clean: int) -> list[dict]:
-    """Slices to judge: ``{"group", "item", "slice_index", "hu", "pixel_spacing_mm"}`` per slice."""
+    """Slices to judge: ``{"group", "item", "body_part", "slice_index", "hu", "pixel_spacing_mm"}`` per slice."""
     from ctdegradbench.builder.sources import load_source
 
     labels = json.loads((data / "labels.json").read_text())
@@ -64,7 +66,8 @@ def collect(data: Path, max_clean: int) -> list[dict]:
             if k not in by_index:
                 raise SystemExit(f"real_artifacts: {key} slice {k} of labels.json not found by the loader")
             s = by_index[k]
-            rows.append({"group": group, "item": key, "slice_index": k, "hu": s.hu.astype(np.float32),
+            rows.append({"group": group, "item": key, "body_part": item["body_part"], "slice_index": k,
+                         "hu": s.hu.astype(np.float32),
                          "pixel_spacing_mm": float(s.pixel_spacing_mm)})
     return rows
 
@@ -103,6 +106,14 @@ def judge(model_dir, rows: list[dict]) -> dict:
         labels = groups.get(group, {}).get("labels", [])
         return float(np.mean([lab in names for lab in labels])) if labels else float("nan")
 
+    regions = {}
+    for r, p in zip(rows, preds):
+        g = regions.setdefault(f"{r['body_part']} / {r['group']}", {"n": 0, "answered": 0, "clean": 0, "metal": 0})
+        g["n"] += 1
+        if p.status == "ok":
+            g["answered"] += 1
+            g["clean"] += p.label == clean
+            g["metal"] += p.label in METAL_CLASSES
     out = {"model": str(model_dir or "shipped"), "seconds": round(seconds, 1),
            "metal_recall": rate("metal", METAL_CLASSES),
            "false_metal_rate": rate("head_neck_metal_free", METAL_CLASSES),
@@ -114,7 +125,11 @@ def judge(model_dir, rows: list[dict]) -> dict:
            "groups": {k: {"n": v["n"], "answered": len(v["labels"]), "abstained": v["abstained"],
                           "top_labels": dict(sorted(((lab, v["labels"].count(lab)) for lab in set(v["labels"])),
                                                     key=lambda kv: -kv[1])[:4])}
-                      for k, v in groups.items()}}
+                      for k, v in groups.items()},
+           "regions": {k: {"n": v["n"], "answered": v["answered"],
+                           "clean_rate": v["clean"] / v["answered"] if v["answered"] else float("nan"),
+                           "metal_rate": v["metal"] / v["answered"] if v["answered"] else float("nan")}
+                       for k, v in sorted(regions.items())}}
     return out
 
 
@@ -128,6 +143,10 @@ def format_table(results: list[dict]) -> str:
         for g, v in r["groups"].items():
             lines.append(f"  {g:<22} n {v['n']:>4}  answered {v['answered']:>4}  abstained {v['abstained']}  "
                          f"top {v['top_labels']}")
+        lines.append("  per body region (rates of the answered slices):")
+        for g, v in r["regions"].items():
+            lines.append(f"  {g:<62} n {v['n']:>4}  answered {v['answered']:>4}  clean {v['clean_rate']:.3f}  "
+                         f"metal {v['metal_rate']:.3f}")
     return "\n".join(lines)
 
 

@@ -121,6 +121,11 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
     real_table = (markdown_table(["checkpoint", *names], [[r.get("label", r["model"]), *(_fmt(r[n]) for n in names)]
                                                           for r in real])
                   if real else "Not measured for this checkpoint (run `benchmarks/real_artifacts.py`).")
+    region_rows = [[r.get("label", r["model"]), region, v["n"], v["answered"], _fmt(v["clean_rate"]),
+                    _fmt(v["metal_rate"])] for r in real for region, v in (r.get("regions") or {}).items()]
+    if region_rows:
+        real_table += "\n\nPer body region and group (rates of the slices with an answer):\n\n" + markdown_table(
+            ["checkpoint", "body region / group", "slices", "answered", "called clean", "called metal"], region_rows)
     ten_note = ("Accuracy and F1 are over the ten degradation classes' rows; a degraded slice called `clean` "
                 "counts as an error. Clean reference slices of the test patients called `clean`: "
                 f"{_fmt(metrics.get('clean_rate'))}." if has_clean else "")

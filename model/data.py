@@ -24,12 +24,13 @@ import torch
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.dataset.reader import load_many
 from ctdegradbench.builder.simulate.settings import CLASS_NAMES, CLEAN_CLASS_NAME, PAPER_CLASS_NAMES
+from ctdegradbench.model.image_processing_sespect import BODY_HU
 
 # Config fields that decide what the frozen stage computes (the cache key).
 FROZEN_FIELDS = ("pixel_spacing_mm", "backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
                  "backbone_image_size", "backbone_mean", "backbone_std", "image_size", "hu_windows",
                  "spectral_size", "hf_cutoff", "texture_size")
-CACHE_VERSION = 4   # 3: grid entries also hold native_statistics; 4: tapered before the FFT
+CACHE_VERSION = 6   # 3: grid entries hold native_statistics; 4: tapered before the FFT; 5: visible; 6: bands below Nyquist
 # Keys of frozen_features and how they are stored (dtype on disk).
 _STORED = {"embedding": np.float32, "patch_tokens": np.float16, "spectrum": np.float16, "hf_ratio": np.float32,
            "texture": np.float16}
@@ -171,64 +172,108 @@ AUG_MASKED_AIR_HU = -1024.0       # constant outside the body of masked (anonymi
 AUG_MASK_MARGIN_MM = 4.0          # body contour dilated by this before the outside is masked
 AUG_P_MASK = 0.3                  # probability that an augmented view has its air masked
 AUG_P_ALIASED = 0.5               # probability that a coarser-pixel view is resampled without anti-aliasing
+# An augmented degraded view is labelled clean when its degradation's rms is below this times the
+# clean slice's own noise: at the stored pixel size the faintest level of the paper's tables
+# (S1 / S4 L0) measured 0.82-0.88 on the training build, so no stored row would be relabelled.
+VISIBLE_RATIO_MIN = 0.75
 
 
-def mask_outside_body(hu: np.ndarray, spacing: float, body_hu: float = -500.0) -> np.ndarray:
-    """The slice with everything outside the body (pixels above ``body_hu``, holes such as the
+def mask_outside_body(hu: np.ndarray, spacing: float) -> np.ndarray:
+    """The slice with everything outside the body (pixels above ``BODY_HU``, holes such as the
     lungs filled, dilated by ``AUG_MASK_MARGIN_MM``) set to ``AUG_MASKED_AIR_HU``, as many
     stored volumes are (e.g. OpenKBP): noiseless constant air."""
     from scipy import ndimage
 
-    body = ndimage.binary_fill_holes(hu > body_hu)
+    body = ndimage.binary_fill_holes(hu > BODY_HU)
     radius = max(1, int(round(AUG_MASK_MARGIN_MM / spacing)))
     body = ndimage.binary_dilation(body, iterations=radius)
     return np.where(body, hu, np.float32(AUG_MASKED_AIR_HU)).astype(np.float32)
 
 
-def augment_acquisition(hu: np.ndarray, spacing: float, rng: np.random.Generator, *, p_coarse: float = 0.6,
-                        p_crop: float = 0.5, p_mask: float = AUG_P_MASK,
-                        body_hu: float = -500.0) -> tuple[np.ndarray, float]:
-    """One random re-acquisition of a slice in physical units: with probability ``p_coarse`` the
-    slice is resampled (anti-aliased) to a coarser pixel drawn log-uniformly from its own spacing
-    to ``AUG_SPACING_MAX_MM`` (never finer: detail cannot be invented; with probability
-    ``AUG_P_ALIASED`` without anti-aliasing, as stored volumes resampled by plain interpolation
-    are, which keeps more power near the new Nyquist frequency); with probability
-    ``p_crop`` the field of view is cropped to ``AUG_FOV_MM`` per axis around the body centroid
-    (shifted up to ``AUG_FOV_SHIFT_MM``); with probability ``p_mask`` the air outside the body is
-    masked (:func:`mask_outside_body`). Returns the new slice and its pixel spacing (mm)."""
-    import torch.nn.functional as F
+@dataclass(frozen=True)
+class Acquisition:
+    """One drawn re-acquisition of a slice (:func:`draw_acquisition`): the cropped field of view
+    (row and column slices, ``None`` for the whole slice), the new pixel spacing in mm (``None``
+    to keep the native one), whether the resampling is anti-aliased, whether the air is masked."""
 
-    hu = np.asarray(hu, dtype=np.float32)
+    crop: tuple | None
+    spacing_mm: float | None
+    antialias: bool
+    mask: bool
+
+    def apply(self, hu: np.ndarray, spacing: float) -> tuple[np.ndarray, float]:
+        """The slice re-acquired: cropped, resampled (bilinear; the physical extent is kept),
+        masked. Returns the new slice and its pixel spacing (mm)."""
+        import torch.nn.functional as F
+
+        hu = np.asarray(hu, dtype=np.float32)
+        if self.crop is not None:
+            hu = hu[self.crop[0], self.crop[1]]
+        if self.spacing_mm is not None:
+            size = (max(16, round(hu.shape[0] * spacing / self.spacing_mm)),
+                    max(16, round(hu.shape[1] * spacing / self.spacing_mm)))
+            x = torch.from_numpy(np.ascontiguousarray(hu))[None, None]
+            hu = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=self.antialias)[0, 0].numpy()
+            spacing = spacing * x.shape[-2] / size[0]
+        if self.mask:
+            hu = mask_outside_body(hu, spacing)
+        return hu, float(spacing)
+
+
+def draw_acquisition(hu: np.ndarray, spacing: float, rng: np.random.Generator, *, p_coarse: float = 0.6,
+                     p_crop: float = 0.5, p_mask: float = AUG_P_MASK) -> Acquisition:
+    """One random re-acquisition of a slice in physical units: with probability ``p_coarse`` a
+    coarser pixel drawn log-uniformly from the slice's own spacing to ``AUG_SPACING_MAX_MM`` (never
+    finer: detail cannot be invented; with probability ``AUG_P_ALIASED`` without anti-aliasing, as
+    stored volumes resampled by plain interpolation are, which keeps more power near the new
+    Nyquist frequency); with probability ``p_crop`` a field of view of ``AUG_FOV_MM`` per axis
+    around the body centroid (shifted up to ``AUG_FOV_SHIFT_MM``); with probability ``p_mask`` the
+    air outside the body masked (:func:`mask_outside_body`)."""
+    crop = None
     if rng.random() < p_crop:
-        body = np.argwhere(hu > body_hu)
-        centre = body.mean(0) if len(body) else np.array(hu.shape) / 2
-        out = []
+        body = np.argwhere(np.asarray(hu) > BODY_HU)
+        centre = body.mean(0) if len(body) else np.array(np.shape(hu)) / 2
+        crop = []
         for axis in range(2):
             half = rng.uniform(*AUG_FOV_MM) / spacing / 2
             c = centre[axis] + rng.uniform(-AUG_FOV_SHIFT_MM, AUG_FOV_SHIFT_MM) / spacing
-            lo, hi = int(max(0, round(c - half))), int(min(hu.shape[axis], round(c + half)))
-            out.append(slice(lo, hi) if hi - lo >= 16 else slice(0, hu.shape[axis]))
-        hu = hu[out[0], out[1]]
+            lo, hi = int(max(0, round(c - half))), int(min(np.shape(hu)[axis], round(c + half)))
+            crop.append(slice(lo, hi) if hi - lo >= 16 else slice(0, np.shape(hu)[axis]))
+        crop = tuple(crop)
+    new, antialias = None, True
     if rng.random() < p_coarse and spacing < AUG_SPACING_MAX_MM:
         new = float(np.exp(rng.uniform(np.log(spacing), np.log(AUG_SPACING_MAX_MM))))
-        size = (max(16, round(hu.shape[0] * spacing / new)), max(16, round(hu.shape[1] * spacing / new)))
-        x = torch.from_numpy(np.ascontiguousarray(hu))[None, None]
         antialias = bool(rng.random() >= AUG_P_ALIASED)
-        hu = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)[0, 0].numpy()
-        spacing = spacing * x.shape[-2] / size[0]      # the physical extent is kept
-    if rng.random() < p_mask:
-        hu = mask_outside_body(hu, spacing, body_hu)
-    return hu, float(spacing)
+    return Acquisition(crop, new, antialias, bool(rng.random() < p_mask))
 
 
-def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: str, cache_dir=None,
+def degradation_visible(degraded: np.ndarray, clean: np.ndarray, spacing: float) -> bool:
+    """Whether an added degradation can still be seen in one acquisition of a slice: the rms of
+    ``degraded - clean`` inside the body (HU; the pair acquired alike) is at least
+    ``VISIBLE_RATIO_MIN`` times the clean slice's own fine structure (the soft-tissue noise of
+    :func:`native_statistics`: its noise and fine anatomy, HU). Coarser pixels average noise, blur
+    and aliasing away while anatomy stays (and metal); a view whose degradation fell below what
+    every clean scan has is labelled ``clean`` in training, as a reader would call it."""
+    from ctdegradbench.model.image_processing_sespect import native_statistics
+
+    body = clean > BODY_HU
+    if not body.any():
+        return True
+    rms = float(np.sqrt(np.mean((degraded[body] - clean[body]) ** 2)))
+    return rms >= VISIBLE_RATIO_MIN * max(float(native_statistics(clean, spacing)[0]), 1.0)
+
+
+def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: str, cache_dir=None, pairs=None,
                 batch_size: int = 16, desc: str = "grid features", progress: bool = True) -> dict[str, np.ndarray]:
     """Frozen features of every slice on the model's physical grid, ``views`` times per slice
-    (view 0 the slice as stored, the others :func:`augment_acquisition` draws), cached on disk.
+    (view 0 the slice as stored, the others :func:`draw_acquisition` draws), cached on disk.
 
     ``images`` is indexable (row -> HU array), ``spacings`` the native pixel spacing (mm) of
-    each row. Returns arrays keyed like ``GRID_KEYS`` plus ``row`` (the source row of each
-    entry), entries ordered row-major (row 0 views 0.., row 1 views 0.., ...).
+    each row. ``pairs`` (row -> the clean slice the row's degradation was added to, e.g. its
+    clean FBP) acquires the pair alike in every drawn view and decides ``visible``
+    (:func:`degradation_visible`; always true for view 0 and without pairs). Returns arrays keyed
+    like ``GRID_KEYS`` plus ``row`` (the source row of each entry) and ``visible``, entries ordered
+    row-major (row 0 views 0.., row 1 views 0.., ...).
     """
     from tqdm.auto import tqdm
 
@@ -236,25 +281,33 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
 
     cfg = model.config
     facts = {name: getattr(cfg, name) for name in FROZEN_FIELDS}
-    facts.update(version=CACHE_VERSION, key=key, views=views, seed=seed, n=len(spacings),
+    facts.update(version=CACHE_VERSION, key=key, views=views, seed=seed, n=len(spacings), pairs=pairs is not None,
                  aug=(AUG_SPACING_MAX_MM, AUG_FOV_MM, AUG_FOV_SHIFT_MM, AUG_P_MASK, AUG_MASK_MARGIN_MM,
-                      AUG_P_ALIASED))
+                      AUG_P_ALIASED, VISIBLE_RATIO_MIN))
     folder = Path(cache_dir or default_cache_dir()) / ("grid-" + hashlib.sha256(
         json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:20])
-    names = list(GRID_KEYS) + ["row"]
+    names = list(GRID_KEYS) + ["row", "visible"]
     if (folder / "complete.json").is_file():
         return {k: np.load(folder / f"{k}.npy") for k in names}
     processor = SeSpeCTImageProcessor.from_config(cfg)
     rng = np.random.default_rng(seed)
     entries = [(r, v) for r in range(len(spacings)) for v in range(views)]
     chunks = {k: [] for k in GRID_KEYS}
+    visible = []
     model.eval()
     for start in tqdm(range(0, len(entries), batch_size), desc=desc, disable=not progress, unit="batch"):
         grids, native, stats = [], [], []
         for r, v in entries[start:start + batch_size]:
             hu, sp = np.asarray(images[r], dtype=np.float32), float(spacings[r])
+            seen = True
             if v:
-                hu, sp = augment_acquisition(hu, sp, rng)
+                clean = None if pairs is None else np.asarray(pairs[r], dtype=np.float32)
+                acquisition = draw_acquisition(hu if clean is None else clean, sp, rng)
+                if clean is not None:
+                    clean, _ = acquisition.apply(clean, sp)
+                hu, sp = acquisition.apply(hu, sp)
+                seen = clean is None or degradation_visible(hu, clean, sp)
+            visible.append(seen)
             grids.append(processor.to_grid(hu, sp))
             native.append(sp)
             stats.append(native_statistics(hu, sp))     # each view at its own spacing, before resampling
@@ -265,6 +318,7 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
             chunks[k].append(feats[k].cpu().numpy().astype(dtype))
     arrays = {k: np.concatenate(v) for k, v in chunks.items()}
     arrays["row"] = np.array([r for r, _ in entries], dtype=np.int64)
+    arrays["visible"] = np.array(visible, dtype=bool)
     folder.mkdir(parents=True, exist_ok=True)
     for k, v in arrays.items():
         np.save(folder / f"{k}.npy", v)

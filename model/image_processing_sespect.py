@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 AIR_HU = -1000.0   # air (mu = 0); the value of ctdegradbench.core.hu.AIR_HU, copied: this file is self-contained
+BODY_HU = -500.0   # tissue threshold: pixels above are body (air, lung parenchyma and padding are below)
 STATUS_OK = "ok"
 STATUS_NON_FINITE = "non_finite"            # NaN or infinite pixels
 STATUS_SPACING = "spacing_out_of_range"     # pixel spacing outside the trained range
@@ -88,8 +89,9 @@ def native_statistics(hu: np.ndarray, pixel_spacing) -> np.ndarray:
     * noise std (HU) in eroded soft tissue and in eroded air: 1.4826 x MAD of the high-pass
       residual (of the slice minus its median, Tukey-tapered at the borders: ``TAPER_FRACTION``) ``hu - Gaussian(HIGH_PASS_SIGMA_MM)`` (the filter in mm, so spacing-independent);
     * log10 of the residual's mean power spectral density (HU^2 mm^2) in bands of physical
-      frequency ``PSD_BANDS_LP_MM`` (lp/mm); a band above the Nyquist frequency repeats the
-      band below it;
+      frequency ``PSD_BANDS_LP_MM`` (lp/mm), each taken below the Nyquist frequency (the corners of
+      the 2-D spectrum beyond it are sampled along one diagonal only); a band of which less than a
+      quarter lies below the Nyquist frequency repeats the band below it;
     * area (mm^2) of the pixels above ``METAL_HU`` and the maximum HU;
     * streak anisotropy: max / median over ``STREAK_SECTORS`` angular sectors of the residual's
       power in ``STREAK_BAND_LP_MM`` (1 for isotropic noise, large for streaks).
@@ -112,10 +114,13 @@ def native_statistics(hu: np.ndarray, pixel_spacing) -> np.ndarray:
     air = _erode((hu > AIR_MASK_HU[0]) & (hu < AIR_MASK_HU[1]), radius) & inside
     psd = np.abs(spectrum) ** 2 * (rows * cols) / (h * w * float(np.mean(taper ** 2)))   # HU^2 mm^2
     f = np.sqrt(f2)
+    nyquist = 0.5 / max(rows, cols)       # lp/mm: the disc of frequencies both axes sample
     bands, last = [], 0.0
     for lo, hi in PSD_BANDS_LP_MM:
-        sel = (f >= lo) & (f < hi)
-        last = float(np.log10(psd[sel].mean() + 1e-6)) if np.count_nonzero(sel) >= 4 else last
+        top = min(hi, nyquist)
+        sel = (f >= lo) & (f < top)
+        if top - lo >= 0.25 * (hi - lo) and np.count_nonzero(sel) >= 4:
+            last = float(np.log10(psd[sel].mean() + 1e-6))
         bands.append(last)
     sel = (f >= STREAK_BAND_LP_MM[0]) & (f < STREAK_BAND_LP_MM[1])
     angle = np.mod(np.arctan2(np.broadcast_to(fy, f.shape), np.broadcast_to(fx, f.shape)), math.pi)
@@ -176,7 +181,7 @@ class SeSpeCTImageProcessor(BaseImageProcessor):
 
     def __init__(self, pixel_spacing_mm: float = 1.0, image_size: int = 384, spacing_range_mm=(0.4, 6.0),
                  hu_range=(-1100.0, 4000.0), non_ct_fraction: float = 0.02, min_dynamic_range_hu: float = 50.0,
-                 body_hu: float = -500.0, min_body_area_mm2: float = 2000.0,
+                 body_hu: float = BODY_HU, min_body_area_mm2: float = 2000.0,
                  native_statistics: bool = False, **saved):
         unknown = sorted(set(saved) - set(self._saved_keys))
         if unknown:

@@ -38,7 +38,7 @@ from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
 # a 384 mm field of view, the native pixel spacing and native statistics as inputs, the ten classes + "clean".
 GRID_DEFAULTS = {"pixel_spacing_mm": 1.0, "image_size": 384, "texture_size": 64, "spectral_size": 64,
                  "use_spacing_input": True, "use_native_statistics": True, "spacing_range_mm": (0.4, 6.0)}
-GRID_VIEWS = {"degraded": 2, "reference": 3, "clean_fbp": 2}   # views per training row (view 0 as stored)
+GRID_VIEWS = {"degraded": 2, "reference": 12, "clean_fbp": 4}   # views per training row (view 0 as stored)
 
 
 @dataclass
@@ -241,6 +241,16 @@ class _Column:
         return self.dataset[int(row)][self.column]
 
 
+class _Rows:
+    """Row -> ``column[rows[row]]``: another table's rows in this table's order."""
+
+    def __init__(self, column, rows):
+        self.column, self.rows = column, rows
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        return self.column[self.rows[row]]
+
+
 def _clean_rows(dataset_dirs, split: str):
     """The ``references`` rows of ``split``: the dataset, spacings, patient keys, reference ids."""
     from ctdegradbench.model.data import load_config
@@ -265,8 +275,10 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
     Train: every degraded row in ``GRID_VIEWS["degraded"]`` views and the clean rows (each
     reference slice as stored and its clean FBP, the simulator's reconstruction without added
     degradation) labelled ``clean`` (level 0), views as in ``GRID_VIEWS``; view 0 is the row as
-    stored, the others :func:`~ctdegradbench.model.data.augment_acquisition` draws (coarser pixels,
-    a cropped field of view). Validation / test: the degraded rows as stored (the paper's ten-class
+    stored, the others :func:`~ctdegradbench.model.data.draw_acquisition` draws (coarser pixels,
+    a cropped field of view); a drawn view of a degraded row whose degradation that acquisition
+    hid (:func:`~ctdegradbench.model.data.degradation_visible`, against the row's clean FBP acquired
+    alike) is labelled ``clean``. Validation / test: the degraded rows as stored (the paper's ten-class
     metrics) and, apart, the reference slices (the ``clean`` rate).
     """
     from ctdegradbench.model import SeSpeCTModel
@@ -287,22 +299,27 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
     clean_id = SESPECT_LABEL_NAMES.index(CLEAN_CLASS_NAME)
     arrays, clean_eval = {}, {}
     for name, split in splits.items():
-        views = GRID_VIEWS["degraded"] if name == "train" else 1
-        deg = grid_arrays(full, _Column(split.dataset, "image"), split.spacings, views=views, seed=1,
-                          key=f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels)}",
-                          cache_dir=cache_dir, desc=f"grid {name}",
-                          progress=progress)
         refs, ref_spacing, ref_patients, ref_ids = _clean_rows(dataset_dirs, name)
         ref_key = f"{name}-references-{rows_key(ref_ids)}"
         if name != "train":
-            arrays[name] = deg
+            arrays[name] = grid_arrays(full, _Column(split.dataset, "image"), split.spacings, views=1, seed=1,
+                                       key=f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels)}",
+                                       cache_dir=cache_dir, desc=f"grid {name}", progress=progress)
             clean_eval[name] = grid_arrays(full, _Column(refs, "reference"), ref_spacing, views=1, seed=2,
                                            key=ref_key, cache_dir=cache_dir, desc=f"grid {name} clean",
                                            progress=progress)
             continue
-        parts, labels, levels, settings, patients, ids = [deg], [split.labels[deg["row"]]], \
-            [split.levels[deg["row"]]], [np.asarray(split.settings)[deg["row"]]], \
-            [np.asarray(split.patient_keys)[deg["row"]]], [np.asarray(split.reference_ids)[deg["row"]]]
+        fbp, ref_row = _Column(refs, "clean_fbp"), {rid: k for k, rid in enumerate(ref_ids)}
+        pairs = _Rows(fbp, [ref_row[rid] for rid in split.reference_ids])
+        deg = grid_arrays(full, _Column(split.dataset, "image"), split.spacings, views=GRID_VIEWS["degraded"], seed=1,
+                          key=f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels)}",
+                          cache_dir=cache_dir, pairs=pairs, desc=f"grid {name}", progress=progress)
+        hidden = ~deg["visible"]
+        parts, patients, ids = [deg], [np.asarray(split.patient_keys)[deg["row"]]], \
+            [np.asarray(split.reference_ids)[deg["row"]]]
+        labels = [np.where(hidden, clean_id, split.labels[deg["row"]])]
+        levels = [np.where(hidden, 0, split.levels[deg["row"]])]
+        settings = [np.where(hidden, CLEAN_CLASS_NAME, np.asarray(split.settings, dtype=object)[deg["row"]])]
         for seed, column in enumerate(("reference", "clean_fbp"), start=3):
             a = grid_arrays(full, _Column(refs, column), ref_spacing, views=GRID_VIEWS[column], seed=seed,
                             key=f"{ref_key}-{column}", cache_dir=cache_dir, desc=f"grid train {column}",
@@ -317,7 +334,8 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
         splits[name] = SplitData(dataset=None, labels=np.concatenate(labels), levels=np.concatenate(levels),
                                  settings=list(np.concatenate(settings)), patient_keys=list(np.concatenate(patients)),
                                  reference_ids=list(np.concatenate(ids)), fingerprint=split.fingerprint)
-        log(f"train: {len(deg['row'])} degraded entries, {len(splits[name]) - len(deg['row'])} clean entries")
+        log(f"train: {len(deg['row'])} entries of degraded rows ({int(hidden.sum())} drawn views whose "
+            f"degradation the acquisition hid, labelled clean), {len(splits[name]) - len(deg['row'])} clean entries")
     return {"splits": splits, "arrays": arrays, "reference_arrays": None, "clean_eval": clean_eval,
             "clean_id": clean_id, "full_config": full.config, "seconds": time.perf_counter() - t0}
 

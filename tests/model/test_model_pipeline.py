@@ -113,3 +113,25 @@ def test_train_command_rejects_an_unknown_ablation():
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--dataset", "x", "--out", "y", "--ablate", "nonsense"])
+
+
+def test_the_card_shows_the_real_artifact_results_per_body_region(trained, tmp_path):
+    """write_model_card with real-artifact results (as benchmarks/real_artifacts.py stores them): the
+    summary table and one row per body region and group."""
+    import shutil
+
+    from ctdegradbench.model.card import write_model_card
+    from ctdegradbench.model.predict import load_model
+
+    _, out, _ = trained
+    folder = tmp_path / "ckpt"
+    shutil.copytree(out, folder)
+    facts = json.loads((folder / "metrics.json").read_text())
+    facts["real_artifacts"] = [{"model": "x", "label": "this checkpoint", "metal_recall": 0.5, "false_metal_rate": 0.25,
+                                "clean_rate_body": 1.0, "clean_rate_head_neck": float("nan"),
+                                "low_dose_vs_clean_auc": 0.75,
+                                "regions": {"head and neck / metal": {"n": 4, "answered": 3, "clean_rate": 0.0,
+                                                                      "metal_rate": 2 / 3}}}]
+    card = write_model_card(folder, load_model(folder).config, facts).read_text()
+    assert "| this checkpoint | 0.500 | 0.250 | 1.000 | n/a | 0.750 |" in card
+    assert "| this checkpoint | head and neck / metal | 4 | 3 | 0.000 | 0.667 |" in card
