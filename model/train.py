@@ -301,10 +301,10 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
     for name, split in splits.items():
         refs, ref_spacing, ref_patients, ref_ids = _clean_rows(dataset_dirs, name)
         ref_key = f"{name}-references-{rows_key(ref_ids)}"
+        deg_key = f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels)}"
         if name != "train":
             arrays[name] = grid_arrays(full, _Column(split.dataset, "image"), split.spacings, views=1, seed=1,
-                                       key=f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels)}",
-                                       cache_dir=cache_dir, desc=f"grid {name}", progress=progress)
+                                       key=deg_key, cache_dir=cache_dir, desc=f"grid {name}", progress=progress)
             clean_eval[name] = grid_arrays(full, _Column(refs, "reference"), ref_spacing, views=1, seed=2,
                                            key=ref_key, cache_dir=cache_dir, desc=f"grid {name} clean",
                                            progress=progress)
@@ -312,8 +312,7 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
         fbp, ref_row = _Column(refs, "clean_fbp"), {rid: k for k, rid in enumerate(ref_ids)}
         pairs = _Rows(fbp, [ref_row[rid] for rid in split.reference_ids])
         deg = grid_arrays(full, _Column(split.dataset, "image"), split.spacings, views=GRID_VIEWS["degraded"], seed=1,
-                          key=f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels)}",
-                          cache_dir=cache_dir, pairs=pairs, desc=f"grid {name}", progress=progress)
+                          key=deg_key, cache_dir=cache_dir, pairs=pairs, desc=f"grid {name}", progress=progress)
         hidden = ~deg["visible"]
         parts, patients, ids = [deg], [np.asarray(split.patient_keys)[deg["row"]]], \
             [np.asarray(split.reference_ids)[deg["row"]]]
