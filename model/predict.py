@@ -115,7 +115,12 @@ def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU,
         if arr.ndim != 2 or arr.dtype != np.uint16:
             raise InputError(f"{path}: expected a 16-bit greyscale PNG (HU + {png_offset:g}), got PIL mode {mode} "
                              f"({' x '.join(map(str, arr.shape))} px, {arr.dtype})")
-        return [SliceInput(path.name, check_hu(str(path), arr.astype(np.float32) - float(png_offset)), pixel_spacing)]
+        try:
+            hu = check_hu(str(path), arr.astype(np.float32) - float(png_offset))
+        except InputError as err:
+            raise InputError(f"{err} (read as stored value - {png_offset:g}, --png-offset: was the PNG written "
+                             "with another offset?)") from None
+        return [SliceInput(path.name, hu, pixel_spacing)]
     from ctdegradbench.builder.sources import load_source
 
     try:

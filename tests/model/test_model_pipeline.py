@@ -106,6 +106,12 @@ def test_png_offset_convention(tmp_path):
     Image.fromarray(np.full((32, 32), 7, np.uint8)).save(tmp_path / "b.png")
     with pytest.raises(ValueError, match="16-bit"):
         read_slices(tmp_path / "b.png")
+    img = np.full((64, 64), 40 + 32768, np.uint16)                 # written as HU + 32768, with metal at 3000 HU
+    img[30:34, 30:34] = 3000 + 32768
+    Image.fromarray(img).save(tmp_path / "c.png")
+    with pytest.raises(ValueError, match="outside the CT range.*--png-offset: was the PNG written with another offset"):
+        read_slices(tmp_path / "c.png")
+    assert read_slices(tmp_path / "c.png", png_offset=32768)[0].hu.max() == pytest.approx(3000.0)
 
 
 def test_train_command_rejects_an_unknown_ablation():
