@@ -21,11 +21,20 @@ def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size
     model = load_model(model_dir)
     cfg = model.config
     data = load_benchmark(dataset_dirs, split, label_names=cfg.label_names)
-    probs, severity = _run(model, data.dataset, "image", data.spacings, batch_size, f"evaluate {split}", progress)
-    metrics = task_metrics(data.labels, probs, data.levels, severity, data.settings,
-                           cfg.label_names, cfg.max_level)
+    probs, severity, status = _run(model, data.dataset, "image", data.spacings, batch_size, f"evaluate {split}",
+                                   progress)
     if predictions_path is not None:
-        _write_rows(predictions_path, data, probs, severity, cfg)
+        _write_rows(predictions_path, data, probs, severity, status, cfg)
+    ok = np.array([s == "ok" for s in status], dtype=bool)
+    abstained = {s: status.count(s) for s in sorted(set(status) - {"ok"})}
+    if not ok.any():
+        from ctdegradbench.core.errors import InputError
+
+        raise InputError(f"the model answers none of the {len(status)} rows of split {split!r} "
+                         f"({', '.join(f'{k}: {v}' for k, v in abstained.items())}): it cannot judge these slices")
+    metrics = task_metrics(data.labels[ok], probs[ok], data.levels[ok], severity[ok],
+                           [s for s, keep in zip(data.settings, ok) if keep], cfg.label_names, cfg.max_level)
+    metrics["answered_rows"], metrics["abstained"] = int(ok.sum()), abstained
     metrics["split"] = {"name": split, **data.summary(), "left_out": data.left_out}
     metrics["model_facts"] = {"quality_axis_source": cfg.quality_axis_source, "backbone": cfg.backbone,
                         "branches": [n for n, on in (("semantic", cfg.use_semantic_branch),
@@ -37,10 +46,14 @@ def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size
         from ctdegradbench.model.data import load_config
 
         refs, _ = load_config(dataset_dirs, REFERENCES_CONFIG, split)
-        ref_probs, _ = _run(model, refs.with_format("numpy", columns=["reference"]), "reference",
-                            np.asarray(refs["pixel_spacing_mm"], float), batch_size, f"clean {split}", progress)
-        metrics["clean_rate"] = float(np.mean(ref_probs.argmax(1) == cfg.label_names.index(clean)))
+        ref_probs, _, ref_status = _run(model, refs.with_format("numpy", columns=["reference"]), "reference",
+                                        np.asarray(refs["pixel_spacing_mm"], float), batch_size, f"clean {split}",
+                                        progress)
+        answered = np.array([s == "ok" for s in ref_status], dtype=bool)
+        metrics["clean_rate"] = (float(np.mean(ref_probs[answered].argmax(1) == cfg.label_names.index(clean)))
+                                 if answered.any() else float("nan"))
         metrics["clean_slices"] = len(refs)
+        metrics["clean_abstained"] = int((~answered).sum())
     return _as_result(metrics, model_dir)
 
 
@@ -56,25 +69,28 @@ def _as_result(metrics: dict, model_dir) -> dict:
     return result
 
 
-def _write_rows(path, data, probabilities: np.ndarray, severity: np.ndarray, cfg) -> None:
-    """The per-row predictions of a split as ``bench tasks`` reads them."""
+def _write_rows(path, data, probabilities: np.ndarray, severity: np.ndarray, status: list[str], cfg) -> None:
+    """The per-row predictions of a split as ``bench tasks`` reads them, with each row's status (a row
+    the model cannot judge has no label and no severity)."""
     from ctdegradbench.evaluation.tasks import prediction_row, write_predictions
 
     sample_ids = data.dataset.select_columns(["sample_id"]).with_format(None)["sample_id"]
-    rows = [prediction_row(sid, cfg.label_names[int(p.argmax())], float(np.clip(s, 0, cfg.max_level)),
-                           dict(zip(cfg.label_names, p.tolist())))
-            for sid, p, s in zip(sample_ids, probabilities, severity)]
+    rows = [{**prediction_row(sid, cfg.label_names[int(p.argmax())] if state == "ok" else None,
+                              float(np.clip(s, 0, cfg.max_level)) if state == "ok" else None,
+                              dict(zip(cfg.label_names, p.tolist()))), "status": state}
+            for sid, p, s, state in zip(sample_ids, probabilities, severity, status)]
     write_predictions(path, rows)
 
 
 def _run(model, dataset, column: str, spacings, batch_size: int, desc: str, progress: bool):
-    """Probabilities and severities of every row of ``dataset[column]`` (HU), on the model's grid."""
+    """Probabilities, severities and statuses (``"ok"`` or why the model cannot judge the slice; see
+    ``SeSpeCTImageProcessor.slice_status``) of every row of ``dataset[column]`` (HU), on the model's grid."""
     import torch
     from tqdm.auto import tqdm
 
     physical = getattr(model.config, "pixel_spacing_mm", None) is not None
     processor = model.image_processor() if physical else None
-    probs, severity = [], []
+    probs, severity, status = [], [], []
     with torch.no_grad():
         for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not progress):
             images = np.asarray(dataset[start:start + batch_size][column], dtype=np.float32)
@@ -82,11 +98,13 @@ def _run(model, dataset, column: str, spacings, batch_size: int, desc: str, prog
                 batch = processor(list(images), list(spacings[start:start + batch_size]))
                 out = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"],
                             native_statistics=batch.get("native_statistics"))
+                status += batch["status"]
             else:
                 out = model(pixel_values=torch.from_numpy(images))
+                status += ["ok"] * len(images)
             probs.append(out.probabilities.numpy())
             severity.append(out.severity.numpy())
-    return np.concatenate(probs), np.concatenate(severity)
+    return np.concatenate(probs), np.concatenate(severity), status
 
 
 def format_metrics(metrics: dict) -> str:
@@ -94,6 +112,10 @@ def format_metrics(metrics: dict) -> str:
     s = metrics["split"]
     lines = [f"split {s['name']}: {s['patients']} patients, {s['slices']} slices, {s['rows']} rows"
              + (f" (left out: {s['left_out']})" if s["left_out"] else ""),
+             *([f"the model cannot judge {s['rows'] - metrics['answered_rows']} rows ("
+                + ", ".join(f"{k}: {v}" for k, v in metrics["abstained"].items())
+                + f"); the metrics below are over the {metrics['answered_rows']} rows it answers"]
+               if metrics.get("abstained") else []),
              f"accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['macro_f1']:.3f}  micro AUC "
              f"{metrics['micro_auc']:.3f}",
              f"severity MAE {metrics['mae']:.3f}  RMSE {metrics['rmse']:.3f}  QWK {metrics['qwk']:.3f}  mean Spearman "

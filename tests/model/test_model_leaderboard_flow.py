@@ -41,7 +41,8 @@ def test_evaluate_to_bench_tasks_to_leaderboard_dry_run(model_and_paper_dataset,
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
     assert len(rows) == metrics["split"]["rows"] == 80 and len({r["sample_id"] for r in rows}) == 80
     for row in rows:
-        assert set(row) == {"generator", "sample_id", "label", "severity", "probabilities"}   # generator: ours
+        assert set(row) == {"generator", "sample_id", "label", "severity", "probabilities", "status"}   # generator: ours
+        assert row["status"] == "ok"
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         assert row["label"] == max(row["probabilities"], key=row["probabilities"].get)
 

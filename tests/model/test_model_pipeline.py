@@ -141,3 +141,26 @@ def test_the_card_shows_the_real_artifact_results_per_body_region(trained, tmp_p
     card = write_model_card(folder, load_model(folder).config, facts).read_text()
     assert "| this checkpoint | 0.500 | 0.250 | 1.000 | n/a | 0.750 |" in card
     assert "| this checkpoint | head and neck / metal | 4 | 3 | 0.000 | 0.667 |" in card
+
+
+def test_evaluate_counts_the_rows_the_model_cannot_judge(tiny_dataset, tmp_path):
+    """evaluate on rows outside the checkpoint's pixel-spacing range: each row's status is in the
+    predictions file (no label, no severity), and a split the model answers nowhere is one clear
+    error instead of metrics over answers it would not give."""
+    import shutil
+
+    from ctdegradbench.core.errors import InputError
+    from ctdegradbench.model import default_checkpoint
+    from ctdegradbench.model.evaluate import evaluate_checkpoint
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(default_checkpoint(), folder)
+    for name in ("config.json", "preprocessor_config.json"):        # trained on 2-6 mm pixels: 1 mm rows are out
+        config = json.loads((folder / name).read_text())
+        config["spacing_range_mm"] = [2.0, 6.0]
+        (folder / name).write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"answers none of the 80 rows of split 'test' \(spacing_out_of_range: 80\)"):
+        evaluate_checkpoint(folder, [tiny_dataset], "test", progress=False, predictions_path=tmp_path / "p.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == 80 and all(r["status"] == "spacing_out_of_range" and r["label"] is None
+                                   and r["severity"] is None for r in rows)
