@@ -30,7 +30,7 @@ from ctdegradbench.model.image_processing_sespect import BODY_HU
 FROZEN_FIELDS = ("pixel_spacing_mm", "backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
                  "backbone_image_size", "backbone_mean", "backbone_std", "image_size", "hu_windows",
                  "spectral_size", "hf_cutoff", "texture_size")
-CACHE_VERSION = 6   # 3: grid entries hold native_statistics; 4: tapered before the FFT; 5: visible; 6: bands below Nyquist
+CACHE_VERSION = 7   # 3: grid entries hold native_statistics; 4: tapered before the FFT; 5: visible; 6: bands below Nyquist; 7: soft-tissue NPS
 # Keys of frozen_features and how they are stored (dtype on disk).
 _STORED = {"embedding": np.float32, "patch_tokens": np.float16, "spectrum": np.float16, "hf_ratio": np.float32,
            "texture": np.float16}

@@ -50,13 +50,15 @@ AIR_MASK_HU = (-1100.0, -900.0)      # air mask (inside the reconstruction; padd
 MASK_EROSION_MM = 3.0                # masks eroded by this, so edges do not count as noise
 HIGH_PASS_SIGMA_MM = 1.5             # residual = slice - Gaussian(sigma in mm): the noise texture
 PSD_BANDS_LP_MM = ((0.05, 0.1), (0.1, 0.2), (0.2, 0.35))   # bands of the residual's power spectrum
+NPS_BANDS_LP_MM = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.45), (0.45, 0.6), (0.6, 0.8))   # soft-tissue noise power spectrum
 METAL_HU = 2500.0                    # metal threshold (HU)
 STREAK_BAND_LP_MM = (0.03, 0.2)      # band of the directional (streak) measure
 STREAK_SECTORS = 12                  # angular sectors over 180 degrees
 TAPER_FRACTION = 0.2                 # Tukey taper of the slice before its FFT (a cut field of view has no edge jump)
 NATIVE_STATISTICS = ("noise_soft_tissue_hu", "noise_air_hu",
                      *(f"log10_psd_{lo:g}_{hi:g}_lp_mm" for lo, hi in PSD_BANDS_LP_MM),
-                     "metal_area_mm2", "max_hu", "streak_anisotropy")
+                     "metal_area_mm2", "max_hu", "streak_anisotropy",
+                     *(f"log10_nps_soft_tissue_{lo:g}_{hi:g}_lp_mm" for lo, hi in NPS_BANDS_LP_MM))
 
 
 def _mad_std(values: np.ndarray) -> float:
@@ -72,6 +74,20 @@ def _erode(mask: np.ndarray, radius_px: int) -> np.ndarray:
         return mask
     t = torch.from_numpy(mask.astype(np.float32))[None, None]
     return (-F.max_pool2d(-t, 2 * radius_px + 1, stride=1, padding=radius_px))[0, 0].numpy() > 0.5
+
+
+def _band_log_means(psd: np.ndarray, f: np.ndarray, bands, nyquist: float) -> list[float]:
+    """log10 of the mean of ``psd`` over each band ``(lo, hi)`` of radial frequency ``f`` (lp/mm), taken
+    below ``nyquist`` (the corners of the 2-D spectrum beyond it are sampled along one diagonal only);
+    a band of which less than a quarter lies below ``nyquist`` repeats the band below it."""
+    out, last = [], 0.0
+    for lo, hi in bands:
+        top = min(hi, nyquist)
+        sel = (f >= lo) & (f < top)
+        if top - lo >= 0.25 * (hi - lo) and np.count_nonzero(sel) >= 4:
+            last = float(np.log10(psd[sel].mean() + 1e-6))
+        out.append(last)
+    return out
 
 
 def _tukey(n: int, fraction: float = TAPER_FRACTION) -> np.ndarray:
@@ -94,7 +110,10 @@ def native_statistics(hu: np.ndarray, pixel_spacing) -> np.ndarray:
       quarter lies below the Nyquist frequency repeats the band below it;
     * area (mm^2) of the pixels above ``METAL_HU`` and the maximum HU;
     * streak anisotropy: max / median over ``STREAK_SECTORS`` angular sectors of the residual's
-      power in ``STREAK_BAND_LP_MM`` (1 for isotropic noise, large for streaks).
+      power in ``STREAK_BAND_LP_MM`` (1 for isotropic noise, large for streaks);
+    * log10 of the noise power spectrum inside the eroded soft tissue (the residual there, zero
+      elsewhere, normalised by the soft-tissue area; HU^2 mm^2) in the bands ``NPS_BANDS_LP_MM``,
+      below the Nyquist frequency as above.
     """
     rows, cols = SeSpeCTImageProcessor.spacing_pair(pixel_spacing)
     hu = SeSpeCTImageProcessor.remove_padding(np.asarray(hu, dtype=np.float32))
@@ -115,21 +134,22 @@ def native_statistics(hu: np.ndarray, pixel_spacing) -> np.ndarray:
     psd = np.abs(spectrum) ** 2 * (rows * cols) / (h * w * float(np.mean(taper ** 2)))   # HU^2 mm^2
     f = np.sqrt(f2)
     nyquist = 0.5 / max(rows, cols)       # lp/mm: the disc of frequencies both axes sample
-    bands, last = [], 0.0
-    for lo, hi in PSD_BANDS_LP_MM:
-        top = min(hi, nyquist)
-        sel = (f >= lo) & (f < top)
-        if top - lo >= 0.25 * (hi - lo) and np.count_nonzero(sel) >= 4:
-            last = float(np.log10(psd[sel].mean() + 1e-6))
-        bands.append(last)
+    bands = _band_log_means(psd, f, PSD_BANDS_LP_MM, nyquist)
+    # the residual's noise power spectrum inside soft tissue alone (HU^2 mm^2): the texture of the
+    # noise (a smooth kernel's falls to nothing towards the Nyquist frequency, added quantum noise
+    # after a ramp filter does not), without the anatomy's edges
+    n_soft = np.count_nonzero(soft)
+    soft_psd = (np.abs(np.fft.rfft2(np.where(soft, residual, 0.0))) ** 2 * (rows * cols) / max(n_soft, 1)
+                if n_soft >= 16 else np.zeros_like(psd))
+    nps = _band_log_means(soft_psd, f, NPS_BANDS_LP_MM, nyquist)
     sel = (f >= STREAK_BAND_LP_MM[0]) & (f < STREAK_BAND_LP_MM[1])
     angle = np.mod(np.arctan2(np.broadcast_to(fy, f.shape), np.broadcast_to(fx, f.shape)), math.pi)
     sector = np.minimum((angle / math.pi * STREAK_SECTORS).astype(np.int64), STREAK_SECTORS - 1)
     power = np.bincount(sector[sel], weights=psd[sel], minlength=STREAK_SECTORS)
     streak = float(power.max() / max(np.median(power), 1e-6)) if sel.any() else 1.0
     metal = float(np.count_nonzero(hu > METAL_HU) * rows * cols)
-    return np.array([_mad_std(residual[soft]), _mad_std(residual[air]), *bands, metal, float(hu.max()), streak],
-                    dtype=np.float32)
+    return np.array([_mad_std(residual[soft]), _mad_std(residual[air]), *bands, metal, float(hu.max()), streak,
+                     *nps], dtype=np.float32)
 
 
 def dicom_hu(dataset) -> tuple[np.ndarray, tuple[float, float]]:

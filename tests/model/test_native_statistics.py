@@ -138,3 +138,25 @@ def test_coarser_pixels_hide_added_noise_but_not_metal():
     (c, s), (d, _), (m, _) = coarse.apply(clean, 0.7), coarse.apply(noisy, 0.7), coarse.apply(metal, 0.7)
     assert not degradation_visible(d, c, s)
     assert degradation_visible(m, c, s)
+
+
+NPS_LOG10_TOL = 0.1      # log10 soft-tissue NPS of white noise against sigma^2 * pixel area
+
+
+def test_soft_tissue_nps_of_white_noise_is_sigma_squared_times_pixel_area():
+    """White noise of std sigma (HU) on pixels of p mm has a flat noise power spectrum sigma^2 p^2
+    (HU^2 mm^2): the soft-tissue NPS bands above the high pass measure it at 0.7 and 1.0 mm pixels
+    (the bands above a slice's Nyquist frequency repeat the band below)."""
+    from ctdegradbench.model.image_processing_sespect import NPS_BANDS_LP_MM
+
+    rng = np.random.default_rng(0)
+    for spacing in (0.7, 1.0):
+        img = phantom(spacing)
+        img[img > 500] = 40.0                                   # soft tissue only: no bone, no metal
+        noisy = img + rng.normal(0, 20.0, img.shape).astype(np.float32)
+        stats = native_statistics(noisy, spacing)
+        expected = np.log10(20.0 ** 2 * spacing ** 2)
+        for lo, hi in NPS_BANDS_LP_MM[2:]:                      # above 0.3 lp/mm the high pass passes > 98 %
+            if hi <= 0.5 / spacing:
+                value = stats[index(f"log10_nps_soft_tissue_{lo:g}_{hi:g}_lp_mm")]
+                assert abs(value - expected) < NPS_LOG10_TOL, (spacing, lo, hi, value, expected)
