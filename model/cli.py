@@ -29,7 +29,8 @@ def train(options: TrainOptions) -> int:
         else None
     result = train_sespect(options.dataset, options.out, backbone=options.backbone, backbone_options=backbone_options,
                            ablate=list(options.ablate), epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
-                           seed=options.seed, cache_dir=options.cache_dir, progress=options.progress, command=command)
+                           seed=options.seed, ensemble=options.ensemble, cache_dir=options.cache_dir,
+                           progress=options.progress, command=command)
     m = result.metrics
     print(f"wrote {options.out}: best epoch {result.best_epoch}; test accuracy {m['accuracy']:.3f}, macro F1 "
           f"{m['macro_f1']:.3f}, MAE {m['mae']:.3f}, QWK {m['qwk']:.3f}, mean Spearman single "

@@ -168,6 +168,14 @@ class SeSpeCTConfig(PreTrainedConfig):
             through ``NativeStatisticsEncoder`` (needs ``pixel_spacing_mm``).
         native_statistics_dim (`int`, *optional*, defaults to 16):
             Output width of ``NativeStatisticsEncoder``.
+        native_statistics_count (`int`, *optional*, defaults to 8):
+            How many of the processor's ``NATIVE_STATISTICS`` the model reads (the first ones; new
+            statistics are appended): 8 for the checkpoints of 2026-12-03 / 04, 13 with the
+            soft-tissue noise power spectrum.
+        ensemble_size (`int`, *optional*, defaults to 1):
+            Trainable stages averaged (probabilities and severities) over one shared frozen stage:
+            ``SeSpeCTForDegradationEstimation`` holds ``ensemble_size - 1`` further members,
+            trained one at a time with different seeds (``train --ensemble``).
         clean_label (`str`, *optional*, defaults to `"clean"`):
             Name of the "no added degradation" class when ``id2label`` holds it: ``predict``
             reports a severity only for the other classes.
@@ -221,6 +229,8 @@ class SeSpeCTConfig(PreTrainedConfig):
         use_spacing_input: bool = False,
         use_native_statistics: bool = False,
         native_statistics_dim: int = 16,
+        native_statistics_count: int = 8,
+        ensemble_size: int = 1,
         clean_label: str = "clean",
         **kwargs,
     ):
@@ -276,6 +286,11 @@ class SeSpeCTConfig(PreTrainedConfig):
             raise ValueError(f"native_statistics_dim must be >= 1, got {native_statistics_dim!r}")
         self.use_native_statistics = bool(use_native_statistics)
         self.native_statistics_dim = int(native_statistics_dim)
+        if int(native_statistics_count) < 1 or int(ensemble_size) < 1:
+            raise ValueError(f"native_statistics_count and ensemble_size must be >= 1, got {native_statistics_count!r}, "
+                             f"{ensemble_size!r}")
+        self.native_statistics_count = int(native_statistics_count)
+        self.ensemble_size = int(ensemble_size)
         self.clean_label = str(clean_label)
         self.max_level = int(max_level)
         self.backbone = backbone

@@ -55,6 +55,8 @@ class TrainOptions:
                              minimum=2)
     lr: float = option(DEFAULT_LR, "AdamW learning rate, cosine-decayed to 0", above=0)
     seed: int = option(0, "seed of initialisation and batch order", minimum=0)
+    ensemble: int = option(1, "members trained one at a time (seeds --seed, --seed + 1, ...) and averaged in one "
+                           "checkpoint (--backbone none only; the shipped checkpoint has 3)", minimum=1)
     cache_dir: Path | None = option(None, "frozen-feature cache", type=Path,
                                     none_means="$CTDEGRADBENCH_CACHE or ~/.cache/ct-degradbench, sespect-features/")
     progress: bool = option(True, "no progress bars", flag="--no-progress", negate=True)

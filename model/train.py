@@ -33,11 +33,13 @@ from ctdegradbench.core.errors import OptionError
 from ctdegradbench.model.options import (ABLATIONS, BACKBONE_CHOICES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS,  # noqa: F401
                                          DEFAULT_LR, DEFAULT_WEIGHT_DECAY)
 from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
+from ctdegradbench.model.image_processing_sespect import NATIVE_STATISTICS
 
 # The shipped physical-grid model: spectral + image branches (no ImageNet backbone), 1 mm pixels,
 # a 384 mm field of view, the native pixel spacing and native statistics as inputs, the ten classes + "clean".
 GRID_DEFAULTS = {"pixel_spacing_mm": 1.0, "image_size": 384, "texture_size": 64, "spectral_size": 64,
-                 "use_spacing_input": True, "use_native_statistics": True, "spacing_range_mm": (0.4, 6.0)}
+                 "use_spacing_input": True, "use_native_statistics": True, "spacing_range_mm": (0.4, 6.0),
+                 "native_statistics_count": len(NATIVE_STATISTICS)}
 GRID_VIEWS = {"degraded": 2, "reference": 12, "clean_fbp": 4}   # views per training row (view 0 as stored)
 
 
@@ -347,9 +349,13 @@ def clean_rate(model, arrays, clean_id: int) -> float:
 
 def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", backbone_options=None, ablate=(),
                   overrides=None, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=DEFAULT_LR,
-                  weight_decay=DEFAULT_WEIGHT_DECAY, seed=0, cache_dir=None, prepared=None, progress=True,
+                  weight_decay=DEFAULT_WEIGHT_DECAY, seed=0, ensemble=1, cache_dir=None, prepared=None, progress=True,
                   log=print, command=None) -> TrainResult:
-    """Train SeSpeCT (see the module docstring); writes the checkpoint to ``out`` when given."""
+    """Train SeSpeCT (see the module docstring); writes the checkpoint to ``out`` when given.
+
+    ``ensemble`` K > 1: K members trained one at a time on the same prepared data (seeds ``seed`` ..
+    ``seed + K - 1``, each kept at its own best validation epoch), assembled into one model with
+    ``ensemble_size`` K (:func:`assemble_ensemble`); the metrics are the assembled model's."""
     from tqdm.auto import tqdm
 
     from ctdegradbench.model import SeSpeCTForDegradationEstimation
@@ -358,6 +364,9 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
 
     if epochs < 1 or batch_size < 2:
         raise OptionError(f"need --epochs >= 1 and --batch-size >= 2, got {epochs}, {batch_size}")
+    if ensemble > 1 and backbone != "none":
+        raise OptionError(f"--ensemble {ensemble} needs --backbone none (the members share one frozen stage), "
+                          f"got --backbone {backbone}")
     if out:
         from ctdegradbench.core.outputs import OutputFolder
 
@@ -365,6 +374,30 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     start = time.perf_counter()
     prepared = prepared or prepare_data(dataset_dirs, backbone=backbone, backbone_options=backbone_options,
                                         overrides=overrides, cache_dir=cache_dir, progress=progress, log=log)
+    if ensemble > 1:
+        members = []
+        for k in range(ensemble):
+            log(f"ensemble member {k + 1}/{ensemble} (seed {seed + k})")
+            members.append(train_sespect(dataset_dirs, None, backbone=backbone, backbone_options=backbone_options,
+                                         ablate=ablate, overrides=overrides, epochs=epochs, batch_size=batch_size,
+                                         lr=lr, weight_decay=weight_decay, seed=seed + k, prepared=prepared,
+                                         progress=progress, log=log))
+        model = assemble_ensemble([m.model for m in members])
+        test_metrics, pred = split_metrics(model, prepared, "test")
+        validation, _ = split_metrics(model, prepared, "validation")
+        test = prepared["splits"]["test"]
+        result = TrainResult(out=Path(out) if out else None, metrics=test_metrics, validation=validation,
+                             best_epoch=members[0].best_epoch,
+                             history=[{**h, "member": k} for k, m in enumerate(members) for h in m.history],
+                             split_sizes={name: split.summary() for name, split in prepared["splits"].items()},
+                             seconds={"prepare": prepared["seconds"], "train": sum(m.seconds["train"] for m in members),
+                                      "total": time.perf_counter() - start},
+                             model=model, test_outputs={**pred, "labels": test.labels, "levels": test.levels,
+                                                        "settings": test.settings})
+        result.validation["member_best_epochs"] = [m.best_epoch for m in members]
+        if out:
+            save_run(result, dataset_dirs, ablate=ablate, seed=seed, epochs=epochs, command=command)
+        return result
     splits, arrays = prepared["splits"], prepared["arrays"]
     generator = _seed_everything(seed)
     cfg_overrides = dict(overrides or {})
@@ -438,11 +471,8 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     train_seconds = time.perf_counter() - t_train
     model.load_state_dict(best[2])
     test = splits["test"]
-    pred = predict_arrays(model, arrays["test"])
-    test_metrics = task_metrics(test.labels, pred["probabilities"], test.levels, pred["severity"], test.settings,
-                                config.label_names, config.max_level)
+    test_metrics, pred = split_metrics(model, prepared, "test")
     if prepared.get("clean_eval"):
-        test_metrics["clean_rate"] = clean_rate(model, prepared["clean_eval"]["test"], prepared["clean_id"])
         best[3]["clean_rate"] = next(h["val_clean_rate"] for h in history if h["epoch"] == best[1])
     sizes = {name: split.summary() for name, split in splits.items()}
     seconds = {"prepare": prepared["seconds"], "train": train_seconds, "total": time.perf_counter() - start}
@@ -453,6 +483,35 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     if out:
         save_run(result, dataset_dirs, ablate=ablate, seed=seed, epochs=epochs, command=command)
     return result
+
+
+def split_metrics(model, prepared: dict, name: str) -> tuple[dict, dict]:
+    """Task metrics of ``model`` on the prepared split ``name`` (and its clean rate, for a model with
+    the ``clean`` class), and the predictions they come from."""
+    from ctdegradbench.model.metrics import task_metrics
+
+    split, cfg = prepared["splits"][name], model.config
+    pred = predict_arrays(model, prepared["arrays"][name])
+    metrics = task_metrics(split.labels, pred["probabilities"], split.levels, pred["severity"], split.settings,
+                           cfg.label_names, cfg.max_level)
+    if prepared.get("clean_eval"):
+        metrics["clean_rate"] = clean_rate(model, prepared["clean_eval"][name], prepared["clean_id"])
+    return metrics, pred
+
+
+def assemble_ensemble(models) -> "SeSpeCTForDegradationEstimation":
+    """One model with ``ensemble_size = len(models)`` holding the trained ``models`` (same config,
+    ensemble_size 1 each): the first as its own trunk and heads, the others as ``members``."""
+    from ctdegradbench.model import SeSpeCTForDegradationEstimation
+
+    config = copy.deepcopy(models[0].config)
+    config.ensemble_size = len(models)
+    ensemble = SeSpeCTForDegradationEstimation(config)
+    state = dict(models[0].state_dict())
+    for k, member in enumerate(models[1:]):
+        state.update({f"members.{k}.{key}": value for key, value in member.state_dict().items()})
+    ensemble.load_state_dict(state)
+    return ensemble.eval()
 
 
 def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command=None) -> list[str]:

@@ -37,6 +37,7 @@ Pipeline for a batch of CT slices in Hounsfield units (``pixel_values``, ``(B, H
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -291,8 +292,9 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         torch.Size([2, 128])
     """
 
-    # A checkpoint of the full model also holds the heads: the trunk alone leaves them out.
-    _keys_to_ignore_on_load_unexpected = [r"^(classifier|severity_head)\."]
+    # A checkpoint of the full model also holds the heads (and an ensemble's further members): the
+    # trunk alone leaves them out (an ensemble's trunk is its first member's).
+    _keys_to_ignore_on_load_unexpected = [r"^(classifier|severity_head|members)\."]
 
     def __init__(self, config: SeSpeCTConfig):
         super().__init__(config)
@@ -319,7 +321,10 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         if config.use_spacing_input:
             in_dim += 1
         if config.use_native_statistics:
-            self.native_statistics_encoder = NativeStatisticsEncoder(len(NATIVE_STATISTICS),
+            if config.native_statistics_count > len(NATIVE_STATISTICS):
+                raise ValueError(f"native_statistics_count {config.native_statistics_count} is more than the "
+                                 f"{len(NATIVE_STATISTICS)} statistics this processor measures")
+            self.native_statistics_encoder = NativeStatisticsEncoder(config.native_statistics_count,
                                                                      config.native_statistics_dim)
             in_dim += config.native_statistics_dim
         self.fusion = nn.Sequential(
@@ -473,7 +478,7 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
                 raise ValueError("this model needs native_statistics (from SeSpeCTImageProcessor with "
                                  "native_statistics=True) with pixel_values")
             out["native_statistics"] = torch.as_tensor(native_statistics, dtype=torch.float32).reshape(
-                windows.shape[0], len(NATIVE_STATISTICS))
+                windows.shape[0], len(NATIVE_STATISTICS))[:, :cfg.native_statistics_count]
         if cfg.use_semantic_branch:
             embedding, tokens = self.backbone(self.backbone_pixels(windows))
             out["embedding"], out["patch_tokens"] = embedding.float(), tokens.float()
@@ -527,7 +532,8 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         if cfg.use_spacing_input:
             parts.append(frozen["log_spacing"].reshape(-1, 1).to(parts[0].dtype))
         if cfg.use_native_statistics:
-            parts.append(self.native_statistics_encoder(frozen["native_statistics"].to(parts[0].dtype)))
+            statistics = frozen["native_statistics"][:, :cfg.native_statistics_count]    # cached arrays hold all
+            parts.append(self.native_statistics_encoder(statistics.to(parts[0].dtype)))
         features = torch.cat(parts, dim=1)
         fused = self.fusion(features)
         output = SeSpeCTModelOutput(last_hidden_state=fused, semantic_scores=scores, hf_ratio=ratio,
@@ -539,6 +545,11 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
 class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
     """SeSpeCT with its heads: degradation class (Eq. 21-22, ``logits`` over ``config.id2label``)
     and severity (Eq. 23), and the training loss (Eq. 24-26) when ``labels`` and ``levels`` are given.
+
+    With ``config.ensemble_size`` K > 1 it also holds K - 1 further ``members`` (each a model of its
+    own, ensemble_size 1) that read the same frozen features: ``probabilities`` and ``severity``
+    are the K members' means, ``logits`` the log of the mean probability, ``fused_embedding`` the
+    first member's.
 
     ``AutoModelForImageClassification`` resolves to this class, so the ``image-classification``
     pipeline returns the class and its score; ``severity`` is in the model output.
@@ -559,6 +570,14 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
         self.sespect = SeSpeCTModel(config)
         self.classifier = nn.Linear(config.fusion_dim, config.num_labels)
         self.severity_head = nn.Linear(config.fusion_dim, 1)
+        if config.ensemble_size > 1:
+            if config.use_semantic_branch:
+                raise ValueError("ensemble_size > 1 needs a model without a backbone (use_semantic_branch False): "
+                                 "the members share one frozen stage")
+            member = copy.deepcopy(config)
+            member.ensemble_size = 1
+            self.members = nn.ModuleList(SeSpeCTForDegradationEstimation(member)
+                                         for _ in range(config.ensemble_size - 1))
         self.post_init()
 
     # The trunk's preprocessing and frozen stage, reachable from the full model.
@@ -602,12 +621,26 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
             output_hidden_states: also return the fusion MLP's input and output.
             return_dict: ``False`` returns a tuple (transformers convention).
         """
+        ensemble = self.config.ensemble_size > 1
+        if ensemble and labels is not None:
+            raise ValueError("an ensemble is trained one member at a time (ensemble_size 1 each, then assembled; "
+                             "see train_sespect(ensemble=...)), not through its forward")
+        if ensemble and frozen is None:           # one frozen stage for every member
+            if pixel_values is None:
+                raise ValueError("give pixel_values (HU slices) or frozen (precomputed frozen_features)")
+            frozen = self.frozen_features(pixel_values, pixel_spacing, native_statistics)
         trunk = self.sespect(pixel_values=pixel_values, pixel_spacing=pixel_spacing,
                              native_statistics=native_statistics, frozen=frozen, status=status,
                              output_hidden_states=output_hidden_states)
         fused = trunk.last_hidden_state
         logits = self.classifier(fused)
         severity = self.severity_head(fused).squeeze(-1)
+        probabilities = logits.softmax(-1)
+        if ensemble:       # the members' mean probability and severity; logits = log(mean probability)
+            outputs = [member(frozen=frozen) for member in self.members]
+            probabilities = torch.stack([probabilities] + [o.probabilities for o in outputs]).mean(0)
+            severity = torch.stack([severity] + [o.severity for o in outputs]).mean(0)
+            logits = probabilities.clamp_min(1e-12).log()
         loss = terms = None
         if (labels is None) != (levels is None):
             raise ValueError("the loss needs both labels (class ids) and levels (severity levels), got only "
@@ -619,7 +652,7 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
                                temperature=cfg.contrastive_temperature, smooth_l1_beta=cfg.smooth_l1_beta,
                                n_levels=cfg.max_level + 1)
             loss = terms.pop("loss")
-        output = SeSpeCTOutput(loss=loss, logits=logits, probabilities=logits.softmax(-1), severity=severity,
+        output = SeSpeCTOutput(loss=loss, logits=logits, probabilities=probabilities, severity=severity,
                                fused_embedding=fused, semantic_scores=trunk.semantic_scores, hf_ratio=trunk.hf_ratio,
                                loss_terms=terms, hidden_states=trunk.hidden_states, status=status)
         return output if return_dict is not False else output.to_tuple()

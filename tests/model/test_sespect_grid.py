@@ -174,3 +174,54 @@ def test_self_contained_air_is_the_kernels_air():
     """The remote-code processor cannot import the package, so it carries a copy of the air value;
     the copy must be the kernel's one fact (the loader pads references with the same air)."""
     assert image_processing_sespect.AIR_HU == AIR_HU
+
+
+def test_an_ensemble_checkpoint_averages_its_members_and_loads_back(tiny_dataset, tmp_path):
+    """train --ensemble 2: one checkpoint (ensemble_size 2) whose probabilities and severities are the
+    two members' means, over one frozen stage; saved and loaded back, it answers the same."""
+    from ctdegradbench.model import SeSpeCTForDegradationEstimation
+    from ctdegradbench.model.data import batch_from_arrays
+    from ctdegradbench.model.predict import load_model
+    from ctdegradbench.model.train import prepare_data, train_sespect
+
+    prepared = prepare_data([tiny_dataset], backbone="none", overrides=GRID_TINY, cache_dir=tmp_path / "cache",
+                            progress=False, log=lambda *_: None)
+    out = tmp_path / "ens"
+    result = train_sespect([tiny_dataset], out, backbone="none", overrides=GRID_TINY, epochs=1, batch_size=16,
+                           ensemble=2, prepared=prepared, progress=False, log=lambda *_: None)
+    model = result.model
+    assert model.config.ensemble_size == 2 and len(model.members) == 1
+    batch, _ = batch_from_arrays(prepared["arrays"]["test"], np.arange(8))
+    single_config = model.members[0].config
+    first = SeSpeCTForDegradationEstimation(single_config).eval()
+    first.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("members.")})
+    with torch.no_grad():
+        both = model(frozen=batch)
+        a, b = first(frozen=batch), model.members[0](frozen=batch)
+        loaded = load_model(out)(frozen=batch)
+    assert torch.allclose(both.probabilities, (a.probabilities + b.probabilities) / 2, atol=1e-6)
+    assert torch.allclose(both.severity, (a.severity + b.severity) / 2, atol=1e-6)
+    assert torch.allclose(both.logits.softmax(-1), both.probabilities, atol=1e-6)    # the pipeline's softmax
+    assert torch.allclose(loaded.probabilities, both.probabilities, atol=1e-6)
+    assert result.metrics["accuracy"] == pytest.approx(
+        float(np.mean(predict_labels(model, prepared) == prepared["splits"]["test"].labels)), abs=1e-9)
+
+
+def predict_labels(model, prepared) -> np.ndarray:
+    from ctdegradbench.model.train import predict_arrays
+
+    return predict_arrays(model, prepared["arrays"]["test"])["probabilities"].argmax(1)
+
+
+def test_an_ensemble_needs_the_backbone_free_model_and_an_old_config_reads_8_statistics():
+    from ctdegradbench.core.errors import OptionError
+    from ctdegradbench.model import SeSpeCTConfig
+    from ctdegradbench.model.modeling_sespect import SeSpeCTModel
+    from ctdegradbench.model.train import train_sespect
+
+    with pytest.raises(OptionError, match="--ensemble 3 needs --backbone none"):
+        train_sespect([], None, backbone="efficientnet_lite0", ensemble=3)
+    old = SeSpeCTConfig(backbone="none", use_semantic_branch=False, pixel_spacing_mm=1.0, use_native_statistics=True,
+                        image_size=64, spectral_size=16, texture_size=16)
+    assert old.native_statistics_count == 8                 # configs written before the soft-tissue NPS
+    assert SeSpeCTModel(old).native_statistics_encoder.norm.num_features == 8
