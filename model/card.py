@@ -31,6 +31,18 @@ HEADLINE = (
 )
 
 
+def _best_epochs(facts: dict) -> str:
+    """The kept epoch, or each ensemble member's."""
+    members = (facts.get("validation") or {}).get("member_best_epochs")
+    return f"{', '.join(map(str, members))} (one per member)" if members else str(facts["best_epoch"])
+
+
+def _seeds(facts: dict, config) -> str:
+    """The seed, or the ensemble members' seeds."""
+    size = getattr(config, "ensemble_size", 1)
+    return f"{facts['seed']}-{facts['seed'] + size - 1} ({size} members)" if size > 1 else str(facts["seed"])
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
 
@@ -136,7 +148,7 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
         "fusion_dim": config.fusion_dim, "lambda_reg": config.lambda_reg, "lambda_rank": config.lambda_rank,
         "lambda_con": config.lambda_con, "rank_margin": config.rank_margin,
         "temperature": config.contrastive_temperature, "datasets": ", ".join(f"`{Path(d).name}`" for d in facts["datasets"]),
-        "split_table": split_table, "epochs": facts["epochs"], "best_epoch": facts["best_epoch"], "seed": facts["seed"],
+        "split_table": split_table, "epochs": facts["epochs"], "best_epoch": _best_epochs(facts), "seed": _seeds(facts, config),
         "ablate": ", ".join(facts["ablate"]) or "none", "results_table": results_table, "setting_table": setting_table,
         "limitations": limitations, "grid_text": grid_text, "real_table": real_table, "ten_note": ten_note, "train_minutes": f"{facts['seconds']['total'] / 60:.1f}",
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",

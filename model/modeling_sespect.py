@@ -182,9 +182,9 @@ def is_backbone_key(name: str) -> bool:
 
 
 # ``from_pretrained(..., key_mapping=LEGACY_KEY_MAPPING)`` loads a checkpoint written before the
-# trunk / head split (one class held everything): every key except the two heads' moves under
-# the trunk's prefix ``sespect.``.
-LEGACY_KEY_MAPPING = {r"^(?!classifier\.|severity_head\.|sespect\.)": "sespect."}
+# trunk / head split (one class held everything): every key except the two heads' (and an
+# ensemble's ``members.``, which came later) moves under the trunk's prefix ``sespect.``.
+LEGACY_KEY_MAPPING = {r"^(?!classifier\.|severity_head\.|sespect\.|members\.)": "sespect."}
 
 
 def is_legacy_state(keys) -> bool:

@@ -164,13 +164,19 @@ def test_checkpoint_of_the_pre_split_layout_loads_with_the_same_outputs(tmp_path
     from ctdegradbench.model import default_checkpoint
     from ctdegradbench.model.predict import load_model
 
-    shipped = default_checkpoint()
+    import shutil
+
+    shipped = tmp_path / "converted"     # the shipped checkpoint's first member (pre-split models had no ensembles)
+    shutil.copytree(default_checkpoint(), shipped)
+    state = {k: v for k, v in load_file(str(shipped / "model.safetensors")).items() if not k.startswith("members.")}
+    save_file(state, str(shipped / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((shipped / "config.json").read_text())
+    config["ensemble_size"] = 1
+    (shipped / "config.json").write_text(json.dumps(config))
     legacy = tmp_path / "legacy"
     legacy.mkdir()
-    state = load_file(str(shipped / "model.safetensors"))
     save_file({k.removeprefix("sespect."): v for k, v in state.items()}, str(legacy / "model.safetensors"),
               metadata={"format": "pt"})
-    config = json.loads((shipped / "config.json").read_text())
     config["label_names"] = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     config["initializer_range"] = 0.02
     for key in ("auto_map", "custom_pipelines"):
