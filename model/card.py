@@ -111,9 +111,15 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
             grid_text += (" **Native statistics**: resampling averages the noise texture away, so the processor "
                           "also measures, at the slice's own spacing, the noise std in soft tissue and in air (HU, "
                           "robust, high-pass residual), the residual's power in bands of 0.05-0.35 lp/mm, the "
-                          "metal area (mm^2, above 2500 HU), the maximum HU and a streak anisotropy; a small MLP "
-                          "fuses them (`native_statistics`, `NativeStatisticsEncoder`). Training views also have "
-                          "their air masked to constant -1024 HU or coarser pixels without anti-aliasing.")
+                          "metal area (mm^2, above 2500 HU), the maximum HU and a streak anisotropy"
+                          + (", and the noise power spectrum inside soft tissue in bands of 0.1-0.8 lp/mm"
+                             if getattr(config, "native_statistics_count", 8) > 8 else "")
+                          + "; a small MLP fuses them (`native_statistics`, `NativeStatisticsEncoder`). Training "
+                          "views also have their air masked to constant -1024 HU or coarser pixels without "
+                          "anti-aliasing.")
+        if getattr(config, "ensemble_size", 1) > 1:
+            grid_text += (f" **Ensemble**: {config.ensemble_size} members, trained one at a time with different "
+                          "seeds, read the same frozen features; their probabilities and severities are averaged.")
     else:
         grid_text = (f"**Pixel grid.** Every slice is padded to a square and resized to {config.image_size} px, "
                      f"whatever its pixel spacing.")
