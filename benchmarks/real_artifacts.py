@@ -167,6 +167,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.model):
         parser.error(f"--labels needs one name per --model ({len(args.model)}), got {len(args.labels)}")
+    from ctdegradbench.core.errors import OutputError
+    from ctdegradbench.core.outputs import check_file_output, write_json_output
+
+    try:                                    # refused before any work: nothing of the user's is replaced
+        if args.json:
+            check_file_output(args.json, "--json")
+        if args.update_card:
+            check_checkpoint_folder(args.update_card)
+    except OutputError as err:
+        print(f"real_artifacts: error: {err}", file=sys.stderr)
+        return 2
     if not (args.data / "labels.json").is_file():
         print(f"real_artifacts: {args.data}/labels.json not found: give --data, the ct-real-artifacts folder",
               file=sys.stderr)
@@ -184,10 +195,25 @@ def main(argv=None) -> int:
         r["label"] = name or r["model"]
     print(format_table(results))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        write_json_output(args.json, {"results": results}, "--json")
     if args.update_card:
         update_card(args.update_card, results)
     return 0
+
+
+def check_checkpoint_folder(folder: Path) -> None:
+    """OutputError unless ``folder`` holds a checkpoint's ``metrics.json`` as ``ct-degradbench train``
+    writes it (the card and metrics.json that ``--update-card`` rewrites are then the trainer's)."""
+    from ctdegradbench.core.errors import OutputError
+
+    try:
+        facts = json.loads((Path(folder) / "metrics.json").read_text())
+    except (OSError, ValueError) as err:
+        raise OutputError(f"--update-card {folder}: no readable metrics.json of ct-degradbench train "
+                          f"({type(err).__name__}); give a checkpoint folder written by train") from None
+    if not (isinstance(facts, dict) and {"test", "best_epoch", "split_sizes"} <= set(facts)):
+        raise OutputError(f"--update-card {folder}: its metrics.json was not written by ct-degradbench train; "
+                          "refusing to rewrite it and the card")
 
 
 def update_card(folder: Path, results: list[dict]) -> None:
