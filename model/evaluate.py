@@ -83,28 +83,14 @@ def _write_rows(path, data, probabilities: np.ndarray, severity: np.ndarray, sta
 
 
 def _run(model, dataset, column: str, spacings, batch_size: int, desc: str, progress: bool):
-    """Probabilities, severities and statuses (``"ok"`` or why the model cannot judge the slice; see
-    ``SeSpeCTImageProcessor.slice_status``) of every row of ``dataset[column]`` (HU), on the model's grid."""
-    import torch
-    from tqdm.auto import tqdm
+    """:func:`~ctdegradbench.model.predict.run_batches` over every row of ``dataset[column]`` (HU)
+    with the rows' pixel ``spacings`` (mm), ``batch_size`` rows read at a time."""
+    from ctdegradbench.model.predict import run_batches
 
-    physical = getattr(model.config, "pixel_spacing_mm", None) is not None
-    processor = model.image_processor() if physical else None
-    probs, severity, status = [], [], []
-    with torch.no_grad():
-        for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not progress):
-            images = np.asarray(dataset[start:start + batch_size][column], dtype=np.float32)
-            if physical:
-                batch = processor(list(images), list(spacings[start:start + batch_size]))
-                out = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"],
-                            native_statistics=batch.get("native_statistics"))
-                status += batch["status"]
-            else:
-                out = model(pixel_values=torch.from_numpy(images))
-                status += ["ok"] * len(images)
-            probs.append(out.probabilities.numpy())
-            severity.append(out.severity.numpy())
-    return np.concatenate(probs), np.concatenate(severity), status
+    starts = range(0, len(dataset), batch_size)
+    batches = ((list(np.asarray(dataset[i:i + batch_size][column], dtype=np.float32)), list(spacings[i:i + batch_size]))
+               for i in starts)
+    return run_batches(model, batches, total=len(starts), desc=desc, progress=progress)
 
 
 def format_metrics(metrics: dict) -> str:

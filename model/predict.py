@@ -179,44 +179,61 @@ def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU, pix
             yield str(path), good
 
 
-def predict_slices(model, slices: list[SliceInput], batch_size: int = 8) -> list[Prediction]:
-    """Run ``model`` on HU slices: a physical-grid model resamples each slice with its pixel
-    spacing (``SeSpeCTImageProcessor``) and answers a status for slices it cannot judge; a
-    pixel-grid (legacy) model resizes each slice to its grid."""
+def run_batches(model, batches, total: int | None = None, desc: str | None = None, progress: bool = False):
+    """Probabilities ``(N, C)``, severities ``(N,)`` and statuses (``"ok"`` or why the model cannot
+    judge the slice; see ``SeSpeCTImageProcessor.slice_status``) of every slice in ``batches``, an
+    iterable of ``(HU slices, pixel spacings in mm)`` pairs of lists. A physical-grid model
+    resamples each slice with its pixel spacing; a pixel-grid (legacy) model pads each slice to a
+    square and resizes it to its grid (the spacings are not used)."""
     import torch
+    from tqdm.auto import tqdm
 
+    physical = getattr(model.config, "pixel_spacing_mm", None) is not None
+    processor = model.image_processor() if physical else None
+    probs, severity, status = [], [], []
+    model.eval()
+    with torch.no_grad():
+        for images, spacings in tqdm(batches, total=total, desc=desc, disable=not progress):
+            if physical:
+                batch = processor(list(images), list(spacings))
+                out = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"],
+                            native_statistics=batch.get("native_statistics"))
+                status += batch["status"]
+            else:
+                out = model(pixel_values=torch.cat([model.preprocess(torch.from_numpy(np.asarray(hu)))
+                                                    for hu in images]))
+                status += ["ok"] * len(images)
+            probs.append(out.probabilities.numpy())
+            severity.append(out.severity.numpy())
+    if not probs:
+        return np.zeros((0, len(model.config.label_names))), np.zeros(0), []
+    return np.concatenate(probs), np.concatenate(severity), status
+
+
+def predict_slices(model, slices: list[SliceInput], batch_size: int = 8) -> list[Prediction]:
+    """Run ``model`` on HU slices (:func:`run_batches`): a physical-grid model needs each slice's
+    pixel spacing and answers a status for slices it cannot judge; the severity is given for a
+    degradation only, clipped to the model's levels."""
     cfg = model.config
-    physical = getattr(cfg, "pixel_spacing_mm", None) is not None
-    if physical:
+    if getattr(cfg, "pixel_spacing_mm", None) is not None:
         missing = [s.name for s in slices if s.pixel_spacing_mm is None]
         if missing:
             raise InputError(f"{missing[0]}: no pixel spacing known (a .npy or .png slice): give --pixel-spacing MM, "
                              f"the pixel side in mm (this model works on a {cfg.pixel_spacing_mm:g} mm grid)")
-        processor = model.image_processor()
+    chunks = [slices[start:start + batch_size] for start in range(0, len(slices), batch_size)]
+    probabilities, severities, status = run_batches(
+        model, (([s.hu for s in chunk], [s.pixel_spacing_mm for s in chunk]) for chunk in chunks))
     clean = getattr(cfg, "clean_label", None)
     out = []
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(slices), batch_size):
-            chunk = slices[start:start + batch_size]
-            if physical:
-                batch = processor([s.hu for s in chunk], [s.pixel_spacing_mm for s in chunk])
-                result = model(pixel_values=batch["pixel_values"], pixel_spacing=batch["pixel_spacing"],
-                               native_statistics=batch.get("native_statistics"))
-                status = batch["status"]
-            else:
-                grid = [model.preprocess(torch.from_numpy(s.hu)) for s in chunk]   # square + resize each slice
-                result = model(pixel_values=torch.cat(grid))
-                status = ["ok"] * len(chunk)
-            for s, state, probs, sev in zip(chunk, status, result.probabilities.numpy(), result.severity.numpy()):
-                if state != "ok":
-                    out.append(Prediction(s.name, None, None, None, {}, state))
-                    continue
-                label = cfg.label_names[int(probs.argmax())]
-                severity = None if label == clean else float(np.clip(sev, 0, cfg.max_level))
-                out.append(Prediction(s.name, label, severity,
-                                      None if severity is None else int(np.clip(np.rint(sev), 0, cfg.max_level)),
-                                      {n: float(p) for n, p in zip(cfg.label_names, probs)}))
+    for s, state, probs, sev in zip(slices, status, probabilities, severities):
+        if state != "ok":
+            out.append(Prediction(s.name, None, None, None, {}, state))
+            continue
+        label = cfg.label_names[int(probs.argmax())]
+        severity = None if label == clean else float(np.clip(sev, 0, cfg.max_level))
+        out.append(Prediction(s.name, label, severity,
+                              None if severity is None else int(np.clip(np.rint(sev), 0, cfg.max_level)),
+                              {n: float(p) for n, p in zip(cfg.label_names, probs)}))
     return out
 
 

@@ -383,21 +383,12 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
                                          lr=lr, weight_decay=weight_decay, seed=seed + k, prepared=prepared,
                                          progress=progress, log=log))
         model = assemble_ensemble([m.model for m in members])
-        test_metrics, pred = split_metrics(model, prepared, "test")
         validation, _ = split_metrics(model, prepared, "validation")
-        test = prepared["splits"]["test"]
-        result = TrainResult(out=Path(out) if out else None, metrics=test_metrics, validation=validation,
-                             best_epoch=members[0].best_epoch,
-                             history=[{**h, "member": k} for k, m in enumerate(members) for h in m.history],
-                             split_sizes={name: split.summary() for name, split in prepared["splits"].items()},
-                             seconds={"prepare": prepared["seconds"], "train": sum(m.seconds["train"] for m in members),
-                                      "total": time.perf_counter() - start},
-                             model=model, test_outputs={**pred, "labels": test.labels, "levels": test.levels,
-                                                        "settings": test.settings})
-        result.validation["member_best_epochs"] = [m.best_epoch for m in members]
-        if out:
-            save_run(result, dataset_dirs, ablate=ablate, seed=seed, epochs=epochs, command=command)
-        return result
+        validation["member_best_epochs"] = [m.best_epoch for m in members]
+        return _finish_run(model, prepared, out, dataset_dirs, validation=validation, best_epoch=members[0].best_epoch,
+                           history=[{**h, "member": k} for k, m in enumerate(members) for h in m.history],
+                           train_seconds=sum(m.seconds["train"] for m in members), start=start,
+                           ablate=ablate, seed=seed, epochs=epochs, command=command)
     splits, arrays = prepared["splits"], prepared["arrays"]
     generator = _seed_everything(seed)
     cfg_overrides = dict(overrides or {})
@@ -470,16 +461,26 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
             best = (score, epoch, copy.deepcopy(model.state_dict()), metrics)
     train_seconds = time.perf_counter() - t_train
     model.load_state_dict(best[2])
-    test = splits["test"]
-    test_metrics, pred = split_metrics(model, prepared, "test")
     if prepared.get("clean_eval"):
         best[3]["clean_rate"] = next(h["val_clean_rate"] for h in history if h["epoch"] == best[1])
-    sizes = {name: split.summary() for name, split in splits.items()}
-    seconds = {"prepare": prepared["seconds"], "train": train_seconds, "total": time.perf_counter() - start}
-    result = TrainResult(out=Path(out) if out else None, metrics=test_metrics, validation=best[3], best_epoch=best[1],
-                         history=history, split_sizes=sizes, seconds=seconds, model=model,
-                         test_outputs={**pred, "labels": test.labels, "levels": test.levels,
-                                       "settings": test.settings})
+    return _finish_run(model, prepared, out, dataset_dirs, validation=best[3], best_epoch=best[1], history=history,
+                       train_seconds=train_seconds, start=start, ablate=ablate, seed=seed, epochs=epochs,
+                       command=command)
+
+
+def _finish_run(model, prepared, out, dataset_dirs, *, validation, best_epoch, history, train_seconds, start,
+                ablate, seed, epochs, command) -> TrainResult:
+    """The trained ``model``'s test metrics and :class:`TrainResult` (one model or an assembled
+    ensemble); the checkpoint folder is written when ``out`` is given."""
+    test = prepared["splits"]["test"]
+    test_metrics, pred = split_metrics(model, prepared, "test")
+    result = TrainResult(out=Path(out) if out else None, metrics=test_metrics, validation=validation,
+                         best_epoch=best_epoch, history=history,
+                         split_sizes={name: split.summary() for name, split in prepared["splits"].items()},
+                         seconds={"prepare": prepared["seconds"], "train": train_seconds,
+                                  "total": time.perf_counter() - start},
+                         model=model, test_outputs={**pred, "labels": test.labels, "levels": test.levels,
+                                                    "settings": test.settings})
     if out:
         save_run(result, dataset_dirs, ablate=ablate, seed=seed, epochs=epochs, command=command)
     return result
