@@ -55,6 +55,7 @@ class SplitData:
     fingerprint: str
     left_out: dict = field(default_factory=dict)
     spacings: np.ndarray | None = None   # native pixel spacing (mm) of each row
+    provenance: list | None = None       # "<simulator_version>/<seed>" of each row (None: an export without them)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -89,7 +90,10 @@ def load_benchmark(folders, split: str, label_names=PAPER_CLASS_NAMES) -> SplitD
         ds = ds.select(keep)
     fingerprint = hashlib.sha256(("|".join(p._fingerprint for p in parts) + f"|{len(keep)}").encode()).hexdigest()[:16]
     spacings = np.asarray(ds["pixel_spacing_mm"], dtype=np.float64) if "pixel_spacing_mm" in ds.column_names else None
+    provenance = ([f"{v}/{s}" for v, s in zip(ds["simulator_version"], ds["seed"])]
+                  if {"seed", "simulator_version"} <= set(ds.column_names) else None)
     return SplitData(dataset=ds.with_format("numpy", columns=["image"]), labels=mapped[keep], spacings=spacings,
+                     provenance=provenance,
                      levels=np.asarray(ds["level"], dtype=np.int64), settings=list(ds["setting"]),
                      patient_keys=list(ds["patient_key"]), reference_ids=list(ds["reference_id"]),
                      fingerprint=fingerprint, left_out=left_out)

@@ -263,8 +263,9 @@ def _clean_rows(dataset_dirs, split: str):
 
 
 def rows_key(*columns) -> str:
-    """A content key of a split's rows (their ids in order), so cached grid features are found again
-    whatever folder or loader the same rows come from."""
+    """A content key of a split's rows (their ids, and for degraded rows the simulator version and
+    seed that made each, in order), so cached grid features are found again whatever folder or loader
+    the same rows come from, and a build with another ``--seed`` or simulator gets its own."""
     import hashlib
 
     text = "|".join("/".join(map(str, row)) for row in zip(*columns))
@@ -303,7 +304,8 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
     for name, split in splits.items():
         refs, ref_spacing, ref_patients, ref_ids = _clean_rows(dataset_dirs, name)
         ref_key = f"{name}-references-{rows_key(ref_ids)}"
-        deg_key = f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels)}"
+        made = [split.provenance] if split.provenance else []
+        deg_key = f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels, *made)}"
         if name != "train":
             arrays[name] = grid_arrays(full, _Column(split.dataset, "image"), split.spacings, views=1, seed=1,
                                        key=deg_key, cache_dir=cache_dir, desc=f"grid {name}", progress=progress)

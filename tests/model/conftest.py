@@ -53,9 +53,10 @@ def synthetic_hu(label: int, level: int, rng: np.random.Generator, size: int = I
     return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
 
 
-def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0, settings=None):
+def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0, settings=None, row_seed=0):
     """An exported-style folder (README configs + Parquet) with configs ``all`` and ``references``
-    (``all`` holds ``settings``, default every setting, the opt-in S6 included)."""
+    (``all`` holds ``settings``, default every setting, the opt-in S6 included; ``row_seed`` is
+    every row's simulator seed column)."""
     import datasets
 
     from ctdegradbench.builder.dataset.features import preview_png, reference_features, sample_features
@@ -82,7 +83,7 @@ def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0,
                             "patient_key": patient, "setting": setting.code, "label": label, "level": level,
                             "realization": r, "image": (image := synthetic_hu(label, level, rng)),
                             "preview": preview_png(image), "prompt": "synthetic",
-                            "bbox": [], "components": [], "seed": 0, "pixel_spacing_mm": 1.0,
+                            "bbox": [], "components": [], "seed": row_seed, "pixel_spacing_mm": 1.0,
                             "geometry": {"image_size": IMAGE_SIZE, "pixel_spacing_mm": 1.0, "n_views": 90,
                                          "n_detectors": 91},
                             "fbp_filter": "ramp", "simulator_version": "test", "reference_kernel": None,

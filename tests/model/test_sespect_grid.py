@@ -170,6 +170,26 @@ def test_grid_training_adds_clean_rows_and_ships_the_processor(tiny_dataset, tmp
     assert metrics["clean_slices"] == result.split_sizes["test"]["slices"]
 
 
+def test_grid_feature_cache_is_not_reused_for_rows_of_another_seed(tmp_path):
+    """Two exports with the same reference ids, settings and levels but rows simulated with other
+    seeds: the second gets its own cached features, not the first's."""
+    from ctdegradbench.model.train import prepare_data
+    from tests.model.conftest import write_tiny_dataset
+
+    cache = tmp_path / "cache"
+
+    def grid_folders(row_seed):
+        data = write_tiny_dataset(tmp_path / f"bench-{row_seed}", n_patients=(2, 1, 1), row_seed=row_seed)
+        prepare_data([data], backbone="none", overrides=GRID_TINY, cache_dir=cache, progress=False,
+                     log=lambda *_: None)
+        return {p.name for p in cache.glob("grid-*")}
+
+    first = grid_folders(0)
+    assert grid_folders(0) == first                     # the same rows again: found in the cache
+    second = grid_folders(1)
+    assert len(second - first) == 3                     # train, validation, test degraded rows recomputed
+
+
 def test_self_contained_air_is_the_kernels_air():
     """The remote-code processor cannot import the package, so it carries a copy of the air value;
     the copy must be the kernel's one fact (the loader pads references with the same air)."""
