@@ -12,7 +12,8 @@ Recipe (:func:`train_sespect`):
    ``mu_L`` = mean of the degraded training images, ``q = (mu_H - mu_L) / ||mu_H - mu_L||``.
 4. AdamW on the trainable parts (everything but the backbone) with the Eq. 24 loss, cosine
    learning-rate decay, fixed seeds; validation after each epoch; the epoch with the best
-   validation score ``(accuracy + QWK) / 2`` is kept.
+   validation score is kept: ``(accuracy + QWK) / 2``, and for the physical-grid model (with the
+   ``clean`` class) ``(accuracy + QWK + clean rate of the validation reference slices) / 3``.
 5. Test-split metrics, then ``save_pretrained`` (config.json, model.safetensors without the
    backbone, the modeling files), ``metrics.json`` and the model card with ``.eval_results/``.
 """
