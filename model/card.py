@@ -40,7 +40,33 @@ def _best_epochs(facts: dict) -> str:
 def _seeds(facts: dict, config) -> str:
     """The seed, or the ensemble members' seeds."""
     size = getattr(config, "ensemble_size", 1)
+    if facts.get("member_seeds"):        # merged from several runs (train --merge)
+        return f"{', '.join(map(str, facts['member_seeds']))} ({size} members)"
     return f"{facts['seed']}-{facts['seed'] + size - 1} ({size} members)" if size > 1 else str(facts["seed"])
+
+
+def _merged_text(facts: dict) -> str:
+    """Where the members of a merged ensemble (``train --merge``) come from ("" for one run)."""
+    runs = facts.get("merged_from")
+    if not runs:
+        return ""
+    parts = [f"{r['members']} trained on {', '.join(f'`{Path(d).name}`' for d in r['datasets'] or ['?'])} "
+             f"(seeds {', '.join(map(str, r['seeds']))})" for r in runs]
+    return (f" The members come from {len(runs)} training runs, merged by `ct-degradbench train --merge`: "
+            + "; ".join(parts) + ".")
+
+
+def _train_minutes(facts: dict) -> str:
+    """Minutes the checkpoint took: the run, or each merged run and the merge."""
+    seconds = facts["seconds"]["total"] + sum(r.get("seconds") or 0.0 for r in facts.get("merged_from") or [])
+    return f"{seconds / 60:.1f}"
+
+
+def _reproduce(facts: dict) -> str:
+    """The command(s) that made the checkpoint: each merged run's, then the merge."""
+    command = facts.get("command") or "ct-degradbench train --dataset DIR --out DIR"
+    runs = [r["command"] for r in facts.get("merged_from") or [] if r.get("command")]
+    return "`, then `".join([*runs, command])
 
 
 def _fmt(value) -> str:
@@ -118,8 +144,8 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
                           "views also have their air masked to constant -1024 HU or coarser pixels without "
                           "anti-aliasing.")
         if getattr(config, "ensemble_size", 1) > 1:
-            grid_text += (f" **Ensemble**: {config.ensemble_size} members, trained one at a time with different "
-                          "seeds, read the same frozen features; their probabilities and severities are averaged.")
+            grid_text += (f" **Ensemble**: {config.ensemble_size} members, trained one at a time (with different "
+                          "seeds or data), read the same frozen features; their probabilities and severities are averaged.")
     else:
         grid_text = (f"**Pixel grid.** Every slice is padded to a square and resized to {config.image_size} px, "
                      f"whatever its pixel spacing.")
@@ -156,9 +182,9 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
         "temperature": config.contrastive_temperature, "datasets": ", ".join(f"`{Path(d).name}`" for d in facts["datasets"]),
         "split_table": split_table, "epochs": facts["epochs"], "best_epoch": _best_epochs(facts), "seed": _seeds(facts, config),
         "ablate": ", ".join(facts["ablate"]) or "none", "results_table": results_table, "setting_table": setting_table,
-        "limitations": limitations, "grid_text": grid_text, "real_table": real_table, "ten_note": ten_note, "train_minutes": f"{facts['seconds']['total'] / 60:.1f}",
+        "limitations": limitations, "grid_text": grid_text + _merged_text(facts), "real_table": real_table, "ten_note": ten_note, "train_minutes": _train_minutes(facts),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
-        "command": facts.get("command") or "ct-degradbench train --dataset DIR --out DIR", "citation": CITATION.strip(),
+        "command": _reproduce(facts), "citation": CITATION.strip(),
     }
     template = Template(resources.files("ctdegradbench.model").joinpath(TEMPLATE).read_text())
     card = out / "README.md"

@@ -22,17 +22,23 @@ def train(options: TrainOptions) -> int:
     from ctdegradbench.core.outputs import OutputFolder
 
     OutputFolder(options.out, "train")       # refused before torch loads when it would replace a user's files
-    from ctdegradbench.model.train import train_sespect
+    from ctdegradbench.model.train import merge_checkpoints, train_sespect
 
     backbone_options = {"open_clip_model": options.open_clip_model, "backbone_weights": options.backbone_weights}
     command = "ct-degradbench " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("ct-degradbench") \
         else None
-    result = train_sespect(options.dataset, options.out, backbone=options.backbone, backbone_options=backbone_options,
-                           ablate=list(options.ablate), epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
-                           seed=options.seed, ensemble=options.ensemble, cache_dir=options.cache_dir,
-                           progress=options.progress, command=command)
+    if options.merge:
+        result = merge_checkpoints(options.merge, options.dataset, options.out, cache_dir=options.cache_dir,
+                                   progress=options.progress, command=command)
+    else:
+        result = train_sespect(options.dataset, options.out, backbone=options.backbone,
+                               backbone_options=backbone_options, ablate=list(options.ablate), epochs=options.epochs,
+                               batch_size=options.batch_size, lr=options.lr, seed=options.seed, ensemble=options.ensemble, cache_dir=options.cache_dir,
+                               progress=options.progress, command=command)
     m = result.metrics
-    print(f"wrote {options.out}: best epoch {result.best_epoch}; test accuracy {m['accuracy']:.3f}, macro F1 "
+    made = (f"{result.model.config.ensemble_size} members merged" if options.merge
+            else f"best epoch {result.best_epoch}")
+    print(f"wrote {options.out}: {made}; test accuracy {m['accuracy']:.3f}, macro F1 "
           f"{m['macro_f1']:.3f}, MAE {m['mae']:.3f}, QWK {m['qwk']:.3f}, mean Spearman single "
           f"{m['mean_spearman_single']:.3f} / mixtures {m['mean_spearman_mixtures']:.3f}; "
           f"{result.seconds['total']:.0f} s")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctdegradbench.core.errors import OptionError
 from ctdegradbench.core.hu import PNG_OFFSET_HU
 from ctdegradbench.core.options import check_declared, option
 
@@ -57,6 +58,10 @@ class TrainOptions:
     seed: int = option(0, "seed of initialisation and batch order", minimum=0)
     ensemble: int = option(1, "members trained one at a time (seeds --seed, --seed + 1, ...) and averaged in one "
                            "checkpoint (--backbone none only; the shipped checkpoint has 3)", minimum=1)
+    merge: tuple[Path, ...] = option((), "instead of training: one ensemble checkpoint holding every member of "
+                                     "these checkpoints (written by train --backbone none, the same architecture), "
+                                     "measured on --dataset; default: none (train)", type=Path, many=True,
+                                     metavar="CHECKPOINT")
     cache_dir: Path | None = option(None, "frozen-feature cache", type=Path,
                                     none_means="$CTDEGRADBENCH_CACHE or ~/.cache/ct-degradbench, sespect-features/")
     progress: bool = option(True, "no progress bars", flag="--no-progress", negate=True)
@@ -64,7 +69,11 @@ class TrainOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", tuple(Path(d) for d in self.dataset))
         object.__setattr__(self, "ablate", tuple(self.ablate))
+        object.__setattr__(self, "merge", tuple(Path(d) for d in self.merge))
         check_declared(self)
+        if self.merge and self.ensemble > 1:
+            raise OptionError(f"--merge puts the members of existing checkpoints together; --ensemble {self.ensemble} "
+                              "trains new ones: give one of them")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -249,8 +249,9 @@ def status_warning(predictions: list[Prediction]) -> str | None:
             + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
 
 
-def load_model(model_dir=None):
-    """A SeSpeCT model from ``model_dir`` (default: the shipped checkpoint).
+def load_model(model_dir=None, option: str = "--model"):
+    """A SeSpeCT model from ``model_dir`` (default: the shipped checkpoint); ``option`` is the
+    command-line option that named the folder, for the message.
 
     A folder that is not a loadable SeSpeCT checkpoint raises InputError in one line naming the
     file and what is wrong: config.json missing, not JSON, of another model type or with a
@@ -262,7 +263,7 @@ def load_model(model_dir=None):
     folder = Path(model_dir) if model_dir else sespect.default_checkpoint()
     config_file, weights = folder / "config.json", folder / "model.safetensors"
     if not config_file.is_file():
-        raise InputNotFoundError(f"no SeSpeCT checkpoint in {folder} (config.json missing): give --model a folder "
+        raise InputNotFoundError(f"no SeSpeCT checkpoint in {folder} (config.json missing): give {option} a folder "
                                  "written by ct-degradbench train")
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))

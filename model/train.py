@@ -472,7 +472,7 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
 
 
 def _finish_run(model, prepared, out, dataset_dirs, *, validation, best_epoch, history, train_seconds, start,
-                ablate, seed, epochs, command) -> TrainResult:
+                ablate, seed, epochs, command, extra_facts=None) -> TrainResult:
     """The trained ``model``'s test metrics and :class:`TrainResult` (one model or an assembled
     ensemble); the checkpoint folder is written when ``out`` is given."""
     test = prepared["splits"]["test"]
@@ -485,7 +485,8 @@ def _finish_run(model, prepared, out, dataset_dirs, *, validation, best_epoch, h
                          model=model, test_outputs={**pred, "labels": test.labels, "levels": test.levels,
                                                     "settings": test.settings})
     if out:
-        save_run(result, dataset_dirs, ablate=ablate, seed=seed, epochs=epochs, command=command)
+        save_run(result, dataset_dirs, ablate=ablate, seed=seed, epochs=epochs, command=command,
+                 extra_facts=extra_facts)
     return result
 
 
@@ -518,7 +519,92 @@ def assemble_ensemble(models) -> "SeSpeCTForDegradationEstimation":
     return ensemble.eval()
 
 
-def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command=None) -> list[str]:
+def ensemble_members(model) -> list:
+    """The single models of ``model`` (itself, or each member of an ensemble), ``ensemble_size`` 1
+    each, in member order: the inverse of :func:`assemble_ensemble`."""
+    from ctdegradbench.model import SeSpeCTForDegradationEstimation
+
+    size = getattr(model.config, "ensemble_size", 1)
+    config = copy.deepcopy(model.config)
+    config.ensemble_size = 1
+    state, singles = model.state_dict(), []
+    for k in range(size):
+        prefix = "" if k == 0 else f"members.{k - 1}."
+        own = {key[len(prefix):]: value for key, value in state.items()
+               if key.startswith(prefix) and (k > 0 or not key.startswith("members."))}
+        single = SeSpeCTForDegradationEstimation(config)
+        single.load_state_dict(own)
+        singles.append(single.eval())
+    return singles
+
+
+# config fields that may differ between checkpoints merged into one ensemble
+MERGE_FREE_FIELDS = ("ensemble_size", "transformers_version", "_name_or_path", "architectures")
+
+
+def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, progress=True, log=print,
+                      command=None) -> TrainResult:
+    """One ensemble checkpoint holding every member of the physical-grid checkpoints ``model_dirs``
+    (each written by ``train --backbone none``, the same architecture; members trained on different
+    exports or seeds), measured like a trained one on the validation and test splits of
+    ``dataset_dirs``. Each run's ``metrics.json`` gives the members' seeds, kept epochs, history and
+    training command (``merged_from`` in the new ``metrics.json``); written to ``out`` when given."""
+    from ctdegradbench.model.data import FROZEN_FIELDS
+    from ctdegradbench.model.predict import load_model
+
+    if len(model_dirs) < 2:
+        raise OptionError(f"--merge needs two or more checkpoints, got {len(model_dirs)}")
+    if out:
+        from ctdegradbench.core.outputs import OutputFolder
+
+        OutputFolder(out, "train")      # refused before any work when it would replace a user's files
+    start = time.perf_counter()
+    runs = []
+    for folder in map(Path, model_dirs):
+        model = load_model(folder, option="--merge")
+        if getattr(model.config, "pixel_spacing_mm", None) is None:
+            raise OptionError(f"--merge {folder}: a pixel-grid checkpoint (backbone {model.config.backbone}); only "
+                              "checkpoints of --backbone none share one frozen stage")
+        facts_file = folder / "metrics.json"
+        if not facts_file.is_file():
+            raise OptionError(f"--merge {folder}: no metrics.json (the facts train writes: seeds, epochs, "
+                              "command); merge checkpoint folders written by ct-degradbench train")
+        runs.append((folder, model, json.loads(facts_file.read_text())))
+    reference = {k: v for k, v in runs[0][1].config.to_dict().items() if k not in MERGE_FREE_FIELDS}
+    for folder, model, _ in runs[1:]:
+        theirs = {k: v for k, v in model.config.to_dict().items() if k not in MERGE_FREE_FIELDS}
+        differ = sorted(k for k in set(reference) | set(theirs) if reference.get(k) != theirs.get(k))
+        if differ:
+            raise OptionError(f"--merge {folder}: its config differs from {runs[0][0]}'s in {differ[0]} "
+                              f"({theirs.get(differ[0])!r} against {reference.get(differ[0])!r}); members of one "
+                              "ensemble need the same architecture and frozen stage")
+    merged_from, seeds, epochs_kept, history = [], [], [], []
+    for i, (folder, model, facts) in enumerate(runs):
+        size = getattr(model.config, "ensemble_size", 1)
+        kept = (facts.get("validation") or {}).get("member_best_epochs") or [facts.get("best_epoch")] * size
+        merged_from.append({"checkpoint": folder.name, "members": size, "seeds": [facts["seed"] + k for k in range(size)],
+                            "best_epochs": kept, "datasets": facts.get("datasets"), "command": facts.get("command"),
+                            "seconds": (facts.get("seconds") or {}).get("total")})
+        seeds += merged_from[-1]["seeds"]
+        epochs_kept += kept
+        history += [{**h, "run": i} for h in facts.get("history", [])]
+    log(f"merging {sum(r['members'] for r in merged_from)} members of {len(runs)} checkpoints")
+    first = runs[0][1].config
+    prepared = prepare_data(dataset_dirs, backbone="none", overrides={k: getattr(first, k) for k in FROZEN_FIELDS},
+                            cache_dir=cache_dir, progress=progress, log=log)
+    model = assemble_ensemble([single for _, m, _ in runs for single in ensemble_members(m)])
+    validation, _ = split_metrics(model, prepared, "validation")
+    validation["member_best_epochs"] = epochs_kept
+    trained_on = list(dict.fromkeys(d for r in merged_from for d in (r["datasets"] or [])))
+    return _finish_run(model, prepared, out, dataset_dirs, validation=validation, best_epoch=epochs_kept[0],
+                       history=history, train_seconds=sum((f.get("seconds") or {}).get("train", 0.0) for *_, f in runs),
+                       start=start, ablate=runs[0][2].get("ablate", []), seed=runs[0][2]["seed"],
+                       epochs=runs[0][2]["epochs"], command=command,
+                       extra_facts={"merged_from": merged_from, "member_seeds": seeds, "datasets": trained_on,
+                                    "measured_on": [str(d) for d in dataset_dirs]})
+
+
+def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command=None, extra_facts=None) -> list[str]:
     """Write the checkpoint folder: save_pretrained files, metrics.json, README.md (model card), .eval_results/.
 
     The folder follows the output rule of ``core.outputs``: everything is written into
@@ -534,7 +620,7 @@ def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command
     facts = {"test": result.metrics, "validation": result.validation, "best_epoch": result.best_epoch,
              "epochs": epochs, "seed": seed, "ablate": list(ablate or ()), "split_sizes": result.split_sizes,
              "seconds": result.seconds, "datasets": [str(d) for d in dataset_dirs], "history": result.history,
-             "command": command}
+             "command": command, **(extra_facts or {})}
     (out / "metrics.json").write_text(json.dumps(facts, indent=1, default=float))
     write_model_card(out, result.model.config, facts)
     return folder.commit(out)

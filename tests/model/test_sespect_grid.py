@@ -233,6 +233,49 @@ def predict_labels(model, prepared) -> np.ndarray:
     return predict_arrays(model, prepared["arrays"]["test"])["probabilities"].argmax(1)
 
 
+def test_train_merge_puts_the_members_of_two_runs_into_one_checkpoint(tiny_dataset, tmp_path):
+    """train --merge: a 2-member and a 1-member run become one 3-member checkpoint whose probabilities
+    are the three members' mean (each run's own answer weighted by its members), with each run's seeds,
+    epochs and command in metrics.json and the card; a run of another architecture or without the
+    facts train writes is refused, naming what differs."""
+    import json
+
+    from ctdegradbench.core.errors import OptionError
+    from ctdegradbench.model.data import batch_from_arrays
+    from ctdegradbench.model.predict import load_model
+    from ctdegradbench.model.train import merge_checkpoints, prepare_data, train_sespect
+
+    quiet = dict(progress=False, log=lambda *_: None)
+    prepared = prepare_data([tiny_dataset], backbone="none", overrides=GRID_TINY, cache_dir=tmp_path / "cache", **quiet)
+    runs = []
+    for name, ensemble, seed in (("a", 2, 0), ("b", 1, 7)):
+        train_sespect([tiny_dataset], tmp_path / name, backbone="none", overrides=GRID_TINY, epochs=1, batch_size=16,
+                      ensemble=ensemble, seed=seed, prepared=prepared, command=f"train {name}", **quiet)
+        runs.append(tmp_path / name)
+    result = merge_checkpoints(runs, [tiny_dataset], tmp_path / "merged", cache_dir=tmp_path / "cache",
+                               command="merge a b", **quiet)
+    assert result.model.config.ensemble_size == 3
+    batch, _ = batch_from_arrays(prepared["arrays"]["test"], np.arange(8))
+    with torch.no_grad():
+        a, b = (load_model(run)(frozen=batch).probabilities for run in runs)
+        merged = load_model(tmp_path / "merged")(frozen=batch).probabilities
+    assert torch.allclose(merged, (2 * a + b) / 3, atol=1e-6)
+    facts = json.loads((tmp_path / "merged" / "metrics.json").read_text())
+    assert facts["member_seeds"] == [0, 1, 7]
+    assert [r["command"] for r in facts["merged_from"]] == ["train a", "train b"]
+    card = (tmp_path / "merged" / "README.md").read_text()
+    assert "0, 1, 7 (3 members)" in card and "`train a`, then `train b`, then `merge a b`" in card
+
+    other = tmp_path / "other"
+    train_sespect([tiny_dataset], other, backbone="none", overrides={**GRID_TINY, "fusion_dim": 4}, epochs=1,
+                  batch_size=16, cache_dir=tmp_path / "cache", **quiet)
+    with pytest.raises(OptionError, match="fusion_dim"):
+        merge_checkpoints([runs[0], other], [tiny_dataset], None, cache_dir=tmp_path / "cache", **quiet)
+    (runs[1] / "metrics.json").unlink()
+    with pytest.raises(OptionError, match="no metrics.json"):
+        merge_checkpoints(runs, [tiny_dataset], None, cache_dir=tmp_path / "cache", **quiet)
+
+
 def test_an_ensemble_needs_the_backbone_free_model_and_an_old_config_reads_8_statistics():
     from ctdegradbench.core.errors import OptionError
     from ctdegradbench.model import SeSpeCTConfig
