@@ -89,7 +89,8 @@ def evaluate(options: EvaluateOptions) -> int:
     out = check_file_output(options.out or Path(f"sespect_eval_{options.split}.json"))   # before any work
     from ctdegradbench.model.evaluate import evaluate_checkpoint, format_metrics
 
-    predictions = check_file_output(options.predictions or out.with_name(f"sespect_predictions_{options.split}.jsonl"),
+    # each metrics file's own rows file: a second evaluate with another --out keeps the first one's rows
+    predictions = check_file_output(options.predictions or out.with_name(f"{out.stem}_predictions.jsonl"),
                                     "--predictions")
     metrics = evaluate_checkpoint(options.model, options.dataset, options.split, batch_size=options.batch_size,
                                   predictions_path=predictions)

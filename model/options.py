@@ -107,7 +107,7 @@ class EvaluateOptions:
                               none_means="sespect_eval_<split>.json in the current folder")
     predictions: Path | None = option(None, "per-row predictions (.jsonl: sample_id, label, severity, "
                                       "probabilities) to write, the file `bench tasks --predictions` reads", type=Path,
-                                      metavar="FILE", none_means="sespect_predictions_<split>.jsonl beside --out")
+                                      metavar="FILE", none_means="<--out name without .json>_predictions.jsonl beside --out")
     batch_size: int = option(8, "slices per forward pass", minimum=1)
 
     def __post_init__(self) -> None:

@@ -29,6 +29,18 @@ def model_and_paper_dataset(tmp_path_factory):
     return folder, data
 
 
+def test_two_evaluations_keep_their_own_predictions(model_and_paper_dataset, tmp_path, monkeypatch):
+    """Without --predictions each --out gets its own rows file beside it: evaluating a second model
+    into another --out does not replace the first model's per-row predictions."""
+    from ct_degradbench import main
+
+    model, data = model_and_paper_dataset
+    monkeypatch.chdir(tmp_path)
+    for name in ("first", "second"):
+        assert main(["evaluate", "--model", str(model), "--dataset", str(data), "--out", f"{name}.json"]) == 0
+    assert (tmp_path / "first_predictions.jsonl").is_file() and (tmp_path / "second_predictions.jsonl").is_file()
+
+
 def test_evaluate_to_bench_tasks_to_leaderboard_dry_run(model_and_paper_dataset, tmp_path, capsys):
     from ct_degradbench import main
     from ctdegradbench.core.benchmark import TASKS

@@ -174,7 +174,7 @@ def test_grid_feature_cache_is_not_reused_for_rows_of_another_seed(tmp_path):
     """Two exports with the same reference ids, settings and levels but rows simulated with other
     seeds: the second gets its own cached features, not the first's."""
     from ctdegradbench.model.train import prepare_data
-    from tests.model.conftest import write_tiny_dataset
+    from .conftest import write_tiny_dataset
 
     cache = tmp_path / "cache"
 
