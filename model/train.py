@@ -578,17 +578,19 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
             raise OptionError(f"--merge {folder}: its config differs from {runs[0][0]}'s in {differ[0]} "
                               f"({theirs.get(differ[0])!r} against {reference.get(differ[0])!r}); members of one "
                               "ensemble need the same architecture and frozen stage")
-    merged_from, seeds, epochs_kept, history = [], [], [], []
+    merged_from, history = [], []
     for i, (folder, model, facts) in enumerate(runs):
         size = getattr(model.config, "ensemble_size", 1)
         kept = (facts.get("validation") or {}).get("member_best_epochs") or [facts.get("best_epoch")] * size
-        merged_from.append({"checkpoint": folder.name, "members": size, "seeds": [facts["seed"] + k for k in range(size)],
-                            "best_epochs": kept, "datasets": facts.get("datasets"), "command": facts.get("command"),
-                            "seconds": (facts.get("seconds") or {}).get("total")})
-        seeds += merged_from[-1]["seeds"]
-        epochs_kept += kept
+        # a merged checkpoint brings its own runs (members in the same order)
+        merged_from += facts.get("merged_from") or [{
+            "checkpoint": folder.name, "members": size, "seeds": [facts["seed"] + k for k in range(size)],
+            "best_epochs": kept, "datasets": facts.get("datasets"), "command": facts.get("command"),
+            "seconds": (facts.get("seconds") or {}).get("total")}]
         history += [{**h, "run": i} for h in facts.get("history", [])]
-    log(f"merging {sum(r['members'] for r in merged_from)} members of {len(runs)} checkpoints")
+    seeds = [seed for r in merged_from for seed in r["seeds"]]
+    epochs_kept = [epoch for r in merged_from for epoch in r["best_epochs"]]
+    log(f"merging {len(seeds)} members of {len(runs)} checkpoints")
     first = runs[0][1].config
     prepared = prepare_data(dataset_dirs, backbone="none", overrides={k: getattr(first, k) for k in FROZEN_FIELDS},
                             cache_dir=cache_dir, progress=progress, log=log)

@@ -265,6 +265,11 @@ def test_train_merge_puts_the_members_of_two_runs_into_one_checkpoint(tiny_datas
     assert [r["command"] for r in facts["merged_from"]] == ["train a", "train b"]
     card = (tmp_path / "merged" / "README.md").read_text()
     assert "0, 1, 7 (3 members)" in card and "`train a`, then `train b`, then `merge a b`" in card
+    again = merge_checkpoints([tmp_path / "merged", runs[1]], [tiny_dataset], tmp_path / "again",
+                              cache_dir=tmp_path / "cache", **quiet)       # a merged checkpoint brings its runs
+    facts = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again.model.config.ensemble_size == 4 and facts["member_seeds"] == [0, 1, 7, 7]
+    assert [r["command"] for r in facts["merged_from"]] == ["train a", "train b", "train b"]
 
     other = tmp_path / "other"
     train_sespect([tiny_dataset], other, backbone="none", overrides={**GRID_TINY, "fusion_dim": 4}, epochs=1,
