@@ -105,9 +105,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("train", "train SeSpeCT on exported dataset folders (split by patient)",
             f"{_M}.options:TrainOptions", f"{_M}.cli:train",
             description="Train SeSpeCT: frozen-backbone features are computed once and cached, the trainable parts "
-                        "are fitted with the Eq. 24 loss, the epoch with the best validation (accuracy + QWK) / 2 (with "
-                        "--backbone none: (accuracy + QWK + clean rate of the validation reference slices) / 3) is kept, "
-                        "and the test split is reported."),
+                        "are fitted with the Eq. 24 loss, the epoch with the best validation (accuracy + QWK) / 2 "
+                        "(with --backbone none: (accuracy + QWK + clean rate of the validation reference slices) / 3) "
+                        "is kept, and the test split is reported."),
     Command("predict", "predict degradation type and severity of CT slices",
             f"{_M}.options:PredictOptions", f"{_M}.cli:predict",
             description="Print degradation type, severity (0 = L0 .. 3 = L3) and class probabilities per slice. "

@@ -145,7 +145,8 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
                           "anti-aliasing.")
         if getattr(config, "ensemble_size", 1) > 1:
             grid_text += (f" **Ensemble**: {config.ensemble_size} members, trained one at a time (with different "
-                          "seeds or data), read the same frozen features; their probabilities and severities are averaged.")
+                          "seeds or data), read the same frozen features; their probabilities and severities are "
+                          "averaged.")
     else:
         grid_text = (f"**Pixel grid.** Every slice is padded to a square and resized to {config.image_size} px, "
                      f"whatever its pixel spacing.")
@@ -182,7 +183,8 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
         "temperature": config.contrastive_temperature, "datasets": ", ".join(f"`{Path(d).name}`" for d in facts["datasets"]),
         "split_table": split_table, "epochs": facts["epochs"], "best_epoch": _best_epochs(facts), "seed": _seeds(facts, config),
         "ablate": ", ".join(facts["ablate"]) or "none", "results_table": results_table, "setting_table": setting_table,
-        "limitations": limitations, "grid_text": grid_text + _merged_text(facts), "real_table": real_table, "ten_note": ten_note, "train_minutes": _train_minutes(facts),
+        "limitations": limitations, "grid_text": grid_text + _merged_text(facts), "real_table": real_table,
+        "ten_note": ten_note, "train_minutes": _train_minutes(facts),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
         "command": _reproduce(facts), "citation": CITATION.strip(),
     }

@@ -33,8 +33,9 @@ def train(options: TrainOptions) -> int:
     else:
         result = train_sespect(options.dataset, options.out, backbone=options.backbone,
                                backbone_options=backbone_options, ablate=list(options.ablate), epochs=options.epochs,
-                               batch_size=options.batch_size, lr=options.lr, seed=options.seed, ensemble=options.ensemble, cache_dir=options.cache_dir,
-                               progress=options.progress, command=command)
+                               batch_size=options.batch_size, lr=options.lr, seed=options.seed,
+                               ensemble=options.ensemble, cache_dir=options.cache_dir, progress=options.progress,
+                               command=command)
     m = result.metrics
     made = (f"{result.model.config.ensemble_size} members merged" if options.merge
             else f"best epoch {result.best_epoch}")

@@ -88,8 +88,8 @@ def _run(model, dataset, column: str, spacings, batch_size: int, desc: str, prog
     from ctdegradbench.model.predict import run_batches
 
     starts = range(0, len(dataset), batch_size)
-    batches = ((list(np.asarray(dataset[i:i + batch_size][column], dtype=np.float32)), list(spacings[i:i + batch_size]))
-               for i in starts)
+    batches = ((list(np.asarray(dataset[i:i + batch_size][column], dtype=np.float32)),
+                list(spacings[i:i + batch_size])) for i in starts)
     return run_batches(model, batches, total=len(starts), desc=desc, progress=progress)
 
 

@@ -57,7 +57,7 @@ class TrainOptions:
     lr: float = option(DEFAULT_LR, "AdamW learning rate, cosine-decayed to 0", above=0)
     seed: int = option(0, "seed of initialisation and batch order", minimum=0)
     ensemble: int = option(1, "members trained one at a time (seeds --seed, --seed + 1, ...) and averaged in one "
-                           "checkpoint (--backbone none only; the shipped checkpoint has 3)", minimum=1)
+                           "checkpoint (--backbone none only; the shipped checkpoint merges two runs of 3)", minimum=1)
     merge: tuple[Path, ...] = option((), "instead of training: one ensemble checkpoint holding every member of "
                                      "these checkpoints (written by train --backbone none, the same architecture), "
                                      "measured on --dataset; default: none (train)", type=Path, many=True,
@@ -107,7 +107,7 @@ class EvaluateOptions:
                               none_means="sespect_eval_<split>.json in the current folder")
     predictions: Path | None = option(None, "per-row predictions (.jsonl: sample_id, label, severity, "
                                       "probabilities) to write, the file `bench tasks --predictions` reads", type=Path,
-                                      metavar="FILE", none_means="<--out name without .json>_predictions.jsonl beside --out")
+                                      metavar="FILE", none_means="<--out without .json>_predictions.jsonl")
     batch_size: int = option(8, "slices per forward pass", minimum=1)
 
     def __post_init__(self) -> None:
