@@ -32,10 +32,14 @@ _message_printed = threading.Event()
 
 
 def report_interrupted() -> int:
-    """Print :data:`INTERRUPTED_MESSAGE` on stderr (once per process); return the exit status."""
+    """Print :data:`INTERRUPTED_MESSAGE` on stderr (once per process); return the exit status.
+
+    The line starts with a carriage return: a progress bar cut short by the interrupt leaves its
+    line unfinished (seen as "    ct-degradbench: interrupted ..."), and the message must start its
+    own line."""
     if not _message_printed.is_set():
         _message_printed.set()
-        print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
+        print("\r" + INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
     return INTERRUPTED_EXIT_STATUS
 
 
