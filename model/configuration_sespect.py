@@ -175,7 +175,7 @@ class SeSpeCTConfig(PreTrainedConfig):
         ensemble_size (`int`, *optional*, defaults to 1):
             Trainable stages averaged (probabilities and severities) over one shared frozen stage:
             ``SeSpeCTForDegradationEstimation`` holds ``ensemble_size - 1`` further members,
-            trained one at a time with different seeds (``train --ensemble``).
+            trained one at a time with different seeds or data (``train --ensemble``, ``train --merge``).
         clean_label (`str`, *optional*, defaults to `"clean"`):
             Name of the "no added degradation" class when ``id2label`` holds it: ``predict``
             reports a severity only for the other classes.

@@ -273,8 +273,11 @@ def rows_key(*columns) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=True, log=print) -> dict:
-    """Splits and frozen arrays of the physical-grid model (``backbone="none"``).
+def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=True, log=print,
+                      with_train: bool = True) -> dict:
+    """Splits and frozen arrays of the physical-grid model (``backbone="none"``); with
+    ``with_train`` False (measuring trained models only) the train split keeps its rows as loaded
+    and gets no arrays.
 
     Train: every degraded row in ``GRID_VIEWS["degraded"]`` views and the clean rows (each
     reference slice as stored and its clean FBP, the simulator's reconstruction without added
@@ -313,6 +316,8 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
             clean_eval[name] = grid_arrays(full, _Column(refs, "reference"), ref_spacing, views=1, seed=2,
                                            key=ref_key, cache_dir=cache_dir, desc=f"grid {name} clean",
                                            progress=progress)
+            continue
+        if not with_train:
             continue
         fbp, ref_row = _Column(refs, "clean_fbp"), {rid: k for k, rid in enumerate(ref_ids)}
         pairs = _Rows(fbp, [ref_row[rid] for rid in split.reference_ids])
@@ -524,18 +529,11 @@ def ensemble_members(model) -> list:
     each, in member order: the inverse of :func:`assemble_ensemble`."""
     from ctdegradbench.model import SeSpeCTForDegradationEstimation
 
-    size = getattr(model.config, "ensemble_size", 1)
     config = copy.deepcopy(model.config)
     config.ensemble_size = 1
-    state, singles = model.state_dict(), []
-    for k in range(size):
-        prefix = "" if k == 0 else f"members.{k - 1}."
-        own = {key[len(prefix):]: value for key, value in state.items()
-               if key.startswith(prefix) and (k > 0 or not key.startswith("members."))}
-        single = SeSpeCTForDegradationEstimation(config)
-        single.load_state_dict(own)
-        singles.append(single.eval())
-    return singles
+    first = SeSpeCTForDegradationEstimation(config)
+    first.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("members.")})
+    return [first.eval(), *(copy.deepcopy(member).eval() for member in getattr(model, "members", []))]
 
 
 # config fields that may differ between checkpoints merged into one ensemble
@@ -592,8 +590,8 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
     epochs_kept = [epoch for r in merged_from for epoch in r["best_epochs"]]
     log(f"merging {len(seeds)} members of {len(runs)} checkpoints")
     first = runs[0][1].config
-    prepared = prepare_data(dataset_dirs, backbone="none", overrides={k: getattr(first, k) for k in FROZEN_FIELDS},
-                            cache_dir=cache_dir, progress=progress, log=log)
+    prepared = prepare_grid_data(dataset_dirs, overrides={k: getattr(first, k) for k in FROZEN_FIELDS},
+                                 cache_dir=cache_dir, progress=progress, log=log, with_train=False)
     model = assemble_ensemble([single for _, m, _ in runs for single in ensemble_members(m)])
     validation, _ = split_metrics(model, prepared, "validation")
     validation["member_best_epochs"] = epochs_kept

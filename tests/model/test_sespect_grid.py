@@ -255,6 +255,7 @@ def test_train_merge_puts_the_members_of_two_runs_into_one_checkpoint(tiny_datas
     result = merge_checkpoints(runs, [tiny_dataset], tmp_path / "merged", cache_dir=tmp_path / "cache",
                                command="merge a b", **quiet)
     assert result.model.config.ensemble_size == 3
+    assert result.split_sizes["train"]["rows"] == 3 * 10 * 4      # measured only: no training views computed
     batch, _ = batch_from_arrays(prepared["arrays"]["test"], np.arange(8))
     with torch.no_grad():
         a, b = (load_model(run)(frozen=batch).probabilities for run in runs)
