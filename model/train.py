@@ -307,8 +307,10 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
     arrays, clean_eval = {}, {}
     for name, split in splits.items():
         refs, ref_spacing, ref_patients, ref_ids = _clean_rows(dataset_dirs, name)
-        ref_key = f"{name}-references-{rows_key(ref_ids)}"
         made = [split.provenance] if split.provenance else []
+        # the clean FBP of a reference is the simulator's too: keyed by the build's simulator versions
+        versions = sorted({row.split("/")[0] for row in split.provenance or []})
+        ref_key = f"{name}-references-{rows_key(ref_ids)}" + "".join(f"-{v}" for v in versions)
         deg_key = f"{name}-degraded-{rows_key(split.reference_ids, split.settings, split.levels, *made)}"
         if name != "train":
             arrays[name] = grid_arrays(full, _Column(split.dataset, "image"), split.spacings, views=1, seed=1,

@@ -53,10 +53,11 @@ def synthetic_hu(label: int, level: int, rng: np.random.Generator, size: int = I
     return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
 
 
-def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0, settings=None, row_seed=0):
+def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0, settings=None, row_seed=0,
+                       simulator_version="test"):
     """An exported-style folder (README configs + Parquet) with configs ``all`` and ``references``
     (``all`` holds ``settings``, default every setting, the opt-in S6 included; ``row_seed`` is
-    every row's simulator seed column)."""
+    every row's simulator seed column, ``simulator_version`` its simulator version)."""
     import datasets
 
     from ctdegradbench.builder.dataset.features import preview_png, reference_features, sample_features
@@ -86,7 +87,7 @@ def write_tiny_dataset(folder, n_patients=(3, 2, 2), per_class_levels=1, seed=0,
                             "bbox": [], "components": [], "seed": row_seed, "pixel_spacing_mm": 1.0,
                             "geometry": {"image_size": IMAGE_SIZE, "pixel_spacing_mm": 1.0, "n_views": 90,
                                          "n_detectors": 91},
-                            "fbp_filter": "ramp", "simulator_version": "test", "reference_kernel": None,
+                            "fbp_filter": "ramp", "simulator_version": simulator_version, "reference_kernel": None,
                             "reference_slice_thickness_mm": None, "reference_noise_sd_hu": None, "metadata": {}})
         for config, rows, features in (("all", samples, sample_features(IMAGE_SIZE)),
                                        ("references", refs, reference_features(IMAGE_SIZE))):

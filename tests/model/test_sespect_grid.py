@@ -172,14 +172,16 @@ def test_grid_training_adds_clean_rows_and_ships_the_processor(tiny_dataset, tmp
 
 def test_grid_feature_cache_is_not_reused_for_rows_of_another_seed(tmp_path):
     """Two exports with the same reference ids, settings and levels but rows simulated with other
-    seeds: the second gets its own cached features, not the first's."""
+    seeds: the second gets its own cached features, not the first's; another simulator version
+    also gets its own features of the references (their clean FBP is the simulator's)."""
     from ctdegradbench.model.train import prepare_data
     from .conftest import write_tiny_dataset
 
     cache = tmp_path / "cache"
 
-    def grid_folders(row_seed):
-        data = write_tiny_dataset(tmp_path / f"bench-{row_seed}", n_patients=(2, 1, 1), row_seed=row_seed)
+    def grid_folders(row_seed, version="test"):
+        data = write_tiny_dataset(tmp_path / f"bench-{row_seed}-{version}", n_patients=(2, 1, 1), row_seed=row_seed,
+                                  simulator_version=version)
         prepare_data([data], backbone="none", overrides=GRID_TINY, cache_dir=cache, progress=False,
                      log=lambda *_: None)
         return {p.name for p in cache.glob("grid-*")}
@@ -188,6 +190,8 @@ def test_grid_feature_cache_is_not_reused_for_rows_of_another_seed(tmp_path):
     assert grid_folders(0) == first                     # the same rows again: found in the cache
     second = grid_folders(1)
     assert len(second - first) == 3                     # train, validation, test degraded rows recomputed
+    third = grid_folders(0, version="other")
+    assert len(third - second) == 3 + 4                 # and every reference view: train x 2, validation, test
 
 
 def test_self_contained_air_is_the_kernels_air():
