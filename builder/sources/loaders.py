@@ -24,6 +24,8 @@ Every slice goes through the same steps, in this order:
 5. **Selection** within each series: every ``stride``-th slice (counted from the inferior end),
    then slices whose body fraction (pixels above ``BODY_HU`` = -500 HU) is below
    ``min_body_fraction`` are dropped, then at most ``max_slices`` evenly spaced slices are kept.
+   Before it, ``truncation`` (``builder.sources.truncation``) and, with ``max_metal_area_mm2``,
+   slices holding more metal-like area than that (:func:`metal_area_mm2`) are skipped.
 6. **Resampling** (only when ``image_size`` is given and differs): bilinear
    (``skimage.transform.resize``, order 1, anti-aliased when shrinking, range preserved) to
    ``image_size`` x ``image_size``; the pixel spacing is multiplied by old size / new size.
@@ -58,7 +60,7 @@ from scipy import ndimage
 from ctdegradbench.builder.sources import dicom_io
 from ctdegradbench.builder.sources import nifti_io
 from ctdegradbench.core.errors import InputError, InputNotFoundError, OptionError
-from ctdegradbench.core.hu import AIR_HU, PREVIEW_WINDOW_HU
+from ctdegradbench.core.hu import AIR_HU, METAL_HU, PREVIEW_WINDOW_HU
 from ctdegradbench.builder.sources.options import MIN_IMAGE_PX, SourceOptions
 from ctdegradbench.builder.sources.reference import ReferenceSlice
 from ctdegradbench.builder.sources.truncation import apply_truncation_mode
@@ -270,6 +272,14 @@ def resample_square(hu: np.ndarray, pixel_spacing_mm: float, image_size: int) ->
     return out, float(pixel_spacing_mm) * size / image_size
 
 
+def metal_area_mm2(hu: np.ndarray, pixel_spacing_mm: float) -> float:
+    """Area (mm^2) of the pixels above ``METAL_HU`` in a slice of square ``pixel_spacing_mm`` pixels:
+    metal already in the patient, or iodine contrast or a truncation rim at the top of the stored
+    scale. A reference holding as much of it as a simulated implant shows metal artifacts of its
+    own under every label (``SourceOptions.max_metal_area_mm2``)."""
+    return float(np.count_nonzero(hu > METAL_HU)) * float(pixel_spacing_mm) ** 2
+
+
 def body_fraction(hu: np.ndarray) -> float:
     """Fraction of pixels above ``BODY_HU`` (-500 HU): body, table and bone, not air or padding."""
     return float(np.count_nonzero(hu > BODY_HU)) / hu.size
@@ -368,8 +378,9 @@ def _finish(square: np.ndarray, cand: _Candidate, source: str, image_size: int |
 
 def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_body_fraction: float,
                    max_slices: int | None, image_size: int | None, log: _SkipLog,
-                   truncation: str = "keep") -> list[ReferenceSlice]:
-    """Stride, read + check, body-fraction filter, max_slices, then finish (see the module doc)."""
+                   truncation: str = "keep", max_metal_area_mm2: float | None = None) -> list[ReferenceSlice]:
+    """Stride, read + check, truncation, metal-like area, body-fraction filter, max_slices, then
+    finish (see the module doc)."""
     on_stride = cands[::stride]
     if len(cands) > len(on_stride):
         log.add("between stride steps", f"{cands[1].where} (stride {stride})", len(cands) - len(on_stride))
@@ -390,6 +401,12 @@ def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_bod
             log.add("truncated: the body touches the field-of-view edge",
                     f"{cand.where}: {facts['border_body_fraction']:.3f} of the border in the body")
             continue
+        area = metal_area_mm2(square, float(cand.spacing_mm[0]))
+        cand.info["metal_area_mm2"] = round(area, 2)
+        if max_metal_area_mm2 is not None and area > max_metal_area_mm2:
+            log.add(f"more than {max_metal_area_mm2:g} mm^2 above {METAL_HU:g} HU (metal-like)",
+                    f"{cand.where}: {area:.1f} mm^2")
+            continue
         fraction = body_fraction(square)
         if fraction < min_body_fraction:
             log.add(f"body fraction below {min_body_fraction:g}", f"{cand.where}: {fraction:.3f}")
@@ -404,10 +421,11 @@ def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_bod
 
 
 def _check_options(stride: int, min_body_fraction: float, image_size: int | None, max_slices: int | None,
-                   truncation: str = "keep") -> None:
+                   truncation: str = "keep", max_metal_area_mm2: float | None = None) -> None:
     """The loaders' keyword arguments, checked by the one declaration (:class:`SourceOptions`)."""
     SourceOptions.check_selection(stride=stride, min_body_fraction=min_body_fraction, image_size=image_size,
-                                  max_slices=max_slices, truncation=truncation)
+                                  max_slices=max_slices, truncation=truncation,
+                                  max_metal_area_mm2=max_metal_area_mm2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,11 +539,13 @@ def _progress(items: list, what: str, unit: str):
 
 def _load_dicom_paths(paths: list[Path], root: Path | None, *, source: str, stride: int,
                       min_body_fraction: float, image_size: int | None, max_slices: int | None,
-                      log: _SkipLog, truncation: str = "keep") -> list[ReferenceSlice]:
+                      log: _SkipLog, truncation: str = "keep",
+                      max_metal_area_mm2: float | None = None) -> list[ReferenceSlice]:
     slices: list[ReferenceSlice] = []
     for cands in _progress(_dicom_candidates(paths, root, log), f"{source} (DICOM)", "series"):
         slices += _select_series(cands, source=source, stride=stride, min_body_fraction=min_body_fraction,
-                                 max_slices=max_slices, image_size=image_size, log=log, truncation=truncation)
+                                 max_slices=max_slices, image_size=image_size, log=log, truncation=truncation,
+                                 max_metal_area_mm2=max_metal_area_mm2)
     return slices
 
 
@@ -538,9 +558,9 @@ def load_dicom_files(paths, root, **options) -> SourceResult:
     as :func:`load_dicom_folder` reads them; unlike it, finding no CT is not an error (every
     file is then in ``skipped_files``, with its reason)."""
     options = {"stride": 1, "min_body_fraction": 0.0, "image_size": None, "max_slices": None,
-               "truncation": "keep", **options}
+               "truncation": "keep", "max_metal_area_mm2": None, **options}
     _check_options(options["stride"], options["min_body_fraction"], options["image_size"], options["max_slices"],
-                   options["truncation"])
+                   options["truncation"], options["max_metal_area_mm2"])
     log = _SkipLog()
     root = Path(root)
     slices = _load_dicom_paths([Path(p) for p in paths], root, source=options.pop("source", None) or root.name,
@@ -549,7 +569,8 @@ def load_dicom_files(paths, root, **options) -> SourceResult:
 
 
 def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, image_size: int | None = None,
-                      max_slices: int | None = None, source: str | None = None, truncation: str = "keep") -> SourceResult:
+                      max_slices: int | None = None, source: str | None = None, truncation: str = "keep",
+                      max_metal_area_mm2: float | None = None) -> SourceResult:
     """Load the axial CT slices of every series under a DICOM folder (searched recursively).
 
     Parameters
@@ -570,6 +591,10 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
     truncation : {"keep", "skip", "pad"}
         What to do with slices whose body touches the image border (``builder.sources.truncation``):
         record ``info["truncated"]`` and keep them (default), skip them, or pad the patient out.
+    max_metal_area_mm2 : float or None
+        Skip slices with more than this area (mm^2) above ``METAL_HU`` (:func:`metal_area_mm2`,
+        always recorded in ``info["metal_area_mm2"]``): metal already in the patient, or iodine
+        contrast / a truncation rim saturating the scale. None keeps them all.
 
     Series are grouped by SeriesInstanceUID and sorted by ImagePositionPatient projected on the
     slice normal (InstanceNumber when a position is missing); of files at the same position
@@ -577,7 +602,7 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
     images (no PixelData: SR, RTSTRUCT, DICOMDIR...), not CT, multi-frame, not greyscale or not
     axial, and duplicate positions, are counted in ``skipped``.
     """
-    _check_options(stride, min_body_fraction, image_size, max_slices, truncation)
+    _check_options(stride, min_body_fraction, image_size, max_slices, truncation, max_metal_area_mm2)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"DICOM path {path} does not exist: expected a folder of DICOM files")
@@ -588,12 +613,14 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
     log = _SkipLog()
     slices = _load_dicom_paths(files, root, source=source or root.name, stride=stride,
                                min_body_fraction=min_body_fraction, image_size=image_size,
-                               max_slices=max_slices, log=log, truncation=truncation)
+                               max_slices=max_slices, log=log, truncation=truncation,
+                               max_metal_area_mm2=max_metal_area_mm2)
     return _result(slices, log, f"DICOM {path}", path)
 
 
 def load_default_source(image_size: int | None = None, *, stride: int = 1, min_body_fraction: float = 0.0,
-                        max_slices: int | None = None, truncation: str = "keep") -> SourceResult:
+                        max_slices: int | None = None, truncation: str = "keep",
+                        max_metal_area_mm2: float | None = None) -> SourceResult:
     """The five real CT slices shipped in pydicom / pydicom-data (``DEFAULT_SOURCE_FILES``).
 
     The selection options are those of the other loaders; each default series holds one
@@ -604,12 +631,13 @@ def load_default_source(image_size: int | None = None, *, stride: int = 1, min_b
     when present, is kept as ``info["body_part_header"]``. Raises ``SourceError`` unless all five
     load (e.g. a JPEG 2000 / JPEG lossless decoder plugin is missing).
     """
-    _check_options(stride, min_body_fraction, image_size, max_slices, truncation)
+    _check_options(stride, min_body_fraction, image_size, max_slices, truncation, max_metal_area_mm2)
     log = _SkipLog()
     paths = default_source_paths()
     slices = _load_dicom_paths(paths, None, source=DEFAULT_SOURCE_NAME, stride=stride,
                                min_body_fraction=min_body_fraction, image_size=image_size,
-                               max_slices=max_slices, log=log, truncation=truncation)
+                               max_slices=max_slices, log=log, truncation=truncation,
+                               max_metal_area_mm2=max_metal_area_mm2)
     if len(slices) != len(DEFAULT_SOURCE_FILES):
         raise SourceError(f"the default reference CT gave {len(slices)} of {len(DEFAULT_SOURCE_FILES)} "
                           f"slices: {log.describe()}")
@@ -663,7 +691,8 @@ def _nifti_candidates(path: Path, root: Path, codes_given: tuple[str, str, str] 
 
 def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fraction: float = 0.0,
                image_size: int | None = None, max_slices: int | None = None, patient_id: str | None = None,
-               source: str | None = None, info: dict | None = None, truncation: str = "keep") -> SourceResult:
+               source: str | None = None, info: dict | None = None, truncation: str = "keep",
+               max_metal_area_mm2: float | None = None) -> SourceResult:
     """Load the axial slices of a NIfTI CT volume, or of every ``.nii`` / ``.nii.gz`` under a folder.
 
     Parameters
@@ -674,7 +703,7 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
         Orientation code of the stored array (see ``builder.nifti_io``), e.g. ``"LPS"`` for files
         whose array axes (x, y, z) grow towards patient left, posterior and superior while their
         affine holds the spacing only (the shared development volumes). None: from the affine.
-    stride, min_body_fraction, image_size, max_slices, truncation
+    stride, min_body_fraction, image_size, max_slices, truncation, max_metal_area_mm2
         As in ``load_dicom_folder`` (per volume).
     patient_id : str or None
         Patient id for every volume (e.g. several series of one patient); default: file stem.
@@ -686,7 +715,7 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
     Values are taken as HU. A volume without any value below -500 HU holds no air and is
     skipped as "not CT in HU"; slices with NaN / inf are skipped (counted).
     """
-    _check_options(stride, min_body_fraction, image_size, max_slices, truncation)
+    _check_options(stride, min_body_fraction, image_size, max_slices, truncation, max_metal_area_mm2)
     codes = nifti_io.parse_axes(axes) if axes is not None else None
     path = Path(path)
     if not path.exists():
@@ -707,7 +736,8 @@ def load_nifti(path, *, axes: str | None = None, stride: int = 1, min_body_fract
         cands = _nifti_candidates(file, root, codes, patient_id, dict(info or {}), log)
         slices += _select_series(cands, source=source or root.name, stride=stride,
                                  min_body_fraction=min_body_fraction, max_slices=max_slices,
-                                 image_size=image_size, log=log, truncation=truncation)
+                                 image_size=image_size, log=log, truncation=truncation,
+                                 max_metal_area_mm2=max_metal_area_mm2)
     return _result(slices, log, f"NIfTI {path}", path)
 
 

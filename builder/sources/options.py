@@ -45,6 +45,12 @@ class SourceOptions:
     truncation : {"keep", "skip", "pad"}, default "keep"
         Slices whose body touches the image border (a truncated patient): keep them (flagged
         in their metadata), skip them, or pad the patient out (see ``sources/truncation.py``).
+    max_metal_area_mm2 : float or None
+        Skip slices with more than this area (mm^2) above ``METAL_HU`` (2500 HU; the area is
+        always recorded as ``info["metal_area_mm2"]``): metal already in the patient, or iodine
+        contrast / a truncation rim at the top of the stored scale. Such a reference shows metal
+        artifacts of its own under every label; the smallest simulated implant (3 mm steel,
+        S5 L0) is 7.1 mm^2. None keeps every slice.
     """
 
     sources: tuple[str, ...] = option(
@@ -62,6 +68,11 @@ class SourceOptions:
                                     "has none", type=str, metavar="AXES", none_means="the file's affine")
     truncation: str = option("keep", "slices whose body touches the image border: keep (flagged), skip, or pad the "
                              "patient out", choices=TRUNCATION_MODES)
+    max_metal_area_mm2: float | None = option(
+        None, "skip slices with more than this area above 2500 HU (metal already in the patient, saturated contrast, "
+        "a truncation rim: metal artifacts under every label); the smallest simulated implant is 7.1 mm^2",
+        flag="--max-metal-area", type=float, minimum=0, unit=" mm^2", metavar="MM2",
+        none_means="keep every slice")
 
     def __post_init__(self) -> None:
         sources = (self.sources,) if isinstance(self.sources, (str, Path)) else tuple(self.sources)
@@ -81,12 +92,13 @@ class SourceOptions:
             object.__setattr__(self, "nifti_axes", "".join(parse_axes(self.nifti_axes)))
 
     @classmethod
-    def check_selection(cls, *, stride, min_body_fraction, image_size, max_slices, truncation="keep") -> None:
+    def check_selection(cls, *, stride, min_body_fraction, image_size, max_slices, truncation="keep",
+                        max_metal_area_mm2=None) -> None:
         """The slice-selection checks of the loaders' keyword arguments (``image_size`` may be
         ``None`` there: the stored grid); the same declarations and messages as the options."""
         probe = object.__new__(cls)
         for name, value in (("stride", stride), ("min_body_fraction", min_body_fraction), ("max_slices", max_slices),
-                            ("truncation", truncation)):
+                            ("truncation", truncation), ("max_metal_area_mm2", max_metal_area_mm2)):
             object.__setattr__(probe, name, value)
         check_int(cls, "image_size", image_size, minimum=MIN_IMAGE_PX, allow_none=True)
         object.__setattr__(probe, "image_size", MIN_IMAGE_PX)       # checked above (None allowed here)
@@ -97,4 +109,5 @@ class SourceOptions:
     def loader_options(self) -> dict:
         """Keyword arguments of :func:`~ctdegradbench.builder.sources.load_source` (all but the sources)."""
         return {"stride": self.stride, "max_slices": self.max_slices, "min_body_fraction": self.min_body_fraction,
-                "image_size": self.image_size, "nifti_axes": self.nifti_axes, "truncation": self.truncation}
+                "image_size": self.image_size, "nifti_axes": self.nifti_axes, "truncation": self.truncation,
+                "max_metal_area_mm2": self.max_metal_area_mm2}
