@@ -16,7 +16,7 @@ from ctdegradbench.core.tables import markdown_table
 from ctdegradbench.builder.dataset.options import ALL_CONFIG, REFERENCES_CONFIG
 from ctdegradbench.builder.dataset.features import SAMPLE_FIELD_DOCS, SPLITS
 from ctdegradbench.builder.core.geometry import DEFAULT_N_VIEWS
-from ctdegradbench.core.hu import AIR_HU, MU_WATER_PER_MM
+from ctdegradbench.core.hu import AIR_HU, METAL_HU, MU_WATER_PER_MM
 from ctdegradbench.builder.degradations import REGISTRY, component_fields
 from ctdegradbench.builder.simulate.mixtures import MIXTURE_RULE
 from ctdegradbench.builder.simulate.simulator import HU_RANGE, HU_STANDARD_TOP
@@ -95,7 +95,9 @@ def physics_notes(options) -> str:
               f"alias into moire far from it. Every level is in physical units (mm, photons per mm of detector), so it is the "
               f"same physics at any pixel spacing; it is calibrated for pixels of at most 1 mm on images of at "
               f"least 256 px. A reference whose body touches the image border is flagged "
-              f"(`reference_info.truncated`, `border_body_fraction`)."]
+              f"(`reference_info.truncated`, `border_body_fraction`), and each records its area above "
+              f"{METAL_HU:g} HU (`reference_info.metal_area_mm2`: metal already in the patient, saturated "
+              f"contrast, a truncation rim), which `--max-metal-area` screens."]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctdegradbench.core.errors import InputNotFoundError
+from ctdegradbench.core.hu import METAL_HU
 from ctdegradbench.core.options import check_declared, check_int, option
 from ctdegradbench.builder.sources.truncation import TRUNCATION_MODES
 
@@ -69,8 +70,8 @@ class SourceOptions:
     truncation: str = option("keep", "slices whose body touches the image border: keep (flagged), skip, or pad the "
                              "patient out", choices=TRUNCATION_MODES)
     max_metal_area_mm2: float | None = option(
-        None, "skip slices with more than this area above 2500 HU (metal already in the patient, saturated contrast, "
-        "a truncation rim: metal artifacts under every label); the smallest simulated implant is 7.1 mm^2",
+        None, f"skip slices with more than this area above {METAL_HU:g} HU (metal already in the patient, saturated "
+        "contrast, a truncation rim: metal artifacts under every label); the smallest simulated implant is 7.1 mm^2",
         flag="--max-metal-area", type=float, minimum=0, unit=" mm^2", metavar="MM2",
         none_means="keep every slice")
 
