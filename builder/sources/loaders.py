@@ -831,8 +831,10 @@ def _fmt(value, spec: str = "") -> str:
 
 
 def format_table(slices: list[ReferenceSlice]) -> str:
-    """A plain-text table: id, size, spacing, body part, kernel, kVp, slice thickness, noise SD, HU range."""
-    header = ("reference_id", "px", "mm/px", "body part", "kernel", "kVp", "thick mm", "noise SD", "HU min..max")
+    """A plain-text table: id, size, spacing, body part, kernel, kVp, slice thickness, noise SD, HU range,
+    metal-like area (mm^2 above ``METAL_HU``, what ``--max-metal-area`` screens)."""
+    header = ("reference_id", "px", "mm/px", "body part", "kernel", "kVp", "thick mm", "noise SD", "HU min..max",
+              "metal mm2")
     rows = [header]
     for s in slices:
         info = s.info
@@ -840,6 +842,7 @@ def format_table(slices: list[ReferenceSlice]) -> str:
             s.reference_id, str(s.image_size), f"{s.pixel_spacing_mm:.3f}", _fmt(info.get("body_part")),
             _fmt(info.get("kernel")), _fmt(info.get("kvp"), "g"), _fmt(info.get("slice_thickness_mm"), "g"),
             _fmt(info.get("noise_sd_hu"), ".1f"), f"{int(s.hu.min())}..{int(s.hu.max())}",
+            _fmt(info.get("metal_area_mm2"), ".1f"),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
