@@ -31,7 +31,7 @@ PNG_OFFSET_HU = -STORED_HU_MIN
 
 #: CT number (HU) above which a pixel counts as metal: no tissue reaches it (cortical bone stays
 #: below about 2000 HU); metal, and iodine contrast or a truncation rim at the top of the stored
-#: scale (3071 HU), do. The references' ``metal_area_mm2`` and SeSpeCT's native statistics use it.
+#: scale (3071 HU), do. The references' ``metal_like_area_mm2`` and SeSpeCT's native statistics use it.
 METAL_HU = 2500.0
 
 #: Soft-tissue display window (HU) of every preview: the dataset's ``preview`` PNGs, the card's

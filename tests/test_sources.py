@@ -417,7 +417,7 @@ def test_nifti_folder_stride_body_fraction_and_max_slices(tmp_path):
 def test_metal_like_area_is_recorded_and_screened(tmp_path):
     """Each slice records its area above METAL_HU (pixels x spacing^2); --max-metal-area skips the
     slices above it, counted with the limit in the reason, and keeps the others' ids."""
-    from ctdegradbench.builder.sources.loaders import format_table, metal_area_mm2
+    from ctdegradbench.builder.sources.loaders import format_table, metal_like_area_mm2
     from ctdegradbench.core.hu import METAL_HU
     from ctdegradbench.model.image_processing_sespect import METAL_HU as MODEL_METAL_HU
 
@@ -427,7 +427,7 @@ def test_metal_like_area_is_recorded_and_screened(tmp_path):
         display[k, 30:30 + side, 30:30 + side] = 3071
     path = write_nifti(tmp_path / "metal.nii.gz", display.transpose(2, 1, 0))
     pixel_mm2 = 0.8 ** 2
-    areas = [s.info["metal_area_mm2"] for s in load_nifti(path, axes="LPS").slices]
+    areas = [s.info["metal_like_area_mm2"] for s in load_nifti(path, axes="LPS").slices]
     assert areas == pytest.approx([side ** 2 * pixel_mm2 for side in sides], abs=0.01)
 
     screened = load_nifti(path, axes="LPS", max_metal_area_mm2=7.0)      # 16 px = 10.2 mm^2 and above go
@@ -435,7 +435,7 @@ def test_metal_like_area_is_recorded_and_screened(tmp_path):
     assert screened.skipped == {"more than 7 mm^2 above 2500 HU (metal-like)": 2}
     table = format_table(screened.slices).splitlines()       # `sources` shows the area per slice
     assert table[0].endswith("metal mm2") and table[3].endswith(f"{4 * pixel_mm2:.1f}")
-    assert metal_area_mm2(np.full((4, 4), METAL_HU + 1), 0.5) == pytest.approx(16 * 0.25)
+    assert metal_like_area_mm2(np.full((4, 4), METAL_HU + 1), 0.5) == pytest.approx(16 * 0.25)
     assert MODEL_METAL_HU == METAL_HU       # the checkpoint's processor holds its own copy of the threshold
     with pytest.raises(ValueError, match="--max-metal-area must be a finite number >= 0"):
         load_nifti(path, axes="LPS", max_metal_area_mm2=-1.0)

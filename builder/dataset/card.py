@@ -96,7 +96,7 @@ def physics_notes(options) -> str:
               f"same physics at any pixel spacing; it is calibrated for pixels of at most 1 mm on images of at "
               f"least 256 px. A reference whose body touches the image border is flagged "
               f"(`reference_info.truncated`, `border_body_fraction`), and each records its area above "
-              f"{METAL_HU:g} HU (`reference_info.metal_area_mm2`: metal already in the patient, saturated "
+              f"{METAL_HU:g} HU (`reference_info.metal_like_area_mm2`: metal already in the patient, saturated "
               f"contrast, a truncation rim), which `--max-metal-area` screens."]
     return "\n".join(lines)
 

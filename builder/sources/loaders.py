@@ -25,7 +25,7 @@ Every slice goes through the same steps, in this order:
    then slices whose body fraction (pixels above ``BODY_HU`` = -500 HU) is below
    ``min_body_fraction`` are dropped, then at most ``max_slices`` evenly spaced slices are kept.
    Before it, ``truncation`` (``builder.sources.truncation``) and, with ``max_metal_area_mm2``,
-   slices holding more metal-like area than that (:func:`metal_area_mm2`) are skipped.
+   slices holding more metal-like area than that (:func:`metal_like_area_mm2`) are skipped.
 6. **Resampling** (only when ``image_size`` is given and differs): bilinear
    (``skimage.transform.resize``, order 1, anti-aliased when shrinking, range preserved) to
    ``image_size`` x ``image_size``; the pixel spacing is multiplied by old size / new size.
@@ -272,7 +272,7 @@ def resample_square(hu: np.ndarray, pixel_spacing_mm: float, image_size: int) ->
     return out, float(pixel_spacing_mm) * size / image_size
 
 
-def metal_area_mm2(hu: np.ndarray, pixel_spacing_mm: float) -> float:
+def metal_like_area_mm2(hu: np.ndarray, pixel_spacing_mm: float) -> float:
     """Area (mm^2) of the pixels above ``METAL_HU`` in a slice of square ``pixel_spacing_mm`` pixels:
     metal already in the patient, or iodine contrast or a truncation rim at the top of the stored
     scale. A reference holding as much of it as a simulated implant shows metal artifacts of its
@@ -401,8 +401,8 @@ def _select_series(cands: list[_Candidate], *, source: str, stride: int, min_bod
             log.add("truncated: the body touches the field-of-view edge",
                     f"{cand.where}: {facts['border_body_fraction']:.3f} of the border in the body")
             continue
-        area = metal_area_mm2(square, float(cand.spacing_mm[0]))
-        cand.info["metal_area_mm2"] = round(area, 2)
+        area = metal_like_area_mm2(square, float(cand.spacing_mm[0]))
+        cand.info["metal_like_area_mm2"] = round(area, 2)
         if max_metal_area_mm2 is not None and area > max_metal_area_mm2:
             log.add(f"more than {max_metal_area_mm2:g} mm^2 above {METAL_HU:g} HU (metal-like)",
                     f"{cand.where}: {area:.1f} mm^2")
@@ -592,8 +592,8 @@ def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, 
         What to do with slices whose body touches the image border (``builder.sources.truncation``):
         record ``info["truncated"]`` and keep them (default), skip them, or pad the patient out.
     max_metal_area_mm2 : float or None
-        Skip slices with more than this area (mm^2) above ``METAL_HU`` (:func:`metal_area_mm2`,
-        always recorded in ``info["metal_area_mm2"]``): metal already in the patient, or iodine
+        Skip slices with more than this area (mm^2) above ``METAL_HU`` (:func:`metal_like_area_mm2`,
+        always recorded in ``info["metal_like_area_mm2"]``): metal already in the patient, or iodine
         contrast / a truncation rim saturating the scale. None keeps them all.
 
     Series are grouped by SeriesInstanceUID and sorted by ImagePositionPatient projected on the
@@ -842,7 +842,7 @@ def format_table(slices: list[ReferenceSlice]) -> str:
             s.reference_id, str(s.image_size), f"{s.pixel_spacing_mm:.3f}", _fmt(info.get("body_part")),
             _fmt(info.get("kernel")), _fmt(info.get("kvp"), "g"), _fmt(info.get("slice_thickness_mm"), "g"),
             _fmt(info.get("noise_sd_hu"), ".1f"), f"{int(s.hu.min())}..{int(s.hu.max())}",
-            _fmt(info.get("metal_area_mm2"), ".1f"),
+            _fmt(info.get("metal_like_area_mm2"), ".1f"),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

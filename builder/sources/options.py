@@ -48,7 +48,7 @@ class SourceOptions:
         in their metadata), skip them, or pad the patient out (see ``sources/truncation.py``).
     max_metal_area_mm2 : float or None
         Skip slices with more than this area (mm^2) above ``METAL_HU`` (2500 HU; the area is
-        always recorded as ``info["metal_area_mm2"]``): metal already in the patient, or iodine
+        always recorded as ``info["metal_like_area_mm2"]``): metal already in the patient, or iodine
         contrast / a truncation rim at the top of the stored scale. Such a reference shows metal
         artifacts of its own under every label; the smallest simulated implant (3 mm steel,
         S5 L0) is 7.1 mm^2. None keeps every slice.
