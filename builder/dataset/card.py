@@ -159,7 +159,7 @@ def build_facts(build, options) -> str:
     lines = [
         f"- source: {', '.join(f'`{s}`' for s in src.sources)}; image size {src.image_size}; stride {src.stride}; "
         f"max slices per series {src.max_slices}; min body fraction {src.min_body_fraction}; truncated slices: "
-        f"{src.truncation}; slices with metal-like area (above 2500 HU): "
+        f"{src.truncation}; slices with metal-like area (above {METAL_HU:g} HU): "
         + (f"skipped above {src.max_metal_area_mm2:g} mm^2" if src.max_metal_area_mm2 is not None else "kept"),
         f"- resolution rule ({rule}): pixels of at most {MAX_PIXEL_SPACING_MM:g} mm, images of at least "
         f"{CALIBRATED_IMAGE_SIZE} px",

@@ -24,8 +24,9 @@ Every slice goes through the same steps, in this order:
 5. **Selection** within each series: every ``stride``-th slice (counted from the inferior end),
    then slices whose body fraction (pixels above ``BODY_HU`` = -500 HU) is below
    ``min_body_fraction`` are dropped, then at most ``max_slices`` evenly spaced slices are kept.
-   Before it, ``truncation`` (``builder.sources.truncation``) and, with ``max_metal_area_mm2``,
-   slices holding more metal-like area than that (:func:`metal_like_area_mm2`) are skipped.
+   Between the stride and the body fraction, ``truncation`` applies (``builder.sources.truncation``)
+   and every slice records ``info["metal_like_area_mm2"]`` (:func:`metal_like_area_mm2`); with
+   ``max_metal_area_mm2``, the slices above it are skipped.
 6. **Resampling** (only when ``image_size`` is given and differs): bilinear
    (``skimage.transform.resize``, order 1, anti-aliased when shrinking, range preserved) to
    ``image_size`` x ``image_size``; the pixel spacing is multiplied by old size / new size.
