@@ -56,6 +56,16 @@ def _merged_text(facts: dict) -> str:
             + "; ".join(parts) + ".")
 
 
+def _datasets_text(facts: dict) -> str:
+    """The folders the model was trained on; for a merge (``train --merge``), also the folders it was
+    measured on, whose splits the card's tables show."""
+    text = ", ".join(f"`{Path(d).name}`" for d in facts["datasets"])
+    if facts.get("measured_on"):
+        text += ("; the members merged and measured on " + ", ".join(f"`{Path(d).name}`" for d in facts["measured_on"])
+                 + ", whose splits the tables below show")
+    return text
+
+
 def _train_minutes(facts: dict) -> str:
     """Minutes the checkpoint took: the run, or each merged run and the merge."""
     seconds = facts["seconds"]["total"] + sum(r.get("seconds") or 0.0 for r in facts.get("merged_from") or [])
@@ -180,7 +190,7 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
         "image_size": config.image_size, "spectral_size": config.spectral_size, "hf_cutoff": config.hf_cutoff,
         "fusion_dim": config.fusion_dim, "lambda_reg": config.lambda_reg, "lambda_rank": config.lambda_rank,
         "lambda_con": config.lambda_con, "rank_margin": config.rank_margin,
-        "temperature": config.contrastive_temperature, "datasets": ", ".join(f"`{Path(d).name}`" for d in facts["datasets"]),
+        "temperature": config.contrastive_temperature, "datasets": _datasets_text(facts),
         "split_table": split_table, "epochs": facts["epochs"], "best_epoch": _best_epochs(facts), "seed": _seeds(facts, config),
         "ablate": ", ".join(facts["ablate"]) or "none", "results_table": results_table, "setting_table": setting_table,
         "limitations": limitations, "grid_text": grid_text + _merged_text(facts), "real_table": real_table,

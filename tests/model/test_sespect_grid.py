@@ -270,6 +270,7 @@ def test_train_merge_puts_the_members_of_two_runs_into_one_checkpoint(tiny_datas
     assert [r["command"] for r in facts["merged_from"]] == ["train a", "train b"]
     card = (tmp_path / "merged" / "README.md").read_text()
     assert "0, 1, 7 (3 members)" in card and "`train a`, then `train b`, then `merge a b`" in card
+    assert f"merged and measured on `{tiny_dataset.name}`, whose splits the tables below show" in card
     again = merge_checkpoints([tmp_path / "merged", runs[1]], [tiny_dataset], tmp_path / "again",
                               cache_dir=tmp_path / "cache", **quiet)       # a merged checkpoint brings its runs
     facts = json.loads((tmp_path / "again" / "metrics.json").read_text())
