@@ -8,7 +8,8 @@ For every reference slice of ``DIR`` (its ``references`` config): the area above
 computed from the stored reference, so exports built before the screen existed work too), its
 source and split. Reported: how many references lie above ``--max-metal-area`` per source and per
 split, and with ``--predictions`` (per-row files of ``ct-degradbench evaluate``, e.g. one per split) each
-reference's accuracy over its rows and the accuracy of the rows of references below and above it.
+reference's accuracy over its rows, and the accuracy of the rows of references below and above it
+and per split and source.
 """
 
 from __future__ import annotations
@@ -86,11 +87,15 @@ def main(argv=None) -> int:
             if r["reference_id"] in acc:
                 correct, n = acc[r["reference_id"]]
                 r["accuracy"], r["rows"] = round(correct / n, 4), n
-        for name, group in (("below", [r for r in refs if r not in above]), ("above", above)):
+        groups = [(f"{name} the limit", group) for name, group in
+                  (("below", [r for r in refs if r not in above]), ("above", above))]
+        groups += [(f"{split} {source}", [r for r in refs if (r["split"], r["source"]) == (split, source)])
+                   for split, source in sorted({(r["split"], r["source"]) for r in refs})]
+        for name, group in groups:
             scored = [acc[r["reference_id"]] for r in group if r["reference_id"] in acc]
             correct, n = sum(c for c, _ in scored), sum(n for _, n in scored)
-            summary[f"accuracy_{name}"] = round(correct / n, 4) if n else None
-            print(f"rows of the {len(scored)} predicted references {name} the limit: "
+            summary[f"accuracy {name}"] = round(correct / n, 4) if n else None
+            print(f"rows of the {len(scored)} predicted references, {name}: "
                   + (f"accuracy {correct / n:.4f} over {n} rows" if n else "none"))
     for r in sorted(above, key=lambda r: -r["metal_like_area_mm2"]):
         print(f"  {r['metal_like_area_mm2']:8.1f} mm^2  {r['split']:10s}  "
