@@ -49,14 +49,17 @@ def train(options: TrainOptions) -> int:
 
 def predict(options: PredictOptions) -> int:
     from ctdegradbench.core.errors import InputError
-    from ctdegradbench.model.predict import (NAME_WIDTH, format_table, iter_inputs, load_model, predict_slices,
-                                             status_warning, to_json)
+    from ctdegradbench.model.predict import (NAME_WIDTH, LeftOut, format_table, iter_inputs, left_out_note,
+                                             load_model, predict_slices, status_warning, to_json)
 
     model = load_model(options.model)
-    predictions, errors = [], {}
+    predictions, errors, left_out = [], {}, {}
     for path in options.files:
         for where, slices in iter_inputs(path, nifti_axes=options.nifti_axes, png_offset=options.png_offset,
                                          pixel_spacing=options.pixel_spacing):
+            if isinstance(slices, LeftOut):
+                left_out[where] = slices.reason
+                continue
             if isinstance(slices, Exception):
                 errors[where] = str(slices)
                 print(f"ct-degradbench: error: {slices}", file=sys.stderr, flush=True)
@@ -71,7 +74,9 @@ def predict(options: PredictOptions) -> int:
                 print(format_table(ready, header=not predictions, width=NAME_WIDTH), flush=True)
             predictions += ready
     if options.json:
-        print(to_json(predictions, errors))
+        print(to_json(predictions, errors, left_out))
+    if left_out:
+        print(f"ct-degradbench: note: {left_out_note(left_out)}", file=sys.stderr)
     if errors:
         print(f"ct-degradbench: {len(predictions)} slices predicted, {len(errors)} inputs skipped", file=sys.stderr)
     warning = status_warning(predictions)

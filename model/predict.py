@@ -132,13 +132,24 @@ def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU,
             for s in result.slices]
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """A file in a folder that is no axial CT image slice (a licence, a report, a localizer, another
+    modality: :func:`~ctdegradbench.builder.sources.loaders.is_other_object`), left out with its
+    reason: a note, not an error."""
+    reason: str
+
+
 def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU, pixel_spacing: float | None = None):
-    """``(where, slices or CTDegradBenchError)`` for one input path, one pair per file as it is read.
+    """``(where, slices, LeftOut or CTDegradBenchError)`` for one input path, one pair per file as it
+    is read.
 
     A file gives its slices (:func:`read_slices`). A folder gives each of its ``.npy``, ``.png``
     and NIfTI files as the same file given alone would, then the slices of its DICOM series;
-    every other file it holds (not DICOM, a truncated DICOM, notes.txt, ...) comes as an
-    InputError naming the file and why it was skipped.
+    each other file it holds comes as a :class:`LeftOut` when it is no CT image slice at all
+    (notes.txt, LICENSE, a report, a localizer) and as an InputError naming the file and why it
+    was skipped when it is a CT slice that cannot be used (a truncated DICOM, undecodable pixels).
+    A folder that gives neither slices nor errors gives an InputError: it holds no CT.
     """
     path = Path(path)
     if not path.is_dir():
@@ -163,12 +174,18 @@ def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU, pix
         else:
             rest.append(file)
     if rest:
-        from ctdegradbench.builder.sources.loaders import load_dicom_files
+        from ctdegradbench.builder.sources.loaders import is_other_object, load_dicom_files
 
         result = load_dicom_files(rest, path)
         for reason, where in result.skipped_files:
             rel, _, detail = where.partition(": ")
-            yield str(path / rel), InputError(f"{path / rel}: skipped: {reason}" + (f" ({detail})" if detail else ""))
+            yield str(path / rel), (LeftOut(reason) if is_other_object(reason) else InputError(
+                f"{path / rel}: skipped: {reason}" + (f" ({detail})" if detail else "")))
+        if len(rest) == len(files) and not result.slices and all(
+                is_other_object(reason) for reason, _ in result.skipped_files):
+            counts = ", ".join(f"{reason}: {n}" for reason, n in result.skipped.items())
+            yield str(path), InputError(f"{path}: the folder holds no CT image slice ({counts})")
+            return
         good = []
         for s in result.slices:
             try:
@@ -365,5 +382,17 @@ def format_table(predictions: list[Prediction], top: int = 3, header: bool = Tru
     return "\n".join(lines)
 
 
-def to_json(predictions: list[Prediction], errors: dict) -> str:
-    return json.dumps({"predictions": [p.to_dict() for p in predictions], "errors": errors}, indent=1)
+def to_json(predictions: list[Prediction], errors: dict, left_out: dict) -> str:
+    """The ``--json`` document: the predictions, the inputs that failed (path -> error) and the files
+    of a folder left out as no CT image slice (path -> reason)."""
+    return json.dumps({"predictions": [p.to_dict() for p in predictions], "errors": errors, "left_out": left_out},
+                      indent=1)
+
+
+def left_out_note(left_out: dict) -> str:
+    """One line on the files left out of folders: their count by reason, with one example each."""
+    by_reason: dict[str, list[str]] = {}
+    for where, reason in left_out.items():
+        by_reason.setdefault(reason, []).append(where)
+    parts = ", ".join(f"{reason}: {len(ws)} (e.g. {ws[0]})" for reason, ws in by_reason.items())
+    return f"left out {len(left_out)} file{'s' * (len(left_out) != 1)} holding no axial CT image slice: {parts}"

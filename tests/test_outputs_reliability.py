@@ -272,10 +272,47 @@ def test_predict_reads_a_folder_like_files_and_names_what_it_skipped(tmp_path, c
     captured = capsys.readouterr()
     rows = [line.split()[0] for line in captured.out.splitlines()[1:]]
     assert "slice.npy" in rows and "slice16.png" in rows and len(rows) == 3       # + the DICOM slice
-    err = captured.err
-    for name, why in (("notes.txt", "not a DICOM file"), ("truncated.dcm", "skipped"),
-                      ("photo.png", "got PIL mode L (100 x 100 px, uint8)")):
-        assert any(name in line and why in line for line in err.splitlines()), (name, err)
+    errors = [line for line in captured.err.splitlines() if line.startswith("ct-degradbench: error:")]
+    for name, why in (("truncated.dcm", "skipped"), ("photo.png", "got PIL mode L (100 x 100 px, uint8)")):
+        assert any(name in line and why in line for line in errors), (name, captured.err)
+    assert not any("notes.txt" in line for line in errors)      # no CT slice meant: a note, below
+    assert "note: left out 1 file holding no axial CT image slice: not a DICOM file: 1 (e.g. " \
+        f"{folder / 'notes.txt'})" in captured.err
+
+
+def test_predict_leaves_out_what_a_scanner_folder_holds_beside_its_slices(tmp_path, capsys):
+    """A DICOM folder as exported: its CT slice, a licence, a report without pixels and a
+    localizer. The slice is predicted, the rest is a counted note and the exit status is 0; a folder
+    holding nothing but such files is an error naming it (exit 2)."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ct.save_as(folder / "slice.dcm")
+    report = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del report.PixelData
+    report.SOPClassUID, report.Modality = "1.2.840.10008.5.1.4.1.1.88.11", "SR"     # Basic Text SR
+    report.save_as(folder / "report.dcm")
+    localizer = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    localizer.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]       # coronal: a scout
+    localizer.save_as(folder / "scout.dcm")
+    (folder / "LICENSE").write_text("CC BY 4.0")
+    assert cli_main(["predict", "--json", str(folder)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert len(result["predictions"]) == 1 and result["errors"] == {}
+    assert result["left_out"] == {str(folder / "LICENSE"): "not a DICOM file",
+                                  str(folder / "report.dcm"): "no pixel data (non-image object)",
+                                  str(folder / "scout.dcm"): "non-axial orientation"}
+    assert "error" not in captured.err and "left out 3 files" in captured.err
+
+    empty = tmp_path / "docs"
+    empty.mkdir()
+    (empty / "LICENSE").write_text("CC BY 4.0")
+    assert cli_main(["predict", str(empty)]) == 2
+    assert f"error: {empty}: the folder holds no CT image slice (not a DICOM file: 1)" in capsys.readouterr().err
 
 
 def bad_checkpoint(tmp_path, name, edit=None, weights="copy") -> Path:

@@ -480,10 +480,13 @@ def test_corrupt_files_are_counted_or_reported(tmp_path):
     other.unlink()
     (tmp_path / "truncated_pixels.dcm").write_bytes(raw[:-3000])
     (tmp_path / "truncated_header.dcm").write_bytes(raw[:200])
+    (tmp_path / "truncated_before_pixels.dcm").write_bytes(raw[:raw.index(b"\xe0\x7f\x10\x00")])   # (7FE0,0010)
     (tmp_path / "garbage.dcm").write_bytes(b"\x00\x01not dicom" * 30)
     result = load_dicom_folder(tmp_path)
     assert len(result.slices) == 1
-    assert result.skipped == {"not a DICOM file": 1, "unreadable DICOM file": 1, "pixel data could not be decoded": 1}
+    assert result.skipped == {"not a DICOM file": 1, "unreadable DICOM file": 2, "pixel data could not be decoded": 1}
+    assert ("unreadable DICOM file", "truncated_before_pixels.dcm: a CT image without pixel data (truncated?)") \
+        in result.skipped_files
     assert "truncated_pixels.dcm: ValueError" in result.skip_examples["pixel data could not be decoded"]
 
     alone = tmp_path / "alone"

@@ -45,6 +45,7 @@ class DicomHeader:
     path: Path
     n_elements: int
     has_pixel_data: bool
+    sop_class_uid: str
     modality: str
     n_frames: int
     samples_per_pixel: int
@@ -142,6 +143,7 @@ def read_header(path: Path) -> DicomHeader:
             path=Path(path),
             n_elements=len(ds),
             has_pixel_data="PixelData" in ds,
+            sop_class_uid=_text(ds, "SOPClassUID"),
             modality=_text(ds, "Modality").upper(),
             n_frames=int(_float(ds, "NumberOfFrames") or 1),
             samples_per_pixel=int(_float(ds, "SamplesPerPixel") or 1),

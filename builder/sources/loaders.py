@@ -194,6 +194,24 @@ def default_source_paths() -> list[Path]:
 # --------------------------------------------------------------------------------------------
 
 
+NOT_DICOM = "not a DICOM file"
+NON_IMAGE = "no pixel data (non-image object)"
+NOT_GREYSCALE = "not a greyscale image"
+NON_AXIAL = "non-axial orientation"
+OTHER_MODALITY = "modality {} (not CT)"
+
+
+def is_other_object(reason: str) -> bool:
+    """Whether a DICOM folder's skip ``reason`` names a file that is no axial CT image slice at all
+    (a licence or text file, a report or presentation state, another modality, a colour screen
+    capture, a localizer), as opposed to a CT slice that could not be used (truncated, not
+    decodable, multi-frame, without pixel spacing): a folder exported from a scanner holds such
+    objects beside its slices."""
+    prefix, _, suffix = OTHER_MODALITY.partition("{}")
+    return reason in (NOT_DICOM, NON_IMAGE, NOT_GREYSCALE, NON_AXIAL) or (
+        reason.startswith(prefix) and reason.endswith(suffix))
+
+
 class _SkipLog:
     """Counts skipped files / slices by reason and keeps the first example of each reason."""
 
@@ -446,6 +464,7 @@ def _relative(path: Path, root: Path | None) -> str:
 def _dicom_candidates(paths: list[Path], root: Path | None, log: _SkipLog) -> list[list[_Candidate]]:
     """Read headers, drop non-images / non-CT / non-axial files (counted), group and sort series."""
     from pydicom.errors import InvalidDicomError
+    from pydicom.uid import CTImageStorage, EnhancedCTImageStorage
 
     series: dict[str, list[tuple[dicom_io.DicomHeader, dicom_io.DisplayTransform]]] = {}
     for path in paths:
@@ -453,7 +472,7 @@ def _dicom_candidates(paths: list[Path], root: Path | None, log: _SkipLog) -> li
         try:
             header = dicom_io.read_header(path)
         except InvalidDicomError:
-            log.add("not a DICOM file", where)
+            log.add(NOT_DICOM, where)
             continue
         except Exception as err:  # a truncated / corrupt file can fail anywhere in the parser
             log.add("unreadable DICOM file", f"{where}: {type(err).__name__}: {err}")
@@ -462,23 +481,26 @@ def _dicom_candidates(paths: list[Path], root: Path | None, log: _SkipLog) -> li
             log.add("unreadable DICOM file", f"{where}: no data elements after the file meta header")
             continue
         if not header.has_pixel_data:
-            log.add("no pixel data (non-image object)", where)
+            if header.sop_class_uid in (CTImageStorage, EnhancedCTImageStorage):     # a CT slice cut off before its pixels
+                log.add("unreadable DICOM file", f"{where}: a CT image without pixel data (truncated?)")
+            else:
+                log.add(NON_IMAGE, where)
             continue
         if header.modality != "CT":
-            log.add(f"modality {header.modality or 'missing'} (not CT)", where)
+            log.add(OTHER_MODALITY.format(header.modality or "missing"), where)
             continue
         if header.n_frames > 1:
             log.add("multi-frame image (not supported)", f"{where}: {header.n_frames} frames")
             continue
         if header.samples_per_pixel != 1:
-            log.add("not a greyscale image", f"{where}: {header.samples_per_pixel} samples per pixel")
+            log.add(NOT_GREYSCALE, f"{where}: {header.samples_per_pixel} samples per pixel")
             continue
         if header.pixel_spacing_mm is None:
             log.add("no pixel spacing", where)
             continue
         transform = dicom_io.display_transform(header.orientation)
         if transform is None:
-            log.add("non-axial orientation", f"{where}: {header.orientation}")
+            log.add(NON_AXIAL, f"{where}: {header.orientation}")
             continue
         key = header.series_uid or f"{path.parent}#{header.series_number}"
         series.setdefault(key, []).append((header, transform))
