@@ -179,6 +179,13 @@ class SeSpeCTConfig(PreTrainedConfig):
         clean_label (`str`, *optional*, defaults to `"clean"`):
             Name of the "no added degradation" class when ``id2label`` holds it: ``predict``
             reports a severity only for the other classes.
+        clean_prior (`float`, *optional*):
+            Prior probability of ``clean_label`` that the classifier's outputs assume. Training sets it:
+            each member's clean logit is shifted by ``logit(clean_prior) - logit(q)``, ``q`` the share of
+            clean entries among its training entries (post-hoc logit adjustment), so members trained on
+            one or on three realizations of a build (``q`` about 1/6 and 1/15) answer ``clean`` alike
+            and can be merged. ``None``: the outputs keep each member's training share (checkpoints
+            written before 2026-12-04).
     """
 
     model_type = "sespect"
@@ -232,6 +239,7 @@ class SeSpeCTConfig(PreTrainedConfig):
         native_statistics_count: int = 8,
         ensemble_size: int = 1,
         clean_label: str = "clean",
+        clean_prior: float | None = None,
         **kwargs,
     ):
         for key in LEGACY_KEYS[1:]:
@@ -292,6 +300,9 @@ class SeSpeCTConfig(PreTrainedConfig):
         self.native_statistics_count = int(native_statistics_count)
         self.ensemble_size = int(ensemble_size)
         self.clean_label = str(clean_label)
+        if clean_prior is not None and not 0.0 < float(clean_prior) < 1.0:
+            raise ValueError(f"clean_prior must be a probability in (0, 1) or None, got {clean_prior!r}")
+        self.clean_prior = None if clean_prior is None else float(clean_prior)
         self.max_level = int(max_level)
         self.backbone = backbone
         self.backbone_weights = backbone_weights

@@ -57,7 +57,7 @@ class TrainOptions:
     lr: float = option(DEFAULT_LR, "AdamW learning rate, cosine-decayed to 0", above=0)
     seed: int = option(0, "seed of initialisation and batch order", minimum=0)
     ensemble: int = option(1, "members trained one at a time (seeds --seed, --seed + 1, ...) and averaged in one "
-                           "checkpoint (--backbone none only; the shipped checkpoint merges two runs of 3)", minimum=1)
+                           "checkpoint (--backbone none only; the shipped checkpoint merges three runs of 3)", minimum=1)
     merge: tuple[Path, ...] = option((), "instead of training: one ensemble checkpoint holding every member of "
                                      "these checkpoints (written by train --backbone none, the same architecture), "
                                      "measured on --dataset; default: none (train)", type=Path, many=True,

@@ -36,12 +36,17 @@ from ctdegradbench.model.options import (ABLATIONS, BACKBONE_CHOICES, DEFAULT_BA
 from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
 from ctdegradbench.model.image_processing_sespect import NATIVE_STATISTICS
 
+GRID_VIEWS = {"degraded": 2, "reference": 12, "clean_fbp": 4}   # views per training row (view 0 as stored)
+# Prior probability of `clean` that every trained member's outputs assume (config.clean_prior): the share of
+# clean entries in a one-realization build, each reference's 12 + 4 clean views against its 40 degraded rows x 2
+# views (16 / 96); a three-realization build trains with 16 / 256, and its members would otherwise call
+# `clean` 2.7 times less readily (odds) than the one-realization members merged beside them.
+CLEAN_PRIOR = 1 / 6
 # The shipped physical-grid model: spectral + image branches (no ImageNet backbone), 1 mm pixels,
 # a 384 mm field of view, the native pixel spacing and native statistics as inputs, the ten classes + "clean".
 GRID_DEFAULTS = {"pixel_spacing_mm": 1.0, "image_size": 384, "texture_size": 64, "spectral_size": 64,
                  "use_spacing_input": True, "use_native_statistics": True, "spacing_range_mm": (0.4, 6.0),
-                 "native_statistics_count": len(NATIVE_STATISTICS)}
-GRID_VIEWS = {"degraded": 2, "reference": 12, "clean_fbp": 4}   # views per training row (view 0 as stored)
+                 "native_statistics_count": len(NATIVE_STATISTICS), "clean_prior": CLEAN_PRIOR}
 
 
 @dataclass
@@ -471,9 +476,14 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
             best = (score, epoch, copy.deepcopy(model.state_dict()), metrics)
     train_seconds = time.perf_counter() - t_train
     model.load_state_dict(best[2])
+    validation = best[3]
     if prepared.get("clean_eval"):
-        best[3]["clean_rate"] = next(h["val_clean_rate"] for h in history if h["epoch"] == best[1])
-    return _finish_run(model, prepared, out, dataset_dirs, validation=best[3], best_epoch=best[1], history=history,
+        validation["clean_rate"] = next(h["val_clean_rate"] for h in history if h["epoch"] == best[1])
+    if config.clean_prior is not None and config.clean_label in config.label_names:   # after the epoch choice
+        shift = adjust_clean_prior(model, train.labels)
+        log(f"clean logit {shift:+.3f}: from the training share of clean entries to the prior {config.clean_prior:.3f}")
+        validation, _ = split_metrics(model, prepared, "validation")
+    return _finish_run(model, prepared, out, dataset_dirs, validation=validation, best_epoch=best[1], history=history,
                        train_seconds=train_seconds, start=start, ablate=ablate, seed=seed, epochs=epochs,
                        command=command)
 
@@ -540,6 +550,24 @@ def ensemble_members(model) -> list:
 
 # config fields that may differ between checkpoints merged into one ensemble
 MERGE_FREE_FIELDS = ("ensemble_size", "transformers_version", "_name_or_path", "architectures")
+
+
+def adjust_clean_prior(model, labels) -> float:
+    """Post-hoc logit adjustment (Saerens et al. 2002, Menon et al. 2021) of a single model trained on
+    ``labels``: its clean logit is shifted by ``logit(p) - logit(q)``, ``p`` = ``config.clean_prior``
+    and ``q`` the share of ``clean_label`` in ``labels``, so its probabilities are those of a classifier
+    trained with the prior ``p``: the odds of ``clean`` against every other class scale by
+    ``(p / (1 - p)) / (q / (1 - q))``, the odds among the other classes stay. Returns the shift."""
+    cfg = model.config
+    q = float(np.mean(np.asarray(labels) == cfg.label_names.index(cfg.clean_label)))
+    if not 0.0 < q < 1.0:
+        raise OptionError(f"the training entries are {'all' if q else 'none'} {cfg.clean_label!r}: the clean "
+                          "prior needs both clean and degraded entries")
+    p = cfg.clean_prior
+    shift = math.log(p / (1 - p)) - math.log(q / (1 - q))
+    with torch.no_grad():
+        model.classifier.bias[cfg.label_names.index(cfg.clean_label)] += shift
+    return shift
 
 
 def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, progress=True, log=print,

@@ -282,9 +282,45 @@ def test_train_merge_puts_the_members_of_two_runs_into_one_checkpoint(tiny_datas
                   batch_size=16, cache_dir=tmp_path / "cache", **quiet)
     with pytest.raises(OptionError, match="fusion_dim"):
         merge_checkpoints([runs[0], other], [tiny_dataset], None, cache_dir=tmp_path / "cache", **quiet)
+    legacy = tmp_path / "legacy"          # a run written before the clean prior: its outputs keep its training share
+    train_sespect([tiny_dataset], legacy, backbone="none", overrides={**GRID_TINY, "clean_prior": None}, epochs=1,
+                  batch_size=16, cache_dir=tmp_path / "cache", **quiet)
+    with pytest.raises(OptionError, match="clean_prior"):
+        merge_checkpoints([runs[0], legacy], [tiny_dataset], None, cache_dir=tmp_path / "cache", **quiet)
     (runs[1] / "metrics.json").unlink()
     with pytest.raises(OptionError, match="no metrics.json"):
         merge_checkpoints(runs, [tiny_dataset], None, cache_dir=tmp_path / "cache", **quiet)
+
+
+def test_the_clean_prior_scales_the_odds_of_clean_and_keeps_the_others():
+    """Post-hoc logit adjustment: trained with a clean share q, adjusted to the prior p, the odds of
+    `clean` against each other class scale by (p / (1 - p)) / (q / (1 - q)) on any input, the odds
+    among the other classes stay, and the severity is untouched; a share of 0 or 1 is refused."""
+    from ctdegradbench.core.errors import OptionError
+    from ctdegradbench.model import SeSpeCTForDegradationEstimation
+    from ctdegradbench.model.train import CLEAN_PRIOR, adjust_clean_prior, make_config
+
+    torch.manual_seed(0)
+    model = SeSpeCTForDegradationEstimation(make_config("none", GRID_TINY)).eval()
+    clean = model.config.label_names.index(model.config.clean_label)
+    assert model.config.clean_prior == CLEAN_PRIOR
+    hu = torch.from_numpy(np.stack([disk(1.0, side_mm=64.0), disk(1.0, radius_mm=20.0, side_mm=64.0)]))
+    kwargs = dict(pixel_values=hu, pixel_spacing=torch.tensor([1.0, 1.0]),
+                  native_statistics=torch.zeros(2, len(image_processing_sespect.NATIVE_STATISTICS)))
+    with torch.no_grad():
+        before = model(**kwargs)
+    labels = np.array([clean] * 5 + [0] * 40 + [3] * 55)              # q = 0.05
+    shift = adjust_clean_prior(model, labels)
+    with torch.no_grad():
+        after = model(**kwargs)
+    odds_ratio = (CLEAN_PRIOR / (1 - CLEAN_PRIOR)) / (0.05 / 0.95)
+    assert shift == pytest.approx(np.log(odds_ratio), rel=1e-12)
+    p0, p1 = before.probabilities.double(), after.probabilities.double()
+    assert torch.allclose(p1[:, clean] / p1[:, 0], odds_ratio * p0[:, clean] / p0[:, 0], rtol=1e-4)
+    assert torch.allclose(p1[:, 3] / p1[:, 0], p0[:, 3] / p0[:, 0], rtol=1e-4)
+    assert torch.equal(after.severity, before.severity)
+    with pytest.raises(OptionError, match="none 'clean'"):
+        adjust_clean_prior(model, np.zeros(10, int))
 
 
 def test_an_ensemble_needs_the_backbone_free_model_and_an_old_config_reads_8_statistics():
