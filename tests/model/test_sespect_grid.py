@@ -321,6 +321,11 @@ def test_the_clean_prior_scales_the_odds_of_clean_and_keeps_the_others():
     assert torch.equal(after.severity, before.severity)
     with pytest.raises(OptionError, match="none 'clean'"):
         adjust_clean_prior(model, np.zeros(10, int))
+    from ctdegradbench.model import SeSpeCTConfig
+
+    assert SeSpeCTConfig().clean_prior is None          # configs written before the prior: outputs as trained
+    with pytest.raises(ValueError, match=r"clean_prior must be a probability in \(0, 1\) or None, got 1.5"):
+        SeSpeCTConfig(clean_prior=1.5)
 
 
 def test_an_ensemble_needs_the_backbone_free_model_and_an_old_config_reads_8_statistics():
