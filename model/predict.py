@@ -141,7 +141,7 @@ class LeftOut:
 
 
 def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU, pixel_spacing: float | None = None):
-    """``(where, slices, LeftOut or CTDegradBenchError)`` for one input path, one pair per file as it
+    """``(where, slices or LeftOut or CTDegradBenchError)`` for one input path, one pair per file as it
     is read.
 
     A file gives its slices (:func:`read_slices`). A folder gives each of its ``.npy``, ``.png``
