@@ -15,7 +15,6 @@ and per split and source.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -43,10 +42,10 @@ def accuracy_by_reference(files) -> dict[str, list[int]]:
     """``reference_id -> [correct, rows]`` from ``evaluate`` predictions files (sample ids are
     ``<reference_id>/<setting>/<level>/r<realization>``)."""
     from ctdegradbench.builder.simulate.settings import get_setting
+    from ctdegradbench.evaluation.tasks import read_predictions
 
     counts: dict[str, list[int]] = {}
-    for line in (line for path in files for line in Path(path).read_text().splitlines()):
-        row = json.loads(line)
+    for row in (row for path in files for row in read_predictions(path)):
         *ref, code, _level, _realization = row["sample_id"].split("/")
         tally = counts.setdefault("/".join(ref), [0, 0])
         tally[0] += row["label"] == get_setting(code).class_name
@@ -71,7 +70,8 @@ def main(argv=None) -> int:
         if args.json:
             check_file_output(args.json, "--json")
         refs = reference_areas(args.dataset)
-    except CTDegradBenchError as err:       # a folder that is no export, a file of the user's
+        acc = accuracy_by_reference(args.predictions) if args.predictions else None
+    except CTDegradBenchError as err:       # a folder that is no export, a file of the user's, bad predictions
         print(f"reference_metal_area: error: {err}", file=sys.stderr)
         return 2
     above = [r for r in refs if r["metal_like_area_mm2"] > args.max_metal_area]
@@ -81,8 +81,7 @@ def main(argv=None) -> int:
                "by_split": dict(Counter(r["split"] for r in refs))}
     print(f"{len(above)} of {len(refs)} references hold more than {args.max_metal_area:g} mm^2 of metal-like pixels; "
           f"by source {summary['above_by_source']}, by split {summary['above_by_split']} (of {summary['by_split']})")
-    if args.predictions:
-        acc = accuracy_by_reference(args.predictions)
+    if acc is not None:
         for r in refs:
             if r["reference_id"] in acc:
                 correct, n = acc[r["reference_id"]]

@@ -605,7 +605,7 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
         if differ:
             raise OptionError(f"--merge {folder}: its config differs from {runs[0][0]}'s in {differ[0]} "
                               f"({theirs.get(differ[0])!r} against {reference.get(differ[0])!r}); members of one "
-                              "ensemble need the same architecture and frozen stage")
+                              "ensemble need the same architecture, frozen stage and clean prior")
     merged_from, history = [], []
     for i, (folder, model, facts) in enumerate(runs):
         size = getattr(model.config, "ensemble_size", 1)

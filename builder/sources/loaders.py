@@ -195,6 +195,7 @@ def default_source_paths() -> list[Path]:
 
 
 NOT_DICOM = "not a DICOM file"
+UNREADABLE = "unreadable DICOM file"
 NON_IMAGE = "no pixel data (non-image object)"
 NOT_GREYSCALE = "not a greyscale image"
 NON_AXIAL = "non-axial orientation"
@@ -475,14 +476,14 @@ def _dicom_candidates(paths: list[Path], root: Path | None, log: _SkipLog) -> li
             log.add(NOT_DICOM, where)
             continue
         except Exception as err:  # a truncated / corrupt file can fail anywhere in the parser
-            log.add("unreadable DICOM file", f"{where}: {type(err).__name__}: {err}")
+            log.add(UNREADABLE, f"{where}: {type(err).__name__}: {err}")
             continue
         if header.n_elements == 0:
-            log.add("unreadable DICOM file", f"{where}: no data elements after the file meta header")
+            log.add(UNREADABLE, f"{where}: no data elements after the file meta header")
             continue
         if not header.has_pixel_data:
             if header.sop_class_uid in (CTImageStorage, EnhancedCTImageStorage):     # a CT slice cut off before its pixels
-                log.add("unreadable DICOM file", f"{where}: a CT image without pixel data (truncated?)")
+                log.add(UNREADABLE, f"{where}: a CT image without pixel data (truncated?)")
             else:
                 log.add(NON_IMAGE, where)
             continue
