@@ -99,6 +99,29 @@ def patient_resamples(patients: np.ndarray, n_boot: int, seed: int) -> list[np.n
     return [np.concatenate([rows[k] for k in rng.integers(0, len(keys), size=len(keys))]) for _ in range(n_boot)]
 
 
+def mean_with_patient_ci(values, patients, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Mean of per-row ``values`` (e.g. 1.0 for a right answer, 0.0 for a wrong one) with its
+    percentile patient-bootstrap interval (resamples as in :func:`patient_resamples`).
+
+    Returns ``{"value", "ci": [lo, hi] | None, "patients", "rows"}``; ``ci`` is None with fewer
+    than two patients or ``n_boot`` 0 (one patient says nothing about the spread between patients).
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    values = np.asarray(values, dtype=np.float64)
+    patients = np.asarray(patients)
+    if values.shape != patients.shape or values.ndim != 1 or not values.size:
+        raise ValueError(f"values and patients must be two equally long, non-empty 1-D arrays, got shapes "
+                         f"{values.shape} and {patients.shape}")
+    n_patients = len(set(patients.tolist()))
+    ci = None
+    if n_boot > 0 and n_patients > 1:
+        means = np.array([values[idx].mean() for idx in patient_resamples(patients, n_boot, seed)])
+        alpha = (1 - confidence) / 2
+        ci = [float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))]
+    return {"value": float(values.mean()), "ci": ci, "patients": n_patients, "rows": int(values.size)}
+
+
 def severity_correlation_table(scores: dict[str, np.ndarray], levels: np.ndarray, settings: np.ndarray,
                                patients: np.ndarray, n_boot: int = 1000, seed: int = 0,
                                confidence: float = 0.95) -> dict:

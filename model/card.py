@@ -14,6 +14,7 @@ from string import Template
 
 from ctdegradbench.core.paper import ARXIV_ID, CITATION
 from ctdegradbench.core.tables import markdown_table
+from ctdegradbench.model.metrics import ci_text
 
 TEMPLATE = "model_card.md"
 DATASET_ID = "ct-degradbench"
@@ -128,7 +129,15 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
     sizes = facts["split_sizes"]
     split_table = markdown_table(["split", "patients", "slices", "rows"],
                          [[s, v["patients"], v["slices"], v["rows"]] for s, v in sizes.items()])
-    results_table = markdown_table(["metric", "value"], [[name, _fmt(metrics.get(key))] for key, _, name in HEADLINE])
+    sources = metrics.get("per_source", {})
+    accuracy_ci = ci_text(metrics.get("accuracy_ci"), sum(p["patients"] for p in sources.values()),
+                           metrics.get("bootstrap"))
+    results_table = markdown_table(["metric", "value"],
+                                   [[name, _fmt(metrics.get(key)) + (accuracy_ci if key == "accuracy" else "")]
+                                    for key, _, name in HEADLINE]
+                                   + [[f"accuracy, {source}", _fmt(p["value"]) + ci_text(p["ci"], p["patients"],
+                                                                                          metrics["bootstrap"])]
+                                      for source, p in sources.items() if len(sources) > 1])
     setting_table = markdown_table(["setting", "n", "Spearman", "MAE", "RMSE", "QWK"],
                            [[k, v["n"], _fmt(v["spearman"]), _fmt(v["mae"]), _fmt(v["rmse"]), _fmt(v["qwk"])]
                             for k, v in metrics["per_setting"].items()])

@@ -5,7 +5,7 @@ table (``ct_degradbench.COMMANDS``).
     ct-degradbench train    --dataset DIR [DIR ...] --out DIR [--backbone B] [--ablate ...] [--epochs N] [--seed S]
     ct-degradbench predict  FILE [FILE ...] [--model DIR] [--json]
     ct-degradbench evaluate [--model DIR] --dataset DIR [DIR ...] [--split test] [--json] [--out FILE]
-                            [--predictions FILE]
+                            [--predictions FILE] [--bootstrap N]
 
 Heavy modules (torch, transformers, datasets) are imported inside the handlers.
 """
@@ -99,7 +99,7 @@ def evaluate(options: EvaluateOptions) -> int:
     predictions = check_file_output(options.predictions or out.with_name(f"{out.stem}_predictions.jsonl"),
                                     "--predictions")
     metrics = evaluate_checkpoint(options.model, options.dataset, options.split, batch_size=options.batch_size,
-                                  predictions_path=predictions)
+                                  predictions_path=predictions, n_boot=options.n_boot)
     write_json_output(out, metrics)
     print(json.dumps(metrics, indent=1, default=float) if options.json else format_metrics(metrics))
     print(f"metrics written to {out}, per-row predictions to {predictions}", file=sys.stderr)

@@ -6,16 +6,21 @@ import numpy as np
 
 
 def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size: int = 8, progress: bool = True,
-                        predictions_path=None) -> dict:
+                        predictions_path=None, n_boot: int = 1000) -> dict:
     """Run the checkpoint on every row of ``split`` (HU images) and return the task metrics,
     with the split's size in patients / slices / rows and the rows left out (other classes).
+
+    The accuracy comes with its 95 % patient-bootstrap interval (``accuracy_ci``, ``n_boot``
+    resamples, 0: none) and per source of the patients (``per_source``: the part of the patient
+    key before ``/``, e.g. ``ct-tcga-lung``), so a source's gap to the rest can be read against
+    the spread between patients (:func:`~ctdegradbench.evaluation.stats.mean_with_patient_ci`).
 
     The metrics carry ``kind: "evaluate"``, the model's name and the leaderboard ``tasks``
     values, so ``leaderboard show / push`` read them. With ``predictions_path`` the per-row
     predictions (``sample_id``, label, severity, probabilities) are written there as JSON lines,
     the file ``bench tasks --predictions`` reads."""
     from ctdegradbench.model.data import load_benchmark
-    from ctdegradbench.model.metrics import task_metrics
+    from ctdegradbench.model.metrics import accuracy_by_source, task_metrics
     from ctdegradbench.model.predict import load_model
 
     model = load_model(model_dir)
@@ -35,6 +40,8 @@ def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size
     metrics = task_metrics(data.labels[ok], probs[ok], data.levels[ok], severity[ok],
                            [s for s, keep in zip(data.settings, ok) if keep], cfg.label_names, cfg.max_level)
     metrics["answered_rows"], metrics["abstained"] = int(ok.sum()), abstained
+    metrics.update(accuracy_by_source(probs[ok].argmax(1) == data.labels[ok], np.asarray(data.patient_keys)[ok],
+                                      n_boot))
     metrics["split"] = {"name": split, **data.summary(), "left_out": data.left_out}
     metrics["model_facts"] = {"quality_axis_source": cfg.quality_axis_source, "backbone": cfg.backbone,
                         "branches": [n for n, on in (("semantic", cfg.use_semantic_branch),
@@ -95,15 +102,19 @@ def _run(model, dataset, column: str, spacings, batch_size: int, desc: str, prog
 
 def format_metrics(metrics: dict) -> str:
     """A short text report of :func:`evaluate_checkpoint`'s metrics."""
-    s = metrics["split"]
+    from ctdegradbench.model.metrics import ci_text
+
+    s, sources, boot = metrics["split"], metrics.get("per_source", {}), metrics.get("bootstrap")
     lines = [f"split {s['name']}: {s['patients']} patients, {s['slices']} slices, {s['rows']} rows"
              + (f" (left out: {s['left_out']})" if s["left_out"] else ""),
              *([f"the model cannot judge {s['rows'] - metrics['answered_rows']} rows ("
                 + ", ".join(f"{k}: {v}" for k, v in metrics["abstained"].items())
                 + f"); the metrics below are over the {metrics['answered_rows']} rows it answers"]
                if metrics.get("abstained") else []),
-             f"accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['macro_f1']:.3f}  micro AUC "
-             f"{metrics['micro_auc']:.3f}",
+             f"accuracy {metrics['accuracy']:.3f}{ci_text(metrics.get('accuracy_ci'), sum(p['patients'] for p in sources.values()), boot)}"
+             f"  macro F1 {metrics['macro_f1']:.3f}  micro AUC {metrics['micro_auc']:.3f}",
+             *[f"  {source}: accuracy {p['value']:.3f}{ci_text(p['ci'], p['patients'], boot)} ({p['rows']} rows)"
+               for source, p in sources.items() if len(sources) > 1],
              f"severity MAE {metrics['mae']:.3f}  RMSE {metrics['rmse']:.3f}  QWK {metrics['qwk']:.3f}  mean Spearman "
              f"single {metrics['mean_spearman_single']:.3f} / mixtures {metrics['mean_spearman_mixtures']:.3f}",
              f"{'class':<12}{'acc':>7}{'F1':>7}{'n':>6}   {'setting':<8}{'rho':>7}{'MAE':>7}{'QWK':>7}"]

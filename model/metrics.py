@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The patient bootstrap of the accuracy: seed and level of its percentile interval.
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_CONFIDENCE = 0.95
+
 
 def task_metrics(y_true, probabilities, level_true, severity, settings, label_names, max_level: int = 3) -> dict:
     """Classification and severity metrics of one set of predictions, every number from the
@@ -62,3 +66,29 @@ def task_metrics(y_true, probabilities, level_true, severity, settings, label_na
             result["per_level"][f"L{level}"] = {"accuracy": float((y_pred[m] == y_true[m]).mean()),
                                                 "mae": float(np.abs(severity[m] - level).mean()), "n": int(m.sum())}
     return result
+
+
+def accuracy_by_source(correct: np.ndarray, patient_keys: np.ndarray, n_boot: int = 1000) -> dict:
+    """The accuracy's patient-bootstrap interval over every row (``accuracy_ci``) and the accuracy
+    per source of the patients (``per_source``: source -> value, ci, patients, rows; the source is
+    the part of the patient key before ``/``), from ``correct`` (one bool per row) and the rows'
+    ``patient_keys``; the resampling (``n_boot`` resamples, 0: no intervals) is recorded under
+    ``bootstrap``. A source's gap to the rest is read against the spread between patients."""
+    from ctdegradbench.evaluation.stats import mean_with_patient_ci
+
+    sources = np.array([key.split("/", 1)[0] for key in patient_keys.tolist()])
+    overall = mean_with_patient_ci(correct, patient_keys, n_boot, BOOTSTRAP_SEED, BOOTSTRAP_CONFIDENCE)
+    return {"accuracy_ci": overall["ci"],
+            "per_source": {src: mean_with_patient_ci(correct[sources == src], patient_keys[sources == src], n_boot,
+                                                     BOOTSTRAP_SEED, BOOTSTRAP_CONFIDENCE)
+                           for src in sorted(set(sources.tolist()))},
+            "bootstrap": {"unit": "patient", "resamples": n_boot, "seed": BOOTSTRAP_SEED,
+                          "confidence": BOOTSTRAP_CONFIDENCE, "interval": "percentile"}}
+
+
+def ci_text(ci, patients: int, bootstrap: dict) -> str:
+    """`` (95% CI 0.797-0.938 over 7 patients)``: a patient-bootstrap interval as reports print it;
+    `` (1 patient, no interval)`` for one patient, empty when no interval was asked for."""
+    if ci:
+        return f" ({bootstrap['confidence']:.0%} CI {ci[0]:.3f}-{ci[1]:.3f} over {patients} patients)"
+    return " (1 patient, no interval)" if patients == 1 else ""

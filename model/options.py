@@ -109,6 +109,8 @@ class EvaluateOptions:
                                       "probabilities) to write, the file `bench tasks --predictions` reads", type=Path,
                                       metavar="FILE", none_means="<--out without .json>_predictions.jsonl")
     batch_size: int = option(8, "slices per forward pass", minimum=1)
+    n_boot: int = option(1000, "bootstrap resamples over patients for the accuracy CIs, overall and per source "
+                         "(0: no CIs)", flag="--bootstrap", minimum=0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", tuple(Path(d) for d in self.dataset))

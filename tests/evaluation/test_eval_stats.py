@@ -11,6 +11,7 @@ from scipy import stats
 from ctdegradbench.evaluation.stats import (
     correlation_matrix,
     level_table,
+    mean_with_patient_ci,
     patient_resamples,
     severity_correlation_table,
 )
@@ -71,3 +72,25 @@ def test_eval_level_table_matches_numpy():
     table = level_table(values, settings, levels)
     assert table["S1"]["0"]["mean"] == 1.5 and table["S1"]["1"]["std"] == pytest.approx(np.std([4, 8], ddof=1))
     assert table["M2"]["3"]["n"] == 1 and math.isnan(table["M2"]["3"]["std"])
+
+
+def test_eval_mean_ci_resamples_whole_patients():
+    # patient a: all right, b: all wrong, 10 rows each; a resample holds a twice, b twice or one
+    # of each, so every resampled mean is 0, 0.5 or 1 and each end is drawn a quarter of the time
+    values = np.r_[np.ones(10), np.zeros(10)]
+    patients = np.array(["a"] * 10 + ["b"] * 10)
+    got = mean_with_patient_ci(values, patients, n_boot=2000, seed=1)
+    assert got["value"] == 0.5 and got["patients"] == 2 and got["rows"] == 20
+    assert got["ci"] == [0.0, 1.0]
+    narrow = mean_with_patient_ci(values, patients, n_boot=2000, seed=1, confidence=0.4)
+    assert narrow["ci"] == [0.5, 0.5]                 # the middle 40 % of draws: the half-half ones
+
+
+def test_eval_mean_ci_needs_two_patients_and_says_so():
+    one = mean_with_patient_ci(np.array([1.0, 0.0, 1.0]), np.array(["p", "p", "p"]))
+    assert one["ci"] is None and one["value"] == pytest.approx(2 / 3)
+    assert mean_with_patient_ci(np.array([1.0, 0.0]), np.array(["p", "q"]), n_boot=0)["ci"] is None
+    with pytest.raises(ValueError, match=r"shapes \(3,\) and \(2,\)"):
+        mean_with_patient_ci(np.zeros(3), np.array(["p", "q"]))
+    with pytest.raises(ValueError, match="confidence must lie in \\(0, 1\\), got 1.5"):
+        mean_with_patient_ci(np.zeros(2), np.array(["p", "q"]), confidence=1.5)

@@ -38,6 +38,8 @@ def test_training_writes_a_complete_checkpoint(trained):
     values = {m["type"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
     assert values["accuracy"] == pytest.approx(result.metrics["accuracy"], abs=1e-4)
     assert "image prototypes" in card and "deviation" in card
+    lo, hi = result.metrics["accuracy_ci"]                            # the test patients' spread, in the table
+    assert f"| accuracy | {result.metrics['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f} over 2 patients) |" in card
     entries = yaml.safe_load((out / ".eval_results" / "ct-degradbench.yaml").read_text())
     by_task = {e["dataset"]["task_id"]: e for e in entries}
     from ctdegradbench.core.benchmark import TASKS
@@ -71,6 +73,12 @@ def test_evaluate_recomputes_the_test_metrics_from_pixels(trained, tiny_dataset)
     assert metrics["split"]["rows"] == 80 and metrics["split"]["patients"] == 2
     for key in ("accuracy", "macro_f1", "mae", "qwk"):
         assert metrics[key] == pytest.approx(result.metrics[key], abs=1e-6), key
+    # per source of the patients: rows add up, the row-weighted accuracies give the overall one
+    parts = metrics["per_source"].values()
+    assert sum(p["rows"] for p in parts) == metrics["answered_rows"]
+    assert sum(p["value"] * p["rows"] for p in parts) / metrics["answered_rows"] == pytest.approx(metrics["accuracy"])
+    lo, hi = metrics["accuracy_ci"]
+    assert 0 <= lo <= metrics["accuracy"] <= hi <= 1 and metrics["bootstrap"]["unit"] == "patient"
 
 
 def test_predict_command_reports_bad_files_and_processes_the_rest(trained, tmp_path, capsys):
