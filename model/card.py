@@ -15,6 +15,7 @@ from string import Template
 from ctdegradbench.core.paper import ARXIV_ID, CITATION
 from ctdegradbench.core.tables import markdown_table
 from ctdegradbench.model.metrics import ci_text
+from ctdegradbench.model.real_artifacts import RATES, interval_note, rate_cell
 
 TEMPLATE = "model_card.md"
 DATASET_ID = "ct-degradbench"
@@ -181,9 +182,9 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
     if facts.get("limitations"):
         limitations += " " + facts["limitations"]
     real = facts.get("real_artifacts") or []
-    names = ("metal_recall", "false_metal_rate", "clean_rate_body", "clean_rate_head_neck", "low_dose_vs_clean_auc")
-    real_table = (markdown_table(["checkpoint", *names], [[r.get("label", r["model"]), *(_fmt(r[n]) for n in names)]
+    real_table = (markdown_table(["checkpoint", *RATES], [[r.get("label", r["model"]), *(rate_cell(r, n) for n in RATES)]
                                                           for r in real])
+                  + ("\n\n" + interval_note(real[-1]) if any(r.get("intervals") for r in real) else "")
                   if real else "Not measured for this checkpoint (run `benchmarks/real_artifacts.py`).")
     region_rows = [[r.get("label", r["model"]), region, v["n"], v["answered"], _fmt(v["clean_rate"]),
                     _fmt(v["metal_rate"])] for r in real for region, v in (r.get("regions") or {}).items()]
