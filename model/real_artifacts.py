@@ -16,7 +16,8 @@ computes, over the slices the model answers (the others are counted, per status)
   (without a clean class: the predicted severity);
 - per body region (``body_part``) and group: the shares called ``clean`` and a metal class.
 
-Every rate comes with a 95 % percentile interval from a bootstrap over patients (each item of
+Every rate comes with a percentile interval (95 %,
+:data:`~ctdegradbench.model.metrics.BOOTSTRAP_CONFIDENCE`) from a bootstrap over patients (each item of
 ``labels.json``, a volume or a series, is one patient): slices of one patient share anatomy,
 scanner and artifact, so they are not independent. The AUC's resamples draw the low-dose and the
 clean patients each from their own group.
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ctdegradbench.builder.simulate.settings import METAL, SETTINGS
+from ctdegradbench.model.metrics import BOOTSTRAP_CONFIDENCE, BOOTSTRAP_SEED
 
 #: Classes whose setting holds metal (S5_metal, M3_m+n, M5_m+b+n): "called metal".
 METAL_LABELS = tuple(s.class_name for s in SETTINGS if METAL in s.components)
@@ -104,8 +106,8 @@ def real_artifact_rates(groups: np.ndarray, labels: np.ndarray, scores: np.ndarr
             "low_dose_vs_clean_auc": auc(scores[groups == "low_dose"], scores[groups == "clean_body"])}
 
 
-def rate_intervals(groups, labels, scores, patients, clean: str | None, n_boot: int = 1000, seed: int = 0,
-                   confidence: float = 0.95) -> dict:
+def rate_intervals(groups, labels, scores, patients, clean: str | None, n_boot: int = 1000,
+                   seed: int = BOOTSTRAP_SEED, confidence: float = BOOTSTRAP_CONFIDENCE) -> dict:
     """Percentile patient-bootstrap interval of each rate (``rate -> [lo, hi]`` or None): each
     resample draws, within every group, as many of its patients as it holds, with replacement,
     and takes all their answered slices; a group of one patient gives no interval to the rates
@@ -196,5 +198,5 @@ def interval_note(result: dict) -> str:
     """The sentence under a table of :func:`rate_cell` values: what the brackets are, over how many
     patients per group."""
     patients = result.get("patients") or {}
-    return ("In brackets: 95 % interval of a bootstrap over patients (" +
+    return (f"In brackets: {BOOTSTRAP_CONFIDENCE:.0%} interval of a bootstrap over patients (" +
             ", ".join(f"{group} {n}" for group, n in patients.items()) + "); none for a group of one patient.")
