@@ -71,12 +71,13 @@ def task_metrics(y_true, probabilities, level_true, severity, settings, label_na
 def accuracy_by_source(correct: np.ndarray, patient_keys: np.ndarray, n_boot: int = 1000) -> dict:
     """The accuracy's patient-bootstrap interval over every row (``accuracy_ci``) and the accuracy
     per source of the patients (``per_source``: source -> value, ci, patients, rows; the source is
-    the part of the patient key before ``/``), from ``correct`` (one bool per row) and the rows'
+    the first part of the ``source/patient`` key), from ``correct`` (one bool per row) and the rows'
     ``patient_keys``; the resampling (``n_boot`` resamples, 0: no intervals) is recorded under
     ``bootstrap``. A source's gap to the rest is read against the spread between patients."""
+    from ctdegradbench.builder.sources.reference import source_of
     from ctdegradbench.evaluation.stats import mean_with_patient_ci
 
-    sources = np.array([key.split("/", 1)[0] for key in patient_keys.tolist()])
+    sources = np.array([source_of(key) for key in patient_keys.tolist()])
     overall = mean_with_patient_ci(correct, patient_keys, n_boot, BOOTSTRAP_SEED, BOOTSTRAP_CONFIDENCE)
     return {"accuracy_ci": overall["ci"],
             "per_source": {src: mean_with_patient_ci(correct[sources == src], patient_keys[sources == src], n_boot,

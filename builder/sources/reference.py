@@ -26,6 +26,11 @@ def make_reference_id(source: str, patient_id: str, series_id: str, slice_index:
     return f"{id_part(source)}/{id_part(patient_id)}/{id_part(series_id)}/{int(slice_index):04d}"
 
 
+def source_of(patient_key: str) -> str:
+    """The source part of a ``source/patient`` key (:attr:`ReferenceSlice.patient_key`)."""
+    return patient_key.split("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class ReferenceSlice:
     """One axial reference slice on a square grid, in Hounsfield units.
