@@ -49,8 +49,8 @@ def train(options: TrainOptions) -> int:
 
 def predict(options: PredictOptions) -> int:
     from ctdegradbench.core.errors import InputError
-    from ctdegradbench.model.predict import (NAME_WIDTH, LeftOut, format_table, iter_inputs, left_out_note,
-                                             load_model, predict_slices, status_warning, to_json)
+    from ctdegradbench.model.predict import (NAME_WIDTH, LeftOut, answer_summary, format_table, iter_inputs,
+                                             left_out_note, load_model, predict_slices, status_warning, to_json)
 
     model = load_model(options.model)
     predictions, errors, left_out = [], {}, {}
@@ -75,6 +75,8 @@ def predict(options: PredictOptions) -> int:
             predictions += ready
     if options.json:
         print(to_json(predictions, errors, left_out))
+    elif len(predictions) > 1:
+        print(answer_summary(predictions))
     if left_out:
         print(f"ct-degradbench: note: {left_out_note(left_out)}", file=sys.stderr)
     if errors:

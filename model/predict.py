@@ -254,6 +254,19 @@ def predict_slices(model, slices: list[SliceInput], batch_size: int = 8) -> list
     return out
 
 
+def answer_summary(predictions: list[Prediction]) -> str:
+    """One line under the table of a folder or volume: how many slices got each answer (most
+    frequent first), and how many have none, e.g. ``77 slices: clean 76, S5_metal 1``."""
+    counts = {}
+    for p in predictions:
+        if p.status == "ok":
+            counts[p.label] = counts.get(p.label, 0) + 1
+    unanswered = len(predictions) - sum(counts.values())
+    answers = ", ".join(f"{label} {n}" for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (f"{len(predictions)} slices: {answers or 'no answer'}"
+            + (f"; {unanswered} without an answer" if unanswered and counts else ""))
+
+
 def status_warning(predictions: list[Prediction]) -> str | None:
     """One warning line counting the slices without an answer, by status (None when all are ok)."""
     counts = {}

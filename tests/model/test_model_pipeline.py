@@ -102,6 +102,21 @@ def test_predict_command_reports_bad_files_and_processes_the_rest(trained, tmp_p
     assert captured.err.count("error:") == 2
     for p in report["predictions"]:
         assert 0.0 <= p["severity"] <= 3.0 and sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    # the table ends with the count of each answer
+    assert main(["predict", str(tmp_path / "slice.npy"), str(tmp_path / "slice.png"), "--model", str(out)]) == 0
+    labels = sorted(p["label"] for p in report["predictions"])
+    expected = (f"2 slices: {labels[0]} 2" if labels[0] == labels[1] else f"2 slices: {labels[0]} 1, {labels[1]} 1")
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == expected
+
+
+def test_answer_summary_counts_answers_and_slices_without_one():
+    from ctdegradbench.model.predict import Prediction, answer_summary
+
+    ok = [Prediction(f"s{k}", label, None, None) for k, label in enumerate(["clean", "S1_noise", "clean"])]
+    none = Prediction("air", None, None, None, status="no_body")
+    assert answer_summary(ok) == "3 slices: clean 2, S1_noise 1"
+    assert answer_summary([*ok, none]) == "4 slices: clean 2, S1_noise 1; 1 without an answer"
+    assert answer_summary([none, none]) == "2 slices: no answer"
 
 
 def test_png_offset_convention(tmp_path):
