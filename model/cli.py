@@ -75,8 +75,8 @@ def predict(options: PredictOptions) -> int:
             predictions += ready
     if options.json:
         print(to_json(predictions, errors, left_out))
-    elif len(predictions) > 1:
-        print(answer_summary(predictions))
+    elif len(predictions) > 1:     # on stderr, like the notes: stdout stays one table row per slice
+        print(f"ct-degradbench: {answer_summary(predictions)}", file=sys.stderr)
     if left_out:
         print(f"ct-degradbench: note: {left_out_note(left_out)}", file=sys.stderr)
     if errors:

@@ -135,7 +135,7 @@ def read_slices(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU,
 @dataclass(frozen=True)
 class LeftOut:
     """A file in a folder that is no axial CT image slice (a licence, a report, a localizer, another
-    modality: :func:`~ctdegradbench.builder.sources.loaders.is_other_object`), left out with its
+    modality: :meth:`~ctdegradbench.builder.sources.loaders.SourceResult.is_other_object`), left out with its
     reason: a note, not an error."""
     reason: str
 
@@ -174,15 +174,15 @@ def iter_inputs(path, *, nifti_axes=None, png_offset: float = PNG_OFFSET_HU, pix
         else:
             rest.append(file)
     if rest:
-        from ctdegradbench.builder.sources.loaders import is_other_object, load_dicom_files
+        from ctdegradbench.builder.sources.loaders import load_dicom_files
 
         result = load_dicom_files(rest, path)
         for reason, where in result.skipped_files:
             rel, _, detail = where.partition(": ")
-            yield str(path / rel), (LeftOut(reason) if is_other_object(reason) else InputError(
+            yield str(path / rel), (LeftOut(reason) if result.is_other_object(reason) else InputError(
                 f"{path / rel}: skipped: {reason}" + (f" ({detail})" if detail else "")))
         if len(rest) == len(files) and not result.slices and all(
-                is_other_object(reason) for reason, _ in result.skipped_files):
+                result.is_other_object(reason) for reason, _ in result.skipped_files):
             counts = ", ".join(f"{reason}: {n}" for reason, n in result.skipped.items())
             yield str(path), InputError(f"{path}: the folder holds no CT image slice ({counts})")
             return

@@ -194,39 +194,32 @@ def default_source_paths() -> list[Path]:
 # --------------------------------------------------------------------------------------------
 
 
-NOT_DICOM = "not a DICOM file"
 UNREADABLE = "unreadable DICOM file"
-NON_IMAGE = "no pixel data (non-image object)"
-NOT_GREYSCALE = "not a greyscale image"
-NON_AXIAL = "non-axial orientation"
-OTHER_MODALITY = "modality {} (not CT)"
-
-
-def is_other_object(reason: str) -> bool:
-    """Whether a DICOM folder's skip ``reason`` names a file that is no axial CT image slice at all
-    (a licence or text file, a report or presentation state, another modality, a colour screen
-    capture, a localizer), as opposed to a CT slice that could not be used (truncated, not
-    decodable, multi-frame, without pixel spacing): a folder exported from a scanner holds such
-    objects beside its slices."""
-    prefix, _, suffix = OTHER_MODALITY.partition("{}")
-    return reason in (NOT_DICOM, NON_IMAGE, NOT_GREYSCALE, NON_AXIAL) or (
-        reason.startswith(prefix) and reason.endswith(suffix))
 
 
 class _SkipLog:
-    """Counts skipped files / slices by reason and keeps the first example of each reason."""
+    """Counts skipped files / slices by reason and keeps the first example of each reason.
+
+    A skip with ``other_object`` names a file that is no axial CT image slice at all (a licence
+    or text file, a report or presentation state, another modality, a colour screen capture, a
+    localizer), as opposed to a CT slice that could not be used (truncated, not decodable,
+    multi-frame, without pixel spacing): a folder exported from a scanner holds such objects
+    beside its slices. Their reasons are collected in ``other_objects``."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.examples: dict[str, str] = {}
         self.items: list[tuple[str, str]] = []       # (reason, where) of every skip
+        self.other_objects: set[str] = set()
 
-    def add(self, reason: str, where: str, count: int = 1) -> None:
+    def add(self, reason: str, where: str, count: int = 1, other_object: bool = False) -> None:
         if count <= 0:
             return
         self.counts[reason] = self.counts.get(reason, 0) + count
         self.examples.setdefault(reason, where)
         self.items.append((reason, where))
+        if other_object:
+            self.other_objects.add(reason)
 
     def describe(self) -> str:
         if not self.counts:
@@ -243,6 +236,17 @@ class SourceResult:
     skip_examples: dict[str, str] = field(default_factory=dict)
     description: str = ""
     skipped_files: list[tuple[str, str]] = field(default_factory=list)   # (reason, where) of every skip
+    other_objects: frozenset[str] = frozenset()   # the reasons that name no CT image slice at all (_SkipLog)
+
+    @classmethod
+    def from_log(cls, slices: list[ReferenceSlice], log: _SkipLog, description: str) -> "SourceResult":
+        return cls(slices, dict(log.counts), dict(log.examples), description, list(log.items),
+                   frozenset(log.other_objects))
+
+    def is_other_object(self, reason: str) -> bool:
+        """Whether files skipped for ``reason`` hold no axial CT image slice at all (a licence, a
+        report, a localizer, another modality), not a CT slice that could not be used."""
+        return reason in self.other_objects
 
     def summary(self) -> str:
         """One line: how many slices, patients and series, and the skip counts."""
@@ -256,7 +260,7 @@ class SourceResult:
 def _result(slices: list[ReferenceSlice], log: _SkipLog, description: str, where: Path | str) -> SourceResult:
     if not slices:
         raise SourceError(f"no CT found in {where}: {log.describe()}")
-    return SourceResult(slices, dict(log.counts), dict(log.examples), description, list(log.items))
+    return SourceResult.from_log(slices, log, description)
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,7 +477,7 @@ def _dicom_candidates(paths: list[Path], root: Path | None, log: _SkipLog) -> li
         try:
             header = dicom_io.read_header(path)
         except InvalidDicomError:
-            log.add(NOT_DICOM, where)
+            log.add("not a DICOM file", where, other_object=True)
             continue
         except Exception as err:  # a truncated / corrupt file can fail anywhere in the parser
             log.add(UNREADABLE, f"{where}: {type(err).__name__}: {err}")
@@ -485,23 +489,23 @@ def _dicom_candidates(paths: list[Path], root: Path | None, log: _SkipLog) -> li
             if header.sop_class_uid in (CTImageStorage, EnhancedCTImageStorage):     # a CT slice cut off before its pixels
                 log.add(UNREADABLE, f"{where}: a CT image without pixel data (truncated?)")
             else:
-                log.add(NON_IMAGE, where)
+                log.add("no pixel data (non-image object)", where, other_object=True)
             continue
         if header.modality != "CT":
-            log.add(OTHER_MODALITY.format(header.modality or "missing"), where)
+            log.add(f"modality {header.modality or 'missing'} (not CT)", where, other_object=True)
             continue
         if header.n_frames > 1:
             log.add("multi-frame image (not supported)", f"{where}: {header.n_frames} frames")
             continue
         if header.samples_per_pixel != 1:
-            log.add(NOT_GREYSCALE, f"{where}: {header.samples_per_pixel} samples per pixel")
+            log.add("not a greyscale image", f"{where}: {header.samples_per_pixel} samples per pixel", other_object=True)
             continue
         if header.pixel_spacing_mm is None:
             log.add("no pixel spacing", where)
             continue
         transform = dicom_io.display_transform(header.orientation)
         if transform is None:
-            log.add(NON_AXIAL, f"{where}: {header.orientation}")
+            log.add("non-axial orientation", f"{where}: {header.orientation}", other_object=True)
             continue
         key = header.series_uid or f"{path.parent}#{header.series_number}"
         series.setdefault(key, []).append((header, transform))
@@ -589,7 +593,7 @@ def load_dicom_files(paths, root, **options) -> SourceResult:
     root = Path(root)
     slices = _load_dicom_paths([Path(p) for p in paths], root, source=options.pop("source", None) or root.name,
                                log=log, **options)
-    return SourceResult(slices, dict(log.counts), dict(log.examples), f"DICOM {root}", list(log.items))
+    return SourceResult.from_log(slices, log, f"DICOM {root}")
 
 
 def load_dicom_folder(path, *, stride: int = 1, min_body_fraction: float = 0.0, image_size: int | None = None,
@@ -835,7 +839,8 @@ def load_sources(options) -> SourceResult:
             skipped[reason] = skipped.get(reason, 0) + count
             examples.setdefault(reason, result.skip_examples.get(reason, ""))
     return SourceResult([s for r in results for s in r.slices], skipped, examples,
-                        " + ".join(r.description for r in results))
+                        " + ".join(r.description for r in results), [item for r in results for item in r.skipped_files],
+                        frozenset().union(*(r.other_objects for r in results)))
 
 
 def provenance(ref: ReferenceSlice) -> dict:
