@@ -2,7 +2,7 @@
 never used for training), one or more checkpoints side by side.
 
     python benchmarks/real_artifacts.py [--data ../shared/ct-real-artifacts] [--model DIR ...]
-        [--max-clean-per-volume 12] [--json out.json] [--threads 2]
+        [--labels NAME ...] [--max-clean-per-volume 12] [--json out.json] [--threads 2] [--update-card DIR]
 
 Reads ``labels.json`` and reports, per checkpoint (default: the shipped one), the rates of
 :mod:`ctdegradbench.model.real_artifacts` (metal recall, false-metal rate, clean rates, low-dose vs
