@@ -14,7 +14,7 @@ from string import Template
 
 from ctdegradbench.core.paper import ARXIV_ID, CITATION
 from ctdegradbench.core.tables import markdown_table
-from ctdegradbench.model.metrics import ci_text
+from ctdegradbench.model.metrics import accuracy_ci_text, ci_text
 from ctdegradbench.model.real_artifacts import RATES, interval_note, rate_cell
 
 TEMPLATE = "model_card.md"
@@ -131,8 +131,7 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
     split_table = markdown_table(["split", "patients", "slices", "rows"],
                          [[s, v["patients"], v["slices"], v["rows"]] for s, v in sizes.items()])
     sources = metrics.get("per_source", {})
-    accuracy_ci = ci_text(metrics.get("accuracy_ci"), sum(p["patients"] for p in sources.values()),
-                           metrics.get("bootstrap"))
+    accuracy_ci = accuracy_ci_text(metrics)
     results_table = markdown_table(["metric", "value"],
                                    [[name, _fmt(metrics.get(key)) + (accuracy_ci if key == "accuracy" else "")]
                                     for key, _, name in HEADLINE]

@@ -102,17 +102,16 @@ def _run(model, dataset, column: str, spacings, batch_size: int, desc: str, prog
 
 def format_metrics(metrics: dict) -> str:
     """A short text report of :func:`evaluate_checkpoint`'s metrics."""
-    from ctdegradbench.model.metrics import ci_text
+    from ctdegradbench.model.metrics import accuracy_ci_text, ci_text
 
     s, sources, boot = metrics["split"], metrics.get("per_source", {}), metrics.get("bootstrap")
-    patients = sum(p["patients"] for p in sources.values())      # of the answered rows
     lines = [f"split {s['name']}: {s['patients']} patients, {s['slices']} slices, {s['rows']} rows"
              + (f" (left out: {s['left_out']})" if s["left_out"] else ""),
              *([f"the model cannot judge {s['rows'] - metrics['answered_rows']} rows ("
                 + ", ".join(f"{k}: {v}" for k, v in metrics["abstained"].items())
                 + f"); the metrics below are over the {metrics['answered_rows']} rows it answers"]
                if metrics.get("abstained") else []),
-             f"accuracy {metrics['accuracy']:.3f}{ci_text(metrics.get('accuracy_ci'), patients, boot)}"
+             f"accuracy {metrics['accuracy']:.3f}{accuracy_ci_text(metrics)}"
              f"  macro F1 {metrics['macro_f1']:.3f}  micro AUC {metrics['micro_auc']:.3f}",
              *[f"  {source}: accuracy {p['value']:.3f}{ci_text(p['ci'], p['patients'], boot)} ({p['rows']} rows)"
                for source, p in sources.items() if len(sources) > 1],

@@ -87,6 +87,13 @@ def accuracy_by_source(correct: np.ndarray, patient_keys: np.ndarray, n_boot: in
                           "confidence": BOOTSTRAP_CONFIDENCE, "interval": "percentile"}}
 
 
+def accuracy_ci_text(metrics: dict) -> str:
+    """:func:`ci_text` of the overall accuracy of :func:`accuracy_by_source`'s ``metrics`` (over the
+    patients of every source)."""
+    sources = metrics.get("per_source", {})
+    return ci_text(metrics.get("accuracy_ci"), sum(p["patients"] for p in sources.values()), metrics.get("bootstrap"))
+
+
 def ci_text(ci, patients: int, bootstrap: dict) -> str:
     """`` (95% CI 0.797-0.938 over 7 patients)``: a patient-bootstrap interval as reports print it;
     `` (1 patient, no interval)`` for one patient, empty when no interval was asked for."""
