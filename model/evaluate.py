@@ -20,7 +20,7 @@ def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size
     predictions (``sample_id``, label, severity, probabilities) are written there as JSON lines,
     the file ``bench tasks --predictions`` reads."""
     from ctdegradbench.model.data import load_benchmark
-    from ctdegradbench.model.metrics import accuracy_by_source, task_metrics
+    from ctdegradbench.model.metrics import add_accuracy_intervals, task_metrics
     from ctdegradbench.model.predict import load_model
 
     model = load_model(model_dir)
@@ -40,8 +40,8 @@ def evaluate_checkpoint(model_dir, dataset_dirs, split: str = "test", batch_size
     metrics = task_metrics(data.labels[ok], probs[ok], data.levels[ok], severity[ok],
                            [s for s, keep in zip(data.settings, ok) if keep], cfg.label_names, cfg.max_level)
     metrics["answered_rows"], metrics["abstained"] = int(ok.sum()), abstained
-    metrics.update(accuracy_by_source(probs[ok].argmax(1) == data.labels[ok], np.asarray(data.patient_keys)[ok],
-                                      n_boot))
+    add_accuracy_intervals(metrics, data.labels[ok], probs[ok], cfg.label_names, np.asarray(data.patient_keys)[ok],
+                           n_boot)
     metrics["split"] = {"name": split, **data.summary(), "left_out": data.left_out}
     metrics["model_facts"] = {"quality_axis_source": cfg.quality_axis_source, "backbone": cfg.backbone,
                         "branches": [n for n, on in (("semantic", cfg.use_semantic_branch),
@@ -100,9 +100,28 @@ def _run(model, dataset, column: str, spacings, batch_size: int, desc: str, prog
     return run_batches(model, batches, total=len(starts), desc=desc, progress=progress)
 
 
+def _ten_class_lines(ten: dict | None, boot: dict | None) -> list[str]:
+    """The report lines of the paper's ten-class task (``clean`` left out of the answers), if scored."""
+    from ctdegradbench.model.metrics import accuracy_ci_text
+
+    if not ten:
+        return []
+    return [f"ten classes (the paper's task: 'clean' left out of the answers): accuracy {ten['accuracy']:.3f}"
+            f"{accuracy_ci_text(ten)}  macro F1 {ten['macro_f1']:.3f}  micro AUC {ten['micro_auc']:.3f}",
+            *_source_lines(ten.get("per_source", {}), boot)]
+
+
+def _source_lines(sources: dict, boot: dict | None) -> list[str]:
+    """One report line per source of the patients (none for a single source): accuracy, interval, rows."""
+    from ctdegradbench.model.metrics import ci_text
+
+    return [f"  {source}: accuracy {p['value']:.3f}{ci_text(p['ci'], p['patients'], boot)} ({p['rows']} rows)"
+            for source, p in sources.items() if len(sources) > 1]
+
+
 def format_metrics(metrics: dict) -> str:
     """A short text report of :func:`evaluate_checkpoint`'s metrics."""
-    from ctdegradbench.model.metrics import accuracy_ci_text, ci_text
+    from ctdegradbench.model.metrics import accuracy_ci_text
 
     s, sources, boot = metrics["split"], metrics.get("per_source", {}), metrics.get("bootstrap")
     lines = [f"split {s['name']}: {s['patients']} patients, {s['slices']} slices, {s['rows']} rows"
@@ -113,8 +132,8 @@ def format_metrics(metrics: dict) -> str:
                if metrics.get("abstained") else []),
              f"accuracy {metrics['accuracy']:.3f}{accuracy_ci_text(metrics)}"
              f"  macro F1 {metrics['macro_f1']:.3f}  micro AUC {metrics['micro_auc']:.3f}",
-             *[f"  {source}: accuracy {p['value']:.3f}{ci_text(p['ci'], p['patients'], boot)} ({p['rows']} rows)"
-               for source, p in sources.items() if len(sources) > 1],
+             *_source_lines(sources, boot),
+             *_ten_class_lines(metrics.get("ten_class"), boot),
              f"severity MAE {metrics['mae']:.3f}  RMSE {metrics['rmse']:.3f}  QWK {metrics['qwk']:.3f}  mean Spearman "
              f"single {metrics['mean_spearman_single']:.3f} / mixtures {metrics['mean_spearman_mixtures']:.3f}",
              f"{'class':<12}{'acc':>7}{'F1':>7}{'n':>6}   {'setting':<8}{'rho':>7}{'MAE':>7}{'QWK':>7}"]

@@ -11,11 +11,18 @@ in level units on that continuous value; QWK on it rounded to the nearest level;
 rho per setting between the true levels and the continuous value (ties take average ranks;
 a constant side gives NaN, left out of the means); "mean Spearman single / mixtures" average
 the settings S1..S5 / M1..M5 present.
+
+A model with the eleventh class ``clean`` is scored twice on the rows of a degradation: as it answers
+(eleven-way; a degraded row called ``clean`` is an error) and on the paper's ten-class task
+(``ten_class``: which of the ten degradations, the class of highest probability with ``clean`` left
+out, the probabilities renormalised over the ten).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ctdegradbench.builder.simulate.settings import CLEAN_CLASS_NAME
 
 #: The patient bootstrap of the accuracy: seed and level of its percentile interval.
 BOOTSTRAP_SEED = 0
@@ -28,7 +35,9 @@ def task_metrics(y_true, probabilities, level_true, severity, settings, label_na
 
     Returns accuracy, macro_f1, micro_auc, per_class, mae, rmse, qwk, confusion_matrix,
     per_setting (code -> spearman, mae, rmse, qwk, n), mean_spearman_single / _mixtures and
-    per_level (``L0``.. -> class accuracy, level MAE, n).
+    per_level (``L0``.. -> class accuracy, level MAE, n); with a ``clean`` class in ``label_names``
+    also ``ten_class`` (accuracy, macro_f1, micro_auc and per_level accuracy of the paper's ten-class
+    task, :func:`ten_class_predictions`, over the rows of a degradation).
     """
     from ctdegradbench.evaluation import load_metric
 
@@ -65,7 +74,50 @@ def task_metrics(y_true, probabilities, level_true, severity, settings, label_na
         if m.any():
             result["per_level"][f"L{level}"] = {"accuracy": float((y_pred[m] == y_true[m]).mean()),
                                                 "mae": float(np.abs(severity[m] - level).mean()), "n": int(m.sum())}
+    if CLEAN_CLASS_NAME in label_names:
+        result["ten_class"] = _ten_class_metrics(y_true, probabilities, level_true, list(label_names))
     return result
+
+
+def ten_class_predictions(probabilities: np.ndarray, label_names) -> np.ndarray:
+    """The paper's ten-class answer of each row: the id (in ``label_names``) of the most probable class
+    other than ``clean``."""
+    probabilities = np.array(probabilities, dtype=float)
+    probabilities[:, list(label_names).index(CLEAN_CLASS_NAME)] = -np.inf
+    return probabilities.argmax(1)
+
+
+def _ten_class_metrics(y_true, probabilities, level_true, label_names: list[str]) -> dict:
+    """Accuracy, macro F1, micro AUC (probabilities renormalised over the ten classes) and accuracy per
+    level of the ten-class task on the rows whose true class is a degradation."""
+    from ctdegradbench.evaluation import load_metric
+
+    clean = label_names.index(CLEAN_CLASS_NAME)
+    rows = y_true != clean
+    ten = [i for i in range(len(label_names)) if i != clean]
+    to_ten = {old: new for new, old in enumerate(ten)}
+    scores = probabilities[rows][:, ten]
+    scores = scores / np.clip(scores.sum(1, keepdims=True), 1e-12, None)
+    predicted = ten_class_predictions(probabilities[rows], label_names)
+    clf = load_metric("ct_degradation_classification").compute(
+        predictions=[to_ten[int(p)] for p in predicted], references=[to_ten[int(t)] for t in y_true[rows]],
+        scores=scores.tolist(), num_classes=len(ten), class_names=[label_names[i] for i in ten])
+    correct, levels = predicted == y_true[rows], level_true[rows]
+    return {"accuracy": clf["accuracy"], "macro_f1": clf["macro_f1"], "micro_auc": clf["roc_auc_micro"],
+            "rows": int(rows.sum()),
+            "per_level": {f"L{level}": float(correct[levels == level].mean()) for level in sorted(set(levels.tolist()))}}
+
+
+def add_accuracy_intervals(metrics: dict, y_true, probabilities, label_names, patient_keys, n_boot: int = 1000) -> dict:
+    """:func:`accuracy_by_source` of the answers in ``probabilities`` added to ``metrics`` (from
+    :func:`task_metrics` on the same rows), and of the ten-class answers to ``metrics["ten_class"]``."""
+    y_true, patient_keys = np.asarray(y_true), np.asarray(patient_keys)
+    metrics.update(accuracy_by_source(np.asarray(probabilities).argmax(1) == y_true, patient_keys, n_boot))
+    if "ten_class" in metrics:
+        rows = y_true != list(label_names).index(CLEAN_CLASS_NAME)
+        correct = ten_class_predictions(np.asarray(probabilities)[rows], label_names) == y_true[rows]
+        metrics["ten_class"].update(accuracy_by_source(correct, patient_keys[rows], n_boot))
+    return metrics
 
 
 def accuracy_by_source(correct: np.ndarray, patient_keys: np.ndarray, n_boot: int = 1000) -> dict:

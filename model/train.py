@@ -510,13 +510,13 @@ def _finish_run(model, prepared, out, dataset_dirs, *, validation, best_epoch, h
 def split_metrics(model, prepared: dict, name: str) -> tuple[dict, dict]:
     """Task metrics of ``model`` on the prepared split ``name`` (and its clean rate, for a model with
     the ``clean`` class), and the predictions they come from."""
-    from ctdegradbench.model.metrics import accuracy_by_source, task_metrics
+    from ctdegradbench.model.metrics import add_accuracy_intervals, task_metrics
 
     split, cfg = prepared["splits"][name], model.config
     pred = predict_arrays(model, prepared["arrays"][name])
     metrics = task_metrics(split.labels, pred["probabilities"], split.levels, pred["severity"], split.settings,
                            cfg.label_names, cfg.max_level)
-    metrics.update(accuracy_by_source(pred["probabilities"].argmax(1) == split.labels, np.asarray(split.patient_keys)))
+    add_accuracy_intervals(metrics, split.labels, pred["probabilities"], cfg.label_names, split.patient_keys)
     if prepared.get("clean_eval"):
         metrics["clean_rate"] = clean_rate(model, prepared["clean_eval"][name], prepared["clean_id"])
     return metrics, pred

@@ -269,6 +269,9 @@ def test_train_merge_puts_the_members_of_two_runs_into_one_checkpoint(tiny_datas
     assert facts["member_seeds"] == [0, 1, 7]
     assert [r["command"] for r in facts["merged_from"]] == ["train a", "train b"]
     card = (tmp_path / "merged" / "README.md").read_text()
+    ten = facts["test"]["ten_class"]                      # the paper's ten-class task beside the eleven-way answer
+    assert ten["rows"] == result.split_sizes["test"]["rows"] and ten["accuracy"] >= facts["test"]["accuracy"]
+    assert f"| accuracy, ten classes | {ten['accuracy']:.3f}" in card and "`clean` left out" in card
     assert "0, 1, 7 (3 members)" in card and "`train a`, then `train b`, then `merge a b`" in card
     assert f"merged and measured on `{tiny_dataset.name}`, whose splits the tables below show" in card
     again = merge_checkpoints([tmp_path / "merged", runs[1]], [tiny_dataset], tmp_path / "again",
