@@ -1,0 +1,371 @@
+"""Experiment (issue 21): a small CNN trained end to end on full-resolution body patches, beside the
+shipped SeSpeCT checkpoint, and the two fused.
+
+    python benchmarks/sespect_patch_cnn.py --train-data DIR --test-data DIR --out NEW_DIR
+        [--real ../shared/ct-real-artifacts] [--predictions FILE] [--width 16] [--epochs 25] [--seed 0]
+        [--weight 0.5] [--device cpu]
+
+What it does, every step on the model's physical grid (``SeSpeCTImageProcessor``: 1 mm pixels,
+384 px, body-centred):
+
+1. **Inputs.** Each slice gives :data:`PATCHES` patches of :data:`PATCH_PX` x :data:`PATCH_PX` px
+   (48 mm) of body (:func:`body_patches`: the positions whose share of pixels above
+   :data:`BODY_HU` is highest, spread by farthest-point sampling from the body's centre, so the
+   same slice always gives the same patches) and the whole grid at 6 mm (64 x 64 px, anti-aliased):
+   the patches keep the noise and edge texture at full resolution, the coarse slice the global
+   layout of streaks and metal. Each is seen through three HU windows.
+2. **Training views**, drawn as SeSpeCT's own training draws them (``model.train.GRID_VIEWS``:
+   each degraded row as stored and once re-acquired at a coarser pixel or a cropped field of
+   view, ``draw_acquisition``; a view whose degradation that acquisition hid,
+   ``degradation_visible``, is labelled ``clean``; each reference 12 times and its clean FBP 4
+   times, labelled ``clean``), from the ``train`` split of ``--train-data``.
+3. **CNN** (:class:`PatchCNN`): one encoder shared by the patches (mean and max over them), one
+   for the coarse slice, an MLP to the eleven logits and a severity; cross-entropy plus SmoothL1
+   on the level, AdamW with a one-cycle schedule, random rotations by 90 degrees and flips; the
+   epoch of best ten-class accuracy on the ``validation`` split (rows as stored) is kept.
+4. **Measured**, for the shipped checkpoint, the CNN and the fused answer (geometric mean of the
+   two probabilities, the CNN's weight ``--weight``, fixed in advance, not fitted): accuracy
+   eleven-way and on the paper's ten classes on the ``test`` split of ``--test-data`` (the
+   checkpoint's probabilities from ``ct-degradbench evaluate --predictions FILE``, or computed
+   here); the real-artifact rates of ``benchmarks/real_artifacts.py`` (4 clean slices per
+   volume); and the answers on the 18 views of the invariance test (one clean slice of
+   ``../shared/ct`` stored, at 1.5 / 2.5 / 3.5 mm, cropped to 200 / 160 mm).
+
+Nothing here is part of the shipped checkpoint: it measures whether a learned full-resolution
+branch adds what the hand-made features miss. Writes ``--out/results.json`` (and the views and
+weights it made there); ``--out`` must be a new or empty folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_REAL = ROOT / ".." / "shared" / "ct-real-artifacts"
+INVARIANCE_CT = ROOT / ".." / "shared" / "ct" / "itkelastix__series_00.nii.gz"
+PATCHES, PATCH_PX, PATCH_STRIDE_PX, COARSE_PX = 3, 48, 4, 64
+BODY_HU = -500.0
+BODY_SHARE_MIN = 0.97        # a patch position must hold at least this share of body (else the best there is)
+WINDOWS_HU = ((-160.0, 240.0), (-1000.0, 1000.0), (0.0, 3000.0))   # soft tissue, wide, bone / metal
+BATCH, LEARNING_RATE, WEIGHT_DECAY = 64, 2e-3, 1e-4
+
+
+def body_patches(grid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(PATCHES, PATCH_PX, PATCH_PX)`` HU patches of the body of one grid slice and the slice at
+    ``COARSE_PX`` px; deterministic (see the module docstring)."""
+    share = F.avg_pool2d((grid > BODY_HU).float()[None, None], PATCH_PX, stride=PATCH_STRIDE_PX)[0, 0]
+    best = float(share.max())
+    spots = torch.nonzero(share >= min(BODY_SHARE_MIN, best)).float()
+    centre = spots.mean(0)
+    chosen = [int(((spots - centre) ** 2).sum(1).argmin())]
+    distance = ((spots - spots[chosen[0]]) ** 2).sum(1)
+    for _ in range(PATCHES - 1):
+        chosen.append(int(distance.argmax()))
+        distance = torch.minimum(distance, ((spots - spots[chosen[-1]]) ** 2).sum(1))
+    corners = (spots[chosen] * PATCH_STRIDE_PX).long().tolist()
+    patches = torch.stack([grid[r:r + PATCH_PX, c:c + PATCH_PX] for r, c in corners])
+    coarse = F.interpolate(grid[None, None], size=(COARSE_PX, COARSE_PX), mode="bilinear", antialias=True,
+                           align_corners=False)[0, 0]
+    return patches.numpy().astype(np.float16), coarse.numpy().astype(np.float16)
+
+
+def windows(hu: torch.Tensor) -> torch.Tensor:
+    """``(..., H, W)`` HU -> ``(..., 3, H, W)`` in [0, 1], one channel per window of ``WINDOWS_HU``."""
+    return torch.stack([((hu - lo) / (hi - lo)).clamp(0, 1) for lo, hi in WINDOWS_HU], -3)
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Encoder(nn.Module):
+    """3x3 conv stages (width w, 2w, 4w; three stride-2) -> mean and std over space (8w)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        w = width
+        self.stages = nn.Sequential(_block(3, w, 1), _block(w, w, 1), _block(w, 2 * w, 2), _block(2 * w, 2 * w, 1),
+                                    _block(2 * w, 4 * w, 2), _block(4 * w, 4 * w, 2))
+        self.dim = 8 * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stages(x).flatten(2)
+        return torch.cat([h.mean(2), h.std(2)], 1)
+
+
+class PatchCNN(nn.Module):
+    """Patches ``(B, P, S, S)`` and coarse slice ``(B, C, C)`` in HU -> 11 logits and a severity."""
+
+    def __init__(self, width: int, classes: int):
+        super().__init__()
+        self.patch, self.coarse = Encoder(width), Encoder(width)
+        self.head = nn.Sequential(nn.Linear(3 * self.patch.dim, 256), nn.ReLU(), nn.Dropout(0.2),
+                                  nn.Linear(256, classes + 1))
+
+    def forward(self, patches: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n = patches.shape[:2]
+        h = self.patch(windows(patches).flatten(0, 1)).view(b, n, -1)
+        out = self.head(torch.cat([h.mean(1), h.amax(1), self.coarse(windows(coarse))], 1))
+        return out[:, :-1], out[:, -1]
+
+
+def probabilities(net: PatchCNN, patches: np.ndarray, coarse: np.ndarray, device: str, batch: int = 256) -> np.ndarray:
+    net.eval()
+    with torch.no_grad():
+        return torch.cat([net(torch.as_tensor(patches[i:i + batch], device=device).float(),
+                              torch.as_tensor(coarse[i:i + batch], device=device).float())[0].softmax(1).cpu()
+                          for i in range(0, len(patches), batch)]).numpy()
+
+
+def views(folder: Path, split: str, training: bool, progress) -> dict:
+    """Patches, coarse slices, labels, levels of ``split``: the degraded rows (first ``n_degraded``
+    entries) then the clean references; with ``training`` SeSpeCT's training views (module docstring)."""
+    from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
+    from ctdegradbench.model.data import (CLEAN_CLASS_NAME, SESPECT_LABEL_NAMES, degradation_visible,
+                                          draw_acquisition, load_benchmark, load_config)
+    from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor
+    from ctdegradbench.model.train import GRID_VIEWS
+
+    processor, clean_id = SeSpeCTImageProcessor(), SESPECT_LABEL_NAMES.index(CLEAN_CLASS_NAME)
+    counts = GRID_VIEWS if training else {"degraded": 1, "reference": 1, "clean_fbp": 0}
+    data = load_benchmark([folder], split, label_names=SESPECT_LABEL_NAMES)
+    refs, _ = load_config([folder], REFERENCES_CONFIG, split)
+    ref_spacing, ref_row = np.asarray(refs["pixel_spacing_mm"], float), {r: i for i, r in enumerate(refs["reference_id"])}
+    ref_images = refs.with_format("numpy", columns=["reference", "clean_fbp"])
+    rng, out = np.random.default_rng(1), {"patches": [], "coarse": [], "labels": [], "levels": []}
+
+    def add(hu, spacing, label, level):
+        patches, coarse = body_patches(processor.to_grid(hu, spacing))
+        for key, value in zip(out, (patches, coarse, label, level)):
+            out[key].append(value)
+
+    for i in progress(range(len(data)), f"{split} views"):
+        hu, spacing = np.asarray(data.dataset[i]["image"], np.float32), float(data.spacings[i])
+        add(hu, spacing, data.labels[i], data.levels[i])
+        clean = np.asarray(ref_images[ref_row[data.reference_ids[i]]]["clean_fbp"], np.float32)
+        for _ in range(counts["degraded"] - 1):
+            acquisition = draw_acquisition(clean, spacing, rng)
+            seen_clean, _ = acquisition.apply(clean, spacing)
+            seen, seen_spacing = acquisition.apply(hu, spacing)
+            visible = degradation_visible(seen, seen_clean, seen_spacing)
+            add(seen, seen_spacing, data.labels[i] if visible else clean_id, data.levels[i] if visible else 0)
+    for column in ("reference", "clean_fbp"):
+        for j in range(len(refs)):
+            hu = np.asarray(ref_images[j][column], np.float32)
+            for v in range(counts[column]):
+                seen, seen_spacing = (hu, ref_spacing[j]) if v == 0 else \
+                    draw_acquisition(hu, ref_spacing[j], rng).apply(hu, ref_spacing[j])
+                add(seen, seen_spacing, clean_id, 0)
+    arrays = {k: np.stack(v) if k in ("patches", "coarse") else np.asarray(v) for k, v in out.items()}
+    arrays["n_degraded"] = np.array(len(data) * counts["degraded"])
+    return arrays
+
+
+def ten_class(p: np.ndarray, clean_id: int) -> np.ndarray:
+    q = p.copy()
+    q[:, clean_id] = -1
+    return q.argmax(1)
+
+
+def train(train_views: dict, validation: dict, width: int, epochs: int, seed: int, device: str, log) -> PatchCNN:
+    """The CNN of the epoch with the best ten-class validation accuracy (degraded rows as stored)."""
+    from ctdegradbench.model.data import CLEAN_CLASS_NAME, SESPECT_LABEL_NAMES
+
+    torch.manual_seed(seed)
+    clean_id = SESPECT_LABEL_NAMES.index(CLEAN_CLASS_NAME)
+    patches = torch.from_numpy(train_views["patches"].astype(np.float32)).to(device)
+    coarse = torch.from_numpy(train_views["coarse"].astype(np.float32)).to(device)
+    labels = torch.from_numpy(train_views["labels"].astype(np.int64)).to(device)
+    levels = torch.from_numpy(train_views["levels"].astype(np.float32)).to(device)
+    n_val = int(validation["n_degraded"])
+    net = PatchCNN(width, len(SESPECT_LABEL_NAMES)).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    steps = len(labels) // BATCH
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LEARNING_RATE, total_steps=epochs * steps)
+    best, state = -1.0, None
+    for epoch in range(epochs):
+        net.train()
+        start, order = time.perf_counter(), torch.randperm(len(labels), device=device)
+        for k in range(steps):
+            rows = order[k * BATCH:(k + 1) * BATCH]
+            p, c = patches[rows], coarse[rows]
+            turns = int(torch.randint(4, ()))
+            p, c = torch.rot90(p, turns, (-2, -1)), torch.rot90(c, turns, (-2, -1))
+            if torch.rand(()) < 0.5:
+                p, c = p.flip(-1), c.flip(-1)
+            logits, severity = net(p, c)
+            degraded = labels[rows] != clean_id
+            loss = F.cross_entropy(logits, labels[rows]) + F.smooth_l1_loss(severity[degraded], levels[rows][degraded])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        answers = ten_class(probabilities(net, validation["patches"][:n_val], validation["coarse"][:n_val], device),
+                            clean_id)
+        accuracy = float(np.mean(answers == validation["labels"][:n_val]))
+        log(f"epoch {epoch + 1}/{epochs}: validation ten-class accuracy {accuracy:.3f} "
+            f"({time.perf_counter() - start:.0f} s)")
+        if accuracy > best:
+            best, state = accuracy, {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    return net
+
+
+def fuse(shipped: np.ndarray, cnn: np.ndarray, weight: float) -> np.ndarray:
+    """Geometric mean of the two probabilities, the CNN's log-probabilities weighted ``weight``."""
+    log_p = (1 - weight) * np.log(shipped + 1e-9) + weight * np.log(cnn + 1e-9)
+    p = np.exp(log_p - log_p.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True)
+
+
+def shipped_and_cnn(model, net, slices, device) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Probabilities of the checkpoint and of the CNN on the ``(hu, spacing)`` slices the checkpoint
+    answers, and the indices of those slices."""
+    from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor
+    from ctdegradbench.model.predict import SliceInput, predict_slices
+
+    names = list(model.config.label_names)
+    preds = predict_slices(model, [SliceInput(str(i), hu, sp) for i, (hu, sp) in enumerate(slices)])
+    ok = [i for i, p in enumerate(preds) if p.status == "ok"]
+    processor = SeSpeCTImageProcessor.from_config(model.config)
+    made = [body_patches(processor.to_grid(*slices[i])) for i in ok]
+    cnn = probabilities(net, np.stack([p for p, _ in made]), np.stack([c for _, c in made]), device)
+    return np.array([[preds[i].probabilities[n] for n in names] for i in ok]), cnn, ok
+
+
+def invariance_views() -> list[tuple[np.ndarray, float]]:
+    """The 18 views of ``tests/model/test_sespect_grid.py``'s invariance test."""
+    from ctdegradbench.builder.sources import load_source
+
+    out = []
+    for s in load_source(str(INVARIANCE_CT), nifti_axes="LPS", max_slices=3, min_body_fraction=0.2).slices:
+        hu, spacing = s.hu.astype(np.float32), float(s.pixel_spacing_mm)
+        out.append((hu, spacing))
+        for new in (1.5, 2.5, 3.5):
+            size = round(hu.shape[0] * spacing / new)
+            x = F.interpolate(torch.from_numpy(hu)[None, None], size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)[0, 0].numpy()
+            out.append((x, spacing * hu.shape[0] / size))
+        body = np.argwhere(hu > BODY_HU).mean(0).round().astype(int)
+        for fov in (200.0, 160.0):
+            half = int(fov / spacing / 2)
+            r0, c0 = max(body[0] - half, 0), max(body[1] - half, 0)
+            out.append((hu[r0:r0 + 2 * half, c0:c0 + 2 * half], spacing))
+    return out
+
+
+def measure(model, net, test: dict, predictions: Path | None, test_folder: Path, real: Path, weight: float,
+            device: str) -> dict:
+    """Test-split accuracies, real-artifact rates and invariance answers of the checkpoint, the CNN and
+    the two fused."""
+    from ctdegradbench.model.data import load_benchmark
+    from ctdegradbench.model.real_artifacts import collect, rate_intervals, real_artifact_rates
+
+    names = list(model.config.label_names)
+    clean_id = names.index("clean")
+    n = int(test["n_degraded"])
+    labels = test["labels"][:n]
+    if predictions:
+        rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
+        ids = load_benchmark([test_folder], "test", label_names=names).dataset.select_columns(
+            ["sample_id"]).with_format(None)["sample_id"]
+        by_id = {r["sample_id"]: r["probabilities"] for r in rows}
+        shipped = np.array([[by_id[i][k] for k in names] for i in ids])
+    else:
+        split = load_benchmark([test_folder], "test", label_names=names)
+        shipped, _, _ = shipped_and_cnn(model, net, [(np.asarray(split.dataset[i]["image"], np.float32),
+                                                      float(split.spacings[i])) for i in range(n)], device)
+    cnn = probabilities(net, test["patches"][:n], test["coarse"][:n], device)
+    result = {"weight": weight, "test_rows": n}
+    answers = {"shipped": shipped, "cnn": cnn, "fused": fuse(shipped, cnn, weight)}
+    for key, p in answers.items():
+        result[f"test_{key}"] = {"eleven": float(np.mean(p.argmax(1) == labels)),
+                                 "ten": float(np.mean(ten_class(p, clean_id) == labels))}
+    rows = collect(real, 4)
+    shipped, cnn, ok = shipped_and_cnn(model, net, [(r["hu"], r["pixel_spacing_mm"]) for r in rows], device)
+    groups = np.array([rows[i]["group"] for i in ok], dtype=object)
+    patients = np.array([rows[i]["item"] for i in ok], dtype=object)
+    for key, p in {"shipped": shipped, "cnn": cnn, "fused": fuse(shipped, cnn, weight)}.items():
+        said = np.array([names[j] for j in p.argmax(1)], dtype=object)
+        result[f"real_{key}"] = {**real_artifact_rates(groups, said, 1 - p[:, clean_id], "clean"),
+                                 "intervals": rate_intervals(groups, said, 1 - p[:, clean_id], patients, "clean")}
+    shipped, cnn, _ = shipped_and_cnn(model, net, invariance_views(), device)
+    for key, p in {"shipped": shipped, "cnn": cnn, "fused": fuse(shipped, cnn, weight)}.items():
+        said = [names[j] for j in p.argmax(1)]
+        result[f"invariance_{key}"] = {"same_as_stored": int(sum(said[i] == said[i - i % 6] for i in range(len(said)))),
+                                       "views": len(said), "answers": said}
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-data", type=Path, required=True, help="export whose train / validation splits train the CNN")
+    parser.add_argument("--test-data", type=Path, required=True, help="export whose test split is measured")
+    parser.add_argument("--out", type=Path, required=True, help="a new or empty folder for the views, weights, results")
+    parser.add_argument("--real", type=Path, default=DEFAULT_REAL, help="the ct-real-artifacts folder")
+    parser.add_argument("--predictions", type=Path, help="the checkpoint's evaluate --predictions file of that test split")
+    parser.add_argument("--model", default=None, help="SeSpeCT checkpoint (default: the shipped one)")
+    parser.add_argument("--width", type=int, default=16, help="CNN width w (channels w, 2w, 4w)")
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weight", type=float, default=0.5, help="the CNN's weight in the fused answer, 0..1")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    for name in ("width", "epochs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not 0 <= args.weight <= 1:
+        parser.error(f"--weight must be in [0, 1], got {args.weight}")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        parser.error(f"--out {args.out} exists and is not an empty folder: give a new folder (nothing is replaced)")
+    if not (args.real / "labels.json").is_file():
+        parser.error(f"--real {args.real}: labels.json not found (give the ct-real-artifacts folder)")
+    if args.predictions and not args.predictions.is_file():
+        parser.error(f"--predictions {args.predictions}: no such file")
+    for name in ("train_data", "test_data"):
+        if not (getattr(args, name) / "ct-degradbench-manifest.json").is_file():
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: not an export of ct-degradbench build "
+                         "(no ct-degradbench-manifest.json)")
+    from tqdm.auto import tqdm
+
+    from ctdegradbench.model.predict import load_model
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    progress = lambda items, desc: tqdm(items, desc=desc, file=sys.stderr)      # noqa: E731
+    log = lambda text: print(text, file=sys.stderr, flush=True)                  # noqa: E731
+    start = time.perf_counter()
+    made = {}
+    for name, folder, split, training in (("train", args.train_data, "train", True),
+                                          ("validation", args.train_data, "validation", False),
+                                          ("test", args.test_data, "test", False)):
+        made[name] = views(folder, split, training, progress)
+        np.savez(args.out / f"views_{name}.npz", **made[name])
+    net = train(made["train"], made["validation"], args.width, args.epochs, args.seed, args.device, log)
+    torch.save(net.state_dict(), args.out / "cnn.pt")
+    result = measure(load_model(args.model), net, made["test"], args.predictions, args.test_data, args.real,
+                     args.weight, args.device)
+    result.update(command=" ".join(["python benchmarks/sespect_patch_cnn.py", *(argv or sys.argv[1:])]),
+                  train_views=len(made["train"]["labels"]), width=args.width, epochs=args.epochs, seed=args.seed,
+                  minutes=round((time.perf_counter() - start) / 60, 1))
+    (args.out / "results.json").write_text(json.dumps(result, indent=1, default=float))
+    for key in ("shipped", "cnn", "fused"):
+        t, r, v = result[f"test_{key}"], result[f"real_{key}"], result[f"invariance_{key}"]
+        print(f"{key:<8} test {t['eleven']:.3f} / ten {t['ten']:.3f}   real: metal {r['metal_recall']:.3f} "
+              f"false metal {r['false_metal_rate']:.3f} clean body {r['clean_rate_body']:.3f} head-neck clean "
+              f"{r['clean_rate_head_neck']:.3f} low-dose AUC {r['low_dose_vs_clean_auc']:.3f}   invariance "
+              f"{v['same_as_stored']}/{v['views']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
