@@ -242,8 +242,12 @@ def shipped_and_cnn(model, net, slices, device) -> tuple[np.ndarray, np.ndarray,
     return np.array([[preds[i].probabilities[n] for n in names] for i in ok]), cnn, ok
 
 
+INVARIANCE_VIEWS_PER_SLICE = 6   # as stored, 3 pixel sizes, 2 crops
+
+
 def invariance_views() -> list[tuple[np.ndarray, float]]:
-    """The 18 views of ``tests/model/test_sespect_grid.py``'s invariance test."""
+    """The 18 views of ``tests/model/test_sespect_grid.py``'s invariance test (3 slices x
+    ``INVARIANCE_VIEWS_PER_SLICE``)."""
     from ctdegradbench.builder.sources import load_source
 
     out = []
@@ -282,8 +286,11 @@ def measure(model, net, test: dict, predictions: Path | None, test_folder: Path,
         shipped = np.array([[by_id[i][k] for k in names] for i in ids])
     else:
         split = load_benchmark([test_folder], "test", label_names=names)
-        shipped, _, _ = shipped_and_cnn(model, net, [(np.asarray(split.dataset[i]["image"], np.float32),
-                                                      float(split.spacings[i])) for i in range(n)], device)
+        shipped, _, answered = shipped_and_cnn(model, net, [(np.asarray(split.dataset[i]["image"], np.float32),
+                                                             float(split.spacings[i])) for i in range(n)], device)
+        if len(answered) < n:
+            raise SystemExit(f"sespect_patch_cnn: the checkpoint answers {len(answered)} of the {n} test rows; "
+                             "the comparison needs all of them")
     cnn = probabilities(net, test["patches"][:n], test["coarse"][:n], device)
     result = {"weight": weight, "test_rows": n}
     answers = {"shipped": shipped, "cnn": cnn, "fused": fuse(shipped, cnn, weight)}
@@ -301,7 +308,8 @@ def measure(model, net, test: dict, predictions: Path | None, test_folder: Path,
     shipped, cnn, _ = shipped_and_cnn(model, net, invariance_views(), device)
     for key, p in {"shipped": shipped, "cnn": cnn, "fused": fuse(shipped, cnn, weight)}.items():
         said = [names[j] for j in p.argmax(1)]
-        result[f"invariance_{key}"] = {"same_as_stored": int(sum(said[i] == said[i - i % 6] for i in range(len(said)))),
+        stored = [said[i - i % INVARIANCE_VIEWS_PER_SLICE] for i in range(len(said))]
+        result[f"invariance_{key}"] = {"same_as_stored": int(sum(a == b for a, b in zip(said, stored))),
                                        "views": len(said), "answers": said}
     return result
 
@@ -339,7 +347,6 @@ def main(argv=None) -> int:
 
     from ctdegradbench.model.predict import load_model
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
     progress = lambda items, desc: tqdm(items, desc=desc, file=sys.stderr)      # noqa: E731
     log = lambda text: print(text, file=sys.stderr, flush=True)                  # noqa: E731
