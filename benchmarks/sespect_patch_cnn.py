@@ -23,9 +23,11 @@ What it does, every step on the model's physical grid (``SeSpeCTImageProcessor``
    for the coarse slice, an MLP to the eleven logits and a severity; cross-entropy plus SmoothL1
    on the level, AdamW with a one-cycle schedule, random rotations by 90 degrees and flips; the
    epoch of best ten-class accuracy on the ``validation`` split (rows as stored) is kept.
-4. **Measured**, for the shipped checkpoint, the CNN and the fused answer (geometric mean of the
-   two probabilities, the CNN's weight ``--weight``, fixed in advance, not fitted): accuracy
-   eleven-way and on the paper's ten classes on the ``test`` split of ``--test-data`` (the
+4. **Measured**, for the shipped checkpoint, the CNN, the fused answer (geometric mean of the
+   two probabilities, the CNN's weight ``--weight``, fixed in advance, not fitted) and the fused
+   answer with the checkpoint's metal decision (:func:`metal_gated`): accuracy eleven-way and on
+   the paper's ten classes, and the severity's mean Spearman (the checkpoint's, the CNN's, their
+   mean), on the ``test`` split of ``--test-data`` (the
    checkpoint's probabilities from ``ct-degradbench evaluate --predictions FILE``, or computed
    here); the real-artifact rates of ``benchmarks/real_artifacts.py`` (4 clean slices per
    volume); and the answers on the 18 views of the invariance test (one clean slice of
@@ -118,12 +120,18 @@ class PatchCNN(nn.Module):
         return out[:, :-1], out[:, -1]
 
 
-def probabilities(net: PatchCNN, patches: np.ndarray, coarse: np.ndarray, device: str, batch: int = 256) -> np.ndarray:
+def cnn_outputs(net: PatchCNN, patches: np.ndarray, coarse: np.ndarray, device: str,
+                batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The CNN's class probabilities and severity (levels) of every slice."""
     net.eval()
+    probs, severity = [], []
     with torch.no_grad():
-        return torch.cat([net(torch.as_tensor(patches[i:i + batch], device=device).float(),
-                              torch.as_tensor(coarse[i:i + batch], device=device).float())[0].softmax(1).cpu()
-                          for i in range(0, len(patches), batch)]).numpy()
+        for i in range(0, len(patches), batch):
+            logits, level = net(torch.as_tensor(patches[i:i + batch], device=device).float(),
+                                torch.as_tensor(coarse[i:i + batch], device=device).float())
+            probs.append(logits.softmax(1).cpu())
+            severity.append(level.cpu())
+    return torch.cat(probs).numpy(), torch.cat(severity).numpy()
 
 
 def views(folder: Path, split: str, training: bool, progress) -> dict:
@@ -209,7 +217,7 @@ def train(train_views: dict, validation: dict, width: int, epochs: int, seed: in
             loss.backward()
             optimizer.step()
             schedule.step()
-        answers = ten_class(probabilities(net, validation["patches"][:n_val], validation["coarse"][:n_val], device),
+        answers = ten_class(cnn_outputs(net, validation["patches"][:n_val], validation["coarse"][:n_val], device)[0],
                             clean_id)
         accuracy = float(np.mean(answers == validation["labels"][:n_val]))
         log(f"epoch {epoch + 1}/{epochs}: validation ten-class accuracy {accuracy:.3f} "
@@ -227,19 +235,39 @@ def fuse(shipped: np.ndarray, cnn: np.ndarray, weight: float) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
-def shipped_and_cnn(model, net, slices, device) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Probabilities of the checkpoint and of the CNN on the ``(hu, spacing)`` slices the checkpoint
-    answers, and the indices of those slices."""
-    from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor
-    from ctdegradbench.model.predict import SliceInput, predict_slices
+def metal_gated(shipped: np.ndarray, fused: np.ndarray, names) -> np.ndarray:
+    """The checkpoint decides metal or not, the fused answer which class within each side: each class's
+    probability is the checkpoint's total on its side (the metal classes, ``METAL_LABELS``, or the
+    others) times the fused probability's share within that side."""
+    from ctdegradbench.model.real_artifacts import METAL_LABELS
 
-    names = list(model.config.label_names)
-    preds = predict_slices(model, [SliceInput(str(i), hu, sp) for i, (hu, sp) in enumerate(slices)])
-    ok = [i for i, p in enumerate(preds) if p.status == "ok"]
+    out = np.zeros_like(fused)
+    metal = np.isin(np.asarray(names), METAL_LABELS)
+    for side in (metal, ~metal):
+        out[:, side] = shipped[:, side].sum(1, keepdims=True) * fused[:, side] / fused[:, side].sum(1, keepdims=True)
+    return out
+
+
+def answers(shipped: np.ndarray, cnn: np.ndarray, weight: float, names) -> dict[str, np.ndarray]:
+    """The probabilities compared: the checkpoint, the CNN, their geometric mean (:func:`fuse`) and that
+    mean with the checkpoint's metal decision (:func:`metal_gated`)."""
+    fused = fuse(shipped, cnn, weight)
+    return {"shipped": shipped, "cnn": cnn, "fused": fused, "fused_metal_gated": metal_gated(shipped, fused, names)}
+
+
+def shipped_and_cnn(model, net, slices, device) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
+    """Probabilities of the checkpoint and of the CNN on the ``(hu, spacing)`` slices the checkpoint
+    answers, the indices of those slices and the checkpoint's severities there (levels, unclipped)."""
+    from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor
+    from ctdegradbench.model.predict import run_batches
+
+    batches = (([h for h, _ in slices[i:i + 8]], [s for _, s in slices[i:i + 8]]) for i in range(0, len(slices), 8))
+    probs, severity, status = run_batches(model, batches)
+    ok = [i for i, state in enumerate(status) if state == "ok"]
     processor = SeSpeCTImageProcessor.from_config(model.config)
     made = [body_patches(processor.to_grid(*slices[i])) for i in ok]
-    cnn = probabilities(net, np.stack([p for p, _ in made]), np.stack([c for _, c in made]), device)
-    return np.array([[preds[i].probabilities[n] for n in names] for i in ok]), cnn, ok
+    cnn, _ = cnn_outputs(net, np.stack([p for p, _ in made]), np.stack([c for _, c in made]), device)
+    return probs[ok], cnn, ok, severity[ok]
 
 
 INVARIANCE_VIEWS_PER_SLICE = 6   # as stored, 3 pixel sizes, 2 crops
@@ -272,6 +300,7 @@ def measure(model, net, test: dict, predictions: Path | None, test_folder: Path,
     """Test-split accuracies, real-artifact rates and invariance answers of the checkpoint, the CNN and
     the two fused."""
     from ctdegradbench.model.data import load_benchmark
+    from ctdegradbench.model.metrics import task_metrics
     from ctdegradbench.model.real_artifacts import collect, rate_intervals, real_artifact_rates
 
     names = list(model.config.label_names)
@@ -282,31 +311,37 @@ def measure(model, net, test: dict, predictions: Path | None, test_folder: Path,
         rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
         ids = load_benchmark([test_folder], "test", label_names=names).dataset.select_columns(
             ["sample_id"]).with_format(None)["sample_id"]
-        by_id = {r["sample_id"]: r["probabilities"] for r in rows}
-        shipped = np.array([[by_id[i][k] for k in names] for i in ids])
+        by_id = {r["sample_id"]: r for r in rows}
+        shipped = np.array([[by_id[i]["probabilities"][k] for k in names] for i in ids])
+        shipped_severity = np.array([by_id[i]["severity"] for i in ids], float)
     else:
         split = load_benchmark([test_folder], "test", label_names=names)
-        shipped, _, answered = shipped_and_cnn(model, net, [(np.asarray(split.dataset[i]["image"], np.float32),
+        shipped, _, answered, shipped_severity = shipped_and_cnn(model, net, [(np.asarray(split.dataset[i]["image"], np.float32),
                                                              float(split.spacings[i])) for i in range(n)], device)
         if len(answered) < n:
             raise SystemExit(f"sespect_patch_cnn: the checkpoint answers {len(answered)} of the {n} test rows; "
                              "the comparison needs all of them")
-    cnn = probabilities(net, test["patches"][:n], test["coarse"][:n], device)
+    cnn, cnn_severity = cnn_outputs(net, test["patches"][:n], test["coarse"][:n], device)
     result = {"weight": weight, "test_rows": n}
-    answers = {"shipped": shipped, "cnn": cnn, "fused": fuse(shipped, cnn, weight)}
-    for key, p in answers.items():
+    settings = [names[k].split("_")[0] for k in labels]
+    for key, p in answers(shipped, cnn, weight, names).items():
         result[f"test_{key}"] = {"eleven": float(np.mean(p.argmax(1) == labels)),
                                  "ten": float(np.mean(ten_class(p, clean_id) == labels))}
+    # severity: the checkpoint's, the CNN's and their mean, by the benchmark's Spearman (task_metrics)
+    for key, severity in (("shipped", shipped_severity), ("cnn", cnn_severity),
+                          ("mean", (shipped_severity + cnn_severity) / 2)):
+        m = task_metrics(labels, shipped, test["levels"][:n], severity, settings, names)
+        result[f"test_severity_{key}"] = {k: m[k] for k in ("mean_spearman_single", "mean_spearman_mixtures", "qwk", "mae")}
     rows = collect(real, 4)
-    shipped, cnn, ok = shipped_and_cnn(model, net, [(r["hu"], r["pixel_spacing_mm"]) for r in rows], device)
+    shipped, cnn, ok, _ = shipped_and_cnn(model, net, [(r["hu"], r["pixel_spacing_mm"]) for r in rows], device)
     groups = np.array([rows[i]["group"] for i in ok], dtype=object)
     patients = np.array([rows[i]["item"] for i in ok], dtype=object)
-    for key, p in {"shipped": shipped, "cnn": cnn, "fused": fuse(shipped, cnn, weight)}.items():
+    for key, p in answers(shipped, cnn, weight, names).items():
         said = np.array([names[j] for j in p.argmax(1)], dtype=object)
         result[f"real_{key}"] = {**real_artifact_rates(groups, said, 1 - p[:, clean_id], "clean"),
                                  "intervals": rate_intervals(groups, said, 1 - p[:, clean_id], patients, "clean")}
-    shipped, cnn, _ = shipped_and_cnn(model, net, invariance_views(), device)
-    for key, p in {"shipped": shipped, "cnn": cnn, "fused": fuse(shipped, cnn, weight)}.items():
+    shipped, cnn, _, _ = shipped_and_cnn(model, net, invariance_views(), device)
+    for key, p in answers(shipped, cnn, weight, names).items():
         said = [names[j] for j in p.argmax(1)]
         stored = [said[i - i % INVARIANCE_VIEWS_PER_SLICE] for i in range(len(said))]
         result[f"invariance_{key}"] = {"same_as_stored": int(sum(a == b for a, b in zip(said, stored))),
@@ -365,9 +400,9 @@ def main(argv=None) -> int:
                   train_views=len(made["train"]["labels"]), width=args.width, epochs=args.epochs, seed=args.seed,
                   minutes=round((time.perf_counter() - start) / 60, 1))
     (args.out / "results.json").write_text(json.dumps(result, indent=1, default=float))
-    for key in ("shipped", "cnn", "fused"):
+    for key in ("shipped", "cnn", "fused", "fused_metal_gated"):
         t, r, v = result[f"test_{key}"], result[f"real_{key}"], result[f"invariance_{key}"]
-        print(f"{key:<8} test {t['eleven']:.3f} / ten {t['ten']:.3f}   real: metal {r['metal_recall']:.3f} "
+        print(f"{key:<17} test {t['eleven']:.3f} / ten {t['ten']:.3f}   real: metal {r['metal_recall']:.3f} "
               f"false metal {r['false_metal_rate']:.3f} clean body {r['clean_rate_body']:.3f} head-neck clean "
               f"{r['clean_rate_head_neck']:.3f} low-dose AUC {r['low_dose_vs_clean_auc']:.3f}   invariance "
               f"{v['same_as_stored']}/{v['views']}")
