@@ -70,17 +70,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from ctdegradbench.core.errors import CTDegradBenchError
     from ctdegradbench.core.outputs import check_file_output, write_json_output
+    from ctdegradbench.model.real_artifacts import labels_file
 
     try:                                    # refused before any work: nothing of the user's is replaced
         if args.json:
             check_file_output(args.json, "--json")
+        labels_file(args.data)
         refs = reference_noise(args.dataset)
     except CTDegradBenchError as err:
         print(f"native_noise: error: {err}", file=sys.stderr)
-        return 2
-    if not (args.data / "labels.json").is_file():
-        print(f"native_noise: {args.data}/labels.json not found: give --data, the ct-real-artifacts folder",
-              file=sys.stderr)
         return 2
     real = real_noise(args.data)
 

@@ -60,20 +60,18 @@ def main(argv=None) -> int:
         parser.error(f"--max-clean-per-volume must be 0 (all) or more, got {args.max_clean_per_volume}")
     if args.labels and len(args.labels) != len(args.model):
         parser.error(f"--labels needs one name per --model ({len(args.model)}), got {len(args.labels)}")
-    from ctdegradbench.core.errors import OutputError
+    from ctdegradbench.core.errors import CTDegradBenchError
     from ctdegradbench.core.outputs import check_file_output, write_json_output
+    from ctdegradbench.model.real_artifacts import labels_file
 
     try:                                    # refused before any work: nothing of the user's is replaced
         if args.json:
             check_file_output(args.json, "--json")
         if args.update_card:
             check_checkpoint_folder(args.update_card)
-    except OutputError as err:
+        labels_file(args.data)
+    except CTDegradBenchError as err:
         print(f"real_artifacts: error: {err}", file=sys.stderr)
-        return 2
-    if not (args.data / "labels.json").is_file():
-        print(f"real_artifacts: {args.data}/labels.json not found: give --data, the ct-real-artifacts folder",
-              file=sys.stderr)
         return 2
     import torch
 

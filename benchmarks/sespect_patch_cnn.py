@@ -138,8 +138,8 @@ def views(folder: Path, split: str, training: bool, progress) -> dict:
     """Patches, coarse slices, labels, levels of ``split``: the degraded rows (first ``n_degraded``
     entries) then the clean references; with ``training`` SeSpeCT's training views (module docstring)."""
     from ctdegradbench.builder.dataset.options import REFERENCES_CONFIG
-    from ctdegradbench.model.data import (CLEAN_CLASS_NAME, SESPECT_LABEL_NAMES, degradation_visible,
-                                          draw_acquisition, load_benchmark, load_config)
+    from ctdegradbench.model.data import (CLEAN_CLASS_NAME, SESPECT_LABEL_NAMES, acquire_view, load_benchmark,
+                                          load_config)
     from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor
     from ctdegradbench.model.train import GRID_VIEWS
 
@@ -159,34 +159,25 @@ def views(folder: Path, split: str, training: bool, progress) -> dict:
     for i in progress(range(len(data)), f"{split} views"):
         hu, spacing = np.asarray(data.dataset[i]["image"], np.float32), float(data.spacings[i])
         add(hu, spacing, data.labels[i], data.levels[i])
-        clean = np.asarray(ref_images[ref_row[data.reference_ids[i]]]["clean_fbp"], np.float32)
+        clean = ref_images[ref_row[data.reference_ids[i]]]["clean_fbp"]
         for _ in range(counts["degraded"] - 1):
-            acquisition = draw_acquisition(clean, spacing, rng)
-            seen_clean, _ = acquisition.apply(clean, spacing)
-            seen, seen_spacing = acquisition.apply(hu, spacing)
-            visible = degradation_visible(seen, seen_clean, seen_spacing)
+            seen, seen_spacing, visible = acquire_view(hu, spacing, rng, clean)
             add(seen, seen_spacing, data.labels[i] if visible else clean_id, data.levels[i] if visible else 0)
     for column in ("reference", "clean_fbp"):
         for j in range(len(refs)):
             hu = np.asarray(ref_images[j][column], np.float32)
             for v in range(counts[column]):
-                seen, seen_spacing = (hu, ref_spacing[j]) if v == 0 else \
-                    draw_acquisition(hu, ref_spacing[j], rng).apply(hu, ref_spacing[j])
+                seen, seen_spacing, _ = (hu, ref_spacing[j], True) if v == 0 else acquire_view(hu, ref_spacing[j], rng)
                 add(seen, seen_spacing, clean_id, 0)
     arrays = {k: np.stack(v) if k in ("patches", "coarse") else np.asarray(v) for k, v in out.items()}
     arrays["n_degraded"] = np.array(len(data) * counts["degraded"])
     return arrays
 
 
-def ten_class(p: np.ndarray, clean_id: int) -> np.ndarray:
-    q = p.copy()
-    q[:, clean_id] = -1
-    return q.argmax(1)
-
-
 def train(train_views: dict, validation: dict, width: int, epochs: int, seed: int, device: str, log) -> PatchCNN:
     """The CNN of the epoch with the best ten-class validation accuracy (degraded rows as stored)."""
     from ctdegradbench.model.data import CLEAN_CLASS_NAME, SESPECT_LABEL_NAMES
+    from ctdegradbench.model.metrics import ten_class_predictions
 
     torch.manual_seed(seed)
     clean_id = SESPECT_LABEL_NAMES.index(CLEAN_CLASS_NAME)
@@ -217,8 +208,8 @@ def train(train_views: dict, validation: dict, width: int, epochs: int, seed: in
             loss.backward()
             optimizer.step()
             schedule.step()
-        answers = ten_class(cnn_outputs(net, validation["patches"][:n_val], validation["coarse"][:n_val], device)[0],
-                            clean_id)
+        answers = ten_class_predictions(
+            cnn_outputs(net, validation["patches"][:n_val], validation["coarse"][:n_val], device)[0], SESPECT_LABEL_NAMES)
         accuracy = float(np.mean(answers == validation["labels"][:n_val]))
         log(f"epoch {epoch + 1}/{epochs}: validation ten-class accuracy {accuracy:.3f} "
             f"({time.perf_counter() - start:.0f} s)")
@@ -299,12 +290,12 @@ def measure(model, net, test: dict, predictions: Path | None, test_folder: Path,
             device: str) -> dict:
     """Test-split accuracies, real-artifact rates and invariance answers of the checkpoint, the CNN and
     the two fused."""
-    from ctdegradbench.model.data import load_benchmark
-    from ctdegradbench.model.metrics import task_metrics
+    from ctdegradbench.model.data import CLEAN_CLASS_NAME, load_benchmark
+    from ctdegradbench.model.metrics import task_metrics, ten_class_predictions
     from ctdegradbench.model.real_artifacts import collect, rate_intervals, real_artifact_rates
 
     names = list(model.config.label_names)
-    clean_id = names.index("clean")
+    clean_id = names.index(CLEAN_CLASS_NAME)
     n = int(test["n_degraded"])
     labels = test["labels"][:n]
     if predictions:
@@ -326,7 +317,7 @@ def measure(model, net, test: dict, predictions: Path | None, test_folder: Path,
     settings = [names[k].split("_")[0] for k in labels]
     for key, p in answers(shipped, cnn, weight, names).items():
         result[f"test_{key}"] = {"eleven": float(np.mean(p.argmax(1) == labels)),
-                                 "ten": float(np.mean(ten_class(p, clean_id) == labels))}
+                                 "ten": float(np.mean(ten_class_predictions(p, names) == labels))}
     # severity: the checkpoint's, the CNN's and their mean, by the benchmark's Spearman (task_metrics)
     for key, severity in (("shipped", shipped_severity), ("cnn", cnn_severity),
                           ("mean", (shipped_severity + cnn_severity) / 2)):
@@ -370,8 +361,16 @@ def main(argv=None) -> int:
         parser.error(f"--weight must be in [0, 1], got {args.weight}")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         parser.error(f"--out {args.out} exists and is not an empty folder: give a new folder (nothing is replaced)")
-    if not (args.real / "labels.json").is_file():
-        parser.error(f"--real {args.real}: labels.json not found (give the ct-real-artifacts folder)")
+    from ctdegradbench.core.errors import InputError
+    from ctdegradbench.core.outputs import protected_reason
+    from ctdegradbench.model.real_artifacts import labels_file
+
+    if protected_reason(args.out):
+        parser.error(f"--out {args.out} {protected_reason(args.out)}: give a new folder")
+    try:
+        labels_file(args.real)
+    except InputError as err:
+        parser.error(f"--real: {err}")
     if args.predictions and not args.predictions.is_file():
         parser.error(f"--predictions {args.predictions}: no such file")
     for name in ("train_data", "test_data"):

@@ -268,6 +268,20 @@ def degradation_visible(degraded: np.ndarray, clean: np.ndarray, spacing: float)
     return rms >= VISIBLE_RATIO_MIN * max(float(native_statistics(clean, spacing)[0]), 1.0)
 
 
+def acquire_view(hu: np.ndarray, spacing: float, rng: np.random.Generator, clean=None) -> tuple[np.ndarray, float, bool]:
+    """One drawn training view of a slice: :func:`draw_acquisition` (drawn on ``clean``, the slice
+    the degradation was added to, when given) applied to the slice -> ``(HU, spacing in mm, visible)``;
+    ``visible`` tells whether the added degradation survives that acquisition
+    (:func:`degradation_visible` against ``clean`` acquired alike; always true without ``clean``)."""
+    if clean is not None:
+        clean = np.asarray(clean, dtype=np.float32)
+    acquisition = draw_acquisition(hu if clean is None else clean, spacing, rng)
+    if clean is not None:
+        clean, _ = acquisition.apply(clean, spacing)
+    seen, seen_spacing = acquisition.apply(hu, spacing)
+    return seen, seen_spacing, clean is None or degradation_visible(seen, clean, seen_spacing)
+
+
 def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: str, cache_dir=None, pairs=None,
                 batch_size: int = 16, desc: str = "grid features", progress: bool = True) -> dict[str, np.ndarray]:
     """Frozen features of every slice on the model's physical grid, ``views`` times per slice
@@ -306,12 +320,7 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
             hu, sp = np.asarray(images[r], dtype=np.float32), float(spacings[r])
             seen = True
             if v:
-                clean = None if pairs is None else np.asarray(pairs[r], dtype=np.float32)
-                acquisition = draw_acquisition(hu if clean is None else clean, sp, rng)
-                if clean is not None:
-                    clean, _ = acquisition.apply(clean, sp)
-                hu, sp = acquisition.apply(hu, sp)
-                seen = clean is None or degradation_visible(hu, clean, sp)
+                hu, sp, seen = acquire_view(hu, sp, rng, None if pairs is None else pairs[r])
             visible.append(seen)
             grids.append(processor.to_grid(hu, sp))
             native.append(sp)

@@ -50,6 +50,17 @@ def evenly(indices, n: int) -> list:
     return [indices[i] for i in np.linspace(0, len(indices) - 1, n).round().astype(int)]
 
 
+def labels_file(data) -> Path:
+    """``data/labels.json``, the file that makes a folder a ct-real-artifacts folder; an ``InputError``
+    naming the folder when it is missing."""
+    from ctdegradbench.core.errors import InputError
+
+    path = Path(data) / "labels.json"
+    if not path.is_file():
+        raise InputError(f"{path} not found: give the ct-real-artifacts folder")
+    return path
+
+
 def collect(data: Path, max_clean: int) -> list[dict]:
     """Slices to judge from ``data/labels.json``: ``{"group", "item", "body_part", "slice_index",
     "hu", "pixel_spacing_mm"}`` per slice. Groups: ``metal`` and ``head_neck_metal_free`` (the
@@ -58,7 +69,7 @@ def collect(data: Path, max_clean: int) -> list[dict]:
     from ctdegradbench.builder.sources import load_source
     from ctdegradbench.core.errors import InputError
 
-    labels = json.loads((Path(data) / "labels.json").read_text())
+    labels = json.loads(labels_file(data).read_text())
     rows = []
     for key, item in labels["items"].items():
         artifact = item["artifact"]

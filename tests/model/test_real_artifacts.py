@@ -136,3 +136,10 @@ def test_judge_counts_answers_abstentions_and_regions(artifact_folder, monkeypat
     assert got["intervals"]["metal_recall"] is None                     # one metal patient
     assert got["intervals"]["false_metal_rate"] == [0.0, 0.0]
     assert got["regions"]["thigh / low_dose"] == {"n": 3, "answered": 3, "clean_rate": 0.0, "metal_rate": 0.0}
+
+
+def test_a_folder_without_labels_json_is_refused_naming_it(tmp_path):
+    from ctdegradbench.core.errors import InputError
+
+    with pytest.raises(InputError, match=f"{tmp_path}/labels.json not found"):
+        collect(tmp_path, max_clean=4)
