@@ -10,7 +10,7 @@ What it does, every step on the model's physical grid (``SeSpeCTImageProcessor``
 
 1. **Inputs.** Each slice gives :data:`PATCHES` patches of :data:`PATCH_PX` x :data:`PATCH_PX` px
    (48 mm) of body (:func:`body_patches`: the positions whose share of pixels above
-   :data:`BODY_HU` is highest, spread by farthest-point sampling from the body's centre, so the
+   ``BODY_HU`` is highest, spread by farthest-point sampling from the body's centre, so the
    same slice always gives the same patches) and the whole grid at 6 mm (64 x 64 px, anti-aliased):
    the patches keep the noise and edge texture at full resolution, the coarse slice the global
    layout of streaks and metal. Each is seen through three HU windows.
@@ -19,13 +19,13 @@ What it does, every step on the model's physical grid (``SeSpeCTImageProcessor``
    view, ``draw_acquisition``; a view whose degradation that acquisition hid,
    ``degradation_visible``, is labelled ``clean``; each reference 12 times and its clean FBP 4
    times, labelled ``clean``), from the ``train`` split of ``--train-data``.
-3. **CNN** (:class:`PatchCNN`): one encoder shared by the patches (mean and max over them), one
+3. **CNN** (the checkpoint's ``modeling_sespect.PatchCNN``): one encoder shared by the patches (mean and max over them), one
    for the coarse slice, an MLP to the eleven logits and a severity; cross-entropy plus SmoothL1
    on the level, AdamW with a one-cycle schedule, random rotations by 90 degrees and flips; the
    epoch of best ten-class accuracy on the ``validation`` split (rows as stored) is kept.
 4. **Measured**, for the shipped checkpoint, the CNN, the fused answer (geometric mean of the
    two probabilities, the CNN's weight ``--weight``, fixed in advance, not fitted) and the fused
-   answer with the checkpoint's metal decision (:func:`metal_gated`): accuracy eleven-way and on
+   answer with the checkpoint's metal decision (``modeling_sespect.fuse_with_patch_cnn``): accuracy eleven-way and on
    the paper's ten classes, and the severity's mean Spearman (the checkpoint's, the CNN's, their
    mean), on the ``test`` split of ``--test-data`` (the
    checkpoint's probabilities from ``ct-degradbench evaluate --predictions FILE``, or computed
@@ -33,8 +33,9 @@ What it does, every step on the model's physical grid (``SeSpeCTImageProcessor``
    volume); and the answers on the 18 views of the invariance test (one clean slice of
    ``../shared/ct`` stored, at 1.5 / 2.5 / 3.5 mm, cropped to 200 / 160 mm).
 
-Nothing here is part of the shipped checkpoint: it measures whether a learned full-resolution
-branch adds what the hand-made features miss. Writes ``--out/results.json`` (and the views and
+It measured whether a learned full-resolution branch adds what the hand-made features miss; since
+then ``ct-degradbench train --patch-cnn`` trains such a CNN into the checkpoint (the architecture, the
+patches and the fusion are the checkpoint's code, imported here; the training loop is this experiment's). Writes ``--out/results.json`` (and the views and
 weights it made there); ``--out`` must be a new or empty folder.
 """
 
@@ -55,72 +56,29 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REAL = ROOT / ".." / "shared" / "ct-real-artifacts"
 INVARIANCE_CT = ROOT / ".." / "shared" / "ct" / "itkelastix__series_00.nii.gz"
 PATCHES, PATCH_PX, PATCH_STRIDE_PX, COARSE_PX = 3, 48, 4, 64
-BODY_HU = -500.0
-BODY_SHARE_MIN = 0.97        # a patch position must hold at least this share of body (else the best there is)
-WINDOWS_HU = ((-160.0, 240.0), (-1000.0, 1000.0), (0.0, 3000.0))   # soft tissue, wide, bone / metal
 BATCH, LEARNING_RATE, WEIGHT_DECAY = 64, 2e-3, 1e-4
 
 
 def body_patches(grid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """``(PATCHES, PATCH_PX, PATCH_PX)`` HU patches of the body of one grid slice and the slice at
-    ``COARSE_PX`` px; deterministic (see the module docstring)."""
-    share = F.avg_pool2d((grid > BODY_HU).float()[None, None], PATCH_PX, stride=PATCH_STRIDE_PX)[0, 0]
-    best = float(share.max())
-    spots = torch.nonzero(share >= min(BODY_SHARE_MIN, best)).float()
-    centre = spots.mean(0)
-    chosen = [int(((spots - centre) ** 2).sum(1).argmin())]
-    distance = ((spots - spots[chosen[0]]) ** 2).sum(1)
-    for _ in range(PATCHES - 1):
-        chosen.append(int(distance.argmax()))
-        distance = torch.minimum(distance, ((spots - spots[chosen[-1]]) ** 2).sum(1))
-    corners = (spots[chosen] * PATCH_STRIDE_PX).long().tolist()
-    patches = torch.stack([grid[r:r + PATCH_PX, c:c + PATCH_PX] for r, c in corners])
-    coarse = F.interpolate(grid[None, None], size=(COARSE_PX, COARSE_PX), mode="bilinear", antialias=True,
-                           align_corners=False)[0, 0]
+    ``COARSE_PX`` px (``modeling_sespect.body_patches``, the checkpoint's own), stored as float16."""
+    from ctdegradbench.model.modeling_sespect import body_patches as cut
+
+    patches, coarse = cut(grid, PATCHES, PATCH_PX, PATCH_STRIDE_PX, COARSE_PX)
     return patches.numpy().astype(np.float16), coarse.numpy().astype(np.float16)
 
 
-def windows(hu: torch.Tensor) -> torch.Tensor:
-    """``(..., H, W)`` HU -> ``(..., 3, H, W)`` in [0, 1], one channel per window of ``WINDOWS_HU``."""
-    return torch.stack([((hu - lo) / (hi - lo)).clamp(0, 1) for lo, hi in WINDOWS_HU], -3)
+def patch_cnn(width: int) -> nn.Module:
+    """The checkpoint's ``PatchCNN`` of width ``width`` over SeSpeCT's eleven classes (default windows)."""
+    from ctdegradbench.model import SeSpeCTConfig
+    from ctdegradbench.model.data import SESPECT_LABEL_NAMES
+    from ctdegradbench.model.modeling_sespect import PatchCNN
+
+    return PatchCNN(SeSpeCTConfig(backbone="none", use_semantic_branch=False, pixel_spacing_mm=1.0, image_size=384,
+                                  label_names=list(SESPECT_LABEL_NAMES), patch_cnn_width=width))
 
 
-def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class Encoder(nn.Module):
-    """3x3 conv stages (width w, 2w, 4w; three stride-2) -> mean and std over space (8w)."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        w = width
-        self.stages = nn.Sequential(_block(3, w, 1), _block(w, w, 1), _block(w, 2 * w, 2), _block(2 * w, 2 * w, 1),
-                                    _block(2 * w, 4 * w, 2), _block(4 * w, 4 * w, 2))
-        self.dim = 8 * w
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stages(x).flatten(2)
-        return torch.cat([h.mean(2), h.std(2)], 1)
-
-
-class PatchCNN(nn.Module):
-    """Patches ``(B, P, S, S)`` and coarse slice ``(B, C, C)`` in HU -> 11 logits and a severity."""
-
-    def __init__(self, width: int, classes: int):
-        super().__init__()
-        self.patch, self.coarse = Encoder(width), Encoder(width)
-        self.head = nn.Sequential(nn.Linear(3 * self.patch.dim, 256), nn.ReLU(), nn.Dropout(0.2),
-                                  nn.Linear(256, classes + 1))
-
-    def forward(self, patches: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, n = patches.shape[:2]
-        h = self.patch(windows(patches).flatten(0, 1)).view(b, n, -1)
-        out = self.head(torch.cat([h.mean(1), h.amax(1), self.coarse(windows(coarse))], 1))
-        return out[:, :-1], out[:, -1]
-
-
-def cnn_outputs(net: PatchCNN, patches: np.ndarray, coarse: np.ndarray, device: str,
+def cnn_outputs(net: nn.Module, patches: np.ndarray, coarse: np.ndarray, device: str,
                 batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """The CNN's class probabilities and severity (levels) of every slice."""
     net.eval()
@@ -174,7 +132,7 @@ def views(folder: Path, split: str, training: bool, progress) -> dict:
     return arrays
 
 
-def train(train_views: dict, validation: dict, width: int, epochs: int, seed: int, device: str, log) -> PatchCNN:
+def train(train_views: dict, validation: dict, width: int, epochs: int, seed: int, device: str, log) -> nn.Module:
     """The CNN of the epoch with the best ten-class validation accuracy (degraded rows as stored)."""
     from ctdegradbench.model.data import CLEAN_CLASS_NAME, SESPECT_LABEL_NAMES
     from ctdegradbench.model.metrics import ten_class_predictions
@@ -186,7 +144,7 @@ def train(train_views: dict, validation: dict, width: int, epochs: int, seed: in
     labels = torch.from_numpy(train_views["labels"].astype(np.int64)).to(device)
     levels = torch.from_numpy(train_views["levels"].astype(np.float32)).to(device)
     n_val = int(validation["n_degraded"])
-    net = PatchCNN(width, len(SESPECT_LABEL_NAMES)).to(device)
+    net = patch_cnn(width).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     steps = len(labels) // BATCH
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LEARNING_RATE, total_steps=epochs * steps)
@@ -219,31 +177,17 @@ def train(train_views: dict, validation: dict, width: int, epochs: int, seed: in
     return net
 
 
-def fuse(shipped: np.ndarray, cnn: np.ndarray, weight: float) -> np.ndarray:
-    """Geometric mean of the two probabilities, the CNN's log-probabilities weighted ``weight``."""
-    log_p = (1 - weight) * np.log(shipped + 1e-9) + weight * np.log(cnn + 1e-9)
-    p = np.exp(log_p - log_p.max(1, keepdims=True))
-    return p / p.sum(1, keepdims=True)
-
-
-def metal_gated(shipped: np.ndarray, fused: np.ndarray, names) -> np.ndarray:
-    """The checkpoint decides metal or not, the fused answer which class within each side: each class's
-    probability is the checkpoint's total on its side (the metal classes, ``METAL_LABELS``, or the
-    others) times the fused probability's share within that side."""
+def answers(shipped: np.ndarray, cnn: np.ndarray, weight: float, names) -> dict[str, np.ndarray]:
+    """The probabilities compared: the checkpoint, the CNN, their weighted geometric mean and that mean
+    with the checkpoint's metal decision (``modeling_sespect.fuse_with_patch_cnn`` without and with the
+    gate of ``METAL_LABELS``)."""
+    from ctdegradbench.model.modeling_sespect import fuse_with_patch_cnn
     from ctdegradbench.model.real_artifacts import METAL_LABELS
 
-    out = np.zeros_like(fused)
-    metal = np.isin(np.asarray(names), METAL_LABELS)
-    for side in (metal, ~metal):
-        out[:, side] = shipped[:, side].sum(1, keepdims=True) * fused[:, side] / fused[:, side].sum(1, keepdims=True)
-    return out
-
-
-def answers(shipped: np.ndarray, cnn: np.ndarray, weight: float, names) -> dict[str, np.ndarray]:
-    """The probabilities compared: the checkpoint, the CNN, their geometric mean (:func:`fuse`) and that
-    mean with the checkpoint's metal decision (:func:`metal_gated`)."""
-    fused = fuse(shipped, cnn, weight)
-    return {"shipped": shipped, "cnn": cnn, "fused": fused, "fused_metal_gated": metal_gated(shipped, fused, names)}
+    s, c = torch.from_numpy(np.asarray(shipped, np.float64)), torch.from_numpy(np.asarray(cnn, np.float64))
+    gate = torch.tensor([n in METAL_LABELS for n in names])
+    return {"shipped": shipped, "cnn": cnn, "fused": fuse_with_patch_cnn(s, c, weight).numpy(),
+            "fused_metal_gated": fuse_with_patch_cnn(s, c, weight, gate).numpy()}
 
 
 def shipped_and_cnn(model, net, slices, device) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
@@ -268,6 +212,7 @@ def invariance_views() -> list[tuple[np.ndarray, float]]:
     """The 18 views of ``tests/model/test_sespect_grid.py``'s invariance test (3 slices x
     ``INVARIANCE_VIEWS_PER_SLICE``)."""
     from ctdegradbench.builder.sources import load_source
+    from ctdegradbench.model.image_processing_sespect import BODY_HU
 
     out = []
     for s in load_source(str(INVARIANCE_CT), nifti_axes="LPS", max_slices=3, min_body_fraction=0.2).slices:

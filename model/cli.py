@@ -34,12 +34,15 @@ def train(options: TrainOptions) -> int:
         result = train_sespect(options.dataset, options.out, backbone=options.backbone,
                                backbone_options=backbone_options, ablate=list(options.ablate), epochs=options.epochs,
                                batch_size=options.batch_size, lr=options.lr, seed=options.seed,
-                               ensemble=options.ensemble, cache_dir=options.cache_dir, progress=options.progress,
+                               ensemble=options.ensemble, patch_cnn=options.patch_cnn,
+                               patch_cnn_epochs=options.patch_cnn_epochs, cache_dir=options.cache_dir,
+                               progress=options.progress,
                                command=command)
     m = result.metrics
     made = (f"{result.model.config.ensemble_size} members merged" if options.merge
             else f"best epoch {result.best_epoch}")
-    print(f"wrote {options.out}: {made}; test accuracy {m['accuracy']:.3f}, macro F1 "
+    ten = f" (ten classes {m['ten_class']['accuracy']:.3f})" if "ten_class" in m else ""
+    print(f"wrote {options.out}: {made}; test accuracy {m['accuracy']:.3f}{ten}, macro F1 "
           f"{m['macro_f1']:.3f}, MAE {m['mae']:.3f}, QWK {m['qwk']:.3f}, mean Spearman single "
           f"{m['mean_spearman_single']:.3f} / mixtures {m['mean_spearman_mixtures']:.3f}; "
           f"{result.seconds['total']:.0f} s")

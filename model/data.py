@@ -30,6 +30,9 @@ from ctdegradbench.model.image_processing_sespect import BODY_HU
 FROZEN_FIELDS = ("pixel_spacing_mm", "backbone", "backbone_weights", "open_clip_model", "open_clip_embed_dim", "open_clip_vision_cfg",
                  "backbone_image_size", "backbone_mean", "backbone_std", "image_size", "hu_windows",
                  "spectral_size", "hf_cutoff", "texture_size")
+# Config fields that decide the patch CNN's frozen inputs (``patches``, ``coarse``), computed when
+# ``patch_cnn_width`` > 0 (the width itself changes nothing the frozen stage computes).
+PATCH_FIELDS = ("patch_cnn_width", "patch_count", "patch_size", "patch_stride", "coarse_size")
 CACHE_VERSION = 7   # 3: grid entries hold native_statistics; 4: tapered before the FFT; 5: visible; 6: bands below Nyquist; 7: soft-tissue NPS
 # Keys of frozen_features and how they are stored (dtype on disk).
 _STORED = {"embedding": np.float32, "patch_tokens": np.float16, "spectrum": np.float16, "hf_ratio": np.float32,
@@ -168,6 +171,22 @@ def batch_from_arrays(arrays: dict, index: np.ndarray, keys=None) -> dict[str, t
 SESPECT_LABEL_NAMES = CLASS_NAMES[:CLASS_NAMES.index(CLEAN_CLASS_NAME) + 1]
 GRID_KEYS = {"spectrum": np.float16, "hf_ratio": np.float32, "texture": np.float16, "log_spacing": np.float32,
              "native_statistics": np.float32}
+PATCH_KEYS = {"patches": np.float16, "coarse": np.float16}     # with a patch CNN (HU; float16 steps <= 2 HU)
+
+
+def grid_keys(config) -> dict:
+    """The cached grid arrays of ``config`` and their dtype on disk: ``GRID_KEYS`` (and ``PATCH_KEYS``
+    with a patch CNN)."""
+    return {**GRID_KEYS, **(PATCH_KEYS if getattr(config, "patch_cnn_width", 0) else {})}
+
+
+def grid_facts(config) -> dict:
+    """What decides a grid cache entry's features: ``FROZEN_FIELDS`` and, with a patch CNN, the patch
+    geometry (``PATCH_FIELDS`` but the width; absent without one, so such caches keep their keys)."""
+    facts = {name: getattr(config, name) for name in FROZEN_FIELDS}
+    if getattr(config, "patch_cnn_width", 0):
+        facts.update({name: getattr(config, name) for name in PATCH_FIELDS[1:]})
+    return facts
 # Augmentation of the native acquisition (physical units): coarser pixels and a smaller field of view.
 AUG_SPACING_MAX_MM = 6.0          # coarsest native pixel drawn (log-uniform from the row's own spacing)
 AUG_FOV_MM = (150.0, 350.0)       # side of a cropped field of view, drawn per axis
@@ -291,7 +310,7 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
     each row. ``pairs`` (row -> the clean slice the row's degradation was added to, e.g. its
     clean FBP) acquires the pair alike in every drawn view and decides ``visible``
     (:func:`degradation_visible`; always true for view 0 and without pairs). Returns arrays keyed
-    like ``GRID_KEYS`` plus ``row`` (the source row of each entry) and ``visible``, entries ordered
+    like :func:`grid_keys` plus ``row`` (the source row of each entry) and ``visible``, entries ordered
     row-major (row 0 views 0.., row 1 views 0.., ...).
     """
     from tqdm.auto import tqdm
@@ -299,19 +318,20 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
     from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor, native_statistics
 
     cfg = model.config
-    facts = {name: getattr(cfg, name) for name in FROZEN_FIELDS}
+    facts = grid_facts(cfg)
     facts.update(version=CACHE_VERSION, key=key, views=views, seed=seed, n=len(spacings), pairs=pairs is not None,
                  aug=(AUG_SPACING_MAX_MM, AUG_FOV_MM, AUG_FOV_SHIFT_MM, AUG_P_MASK, AUG_MASK_MARGIN_MM,
                       AUG_P_ALIASED, VISIBLE_RATIO_MIN))
     folder = Path(cache_dir or default_cache_dir()) / ("grid-" + hashlib.sha256(
         json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:20])
-    names = list(GRID_KEYS) + ["row", "visible"]
+    stored = grid_keys(cfg)
+    names = list(stored) + ["row", "visible"]
     if (folder / "complete.json").is_file():
         return {k: np.load(folder / f"{k}.npy") for k in names}
     processor = SeSpeCTImageProcessor.from_config(cfg)
     rng = np.random.default_rng(seed)
     entries = [(r, v) for r in range(len(spacings)) for v in range(views)]
-    chunks = {k: [] for k in GRID_KEYS}
+    chunks = {k: [] for k in stored}
     visible = []
     model.eval()
     for start in tqdm(range(0, len(entries), batch_size), desc=desc, disable=not progress, unit="batch"):
@@ -328,7 +348,7 @@ def grid_arrays(model, images, spacings, *, views: int = 1, seed: int = 0, key: 
         stats = torch.from_numpy(np.stack(stats))
         feats = model.frozen_features(torch.stack(grids), torch.tensor(native), stats)
         feats["native_statistics"] = stats
-        for k, dtype in GRID_KEYS.items():
+        for k, dtype in stored.items():
             chunks[k].append(feats[k].cpu().numpy().astype(dtype))
     arrays = {k: np.concatenate(v) for k, v in chunks.items()}
     arrays["row"] = np.array([r for r, _ in entries], dtype=np.int64)

@@ -29,6 +29,7 @@ DEFAULT_EPOCHS = 15
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 1e-3
 DEFAULT_WEIGHT_DECAY = 1e-4
+PATCH_CNN_EPOCHS = 25
 SPLITS = ("train", "validation", "test")
 
 
@@ -58,6 +59,10 @@ class TrainOptions:
     seed: int = option(0, "seed of initialisation and batch order", minimum=0)
     ensemble: int = option(1, "members trained one at a time (seeds --seed, --seed + 1, ...) and averaged in one "
                            "checkpoint (--backbone none only; the shipped checkpoint merges three runs of 3)", minimum=1)
+    patch_cnn: int = option(0, "also train a patch CNN of this width end to end on full-resolution body patches and "
+                            "the slice at 6 mm, fused with the members (--backbone none; the shipped checkpoint: 16); "
+                            "0: none", minimum=0, metavar="WIDTH")
+    patch_cnn_epochs: int = option(PATCH_CNN_EPOCHS, "epochs of the patch CNN", minimum=1)
     merge: tuple[Path, ...] = option((), "instead of training: one ensemble checkpoint holding every member of "
                                      "these checkpoints (written by train --backbone none, the same architecture), "
                                      "measured on --dataset; default: none (train)", type=Path, many=True,
@@ -71,6 +76,12 @@ class TrainOptions:
         object.__setattr__(self, "ablate", tuple(self.ablate))
         object.__setattr__(self, "merge", tuple(Path(d) for d in self.merge))
         check_declared(self)
+        if self.merge and self.patch_cnn:
+            raise OptionError(f"--merge puts existing checkpoints together; --patch-cnn {self.patch_cnn} trains a new "
+                              "patch CNN: train it in a run of its own, then merge that checkpoint")
+        if self.patch_cnn and self.backbone != "none":
+            raise OptionError(f"--patch-cnn {self.patch_cnn} needs --backbone none (the patches are cut from the "
+                              f"physical grid), got --backbone {self.backbone}")
         if self.merge and self.ensemble > 1:
             raise OptionError(f"--merge puts the members of existing checkpoints together; --ensemble {self.ensemble} "
                               "trains new ones: give one of them")

@@ -32,7 +32,7 @@ import torch
 
 from ctdegradbench.core.errors import OptionError
 from ctdegradbench.model.options import (ABLATIONS, BACKBONE_CHOICES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS,  # noqa: F401
-                                         DEFAULT_LR, DEFAULT_WEIGHT_DECAY)
+                                         DEFAULT_LR, DEFAULT_WEIGHT_DECAY, PATCH_CNN_EPOCHS)
 from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
 from ctdegradbench.model.image_processing_sespect import NATIVE_STATISTICS
 
@@ -198,6 +198,8 @@ def _needed_keys(model) -> set:
         keys.add("log_spacing")
     if getattr(cfg, "use_native_statistics", False):
         keys.add("native_statistics")
+    if getattr(cfg, "patch_cnn_width", 0):
+        keys |= {"patches", "coarse"}
     return keys
 
 
@@ -294,11 +296,12 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
     metrics) and, apart, the reference slices (the ``clean`` rate).
     """
     from ctdegradbench.model import SeSpeCTModel
-    from ctdegradbench.model.data import (CLEAN_CLASS_NAME, FROZEN_FIELDS, SESPECT_LABEL_NAMES, SplitData,
-                                          grid_arrays, load_benchmark)
+    from ctdegradbench.model.data import (CLEAN_CLASS_NAME, FROZEN_FIELDS, PATCH_FIELDS, SESPECT_LABEL_NAMES,
+                                          SplitData, grid_arrays, load_benchmark)
 
     t0 = time.perf_counter()
-    full = SeSpeCTModel(make_config("none", {k: v for k, v in (overrides or {}).items() if k in FROZEN_FIELDS}))
+    full = SeSpeCTModel(make_config("none", {k: v for k, v in (overrides or {}).items()
+                                             if k in FROZEN_FIELDS + PATCH_FIELDS}))
     splits = {name: load_benchmark(dataset_dirs, name, label_names=SESPECT_LABEL_NAMES)
               for name in ("train", "validation", "test")}
     for name, split in splits.items():
@@ -364,13 +367,17 @@ def clean_rate(model, arrays, clean_id: int) -> float:
 
 def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", backbone_options=None, ablate=(),
                   overrides=None, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, lr=DEFAULT_LR,
-                  weight_decay=DEFAULT_WEIGHT_DECAY, seed=0, ensemble=1, cache_dir=None, prepared=None, progress=True,
-                  log=print, command=None) -> TrainResult:
+                  weight_decay=DEFAULT_WEIGHT_DECAY, seed=0, ensemble=1, patch_cnn=0, patch_cnn_epochs=PATCH_CNN_EPOCHS,
+                  cache_dir=None, prepared=None, progress=True, log=print, command=None) -> TrainResult:
     """Train SeSpeCT (see the module docstring); writes the checkpoint to ``out`` when given.
 
     ``ensemble`` K > 1: K members trained one at a time on the same prepared data (seeds ``seed`` ..
     ``seed + K - 1``, each kept at its own best validation epoch), assembled into one model with
-    ``ensemble_size`` K (:func:`assemble_ensemble`); the metrics are the assembled model's."""
+    ``ensemble_size`` K (:func:`assemble_ensemble`); the metrics are the assembled model's.
+
+    ``patch_cnn`` w > 0 (``backbone="none"``): then a patch CNN of width w is trained on the same
+    training entries (:func:`train_patch_cnn`, ``patch_cnn_epochs`` epochs, seed ``seed``) and fused
+    with the members (:func:`attach_patch_cnn`)."""
     from tqdm.auto import tqdm
 
     from ctdegradbench.model import SeSpeCTForDegradationEstimation
@@ -382,13 +389,33 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     if ensemble > 1 and backbone != "none":
         raise OptionError(f"--ensemble {ensemble} needs --backbone none (the members share one frozen stage), "
                           f"got --backbone {backbone}")
+    if patch_cnn and backbone != "none":
+        raise OptionError(f"--patch-cnn {patch_cnn} needs --backbone none (the patches are cut from the physical "
+                          f"grid), got --backbone {backbone}")
     if out:
         from ctdegradbench.core.outputs import OutputFolder
 
         OutputFolder(out, "train")      # refused before any work when it would replace a user's files
     start = time.perf_counter()
+    if patch_cnn:
+        overrides = {**(overrides or {}), "patch_cnn_width": patch_cnn}
     prepared = prepared or prepare_data(dataset_dirs, backbone=backbone, backbone_options=backbone_options,
                                         overrides=overrides, cache_dir=cache_dir, progress=progress, log=log)
+    if patch_cnn:
+        members = train_sespect(dataset_dirs, None, backbone=backbone, ablate=ablate,
+                                overrides={k: v for k, v in overrides.items() if k != "patch_cnn_width"}, epochs=epochs,
+                                batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, ensemble=ensemble,
+                                prepared=prepared, progress=progress, log=log)
+        log(f"patch CNN (width {patch_cnn}, seed {seed})")
+        net, cnn_facts = train_patch_cnn(make_config(backbone, overrides), prepared, epochs=patch_cnn_epochs, seed=seed,
+                                         progress=progress, log=log)
+        model = attach_patch_cnn(members.model, net)
+        validation, _ = split_metrics(model, prepared, "validation")
+        validation["member_best_epochs"] = members.validation.get("member_best_epochs") or [members.best_epoch]
+        return _finish_run(model, prepared, out, dataset_dirs, validation=validation, best_epoch=members.best_epoch,
+                           history=members.history, train_seconds=members.seconds["train"] + cnn_facts["seconds"],
+                           start=start, ablate=ablate, seed=seed, epochs=epochs, command=command,
+                           extra_facts={"patch_cnn": cnn_facts})
     if ensemble > 1:
         members = []
         for k in range(ensemble):
@@ -522,6 +549,104 @@ def split_metrics(model, prepared: dict, name: str) -> tuple[dict, dict]:
     return metrics, pred
 
 
+# The patch CNN's recipe (train_patch_cnn): AdamW with a one-cycle schedule, batches of 64.
+PATCH_CNN_BATCH, PATCH_CNN_LR, PATCH_CNN_WEIGHT_DECAY = 64, 2e-3, 1e-4
+
+
+def train_patch_cnn(config, prepared: dict, *, epochs: int = PATCH_CNN_EPOCHS, seed: int = 0, progress: bool = True,
+                    log=print) -> tuple:
+    """Train the patch CNN of ``config`` (``patch_cnn_width`` > 0) end to end on the prepared training
+    entries' ``patches`` and ``coarse`` (the members' training views, labels and levels).
+
+    Loss: cross-entropy on the class plus SmoothL1 on the level of the degraded entries; AdamW
+    (``PATCH_CNN_LR``, weight decay ``PATCH_CNN_WEIGHT_DECAY``) with a one-cycle schedule, batches of
+    ``PATCH_CNN_BATCH``, each batch turned by a random multiple of 90 degrees and flipped left-right with
+    probability 1/2 (CT slices have no preferred in-plane orientation for a degradation). The epoch with
+    the best ten-class accuracy on the validation split's degraded rows (as stored) is kept; then the clean
+    logit is shifted to ``config.clean_prior`` (:func:`shift_clean_logit`). Returns the network and its
+    facts (seed, epochs, kept epoch, history, seconds)."""
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from ctdegradbench.model.metrics import ten_class_predictions
+    from ctdegradbench.model.modeling_sespect import PatchCNN
+
+    _seed_everything(seed)
+    arrays, train = prepared["arrays"]["train"], prepared["splits"]["train"]
+    if "patches" not in arrays:
+        raise OptionError("the prepared data holds no patches: prepare it with a config whose patch_cnn_width > 0")
+    patches, coarse = torch.from_numpy(arrays["patches"].astype(np.float32)), torch.from_numpy(arrays["coarse"].astype(np.float32))
+    labels, levels = torch.from_numpy(np.asarray(train.labels, np.int64)), torch.from_numpy(np.asarray(train.levels, np.float32))
+    degraded_entries = labels != config.label_names.index(config.clean_label)
+    val, val_arrays = prepared["splits"]["validation"], prepared["arrays"]["validation"]
+    net = PatchCNN(config)
+    optimizer = torch.optim.AdamW(net.parameters(), PATCH_CNN_LR, weight_decay=PATCH_CNN_WEIGHT_DECAY)
+    steps = max(1, len(labels) // PATCH_CNN_BATCH)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PATCH_CNN_LR, total_steps=epochs * steps)
+    best, history, t0 = None, [], time.perf_counter()
+    for epoch in tqdm(range(1, epochs + 1), desc="patch CNN epochs", disable=not progress, unit="epoch"):
+        net.train()
+        order, total = torch.randperm(len(labels)), 0.0
+        for k in range(steps):
+            rows = order[k * PATCH_CNN_BATCH:(k + 1) * PATCH_CNN_BATCH]
+            turns = int(torch.randint(4, ()))
+            p, c = torch.rot90(patches[rows], turns, (-2, -1)), torch.rot90(coarse[rows], turns, (-2, -1))
+            if torch.rand(()) < 0.5:
+                p, c = p.flip(-1), c.flip(-1)
+            logits, severity = net(p, c)
+            loss = F.cross_entropy(logits, labels[rows])
+            if degraded_entries[rows].any():
+                loss = loss + F.smooth_l1_loss(severity[degraded_entries[rows]], levels[rows][degraded_entries[rows]])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) / steps
+        probabilities, _ = patch_cnn_outputs(net, val_arrays)
+        accuracy = float(np.mean(ten_class_predictions(probabilities, config.label_names) == val.labels))
+        history.append({"epoch": epoch, "train_loss": total, "val_ten_class_accuracy": accuracy})
+        if not progress:
+            log(f"patch CNN epoch {epoch}/{epochs}: loss {total:.3f}, validation ten-class accuracy {accuracy:.3f} "
+                f"({time.perf_counter() - t0:.0f} s)")
+        if best is None or accuracy > best[0]:
+            best = (accuracy, epoch, copy.deepcopy(net.state_dict()))
+    net.load_state_dict(best[2])
+    shift = shift_clean_logit(net.class_bias, config, train.labels)
+    log(f"patch CNN: epoch {best[1]} kept (validation ten-class accuracy {best[0]:.3f}); clean logit {shift:+.3f}")
+    return net.eval(), {"width": config.patch_cnn_width, "seed": seed, "epochs": epochs, "best_epoch": best[1],
+                        "history": history, "seconds": time.perf_counter() - t0}
+
+
+def patch_cnn_outputs(net, arrays: dict, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The patch CNN's class probabilities and severities (levels) on cached ``patches`` / ``coarse``."""
+    net.eval()
+    probs, severity = [], []
+    with torch.no_grad():
+        for i in range(0, len(arrays["patches"]), batch_size):
+            logits, level = net(torch.from_numpy(np.asarray(arrays["patches"][i:i + batch_size], np.float32)),
+                                torch.from_numpy(np.asarray(arrays["coarse"][i:i + batch_size], np.float32)))
+            probs.append(logits.softmax(-1).numpy())
+            severity.append(level.numpy())
+    return np.concatenate(probs), np.concatenate(severity)
+
+
+def attach_patch_cnn(model, net, weight: float | None = None, gate=None) -> "SeSpeCTForDegradationEstimation":
+    """``model`` (one member or an ensemble, no patch CNN) with the trained patch CNN ``net`` fused in: the
+    config takes the net's patch fields, ``patch_cnn_weight`` (``weight``, default the config's) and
+    ``metal_gate_labels`` (``gate``, default the metal classes of the benchmark, ``METAL_LABELS``)."""
+    from ctdegradbench.model import SeSpeCTForDegradationEstimation
+    from ctdegradbench.model.real_artifacts import METAL_LABELS
+
+    config = copy.deepcopy(model.config)
+    for name in PATCH_CNN_FIELDS[:6]:      # its geometry and windows
+        setattr(config, name, getattr(net.config, name))
+    config.patch_cnn_weight = config.patch_cnn_weight if weight is None else float(weight)
+    config.metal_gate_labels = list(METAL_LABELS if gate is None else gate)
+    fused = SeSpeCTForDegradationEstimation(config)
+    fused.load_state_dict({**model.state_dict(), **{f"patch_cnn.{k}": v for k, v in net.state_dict().items()}})
+    return fused.eval()
+
+
 def assemble_ensemble(models) -> "SeSpeCTForDegradationEstimation":
     """One model with ``ensemble_size = len(models)`` holding the trained ``models`` (same config,
     ensemble_size 1 each): the first as its own trunk and heads, the others as ``members``."""
@@ -539,18 +664,21 @@ def assemble_ensemble(models) -> "SeSpeCTForDegradationEstimation":
 
 def ensemble_members(model) -> list:
     """The single models of ``model`` (itself, or each member of an ensemble), ``ensemble_size`` 1
-    each, in member order: the inverse of :func:`assemble_ensemble`."""
+    each, in member order, without the patch CNN: the inverse of :func:`assemble_ensemble`."""
     from ctdegradbench.model import SeSpeCTForDegradationEstimation
 
-    config = copy.deepcopy(model.config)
-    config.ensemble_size = 1
-    first = SeSpeCTForDegradationEstimation(config)
-    first.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("members.")})
+    from ctdegradbench.model.modeling_sespect import member_config
+
+    first = SeSpeCTForDegradationEstimation(member_config(model.config))
+    first.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(("members.", "patch_cnn."))})
     return [first.eval(), *(copy.deepcopy(member).eval() for member in getattr(model, "members", []))]
 
 
-# config fields that may differ between checkpoints merged into one ensemble
-MERGE_FREE_FIELDS = ("ensemble_size", "transformers_version", "_name_or_path", "architectures")
+# config fields that may differ between checkpoints merged into one ensemble (the patch CNN's come from
+# the one checkpoint that has one)
+PATCH_CNN_FIELDS = ("patch_cnn_width", "patch_count", "patch_size", "patch_stride", "coarse_size", "patch_hu_windows",
+                    "patch_cnn_weight", "metal_gate_labels")
+MERGE_FREE_FIELDS = ("ensemble_size", "transformers_version", "_name_or_path", "architectures") + PATCH_CNN_FIELDS
 
 
 def adjust_clean_prior(model, labels) -> float:
@@ -559,15 +687,21 @@ def adjust_clean_prior(model, labels) -> float:
     and ``q`` the share of ``clean_label`` in ``labels``, so its probabilities are those of a classifier
     trained with the prior ``p``: the odds of ``clean`` against every other class scale by
     ``(p / (1 - p)) / (q / (1 - q))``, the odds among the other classes stay. Returns the shift."""
-    cfg = model.config
-    q = float(np.mean(np.asarray(labels) == cfg.label_names.index(cfg.clean_label)))
+    return shift_clean_logit(model.classifier.bias, model.config, labels)
+
+
+def shift_clean_logit(bias: torch.Tensor, config, labels) -> float:
+    """Add ``logit(p) - logit(q)`` to the ``clean_label`` entry of a classifier's logit ``bias`` (see
+    :func:`adjust_clean_prior`; ``p`` = ``config.clean_prior``, ``q`` the share of clean ``labels``).
+    Returns the shift."""
+    q = float(np.mean(np.asarray(labels) == config.label_names.index(config.clean_label)))
     if not 0.0 < q < 1.0:
-        raise OptionError(f"the training entries are {'all' if q else 'none'} {cfg.clean_label!r}: the clean "
+        raise OptionError(f"the training entries are {'all' if q else 'none'} {config.clean_label!r}: the clean "
                           "prior needs both clean and degraded entries")
-    p = cfg.clean_prior
+    p = config.clean_prior
     shift = math.log(p / (1 - p)) - math.log(q / (1 - q))
     with torch.no_grad():
-        model.classifier.bias[cfg.label_names.index(cfg.clean_label)] += shift
+        bias[config.label_names.index(config.clean_label)] += shift
     return shift
 
 
@@ -577,8 +711,11 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
     (each written by ``train --backbone none``, the same architecture; members trained on different
     exports or seeds), measured like a trained one on the validation and test splits of
     ``dataset_dirs``. Each run's ``metrics.json`` gives the members' seeds, kept epochs, history and
-    training command (``merged_from`` in the new ``metrics.json``); written to ``out`` when given."""
-    from ctdegradbench.model.data import FROZEN_FIELDS
+    training command (``merged_from`` in the new ``metrics.json``); written to ``out`` when given.
+
+    At most one of them may hold a patch CNN (``train --patch-cnn``): the merged checkpoint fuses it with
+    every member, with that checkpoint's fusion settings (its facts become ``patch_cnn``)."""
+    from ctdegradbench.model.data import FROZEN_FIELDS, PATCH_FIELDS
     from ctdegradbench.model.predict import load_model
 
     if len(model_dirs) < 2:
@@ -617,13 +754,23 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
             "best_epochs": kept, "datasets": facts.get("datasets"), "command": facts.get("command"),
             "seconds": (facts.get("seconds") or {}).get("total")}]
         history += [{**h, "run": i} for h in facts.get("history", [])]
+    with_cnn = [(folder, model, facts) for folder, model, facts in runs if model.patch_cnn is not None]
+    if len(with_cnn) > 1:
+        raise OptionError(f"--merge: {with_cnn[0][0]} and {with_cnn[1][0]} both hold a patch CNN; a merged checkpoint "
+                          "fuses one (merge the members of one of them with a checkpoint without)")
     seeds = [seed for r in merged_from for seed in r["seeds"]]
     epochs_kept = [epoch for r in merged_from for epoch in r["best_epochs"]]
     log(f"merging {len(seeds)} members of {len(runs)} checkpoints")
-    first = runs[0][1].config
-    prepared = prepare_grid_data(dataset_dirs, overrides={k: getattr(first, k) for k in FROZEN_FIELDS},
+    first = (with_cnn[0] if with_cnn else runs[0])[1].config
+    prepared = prepare_grid_data(dataset_dirs, overrides={k: getattr(first, k) for k in FROZEN_FIELDS + PATCH_FIELDS},
                                  cache_dir=cache_dir, progress=progress, log=log, with_train=False)
     model = assemble_ensemble([single for _, m, _ in runs for single in ensemble_members(m)])
+    extra = {}
+    if with_cnn:
+        folder, holder, facts = with_cnn[0]
+        model = attach_patch_cnn(model, holder.patch_cnn, holder.config.patch_cnn_weight, holder.config.metal_gate_labels)
+        extra["patch_cnn"] = {"checkpoint": folder.name, "datasets": facts.get("datasets"),
+                              "command": facts.get("command"), **(facts.get("patch_cnn") or {})}
     validation, _ = split_metrics(model, prepared, "validation")
     validation["member_best_epochs"] = epochs_kept
     trained_on = list(dict.fromkeys(d for r in merged_from for d in (r["datasets"] or [])))
@@ -632,7 +779,7 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
                        start=start, ablate=runs[0][2].get("ablate", []), seed=runs[0][2]["seed"],
                        epochs=runs[0][2]["epochs"], command=command,
                        extra_facts={"merged_from": merged_from, "member_seeds": seeds, "datasets": trained_on,
-                                    "measured_on": [str(d) for d in dataset_dirs]})
+                                    "measured_on": [str(d) for d in dataset_dirs], **extra})
 
 
 def save_run(result: TrainResult, dataset_dirs, *, ablate, seed, epochs, command=None, extra_facts=None) -> list[str]:

@@ -186,6 +186,35 @@ class SeSpeCTConfig(PreTrainedConfig):
             one or on three realizations of a build (``q`` about 1/6 and 1/15) answer ``clean`` alike
             and can be merged. ``None``: the outputs keep each member's training share (checkpoints
             written before 2026-12-04).
+        patch_cnn_width (`int`, *optional*, defaults to 0):
+            Width ``w`` of the patch CNN (0: none), a classifier trained end to end beside the
+            members (``SeSpeCTForDegradationEstimation.patch_cnn``; ``train --patch-cnn``): its
+            inputs are ``patch_count`` body patches of ``patch_size`` px of the model grid at full
+            resolution (noise and edge texture) and the whole grid at ``coarse_size`` px (where the
+            streaks and metal lie), each through the windows of ``patch_hu_windows``; conv stages of
+            width ``w, 2w, 4w``. Needs ``pixel_spacing_mm``. Its answer is fused with the members'
+            (``patch_cnn_weight``, ``metal_gate_labels``); the severity is the mean of the two.
+        patch_count (`int`, *optional*, defaults to 3):
+            Body patches per slice: the positions (every ``patch_stride`` px) whose share of body
+            (above ``BODY_HU``) is highest, spread by farthest-point sampling from the body's centre
+            (deterministic: the same slice gives the same patches).
+        patch_size (`int`, *optional*, defaults to 48):
+            Side of a patch in grid pixels (48 mm at 1 mm pixels).
+        patch_stride (`int`, *optional*, defaults to 4):
+            Step in grid pixels between the candidate patch positions.
+        coarse_size (`int`, *optional*, defaults to 64):
+            Side in pixels of the whole grid as the patch CNN sees it (anti-aliased; 6 mm pixels for a
+            384 mm grid).
+        patch_hu_windows (`list[list[float]]`, *optional*, defaults to `[[-160, 240], [-1000, 1000], [0, 3000]]`):
+            HU windows of the patch CNN's input channels (soft tissue, wide, bone and metal).
+        patch_cnn_weight (`float`, *optional*, defaults to 0.5):
+            Weight of the patch CNN's log-probabilities in the fused answer, a weighted geometric mean
+            with the members' mean probability (``1 - patch_cnn_weight``), renormalised.
+        metal_gate_labels (`list[str]`, *optional*):
+            With a patch CNN: classes whose total probability the members alone decide (the metal
+            classes; the members read the metal area in HU at the native pixel spacing); the fused
+            answer only splits that total among them, and the rest among the other classes.
+            ``None``: no gate.
     """
 
     model_type = "sespect"
@@ -240,6 +269,14 @@ class SeSpeCTConfig(PreTrainedConfig):
         ensemble_size: int = 1,
         clean_label: str = "clean",
         clean_prior: float | None = None,
+        patch_cnn_width: int = 0,
+        patch_count: int = 3,
+        patch_size: int = 48,
+        patch_stride: int = 4,
+        coarse_size: int = 64,
+        patch_hu_windows=((-160.0, 240.0), (-1000.0, 1000.0), (0.0, 3000.0)),
+        patch_cnn_weight: float = 0.5,
+        metal_gate_labels=None,
         **kwargs,
     ):
         for key in LEGACY_KEYS[1:]:
@@ -303,6 +340,26 @@ class SeSpeCTConfig(PreTrainedConfig):
         if clean_prior is not None and not 0.0 < float(clean_prior) < 1.0:
             raise ValueError(f"clean_prior must be a probability in (0, 1) or None, got {clean_prior!r}")
         self.clean_prior = None if clean_prior is None else float(clean_prior)
+        if int(patch_cnn_width) < 0:
+            raise ValueError(f"patch_cnn_width must be >= 0 (0: no patch CNN), got {patch_cnn_width!r}")
+        if int(patch_cnn_width) and pixel_spacing_mm is None:
+            raise ValueError("a patch CNN (patch_cnn_width > 0) needs pixel_spacing_mm (the physical grid)")
+        if int(patch_count) < 1 or int(patch_stride) < 1 or not 8 <= int(patch_size) <= int(image_size) \
+                or not 8 <= int(coarse_size) <= int(image_size):
+            raise ValueError(f"need patch_count >= 1, patch_stride >= 1 and 8 <= patch_size, coarse_size <= image_size "
+                             f"({image_size}), got {patch_count}, {patch_stride}, {patch_size}, {coarse_size}")
+        patch_windows = [[float(lo), float(hi)] for lo, hi in patch_hu_windows]
+        if not patch_windows or any(hi <= lo for lo, hi in patch_windows):
+            raise ValueError(f"patch_hu_windows must be non-empty [low, high] pairs with high > low, "
+                             f"got {patch_hu_windows!r}")
+        if not 0.0 <= float(patch_cnn_weight) <= 1.0:
+            raise ValueError(f"patch_cnn_weight must be in [0, 1], got {patch_cnn_weight!r}")
+        self.patch_cnn_width = int(patch_cnn_width)
+        self.patch_count, self.patch_size, self.patch_stride = int(patch_count), int(patch_size), int(patch_stride)
+        self.coarse_size = int(coarse_size)
+        self.patch_hu_windows = patch_windows
+        self.patch_cnn_weight = float(patch_cnn_weight)
+        self.metal_gate_labels = None if metal_gate_labels is None else [str(n) for n in metal_gate_labels]
         self.max_level = int(max_level)
         self.backbone = backbone
         self.backbone_weights = backbone_weights
@@ -347,6 +404,9 @@ class SeSpeCTConfig(PreTrainedConfig):
             raise ValueError(f"id2label must map class ids 0..{len(names) - 1} to distinct names, "
                              f"got {self.id2label!r}")
         self.label2id = {name: i for i, name in enumerate(names)}
+        unknown = sorted(set(self.metal_gate_labels or ()) - set(names))
+        if unknown:
+            raise ValueError(f"metal_gate_labels {unknown!r} are not classes of id2label ({names!r})")
 
     @property
     def label_names(self) -> list[str]:

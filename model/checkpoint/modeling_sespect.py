@@ -49,7 +49,7 @@ from transformers.utils import ModelOutput
 
 from .backbones import build_backbone, load_backbone_weights
 from .configuration_sespect import AUTO_MAP, CUSTOM_PIPELINES, SeSpeCTConfig
-from .image_processing_sespect import AIR_HU, NATIVE_STATISTICS, SeSpeCTImageProcessor
+from .image_processing_sespect import AIR_HU, BODY_HU, NATIVE_STATISTICS, SeSpeCTImageProcessor
 from .losses import total_loss
 
 PIPELINE_FILE = "pipeline_sespect.py"   # the image-classification pipeline, saved beside the weights
@@ -176,6 +176,103 @@ class NativeStatisticsEncoder(nn.Module):
         return self.mlp(self.norm(x))
 
 
+def body_patches(grid: torch.Tensor, count: int, size: int, stride: int, coarse_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The patch CNN's inputs of one grid slice ``(N, N)`` in HU: ``(count, size, size)`` body patches
+    at full resolution and the slice at ``coarse_size`` px (bilinear, anti-aliased), both in HU.
+
+    The patch positions (corners every ``stride`` px) are those whose share of body pixels (above
+    ``BODY_HU``) is at least 0.97, or the highest share there is; the first is the position nearest
+    their centroid, each next one the farthest from those chosen (farthest-point sampling), so the
+    patches spread over the body and the same slice always gives the same patches.
+    """
+    share = F.avg_pool2d((grid > BODY_HU).float()[None, None], size, stride=stride)[0, 0]
+    spots = torch.nonzero(share >= min(0.97, float(share.max()))).float()
+    chosen = [int(((spots - spots.mean(0)) ** 2).sum(1).argmin())]
+    distance = ((spots - spots[chosen[0]]) ** 2).sum(1)
+    for _ in range(count - 1):
+        chosen.append(int(distance.argmax()))
+        distance = torch.minimum(distance, ((spots - spots[chosen[-1]]) ** 2).sum(1))
+    corners = (spots[chosen] * stride).long().tolist()
+    patches = torch.stack([grid[r:r + size, c:c + size] for r, c in corners])
+    coarse = F.interpolate(grid[None, None], size=(coarse_size, coarse_size), mode="bilinear", antialias=True,
+                           align_corners=False)[0, 0]
+    return patches, coarse
+
+
+class PatchEncoder(nn.Module):
+    """The patch CNN's encoder: 3x3 conv stages of width ``w, w, 2w, 2w, 4w, 4w`` (three of stride 2),
+    then the mean and the standard deviation of each channel over space (``8w`` features)."""
+
+    def __init__(self, in_channels: int, width: int):
+        super().__init__()
+        w = width
+        widths = [in_channels, w, w, 2 * w, 2 * w, 4 * w, 4 * w]
+        strides = [1, 1, 2, 1, 2, 2]
+        self.stages = nn.Sequential(*(nn.Sequential(nn.Conv2d(cin, cout, 3, s, 1, bias=False), nn.BatchNorm2d(cout),
+                                                    nn.ReLU(inplace=True))
+                                      for cin, cout, s in zip(widths, widths[1:], strides)))
+        self.dim = 8 * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stages(x).flatten(2)
+        return torch.cat([h.mean(2), h.std(2)], 1)
+
+
+class PatchCNN(nn.Module):
+    """The patch CNN (``config.patch_cnn_width``), trained end to end beside the members: body patches
+    ``(B, P, S, S)`` and the coarse slice ``(B, C, C)`` in HU (:func:`body_patches`), each through the
+    windows of ``config.patch_hu_windows``, -> class logits over ``config.id2label`` and a severity
+    (levels). One encoder is shared by the patches (their mean and maximum), one reads the coarse slice."""
+
+    def __init__(self, config: SeSpeCTConfig):
+        super().__init__()
+        self.config = config
+        self.hu_windows = [tuple(w) for w in config.patch_hu_windows]
+        channels = len(self.hu_windows)
+        self.patch = PatchEncoder(channels, config.patch_cnn_width)
+        self.coarse = PatchEncoder(channels, config.patch_cnn_width)
+        self.head = nn.Sequential(nn.Linear(3 * self.patch.dim, 256), nn.ReLU(), nn.Dropout(0.2),
+                                  nn.Linear(256, config.num_labels + 1))
+
+    def windows(self, hu: torch.Tensor) -> torch.Tensor:
+        """``(..., H, W)`` HU -> ``(..., K, H, W)`` in [0, 1], one channel per window."""
+        return torch.stack([((hu - lo) / (hi - lo)).clamp(0, 1) for lo, hi in self.hu_windows], -3)
+
+    def forward(self, patches: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n = patches.shape[:2]
+        h = self.patch(self.windows(patches).flatten(0, 1)).view(b, n, -1)
+        out = self.head(torch.cat([h.mean(1), h.amax(1), self.coarse(self.windows(coarse))], 1))
+        return out[:, :-1], out[:, -1]
+
+    @property
+    def class_bias(self) -> torch.Tensor:
+        """The bias of the class logits (the last layer's bias without the severity's)."""
+        return self.head[-1].bias[:-1]
+
+
+def fuse_with_patch_cnn(members: torch.Tensor, patch_cnn: torch.Tensor, weight: float,
+                        gate: torch.Tensor | None = None) -> torch.Tensor:
+    """The fused class probabilities: ``p ~ members^(1 - weight) * patch_cnn^weight`` (a weighted
+    geometric mean, renormalised); with ``gate`` (a boolean mask over the classes, e.g. the metal
+    classes) the members' total probability of the gated classes is kept and only split among them
+    by ``p``, and likewise the total of the other classes."""
+    log_p = (1 - weight) * members.clamp_min(1e-9).log() + weight * patch_cnn.clamp_min(1e-9).log()
+    fused = log_p.softmax(-1)
+    if gate is None or not bool(gate.any()) or bool(gate.all()):
+        return fused
+    out = torch.zeros_like(fused)
+    for side in (gate, ~gate):
+        out[:, side] = members[:, side].sum(-1, keepdim=True) * fused[:, side] / fused[:, side].sum(-1, keepdim=True)
+    return out
+
+
+def member_config(config: SeSpeCTConfig) -> SeSpeCTConfig:
+    """The config of one member of an ensemble of ``config``: ``ensemble_size`` 1 and no patch CNN."""
+    member = copy.deepcopy(config)
+    member.ensemble_size, member.patch_cnn_width, member.metal_gate_labels = 1, 0, None
+    return member
+
+
 def is_backbone_key(name: str) -> bool:
     """Whether a state-dict key belongs to the frozen backbone (never trained, saved only on request)."""
     return name.startswith("backbone.") or ".backbone." in name
@@ -184,7 +281,7 @@ def is_backbone_key(name: str) -> bool:
 # ``from_pretrained(..., key_mapping=LEGACY_KEY_MAPPING)`` loads a checkpoint written before the
 # trunk / head split (one class held everything): every key except the two heads' (and an
 # ensemble's ``members.``, which came later) moves under the trunk's prefix ``sespect.``.
-LEGACY_KEY_MAPPING = {r"^(?!classifier\.|severity_head\.|sespect\.|members\.)": "sespect."}
+LEGACY_KEY_MAPPING = {r"^(?!classifier\.|severity_head\.|sespect\.|members\.|patch_cnn\.)": "sespect."}
 
 
 def is_legacy_state(keys) -> bool:
@@ -292,9 +389,9 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         torch.Size([2, 128])
     """
 
-    # A checkpoint of the full model also holds the heads (and an ensemble's further members): the
+    # A checkpoint of the full model also holds the heads (and an ensemble's further members, a patch CNN): the
     # trunk alone leaves them out (an ensemble's trunk is its first member's).
-    _keys_to_ignore_on_load_unexpected = [r"^(classifier|severity_head|members)\."]
+    _keys_to_ignore_on_load_unexpected = [r"^(classifier|severity_head|members|patch_cnn)\."]
 
     def __init__(self, config: SeSpeCTConfig):
         super().__init__(config)
@@ -463,11 +560,17 @@ class SeSpeCTModel(SeSpeCTPreTrainedModel):
         ``(B, W)`` (spectral), ``texture`` ``(B, 2W, T, T)`` (image branch), ``log_spacing``
         ``(B, 1)`` = ``log2(native spacing / pixel_spacing_mm)`` (``use_spacing_input``; needs
         ``pixel_spacing``, the native mean pixel spacing in mm of each slice), ``native_statistics``
-        ``(B, K)`` (``use_native_statistics``; the processor's, passed through).
+        ``(B, K)`` (``use_native_statistics``; the processor's, passed through), ``patches``
+        ``(B, P, S, S)`` and ``coarse`` ``(B, C, C)`` in HU (``patch_cnn_width``; :func:`body_patches`).
         """
-        windows = self.windows(self.preprocess(pixel_values))      # every branch reads these
+        grid = self.preprocess(pixel_values)
+        windows = self.windows(grid)      # every branch reads these
         out = {}
         cfg = self.config
+        if cfg.patch_cnn_width:
+            made = [body_patches(g, cfg.patch_count, cfg.patch_size, cfg.patch_stride, cfg.coarse_size) for g in grid]
+            out["patches"] = torch.stack([p for p, _ in made])
+            out["coarse"] = torch.stack([c for _, c in made])
         if cfg.use_spacing_input:
             if pixel_spacing is None:
                 raise ValueError("this model needs pixel_spacing (native mm per pixel of each slice) with pixel_values")
@@ -549,7 +652,10 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
     With ``config.ensemble_size`` K > 1 it also holds K - 1 further ``members`` (each a model of its
     own, ensemble_size 1) that read the same frozen features: ``probabilities`` and ``severity``
     are the K members' means, ``logits`` the log of the mean probability, ``fused_embedding`` the
-    first member's.
+    first member's. With ``config.patch_cnn_width`` > 0 it also holds ``patch_cnn`` (:class:`PatchCNN`):
+    ``probabilities`` are then the members' fused with the patch CNN's (:func:`fuse_with_patch_cnn`,
+    ``config.patch_cnn_weight``, the members deciding the total of ``config.metal_gate_labels``) and
+    ``severity`` the mean of the members' and the patch CNN's.
 
     ``AutoModelForImageClassification`` resolves to this class, so the ``image-classification``
     pipeline returns the class and its score; ``severity`` is in the model output.
@@ -574,11 +680,15 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
             if config.use_semantic_branch:
                 raise ValueError("ensemble_size > 1 needs a model without a backbone (use_semantic_branch False): "
                                  "the members share one frozen stage")
-            member = copy.deepcopy(config)
-            member.ensemble_size = 1
-            self.members = nn.ModuleList(SeSpeCTForDegradationEstimation(member)
+            self.members = nn.ModuleList(SeSpeCTForDegradationEstimation(member_config(config))
                                          for _ in range(config.ensemble_size - 1))
+        self.patch_cnn = PatchCNN(config) if config.patch_cnn_width else None
         self.post_init()
+
+    def metal_gate(self, device=None) -> torch.Tensor | None:
+        """Boolean mask over the classes of ``config.metal_gate_labels`` (``None`` without a gate)."""
+        gated = self.config.metal_gate_labels
+        return torch.tensor([n in gated for n in self.config.label_names], device=device) if gated else None
 
     # The trunk's preprocessing and frozen stage, reachable from the full model.
     def load_backbone_weights(self) -> None:
@@ -622,10 +732,11 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
             return_dict: ``False`` returns a tuple (transformers convention).
         """
         ensemble = self.config.ensemble_size > 1
-        if ensemble and labels is not None:
-            raise ValueError("an ensemble is trained one member at a time (ensemble_size 1 each, then assembled; "
-                             "see train_sespect(ensemble=...)), not through its forward")
-        if ensemble and frozen is None:           # one frozen stage for every member
+        if (ensemble or self.patch_cnn is not None) and labels is not None:
+            raise ValueError("an ensemble or a model with a patch CNN is trained one part at a time (each member "
+                             "with ensemble_size 1 and no patch CNN, the patch CNN apart, then assembled; see "
+                             "train_sespect), not through its forward")
+        if (ensemble or self.patch_cnn is not None) and frozen is None:           # one frozen stage for every part
             if pixel_values is None:
                 raise ValueError("give pixel_values (HU slices) or frozen (precomputed frozen_features)")
             frozen = self.frozen_features(pixel_values, pixel_spacing, native_statistics)
@@ -640,6 +751,12 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
             outputs = [member(frozen=frozen) for member in self.members]
             probabilities = torch.stack([probabilities] + [o.probabilities for o in outputs]).mean(0)
             severity = torch.stack([severity] + [o.severity for o in outputs]).mean(0)
+            logits = probabilities.clamp_min(1e-12).log()
+        if self.patch_cnn is not None:       # fused with the patch CNN's answer; the severity is the two's mean
+            cnn_logits, cnn_severity = self.patch_cnn(frozen["patches"], frozen["coarse"])
+            probabilities = fuse_with_patch_cnn(probabilities, cnn_logits.softmax(-1), self.config.patch_cnn_weight,
+                                                self.metal_gate(probabilities.device))
+            severity = (severity + cnn_severity) / 2
             logits = probabilities.clamp_min(1e-12).log()
         loss = terms = None
         if (labels is None) != (levels is None):
@@ -661,5 +778,5 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
 SeSpeCTModel.register_for_auto_class("AutoModel")
 SeSpeCTForDegradationEstimation.register_for_auto_class("AutoModelForImageClassification")
 
-__all__ = ["LEGACY_KEY_MAPPING", "SeSpeCTForDegradationEstimation", "SeSpeCTModel", "SeSpeCTModelOutput",
+__all__ = ["LEGACY_KEY_MAPPING", "PatchCNN", "SeSpeCTForDegradationEstimation", "SeSpeCTModel", "SeSpeCTModelOutput",
            "SeSpeCTOutput", "SeSpeCTPreTrainedModel", "is_backbone_key", "is_legacy_state"]
