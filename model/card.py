@@ -176,14 +176,17 @@ def write_model_card(out: Path, config, facts: dict) -> Path:
                           "averaged.")
         if getattr(config, "patch_cnn_width", 0):
             gate = getattr(config, "metal_gate_labels", None)
-            epochs = (facts.get("patch_cnn") or {}).get("epochs")
+            cnn = facts.get("patch_cnn") or {}
+            epochs = cnn.get("epochs")
+            chosen = ", ".join(f"{r['weight']:g}" for r in cnn.get("validation_weights", []))
             grid_text += (f" **Patch CNN**: a CNN of width {config.patch_cnn_width} trained end to end (from scratch, "
                           f"on the members' training views{f', {epochs} epochs' if epochs else ''}) "
                           f"on {config.patch_count} body patches of {config.patch_size * config.pixel_spacing_mm:g} mm at "
                           f"full resolution (picked deterministically: highest body share, spread over the body) and the "
                           f"whole grid at {config.image_size * config.pixel_spacing_mm / config.coarse_size:g} mm pixels; "
                           f"its probabilities are fused with the members' (weighted geometric mean, weight "
-                          f"{config.patch_cnn_weight:g})"
+                          f"{config.patch_cnn_weight:g}"
+                          + (f", chosen on the validation split among {chosen})" if chosen else ")")
                           + (f", the members alone deciding the total probability of {', '.join(f'`{n}`' for n in gate)} "
                              "(they read the metal area at the native spacing; the patch CNN alone missed real metal "
                              "on coarse head-and-neck volumes)" if gate else "")

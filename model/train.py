@@ -406,10 +406,15 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
                                 overrides={k: v for k, v in overrides.items() if k != "patch_cnn_width"}, epochs=epochs,
                                 batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, ensemble=ensemble,
                                 prepared=prepared, progress=progress, log=log)
+        from ctdegradbench.model.real_artifacts import METAL_LABELS
+
         log(f"patch CNN (width {patch_cnn}, seed {seed})")
         net, cnn_facts = train_patch_cnn(make_config(backbone, overrides), prepared, epochs=patch_cnn_epochs, seed=seed,
                                          progress=progress, log=log)
-        model = attach_patch_cnn(members.model, net)
+        weight, cnn_facts["validation_weights"] = choose_patch_cnn_weight(members.model, net, prepared, METAL_LABELS)
+        log(f"patch CNN weight {weight:g} (validation: " + ", ".join(
+            f"{r['weight']:g}: {r['score']:.3f}" for r in cnn_facts["validation_weights"]) + ")")
+        model = attach_patch_cnn(members.model, net, weight, METAL_LABELS)
         validation, _ = split_metrics(model, prepared, "validation")
         validation["member_best_epochs"] = members.validation.get("member_best_epochs") or [members.best_epoch]
         return _finish_run(model, prepared, out, dataset_dirs, validation=validation, best_epoch=members.best_epoch,
@@ -551,6 +556,8 @@ def split_metrics(model, prepared: dict, name: str) -> tuple[dict, dict]:
 
 # The patch CNN's recipe (train_patch_cnn): AdamW with a one-cycle schedule, batches of 64.
 PATCH_CNN_BATCH, PATCH_CNN_LR, PATCH_CNN_WEIGHT_DECAY = 64, 2e-3, 1e-4
+# Weights of the patch CNN in the fused answer among which the validation split chooses (choose_patch_cnn_weight).
+PATCH_CNN_WEIGHTS = (0.25, 0.5, 0.75)
 
 
 def train_patch_cnn(config, prepared: dict, *, epochs: int = PATCH_CNN_EPOCHS, seed: int = 0, progress: bool = True,
@@ -630,18 +637,44 @@ def patch_cnn_outputs(net, arrays: dict, batch_size: int = 256) -> tuple[np.ndar
     return np.concatenate(probs), np.concatenate(severity)
 
 
-def attach_patch_cnn(model, net, weight: float | None = None, gate=None) -> "SeSpeCTForDegradationEstimation":
+def choose_patch_cnn_weight(members, net, prepared: dict, gate_labels) -> tuple[float, list[dict]]:
+    """The patch CNN's weight in the fused answer (one of ``PATCH_CNN_WEIGHTS``), chosen on the validation
+    split, never on the test split or the real artifacts: the weight with the best mean of the ten-class
+    and the eleven-way accuracy on the degraded rows and the ``clean`` rate on the reference slices, each
+    fused with the gate of ``gate_labels``. ``members`` is the model without the patch CNN. Returns the
+    weight and every weight's rates (the table stored in ``metrics.json``)."""
+    from ctdegradbench.model.metrics import ten_class_predictions
+    from ctdegradbench.model.modeling_sespect import fuse_with_patch_cnn
+
+    names = members.config.label_names
+    gate = torch.tensor([n in (gate_labels or ()) for n in names])
+    labels = prepared["splits"]["validation"].labels
+    parts = {"degraded": prepared["arrays"]["validation"], "clean": prepared["clean_eval"]["validation"]}
+    answers = {k: (torch.from_numpy(predict_arrays(members, a)["probabilities"]),
+                   torch.from_numpy(patch_cnn_outputs(net, a)[0])) for k, a in parts.items()}
+    table = []
+    for weight in PATCH_CNN_WEIGHTS:
+        fused = {k: fuse_with_patch_cnn(m, c, weight, gate).numpy() for k, (m, c) in answers.items()}
+        row = {"weight": weight,
+               "ten_class_accuracy": float(np.mean(ten_class_predictions(fused["degraded"], names) == labels)),
+               "accuracy": float(np.mean(fused["degraded"].argmax(1) == labels)),
+               "clean_rate": float(np.mean(fused["clean"].argmax(1) == names.index(members.config.clean_label)))}
+        row["score"] = (row["ten_class_accuracy"] + row["accuracy"] + row["clean_rate"]) / 3
+        table.append(row)
+    return max(table, key=lambda r: r["score"])["weight"], table
+
+
+def attach_patch_cnn(model, net, weight: float, gate) -> "SeSpeCTForDegradationEstimation":
     """``model`` (one member or an ensemble, no patch CNN) with the trained patch CNN ``net`` fused in: the
-    config takes the net's patch fields, ``patch_cnn_weight`` (``weight``, default the config's) and
-    ``metal_gate_labels`` (``gate``, default the metal classes of the benchmark, ``METAL_LABELS``)."""
+    config takes the net's geometry and windows, ``patch_cnn_weight`` = ``weight`` and ``metal_gate_labels``
+    = ``gate`` (``None``: no gate)."""
     from ctdegradbench.model import SeSpeCTForDegradationEstimation
-    from ctdegradbench.model.real_artifacts import METAL_LABELS
 
     config = copy.deepcopy(model.config)
     for name in PATCH_CNN_FIELDS[:6]:      # its geometry and windows
         setattr(config, name, getattr(net.config, name))
-    config.patch_cnn_weight = config.patch_cnn_weight if weight is None else float(weight)
-    config.metal_gate_labels = list(METAL_LABELS if gate is None else gate)
+    config.patch_cnn_weight = float(weight)
+    config.metal_gate_labels = None if gate is None else list(gate)
     fused = SeSpeCTForDegradationEstimation(config)
     fused.load_state_dict({**model.state_dict(), **{f"patch_cnn.{k}": v for k, v in net.state_dict().items()}})
     return fused.eval()
@@ -768,9 +801,13 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
     extra = {}
     if with_cnn:
         folder, holder, facts = with_cnn[0]
-        model = attach_patch_cnn(model, holder.patch_cnn, holder.config.patch_cnn_weight, holder.config.metal_gate_labels)
+        gate = holder.config.metal_gate_labels
+        weight, table = choose_patch_cnn_weight(model, holder.patch_cnn, prepared, gate)     # for these members
+        log(f"patch CNN of {folder.name}: weight {weight:g} on the validation split")
+        model = attach_patch_cnn(model, holder.patch_cnn, weight, gate)
         extra["patch_cnn"] = {"checkpoint": folder.name, "datasets": facts.get("datasets"),
-                              "command": facts.get("command"), **(facts.get("patch_cnn") or {})}
+                              "command": facts.get("command"), **(facts.get("patch_cnn") or {}),
+                              "validation_weights": table}
     validation, _ = split_metrics(model, prepared, "validation")
     validation["member_best_epochs"] = epochs_kept
     trained_on = list(dict.fromkeys(d for r in merged_from for d in (r["datasets"] or [])))

@@ -97,13 +97,18 @@ def test_a_patch_cnn_is_trained_beside_the_members_fused_saved_and_merged(tiny_d
         alone = members(frozen=batch)
         logits, severity = model.patch_cnn(batch["patches"], batch["coarse"])
         loaded = load_model(tmp_path / "cnn")(frozen=batch)
-    assert torch.allclose(out.probabilities, fuse_with_patch_cnn(alone.probabilities, logits.softmax(-1), 0.5, gate),
+    weight = model.config.patch_cnn_weight             # chosen on the validation split
+    assert torch.allclose(out.probabilities, fuse_with_patch_cnn(alone.probabilities, logits.softmax(-1), weight, gate),
                           atol=FUSE_TOL)
     assert torch.allclose(out.probabilities[:, gate].sum(1), alone.probabilities[:, gate].sum(1), atol=FUSE_TOL)
     assert torch.allclose(out.severity, (alone.severity + severity) / 2, atol=FUSE_TOL)
     assert torch.allclose(loaded.probabilities, out.probabilities, atol=FUSE_TOL)
     facts = json.loads((tmp_path / "cnn" / "metrics.json").read_text())["patch_cnn"]
     assert facts["width"] == 2 and facts["epochs"] == 2 and len(facts["history"]) == 2
+    table = facts["validation_weights"]
+    assert [r["weight"] for r in table] == [0.25, 0.5, 0.75]
+    assert weight == max(table, key=lambda r: r["score"])["weight"]
+    assert all(r["score"] == pytest.approx((r["ten_class_accuracy"] + r["accuracy"] + r["clean_rate"]) / 3) for r in table)
     with pytest.raises(ValueError, match="trained one part at a time"):
         model(frozen=batch, labels=torch.zeros(8, dtype=torch.long), levels=torch.zeros(8, dtype=torch.long))
 
@@ -114,9 +119,11 @@ def test_a_patch_cnn_is_trained_beside_the_members_fused_saved_and_merged(tiny_d
     with torch.no_grad():
         plain = load_model(tmp_path / "plain")(frozen=batch).probabilities
         mean = (plain + alone.probabilities) / 2
+        merged_weight = merged.config.patch_cnn_weight       # chosen again for the merged members
         assert torch.allclose(load_model(tmp_path / "merged")(frozen=batch).probabilities,
-                              fuse_with_patch_cnn(mean, logits.softmax(-1), 0.5, gate), atol=FUSE_TOL)
+                              fuse_with_patch_cnn(mean, logits.softmax(-1), merged_weight, gate), atol=FUSE_TOL)
     merged_facts = json.loads((tmp_path / "merged" / "metrics.json").read_text())
+    assert merged_weight == max(merged_facts["patch_cnn"]["validation_weights"], key=lambda r: r["score"])["weight"]
     assert merged_facts["patch_cnn"]["checkpoint"] == "cnn" and merged_facts["patch_cnn"]["command"] == "train cnn"
     assert "patch CNN" in (tmp_path / "merged" / "README.md").read_text()
     with pytest.raises(OptionError, match="both hold a patch CNN"):
