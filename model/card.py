@@ -53,7 +53,7 @@ def _merged_text(facts: dict) -> str:
     if not runs:
         return ""
     parts = [f"{r['members']} trained on {', '.join(f'`{Path(d).name}`' for d in r['datasets'] or ['?'])} "
-             f"(seeds {', '.join(map(str, r['seeds']))})" for r in runs]
+             f"(seed{'s' if len(r['seeds']) > 1 else ''} {', '.join(map(str, r['seeds']))})" for r in runs]
     return (f" The members come from {len(runs)} training runs, merged by `ct-degradbench train --merge`: "
             + "; ".join(parts) + ".")
 
@@ -61,7 +61,7 @@ def _merged_text(facts: dict) -> str:
 def _datasets_text(facts: dict) -> str:
     """The folders the model was trained on; for a merge (``train --merge``), also the folders it was
     measured on, whose splits the card's tables show."""
-    text = ", ".join(f"`{Path(d).name}`" for d in facts["datasets"])
+    text = ", ".join(f"`{name}`" for name in dict.fromkeys(Path(d).name for d in facts["datasets"]))
     if facts.get("measured_on"):
         text += ("; the members merged and measured on " + ", ".join(f"`{Path(d).name}`" for d in facts["measured_on"])
                  + ", whose splits the tables below show")

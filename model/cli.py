@@ -3,6 +3,7 @@
 table (``ct_degradbench.COMMANDS``).
 
     ct-degradbench train    --dataset DIR [DIR ...] --out DIR [--backbone B] [--ablate ...] [--epochs N] [--seed S]
+                            [--ensemble K] [--patch-cnn WIDTH] | --merge CHECKPOINT ... --dataset DIR --out DIR
     ct-degradbench predict  FILE [FILE ...] [--model DIR] [--json]
     ct-degradbench evaluate [--model DIR] --dataset DIR [DIR ...] [--split test] [--json] [--out FILE]
                             [--predictions FILE] [--bootstrap N]

@@ -176,7 +176,8 @@ class NativeStatisticsEncoder(nn.Module):
         return self.mlp(self.norm(x))
 
 
-def body_patches(grid: torch.Tensor, count: int, size: int, stride: int, coarse_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def body_patches(grid: torch.Tensor, count: int, size: int, stride: int,
+                 coarse_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The patch CNN's inputs of one grid slice ``(N, N)`` in HU: ``(count, size, size)`` body patches
     at full resolution and the slice at ``coarse_size`` px (bilinear, anti-aliased), both in HU.
 
@@ -185,7 +186,13 @@ def body_patches(grid: torch.Tensor, count: int, size: int, stride: int, coarse_
     their centroid, each next one the farthest from those chosen (farthest-point sampling), so the
     patches spread over the body and the same slice always gives the same patches.
     """
-    share = F.avg_pool2d((grid > BODY_HU).float()[None, None], size, stride=stride)[0, 0]
+    body = (grid > BODY_HU).float()[None, None]
+    if size % stride == 0:      # the same shares (exact integer counts, then one division), 10x faster
+        counts = F.avg_pool2d(F.avg_pool2d(body, stride, divisor_override=1), size // stride, stride=1,
+                              divisor_override=1)
+        share = (counts / (size * size))[0, 0]
+    else:
+        share = F.avg_pool2d(body, size, stride=stride)[0, 0]
     spots = torch.nonzero(share >= min(0.97, float(share.max()))).float()
     chosen = [int(((spots - spots.mean(0)) ** 2).sum(1).argmin())]
     distance = ((spots - spots[chosen[0]]) ** 2).sum(1)

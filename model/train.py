@@ -14,6 +14,9 @@ Recipe (:func:`train_sespect`):
    learning-rate decay, fixed seeds; validation after each epoch; the epoch with the best
    validation score is kept: ``(accuracy + QWK) / 2``, and for the physical-grid model (with the
    ``clean`` class) ``(accuracy + QWK + clean rate of the validation reference slices) / 3``.
+   With ``--patch-cnn`` (physical grid): a patch CNN trained end to end on the same training entries
+   (:func:`train_patch_cnn`), fused with the members at the weight the validation split chooses
+   (:func:`choose_patch_cnn_weight`, :func:`attach_patch_cnn`).
 5. Test-split metrics, then ``save_pretrained`` (config.json, model.safetensors without the
    backbone, the modeling files), ``metrics.json`` and the model card with ``.eval_results/``.
 """
@@ -582,8 +585,10 @@ def train_patch_cnn(config, prepared: dict, *, epochs: int = PATCH_CNN_EPOCHS, s
     arrays, train = prepared["arrays"]["train"], prepared["splits"]["train"]
     if "patches" not in arrays:
         raise OptionError("the prepared data holds no patches: prepare it with a config whose patch_cnn_width > 0")
-    patches, coarse = torch.from_numpy(arrays["patches"].astype(np.float32)), torch.from_numpy(arrays["coarse"].astype(np.float32))
-    labels, levels = torch.from_numpy(np.asarray(train.labels, np.int64)), torch.from_numpy(np.asarray(train.levels, np.float32))
+    patches = torch.from_numpy(arrays["patches"].astype(np.float32))
+    coarse = torch.from_numpy(arrays["coarse"].astype(np.float32))
+    labels = torch.from_numpy(np.asarray(train.labels, np.int64))
+    levels = torch.from_numpy(np.asarray(train.levels, np.float32))
     degraded_entries = labels != config.label_names.index(config.clean_label)
     val, val_arrays = prepared["splits"]["validation"], prepared["arrays"]["validation"]
     net = PatchCNN(config)
@@ -671,7 +676,7 @@ def attach_patch_cnn(model, net, weight: float, gate) -> "SeSpeCTForDegradationE
     from ctdegradbench.model import SeSpeCTForDegradationEstimation
 
     config = copy.deepcopy(model.config)
-    for name in PATCH_CNN_FIELDS[:6]:      # its geometry and windows
+    for name in PATCH_CNN_INPUT_FIELDS:
         setattr(config, name, getattr(net.config, name))
     config.patch_cnn_weight = float(weight)
     config.metal_gate_labels = None if gate is None else list(gate)
@@ -709,8 +714,9 @@ def ensemble_members(model) -> list:
 
 # config fields that may differ between checkpoints merged into one ensemble (the patch CNN's come from
 # the one checkpoint that has one)
-PATCH_CNN_FIELDS = ("patch_cnn_width", "patch_count", "patch_size", "patch_stride", "coarse_size", "patch_hu_windows",
-                    "patch_cnn_weight", "metal_gate_labels")
+PATCH_CNN_INPUT_FIELDS = ("patch_cnn_width", "patch_count", "patch_size", "patch_stride", "coarse_size",
+                          "patch_hu_windows")       # the patch CNN's width, inputs and windows
+PATCH_CNN_FIELDS = PATCH_CNN_INPUT_FIELDS + ("patch_cnn_weight", "metal_gate_labels")
 MERGE_FREE_FIELDS = ("ensemble_size", "transformers_version", "_name_or_path", "architectures") + PATCH_CNN_FIELDS
 
 

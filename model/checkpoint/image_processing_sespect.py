@@ -69,11 +69,17 @@ def _mad_std(values: np.ndarray) -> float:
 
 
 def _erode(mask: np.ndarray, radius_px: int) -> np.ndarray:
-    """Binary erosion with a square of side ``2 radius_px + 1`` pixels (min-pooling)."""
+    """Binary erosion with a square of side ``2 radius_px + 1`` pixels (min-pooling; pixels beyond the
+    image are left out). Separable: the minimum over a square is the minimum over its rows of the
+    minimum along each row, so a column pass then a row pass give the same result, ``2 radius_px + 1``
+    times faster."""
     if radius_px < 1:
         return mask
-    t = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return (-F.max_pool2d(-t, 2 * radius_px + 1, stride=1, padding=radius_px))[0, 0].numpy() > 0.5
+    t = -torch.from_numpy(mask.astype(np.float32))[None, None]
+    side = 2 * radius_px + 1
+    t = F.max_pool2d(t, (side, 1), stride=1, padding=(radius_px, 0))
+    t = F.max_pool2d(t, (1, side), stride=1, padding=(0, radius_px))
+    return (-t)[0, 0].numpy() > 0.5
 
 
 def _band_log_means(psd: np.ndarray, f: np.ndarray, bands, nyquist: float) -> list[float]:

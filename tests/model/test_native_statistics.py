@@ -160,3 +160,18 @@ def test_soft_tissue_nps_of_white_noise_is_sigma_squared_times_pixel_area():
             if hi <= 0.5 / spacing:
                 value = stats[index(f"log10_nps_soft_tissue_{lo:g}_{hi:g}_lp_mm")]
                 assert abs(value - expected) < NPS_LOG10_TOL, (spacing, lo, hi, value, expected)
+
+
+def test_erosion_is_scipys_square_erosion_with_the_outside_left_out():
+    """The processor's separable erosion (a column pass then a row pass) equals scipy's binary erosion
+    by a full square, pixels beyond the image counting as inside the mask (border_value 1)."""
+    from scipy import ndimage
+
+    from ctdegradbench.model.image_processing_sespect import _erode
+
+    rng = np.random.default_rng(3)
+    for shape, radius in (((40, 60), 1), ((97, 31), 4), ((128, 128), 9)):
+        mask = rng.random(shape) < 0.93
+        mask[shape[0] // 3:shape[0] // 2, :] = True            # a band, so something survives the erosion
+        expected = ndimage.binary_erosion(mask, structure=np.ones((2 * radius + 1,) * 2, bool), border_value=1)
+        assert np.array_equal(_erode(mask, radius), expected)
