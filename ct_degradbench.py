@@ -20,6 +20,7 @@ import sys
 
 from ctdegradbench.core.commands import Command, CommandParser, build_parser as _build_parser, run
 from ctdegradbench.core.errors import CTDegradBenchError
+from ctdegradbench.core.interrupts import quiet_resource_tracker
 
 __all__ = ["CTDegradBench", "CTDegradBenchConfig", "with_references", "main", "build_parser", "COMMANDS"]
 
@@ -146,6 +147,7 @@ def command_parser(*names: str) -> CommandParser:
 def main(argv=None) -> int:
     """Entry point of the ``ct-degradbench`` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    quiet_resource_tracker()        # before any worker pool starts the tracker
     try:
         args = build_parser().parse_args(argv)
         return run(args._command, args)

@@ -28,7 +28,20 @@ INTERRUPTED_EXIT_STATUS = 130          # 128 + SIGINT
 DEFAULT_GRACE_S = 30.0                 # time the normal unwinding gets after Ctrl-C
 TERMINATE_WAIT_S = 3.0                 # time a child gets between SIGTERM and SIGKILL
 
+# Python's multiprocessing resource tracker (a process of its own) unlinks the semaphores of a worker
+# pool that Ctrl-C stopped, and then warns about each, after the one line of report_interrupted. It
+# takes its warning filters from the -W options of the process that starts it (sys.warnoptions).
+RESOURCE_TRACKER_FILTER = "ignore:resource_tracker:UserWarning"
+
 _message_printed = threading.Event()
+
+
+def quiet_resource_tracker() -> None:
+    """Keep the resource tracker's end-of-run warnings (leaked semaphores it then removes) off stderr:
+    adds :data:`RESOURCE_TRACKER_FILTER` to ``sys.warnoptions``, which a resource tracker started later
+    receives as a ``-W`` option. The semaphores are still removed; only the notice is not printed."""
+    if RESOURCE_TRACKER_FILTER not in sys.warnoptions:
+        sys.warnoptions.append(RESOURCE_TRACKER_FILTER)
 
 
 def report_interrupted() -> int:

@@ -176,13 +176,16 @@ class NativeStatisticsEncoder(nn.Module):
         return self.mlp(self.norm(x))
 
 
+PATCH_BODY_SHARE_MIN = 0.97    # a patch position must hold this share of body pixels (or the best share there is)
+
+
 def body_patches(grid: torch.Tensor, count: int, size: int, stride: int,
                  coarse_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The patch CNN's inputs of one grid slice ``(N, N)`` in HU: ``(count, size, size)`` body patches
     at full resolution and the slice at ``coarse_size`` px (bilinear, anti-aliased), both in HU.
 
     The patch positions (corners every ``stride`` px) are those whose share of body pixels (above
-    ``BODY_HU``) is at least 0.97, or the highest share there is; the first is the position nearest
+    ``BODY_HU``) is at least ``PATCH_BODY_SHARE_MIN``, or the highest share there is; the first is the position nearest
     their centroid, each next one the farthest from those chosen (farthest-point sampling), so the
     patches spread over the body and the same slice always gives the same patches.
     """
@@ -193,7 +196,7 @@ def body_patches(grid: torch.Tensor, count: int, size: int, stride: int,
         share = (counts / (size * size))[0, 0]
     else:
         share = F.avg_pool2d(body, size, stride=stride)[0, 0]
-    spots = torch.nonzero(share >= min(0.97, float(share.max()))).float()
+    spots = torch.nonzero(share >= min(PATCH_BODY_SHARE_MIN, float(share.max()))).float()
     chosen = [int(((spots - spots.mean(0)) ** 2).sum(1).argmin())]
     distance = ((spots - spots[chosen[0]]) ** 2).sum(1)
     for _ in range(count - 1):

@@ -16,7 +16,6 @@ from .test_sespect_grid import GRID_TINY
 
 PATCH_TINY = {**GRID_TINY, "patch_size": 16, "coarse_size": 16}
 FUSE_TOL = 1e-6
-BODY_SHARE_MIN = 0.97    # a patch position holds at least this share of body pixels when the body allows
 
 
 def ring_phantom(n: int = 128, radius_px: float = 40.0) -> torch.Tensor:
@@ -28,13 +27,13 @@ def ring_phantom(n: int = 128, radius_px: float = 40.0) -> torch.Tensor:
 
 
 def test_body_patches_lie_in_the_body_spread_out_and_repeat():
-    from ctdegradbench.model.modeling_sespect import body_patches
+    from ctdegradbench.model.modeling_sespect import PATCH_BODY_SHARE_MIN, body_patches
 
     grid = ring_phantom()
     patches, coarse = body_patches(grid, count=3, size=16, stride=4, coarse_size=32)
     assert patches.shape == (3, 16, 16) and coarse.shape == (32, 32)
     body_share = (patches > -500).float().mean((1, 2))
-    assert bool((body_share >= BODY_SHARE_MIN).all()), body_share       # patches of body, not of air
+    assert bool((body_share >= PATCH_BODY_SHARE_MIN).all()), body_share       # patches of body, not of air
     again, _ = body_patches(grid, count=3, size=16, stride=4, coarse_size=32)
     assert torch.equal(again, patches)                         # deterministic
     # farthest-point sampling spreads them: on a grid holding a marker per pixel, the three corners
