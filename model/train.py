@@ -37,6 +37,7 @@ from ctdegradbench.core.errors import OptionError
 from ctdegradbench.model.options import (ABLATIONS, BACKBONE_CHOICES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS,  # noqa: F401
                                          DEFAULT_LR, DEFAULT_WEIGHT_DECAY, PATCH_CNN_EPOCHS)
 from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
+from ctdegradbench.model.data import FROZEN_FIELDS, PATCH_FIELDS
 from ctdegradbench.model.image_processing_sespect import NATIVE_STATISTICS
 
 GRID_VIEWS = {"degraded": 2, "reference": 12, "clean_fbp": 4}   # views per training row (view 0 as stored)
@@ -219,7 +220,7 @@ def prepare_data(dataset_dirs, *, backbone="efficientnet_lite0", backbone_option
     ``data.FROZEN_FIELDS``); other keys are ignored here.
     """
     from ctdegradbench.model import SeSpeCTModel
-    from ctdegradbench.model.data import FROZEN_FIELDS, frozen_arrays, load_benchmark, load_references
+    from ctdegradbench.model.data import frozen_arrays, load_benchmark, load_references
 
     if backbone == "none":
         return prepare_grid_data(dataset_dirs, overrides=overrides, cache_dir=cache_dir, progress=progress, log=log)
@@ -299,8 +300,7 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
     metrics) and, apart, the reference slices (the ``clean`` rate).
     """
     from ctdegradbench.model import SeSpeCTModel
-    from ctdegradbench.model.data import (CLEAN_CLASS_NAME, FROZEN_FIELDS, PATCH_FIELDS, SESPECT_LABEL_NAMES,
-                                          SplitData, grid_arrays, load_benchmark)
+    from ctdegradbench.model.data import CLEAN_CLASS_NAME, SESPECT_LABEL_NAMES, SplitData, grid_arrays, load_benchmark
 
     t0 = time.perf_counter()
     full = SeSpeCTModel(make_config("none", {k: v for k, v in (overrides or {}).items()
@@ -444,8 +444,6 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
     cfg_overrides = dict(overrides or {})
     cfg_overrides.update(ablation_overrides(ablate))
     config = make_config(backbone, cfg_overrides, **(backbone_options or {}))
-    from ctdegradbench.model.data import FROZEN_FIELDS
-
     for name in FROZEN_FIELDS + ("semantic_embed_dim", "label_names"):
         if getattr(config, name) != getattr(prepared["full_config"], name):
             raise OptionError(f"the prepared frozen features were computed with {name}="
@@ -714,8 +712,7 @@ def ensemble_members(model) -> list:
 
 # config fields that may differ between checkpoints merged into one ensemble (the patch CNN's come from
 # the one checkpoint that has one)
-PATCH_CNN_INPUT_FIELDS = ("patch_cnn_width", "patch_count", "patch_size", "patch_stride", "coarse_size",
-                          "patch_hu_windows")       # the patch CNN's width, inputs and windows
+PATCH_CNN_INPUT_FIELDS = PATCH_FIELDS + ("patch_hu_windows",)       # the patch CNN's width, inputs and windows
 PATCH_CNN_FIELDS = PATCH_CNN_INPUT_FIELDS + ("patch_cnn_weight", "metal_gate_labels")
 MERGE_FREE_FIELDS = ("ensemble_size", "transformers_version", "_name_or_path", "architectures") + PATCH_CNN_FIELDS
 
@@ -754,7 +751,6 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
 
     At most one of them may hold a patch CNN (``train --patch-cnn``): the merged checkpoint fuses it with
     every member, with that checkpoint's fusion settings (its facts become ``patch_cnn``)."""
-    from ctdegradbench.model.data import FROZEN_FIELDS, PATCH_FIELDS
     from ctdegradbench.model.predict import load_model
 
     if len(model_dirs) < 2:
