@@ -78,18 +78,11 @@ def patch_cnn(width: int) -> nn.Module:
                                   label_names=list(SESPECT_LABEL_NAMES), patch_cnn_width=width))
 
 
-def cnn_outputs(net: nn.Module, patches: np.ndarray, coarse: np.ndarray, device: str,
-                batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The CNN's class probabilities and severity (levels) of every slice."""
-    net.eval()
-    probs, severity = [], []
-    with torch.no_grad():
-        for i in range(0, len(patches), batch):
-            logits, level = net(torch.as_tensor(patches[i:i + batch], device=device).float(),
-                                torch.as_tensor(coarse[i:i + batch], device=device).float())
-            probs.append(logits.softmax(1).cpu())
-            severity.append(level.cpu())
-    return torch.cat(probs).numpy(), torch.cat(severity).numpy()
+def cnn_outputs(net: nn.Module, patches: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CNN's class probabilities and severity (levels) of every slice (``model.train.patch_cnn_outputs``)."""
+    from ctdegradbench.model.train import patch_cnn_outputs
+
+    return patch_cnn_outputs(net, {"patches": patches, "coarse": coarse})
 
 
 def views(folder: Path, split: str, training: bool, progress) -> dict:
@@ -167,7 +160,7 @@ def train(train_views: dict, validation: dict, width: int, epochs: int, seed: in
             optimizer.step()
             schedule.step()
         answers = ten_class_predictions(
-            cnn_outputs(net, validation["patches"][:n_val], validation["coarse"][:n_val], device)[0], SESPECT_LABEL_NAMES)
+            cnn_outputs(net, validation["patches"][:n_val], validation["coarse"][:n_val])[0], SESPECT_LABEL_NAMES)
         accuracy = float(np.mean(answers == validation["labels"][:n_val]))
         log(f"epoch {epoch + 1}/{epochs}: validation ten-class accuracy {accuracy:.3f} "
             f"({time.perf_counter() - start:.0f} s)")
@@ -190,7 +183,7 @@ def answers(shipped: np.ndarray, cnn: np.ndarray, weight: float, names) -> dict[
             "fused_metal_gated": fuse_with_patch_cnn(s, c, weight, gate).numpy()}
 
 
-def shipped_and_cnn(model, net, slices, device) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
+def shipped_and_cnn(model, net, slices) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
     """Probabilities of the checkpoint and of the CNN on the ``(hu, spacing)`` slices the checkpoint
     answers, the indices of those slices and the checkpoint's severities there (levels, unclipped)."""
     from ctdegradbench.model.image_processing_sespect import SeSpeCTImageProcessor
@@ -201,7 +194,7 @@ def shipped_and_cnn(model, net, slices, device) -> tuple[np.ndarray, np.ndarray,
     ok = [i for i, state in enumerate(status) if state == "ok"]
     processor = SeSpeCTImageProcessor.from_config(model.config)
     made = [body_patches(processor.to_grid(*slices[i])) for i in ok]
-    cnn, _ = cnn_outputs(net, np.stack([p for p, _ in made]), np.stack([c for _, c in made]), device)
+    cnn, _ = cnn_outputs(net, np.stack([p for p, _ in made]), np.stack([c for _, c in made]))
     return probs[ok], cnn, ok, severity[ok]
 
 
@@ -231,8 +224,8 @@ def invariance_views() -> list[tuple[np.ndarray, float]]:
     return out
 
 
-def measure(model, net, test: dict, predictions: Path | None, test_folder: Path, real: Path, weight: float,
-            device: str) -> dict:
+def measure(model, net, test: dict, predictions: Path | None, test_folder: Path, real: Path,
+            weight: float) -> dict:
     """Test-split accuracies, real-artifact rates and invariance answers of the checkpoint, the CNN and
     the two fused."""
     from ctdegradbench.model.data import CLEAN_CLASS_NAME, load_benchmark
@@ -253,11 +246,11 @@ def measure(model, net, test: dict, predictions: Path | None, test_folder: Path,
     else:
         split = load_benchmark([test_folder], "test", label_names=names)
         shipped, _, answered, shipped_severity = shipped_and_cnn(model, net, [(np.asarray(split.dataset[i]["image"], np.float32),
-                                                             float(split.spacings[i])) for i in range(n)], device)
+                                                             float(split.spacings[i])) for i in range(n)])
         if len(answered) < n:
             raise SystemExit(f"sespect_patch_cnn: the checkpoint answers {len(answered)} of the {n} test rows; "
                              "the comparison needs all of them")
-    cnn, cnn_severity = cnn_outputs(net, test["patches"][:n], test["coarse"][:n], device)
+    cnn, cnn_severity = cnn_outputs(net, test["patches"][:n], test["coarse"][:n])
     result = {"weight": weight, "test_rows": n}
     settings = [names[k].split("_")[0] for k in labels]
     for key, p in answers(shipped, cnn, weight, names).items():
@@ -269,14 +262,14 @@ def measure(model, net, test: dict, predictions: Path | None, test_folder: Path,
         m = task_metrics(labels, shipped, test["levels"][:n], severity, settings, names)
         result[f"test_severity_{key}"] = {k: m[k] for k in ("mean_spearman_single", "mean_spearman_mixtures", "qwk", "mae")}
     rows = collect(real, 4)
-    shipped, cnn, ok, _ = shipped_and_cnn(model, net, [(r["hu"], r["pixel_spacing_mm"]) for r in rows], device)
+    shipped, cnn, ok, _ = shipped_and_cnn(model, net, [(r["hu"], r["pixel_spacing_mm"]) for r in rows])
     groups = np.array([rows[i]["group"] for i in ok], dtype=object)
     patients = np.array([rows[i]["item"] for i in ok], dtype=object)
     for key, p in answers(shipped, cnn, weight, names).items():
         said = np.array([names[j] for j in p.argmax(1)], dtype=object)
         result[f"real_{key}"] = {**real_artifact_rates(groups, said, 1 - p[:, clean_id], "clean"),
                                  "intervals": rate_intervals(groups, said, 1 - p[:, clean_id], patients, "clean")}
-    shipped, cnn, _, _ = shipped_and_cnn(model, net, invariance_views(), device)
+    shipped, cnn, _, _ = shipped_and_cnn(model, net, invariance_views())
     for key, p in answers(shipped, cnn, weight, names).items():
         said = [names[j] for j in p.argmax(1)]
         stored = [said[i - i % INVARIANCE_VIEWS_PER_SLICE] for i in range(len(said))]
@@ -339,7 +332,7 @@ def main(argv=None) -> int:
     net = train(made["train"], made["validation"], args.width, args.epochs, args.seed, args.device, log)
     torch.save(net.state_dict(), args.out / "cnn.pt")
     result = measure(load_model(args.model), net, made["test"], args.predictions, args.test_data, args.real,
-                     args.weight, args.device)
+                     args.weight)
     result.update(command=" ".join(["python benchmarks/sespect_patch_cnn.py", *(argv or sys.argv[1:])]),
                   train_views=len(made["train"]["labels"]), width=args.width, epochs=args.epochs, seed=args.seed,
                   minutes=round((time.perf_counter() - start) / 60, 1))

@@ -185,7 +185,7 @@ def grid_facts(config) -> dict:
     geometry (``PATCH_FIELDS`` but the width; absent without one, so such caches keep their keys)."""
     facts = {name: getattr(config, name) for name in FROZEN_FIELDS}
     if getattr(config, "patch_cnn_width", 0):
-        facts.update({name: getattr(config, name) for name in PATCH_FIELDS[1:]})
+        facts.update({name: getattr(config, name) for name in PATCH_FIELDS if name != "patch_cnn_width"})
     return facts
 # Augmentation of the native acquisition (physical units): coarser pixels and a smaller field of view.
 AUG_SPACING_MAX_MM = 6.0          # coarsest native pixel drawn (log-uniform from the row's own spacing)

@@ -236,7 +236,6 @@ class PatchCNN(nn.Module):
 
     def __init__(self, config: SeSpeCTConfig):
         super().__init__()
-        self.config = config
         self.hu_windows = [tuple(w) for w in config.patch_hu_windows]
         channels = len(self.hu_windows)
         self.patch = PatchEncoder(channels, config.patch_cnn_width)

@@ -412,12 +412,13 @@ def train_sespect(dataset_dirs, out=None, *, backbone="efficientnet_lite0", back
         from ctdegradbench.model.real_artifacts import METAL_LABELS
 
         log(f"patch CNN (width {patch_cnn}, seed {seed})")
-        net, cnn_facts = train_patch_cnn(make_config(backbone, overrides), prepared, epochs=patch_cnn_epochs, seed=seed,
-                                         progress=progress, log=log)
+        cnn_config = make_config(backbone, overrides)
+        net, cnn_facts = train_patch_cnn(cnn_config, prepared, epochs=patch_cnn_epochs, seed=seed, progress=progress,
+                                         log=log)
         weight, cnn_facts["validation_weights"] = choose_patch_cnn_weight(members.model, net, prepared, METAL_LABELS)
         log(f"patch CNN weight {weight:g} (validation: " + ", ".join(
             f"{r['weight']:g}: {r['score']:.3f}" for r in cnn_facts["validation_weights"]) + ")")
-        model = attach_patch_cnn(members.model, net, weight, METAL_LABELS)
+        model = attach_patch_cnn(members.model, net, cnn_config, weight, METAL_LABELS)
         validation, _ = split_metrics(model, prepared, "validation")
         validation["member_best_epochs"] = members.validation.get("member_best_epochs") or [members.best_epoch]
         return _finish_run(model, prepared, out, dataset_dirs, validation=validation, best_epoch=members.best_epoch,
@@ -628,15 +629,18 @@ def train_patch_cnn(config, prepared: dict, *, epochs: int = PATCH_CNN_EPOCHS, s
 
 
 def patch_cnn_outputs(net, arrays: dict, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The patch CNN's class probabilities and severities (levels) on cached ``patches`` / ``coarse``."""
+    """The patch CNN's class probabilities and severities (levels) on cached ``patches`` / ``coarse``
+    (run on the device of ``net``'s weights)."""
     net.eval()
+    device = next(net.parameters()).device
     probs, severity = [], []
     with torch.no_grad():
         for i in range(0, len(arrays["patches"]), batch_size):
-            logits, level = net(torch.from_numpy(np.asarray(arrays["patches"][i:i + batch_size], np.float32)),
-                                torch.from_numpy(np.asarray(arrays["coarse"][i:i + batch_size], np.float32)))
-            probs.append(logits.softmax(-1).numpy())
-            severity.append(level.numpy())
+            rows = slice(i, i + batch_size)
+            logits, level = net(torch.as_tensor(np.asarray(arrays["patches"][rows], np.float32), device=device),
+                                torch.as_tensor(np.asarray(arrays["coarse"][rows], np.float32), device=device))
+            probs.append(logits.softmax(-1).cpu().numpy())
+            severity.append(level.cpu().numpy())
     return np.concatenate(probs), np.concatenate(severity)
 
 
@@ -667,15 +671,15 @@ def choose_patch_cnn_weight(members, net, prepared: dict, gate_labels) -> tuple[
     return max(table, key=lambda r: r["score"])["weight"], table
 
 
-def attach_patch_cnn(model, net, weight: float, gate) -> "SeSpeCTForDegradationEstimation":
+def attach_patch_cnn(model, net, net_config, weight: float, gate) -> "SeSpeCTForDegradationEstimation":
     """``model`` (one member or an ensemble, no patch CNN) with the trained patch CNN ``net`` fused in: the
-    config takes the net's geometry and windows, ``patch_cnn_weight`` = ``weight`` and ``metal_gate_labels``
-    = ``gate`` (``None``: no gate)."""
+    config takes the width, geometry and windows ``net`` was built with (``net_config``),
+    ``patch_cnn_weight`` = ``weight`` and ``metal_gate_labels`` = ``gate`` (``None``: no gate)."""
     from ctdegradbench.model import SeSpeCTForDegradationEstimation
 
     config = copy.deepcopy(model.config)
     for name in PATCH_CNN_INPUT_FIELDS:
-        setattr(config, name, getattr(net.config, name))
+        setattr(config, name, getattr(net_config, name))
     config.patch_cnn_weight = float(weight)
     config.metal_gate_labels = None if gate is None else list(gate)
     fused = SeSpeCTForDegradationEstimation(config)
@@ -806,7 +810,7 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
         gate = holder.config.metal_gate_labels
         weight, table = choose_patch_cnn_weight(model, holder.patch_cnn, prepared, gate)     # for these members
         log(f"patch CNN of {folder.name}: weight {weight:g} on the validation split")
-        model = attach_patch_cnn(model, holder.patch_cnn, weight, gate)
+        model = attach_patch_cnn(model, holder.patch_cnn, holder.config, weight, gate)
         extra["patch_cnn"] = {"checkpoint": folder.name, "datasets": facts.get("datasets"),
                               "command": facts.get("command"), **(facts.get("patch_cnn") or {}),
                               "validation_weights": table}
