@@ -1,13 +1,17 @@
 """The soft-tissue noise that slices hold before any simulated degradation: the references of an
-export (as stored and their clean reconstruction, per split and source) next to the real scans of
-``../shared/ct-real-artifacts`` (low-dose and clean body groups, per patient).
+export (as stored and their clean reconstruction, per split and source) next to the noise of the
+rows with the least added noise (``single_noise`` level 0: the reference's own noise plus the
+smallest simulated dose reduction) and to the real scans of ``../shared/ct-real-artifacts``
+(low-dose and clean body groups, per patient).
 
     python benchmarks/native_noise.py --dataset DIR [--data ../shared/ct-real-artifacts] [--json out.json]
 
 The noise is the first of SeSpeCT's native statistics (``native_statistics``: 1.4826 x MAD of the
 high-pass residual in eroded soft tissue, HU, at the slice's own pixel spacing). Reported: minimum,
 median, 90th percentile and maximum per group. It tells whether a reference's own noise lies inside
-the range the model was trained on, and how it compares with real low-dose noise.
+the range the model was trained on, how it compares with real low-dose noise, and whether a row
+without added noise (the clean reconstruction) already holds more noise than the training rows
+labelled with added noise (S1 L0): where it does, no reader of the image alone can tell the two labels apart.
 """
 
 from __future__ import annotations
@@ -48,6 +52,27 @@ def reference_noise(dataset: Path) -> dict:
     return out
 
 
+def lowest_noise_rows(dataset: Path, setting: str = "S1", level: int = 0) -> dict:
+    """``{split: {source: summary}}`` of the soft-tissue noise of the rows of ``setting`` at ``level``
+    (default S1 L0: the reference's own noise plus the least simulated noise)."""
+    from ctdegradbench.builder.dataset.options import ALL_CONFIG
+    from ctdegradbench.builder.sources.reference import source_of
+    from ctdegradbench.model.data import load_config
+    from ctdegradbench.model.image_processing_sespect import native_statistics
+
+    out = {}
+    for split in ("train", "validation", "test"):
+        rows, _ = load_config([dataset], ALL_CONFIG, split)
+        keep = [i for i, (s, lv) in enumerate(zip(rows["setting"], rows["level"])) if s == setting and lv == level]
+        by_source: dict[str, list] = {}
+        for row in rows.select(keep).select_columns(["patient_key", "pixel_spacing_mm", "image"]):
+            hu = np.asarray(row["image"], np.float32)
+            by_source.setdefault(source_of(row["patient_key"]), []).append(
+                float(native_statistics(hu, float(row["pixel_spacing_mm"]))[0]))
+        out[split] = {src: _summary(v) for src, v in sorted(by_source.items())}
+    return out
+
+
 def real_noise(data: Path) -> dict:
     """``{group: {item: summary}}`` for the low-dose and clean body scans of ct-real-artifacts."""
     from ctdegradbench.model.image_processing_sespect import native_statistics
@@ -77,6 +102,7 @@ def main(argv=None) -> int:
             check_file_output(args.json, "--json")
         labels_file(args.data)
         refs = reference_noise(args.dataset)
+        least_added = lowest_noise_rows(args.dataset)
     except CTDegradBenchError as err:
         print(f"native_noise: error: {err}", file=sys.stderr)
         return 2
@@ -88,12 +114,14 @@ def main(argv=None) -> int:
     print("soft-tissue noise (HU): min median p90 max")
     for split, sources in refs.items():
         for src, cols in sources.items():
-            print(f"{split:<10} {src:<20} stored {fmt(cols['stored'])}   clean FBP {fmt(cols['clean_fbp'])}")
+            print(f"{split:<10} {src:<20} stored {fmt(cols['stored'])}   clean FBP {fmt(cols['clean_fbp'])}"
+                  f"   S1 L0 rows {fmt(least_added[split][src])}")
     for group, items in real.items():
         for item, s in items.items():
             print(f"real {group:<10} {item:<36} {fmt(s)}")
     if args.json:
-        write_json_output(args.json, {"dataset": str(args.dataset), "references": refs, "real": real}, "--json")
+        write_json_output(args.json, {"dataset": str(args.dataset), "references": refs,
+                                       "s1_l0_rows": least_added, "real": real}, "--json")
     return 0
 
 

@@ -41,13 +41,14 @@ def reference_areas(dataset: Path) -> list[dict]:
 def accuracy_by_reference(files) -> dict[str, list[int]]:
     """``reference_id -> [correct, rows]`` from ``evaluate`` predictions files (sample ids are
     ``<reference_id>/<setting>/<level>/r<realization>``)."""
+    from ctdegradbench.builder.core.seeding import parse_sample_id
     from ctdegradbench.builder.simulate.settings import get_setting
     from ctdegradbench.evaluation.tasks import read_predictions
 
     counts: dict[str, list[int]] = {}
     for row in (row for path in files for row in read_predictions(path)):
-        *ref, code, _level, _realization = row["sample_id"].split("/")
-        tally = counts.setdefault("/".join(ref), [0, 0])
+        ref, code, _level, _realization = parse_sample_id(row["sample_id"])
+        tally = counts.setdefault(ref, [0, 0])
         tally[0] += row["label"] == get_setting(code).class_name
         tally[1] += 1
     return counts

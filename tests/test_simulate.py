@@ -13,7 +13,8 @@ from ctdegradbench.builder.degradations import REGISTRY
 from ctdegradbench.builder.degradations.metal import metal_mask
 from ctdegradbench.builder.simulate.prompts import describe
 from ctdegradbench.builder.sources.reference import ReferenceSlice
-from ctdegradbench.builder.core.seeding import component_seed, derive_seed, levels_seed, make_sample_id, sample_seed
+from ctdegradbench.builder.core.seeding import (component_seed, derive_seed, levels_seed, make_sample_id,
+                                                parse_sample_id, sample_seed)
 from ctdegradbench.builder.simulate.settings import LEVELS, METAL, PAPER_SETTINGS, SETTINGS_BY_CODE
 from ctdegradbench.builder.simulate.config import SimulationConfig
 from ctdegradbench.builder.simulate.simulator import (HU_RANGE, HU_STANDARD_TOP, hu_range, DegradedSample, PreparedReference,
@@ -65,6 +66,11 @@ def test_derive_seed_rejects_non_int_str_parts(bad):
         derive_seed(1, bad)
 
 
+def test_a_sample_id_without_level_or_realization_is_refused():
+    with pytest.raises(ValueError, match=r"sample id 'ref/S1/L0' is not '<reference_id>/<setting>/L<level>/r<realization>'"):
+        parse_sample_id("ref/S1/L0")
+
+
 def test_sample_ids_and_seeds_follow_the_formulas(samples, prepared):
     ref = prepared.reference
     for sample in samples:
@@ -72,6 +78,7 @@ def test_sample_ids_and_seeds_follow_the_formulas(samples, prepared):
         expected_id = f"{ref.reference_id}/{sample.setting}/L{sample.level}/r{sample.realization}"
         assert sample.sample_id == meta["sample_id"] == expected_id == make_sample_id(
             ref.reference_id, sample.setting, sample.level, sample.realization)
+        assert parse_sample_id(sample.sample_id) == (ref.reference_id, sample.setting, sample.level, sample.realization)
         assert meta["seed"] == sample_seed(5, expected_id) == derive_seed(5, expected_id)
         for c in meta["components"]:
             if c["type"] in ("noise", "streak", "metal"):        # the components that draw at random

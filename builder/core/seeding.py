@@ -26,6 +26,8 @@ import hashlib
 
 import numpy as np
 
+from ctdegradbench.core.errors import InputError
+
 SEED_BITS = 63
 
 
@@ -56,6 +58,15 @@ def make_sample_id(reference_id: str, setting_code: str, level: int, realization
     if not isinstance(realization, (int, np.integer)) or isinstance(realization, bool) or realization < 0:
         raise ValueError(f"realization must be a non-negative integer, got {realization!r}")
     return f"{reference_id}/{setting_code}/L{int(level)}/r{int(realization)}"
+
+
+def parse_sample_id(sample_id: str) -> tuple[str, str, int, int]:
+    """``(reference_id, setting_code, level, realization)`` of a :func:`make_sample_id` id."""
+    *ref, code, level, realization = str(sample_id).split("/")
+    if not ref or not level.startswith("L") or not realization.startswith("r") \
+            or not level[1:].isdigit() or not realization[1:].isdigit():
+        raise InputError(f"sample id {sample_id!r} is not '<reference_id>/<setting>/L<level>/r<realization>'")
+    return "/".join(ref), code, int(level[1:]), int(realization[1:])
 
 
 def sample_seed(config_seed: int, sample_id: str) -> int:
