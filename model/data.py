@@ -1,7 +1,8 @@
 """Datasets for SeSpeCT and the on-disk cache of its frozen features.
 
 - :func:`load_benchmark` reads one or more exported CT-DegradBench folders (config ``all``;
-  their splits are concatenated, patient keys ``source/patient`` keep them apart) and maps
+  their splits are concatenated, patient keys ``source/patient`` keep them apart; a folder
+  without a split, a build of too few patients, adds no rows to it) and maps
   each row's class by name onto the model's label set (rows of other classes, such as an
   opt-in ``S6_ring``, are left out and counted).
 - :func:`frozen_arrays` computes :meth:`SeSpeCTModel.frozen_features` once per row and keeps

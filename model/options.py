@@ -38,7 +38,8 @@ class TrainOptions:
     """``ct-degradbench train``."""
 
     dataset: tuple[Path, ...] = option(help="one or more folders written by ct-degradbench build (their splits are "
-                                       "concatenated)", type=Path, many=True, metavar="DIR")
+                                       "concatenated; a build of too few patients for a split adds no rows to it)",
+                                       type=Path, many=True, metavar="DIR")
     out: Path = option(help="output folder of the checkpoint and its model card", type=Path)
     backbone: str = option("none", "none (the shipped model): no frozen backbone, the spectral and image branches on "
                            "the physical grid (1 mm pixels, 384 mm field of view, native spacing as input), ten "

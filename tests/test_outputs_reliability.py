@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ct_degradbench import main as cli_main
-from ctdegradbench.core.errors import OutputError
+from ctdegradbench.core.errors import InputError, OutputError
 from ctdegradbench.core.outputs import (FOLDER_MARKER, OutputFolder, check_file_output, is_ours,
                                                 write_json_output)
 
@@ -383,6 +383,46 @@ def write_export_without(tmp_path, column=None) -> Path:
         columns.pop(column)
         pq.write_table(pa.table(columns), folder / "data" / "single_noise" / "test-00000-of-00001.parquet")
     return folder
+
+
+def write_export_with_splits(folder: Path, rows: dict[str, int], counted: dict[str, int] | None = None,
+                             config: str = "all") -> Path:
+    """A folder shaped like an export whose ``config`` has ``rows[split]`` rows in each split
+    (files only for those), its card counting ``counted`` (default: the same) per split."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "data" / config).mkdir(parents=True)
+    files = "".join(f"  - split: {split}\n    path: data/{config}/{split}-*.parquet\n" for split in rows)
+    counts = "".join(f"  - name: {split}\n    num_examples: {n}\n" for split, n in (counted or rows).items())
+    (folder / "README.md").write_text(f"---\nconfigs:\n- config_name: {config}\n  data_files:\n{files}"
+                                      f"dataset_info:\n- config_name: {config}\n  splits:\n{counts}---\n")
+    for split, n in rows.items():
+        table = pa.table({"label": list(range(n)), "patient_key": [f"{folder.name}/{split}"] * n})
+        pq.write_table(table, folder / "data" / config / f"{split}-00000-of-00001.parquet")
+    return folder
+
+
+def test_a_split_that_one_of_several_exports_lacks_adds_no_rows(tmp_path):
+    """A one-patient export has only a train split: beside a full build it adds no validation rows
+    (train / evaluate on several folders); a split its card counts but whose files are gone, a
+    folder without the config, and a split no folder holds are one-line errors."""
+    from ctdegradbench.builder.dataset.reader import load_many
+
+    full = write_export_with_splits(tmp_path / "full", {"train": 3, "validation": 2})
+    one_patient = write_export_with_splits(tmp_path / "one", {"train": 4})
+    assert len(load_many([full, one_patient], "all", "train")[0]) == 7
+    ds, parts = load_many([full, one_patient], "all", "validation")
+    assert len(ds) == 2 and len(parts) == 1 and set(ds["patient_key"]) == {"full/validation"}
+    with pytest.raises(InputError, match="holds no readable 'all' data .no 'test' files"):
+        load_many([full, one_patient], "all", "test")
+    lost = write_export_with_splits(tmp_path / "lost", {"train": 4}, counted={"train": 4, "validation": 5})
+    with pytest.raises(InputError, match=r"lost: its card counts 5 rows in split 'validation' of config 'all' but "
+                                         "it holds no files of them"):
+        load_many([full, lost], "all", "validation")
+    other = write_export_with_splits(tmp_path / "other", {"train": 1}, config="single_noise")
+    with pytest.raises(InputError, match="config 'all' is not in .*other"):
+        load_many([full, other], "all", "validation")
 
 
 @pytest.mark.parametrize("command", ["evaluate", "train"])

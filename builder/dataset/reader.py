@@ -332,12 +332,28 @@ def _parquet_rows(path: Path) -> int:
 
 def load_many(folders, config: str, split: str, require=()):
     """``split`` of ``config`` from every folder (each an :class:`ExportedFolder`), concatenated;
-    returns ``(dataset, parts)``."""
+    returns ``(dataset, parts)``, a part per folder that holds the split.
+
+    Splits are by patient, so a build of one or two patients has no validation or test split; such
+    a folder adds no rows to that split while another folder holds it (e.g. a user's one-patient
+    export trained beside a full build). It must still have ``config``, and its card must count no
+    rows there: a split the card counts but whose files are gone is an error, as is a split no
+    folder holds."""
     import datasets
 
-    parts = [ExportedFolder(folder).load(config, split, require=require) for folder in folders]
-    if not parts:
+    exported = [ExportedFolder(folder) for folder in folders]
+    if not exported:
         raise InputError("no dataset folder given: pass the output of ct-degradbench build --out DIR")
+    holding = [folder for folder in exported if folder.has_split(config, split)]
+    for folder in exported if holding else ():
+        if folder not in holding:
+            folder.splits(config)                        # the config itself must be there
+            counted = folder.num_examples(config, split)
+            if counted:
+                raise InputError(f"{folder.path}: its card counts {counted} rows in split {split!r} of config "
+                                 f"{config!r} but it holds no files of them: build it again with ct-degradbench "
+                                 "build --out DIR")
+    parts = [folder.load(config, split, require=require) for folder in holding or exported]
     return (parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)), parts
 
 
