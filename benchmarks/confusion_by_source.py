@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         rows = sum(sum(c.values()) for c in by_truth.values())
         right = sum(c[truth] for truth, c in by_truth.items())
         print(f"{source}: {right} of {rows} rows right ({right / rows:.3f})")
-        for truth in [name for name in PAPER_CLASS_NAMES if name in by_truth]:
+        for truth in [n for n in PAPER_CLASS_NAMES if n in by_truth] + sorted(set(by_truth) - set(PAPER_CLASS_NAMES)):
             counts = by_truth[truth]
             wrong = ", ".join(f"{answer} {n}" for answer, n in counts.most_common() if answer != truth)
             print(f"  {truth:<12} right {counts[truth]:4d} of {sum(counts.values()):4d}"

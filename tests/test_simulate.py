@@ -66,9 +66,10 @@ def test_derive_seed_rejects_non_int_str_parts(bad):
         derive_seed(1, bad)
 
 
-def test_a_sample_id_without_level_or_realization_is_refused():
-    with pytest.raises(ValueError, match=r"sample id 'ref/S1/L0' is not '<reference_id>/<setting>/L<level>/r<realization>'"):
-        parse_sample_id("ref/S1/L0")
+@pytest.mark.parametrize("bad", ["ref/S1/L0", "slice_001.dcm", "ref/S1/Lx/r0", "ref/S1/L0/0"])
+def test_a_sample_id_without_level_or_realization_is_refused(bad):
+    with pytest.raises(ValueError, match=f"sample id '{bad}' is not '<reference_id>/<setting>/L<level>/r<realization>'"):
+        parse_sample_id(bad)
 
 
 def test_sample_ids_and_seeds_follow_the_formulas(samples, prepared):

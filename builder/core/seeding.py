@@ -62,11 +62,11 @@ def make_sample_id(reference_id: str, setting_code: str, level: int, realization
 
 def parse_sample_id(sample_id: str) -> tuple[str, str, int, int]:
     """``(reference_id, setting_code, level, realization)`` of a :func:`make_sample_id` id."""
-    *ref, code, level, realization = str(sample_id).split("/")
-    if not ref or not level.startswith("L") or not realization.startswith("r") \
-            or not level[1:].isdigit() or not realization[1:].isdigit():
+    parts = str(sample_id).split("/")
+    level, realization = (parts[-2:] if len(parts) >= 4 else ("", ""))
+    if not (level[:1] == "L" and level[1:].isdigit() and realization[:1] == "r" and realization[1:].isdigit()):
         raise InputError(f"sample id {sample_id!r} is not '<reference_id>/<setting>/L<level>/r<realization>'")
-    return "/".join(ref), code, int(level[1:]), int(realization[1:])
+    return "/".join(parts[:-3]), parts[-3], int(level[1:]), int(realization[1:])
 
 
 def sample_seed(config_seed: int, sample_id: str) -> int:
