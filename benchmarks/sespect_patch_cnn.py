@@ -8,8 +8,8 @@ shipped SeSpeCT checkpoint, and the two fused.
 What it does, every step on the model's physical grid (``SeSpeCTImageProcessor``: 1 mm pixels,
 384 px, body-centred):
 
-1. **Inputs.** Each slice gives :data:`PATCHES` patches of :data:`PATCH_PX` x :data:`PATCH_PX` px
-   (48 mm) of body (:func:`body_patches`: the positions whose share of pixels above
+1. **Inputs.** Each slice gives 3 patches of 48 x 48 px (48 mm; the checkpoint config's
+   default geometry, :func:`cnn_config`) of body (:func:`body_patches`: the positions whose share of pixels above
    ``BODY_HU`` is highest, spread by farthest-point sampling from the body's centre, so the
    same slice always gives the same patches) and the whole grid at 6 mm (64 x 64 px, anti-aliased):
    the patches keep the noise and edge texture at full resolution, the coarse slice the global
@@ -42,6 +42,7 @@ weights it made there); ``--out`` must be a new or empty folder.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -55,27 +56,35 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REAL = ROOT / ".." / "shared" / "ct-real-artifacts"
 INVARIANCE_CT = ROOT / ".." / "shared" / "ct" / "itkelastix__series_00.nii.gz"
-PATCHES, PATCH_PX, PATCH_STRIDE_PX, COARSE_PX = 3, 48, 4, 64
-BATCH, LEARNING_RATE, WEIGHT_DECAY = 64, 2e-3, 1e-4
+
+
+@functools.lru_cache(maxsize=None)
+def cnn_config(width: int = 16):
+    """The checkpoint's config of a patch CNN of width ``width`` over SeSpeCT's eleven classes: its
+    default patch geometry (``patch_count``, ``patch_size``, ``patch_stride``, ``coarse_size``) and
+    windows are the ones this experiment used."""
+    from ctdegradbench.model import SeSpeCTConfig
+    from ctdegradbench.model.data import SESPECT_LABEL_NAMES
+
+    return SeSpeCTConfig(backbone="none", use_semantic_branch=False, pixel_spacing_mm=1.0, image_size=384,
+                         label_names=list(SESPECT_LABEL_NAMES), patch_cnn_width=width)
 
 
 def body_patches(grid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """``(PATCHES, PATCH_PX, PATCH_PX)`` HU patches of the body of one grid slice and the slice at
-    ``COARSE_PX`` px (``modeling_sespect.body_patches``, the checkpoint's own), stored as float16."""
+    """HU patches of the body of one grid slice and the coarse slice (``modeling_sespect.body_patches``
+    with the config's geometry, the checkpoint's own), stored as float16."""
     from ctdegradbench.model.modeling_sespect import body_patches as cut
 
-    patches, coarse = cut(grid, PATCHES, PATCH_PX, PATCH_STRIDE_PX, COARSE_PX)
+    cfg = cnn_config()
+    patches, coarse = cut(grid, cfg.patch_count, cfg.patch_size, cfg.patch_stride, cfg.coarse_size)
     return patches.numpy().astype(np.float16), coarse.numpy().astype(np.float16)
 
 
 def patch_cnn(width: int) -> nn.Module:
-    """The checkpoint's ``PatchCNN`` of width ``width`` over SeSpeCT's eleven classes (default windows)."""
-    from ctdegradbench.model import SeSpeCTConfig
-    from ctdegradbench.model.data import SESPECT_LABEL_NAMES
+    """The checkpoint's ``PatchCNN`` of width ``width`` (:func:`cnn_config`)."""
     from ctdegradbench.model.modeling_sespect import PatchCNN
 
-    return PatchCNN(SeSpeCTConfig(backbone="none", use_semantic_branch=False, pixel_spacing_mm=1.0, image_size=384,
-                                  label_names=list(SESPECT_LABEL_NAMES), patch_cnn_width=width))
+    return PatchCNN(cnn_config(width))
 
 
 def cnn_outputs(net: nn.Module, patches: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +138,9 @@ def train(train_views: dict, validation: dict, width: int, epochs: int, seed: in
     """The CNN of the epoch with the best ten-class validation accuracy (degraded rows as stored)."""
     from ctdegradbench.model.data import CLEAN_CLASS_NAME, SESPECT_LABEL_NAMES
     from ctdegradbench.model.metrics import ten_class_predictions
+    from ctdegradbench.model.train import PATCH_CNN_BATCH as BATCH
+    from ctdegradbench.model.train import PATCH_CNN_LR as LEARNING_RATE
+    from ctdegradbench.model.train import PATCH_CNN_WEIGHT_DECAY as WEIGHT_DECAY
 
     torch.manual_seed(seed)
     clean_id = SESPECT_LABEL_NAMES.index(CLEAN_CLASS_NAME)

@@ -34,6 +34,7 @@ FROZEN_FIELDS = ("pixel_spacing_mm", "backbone", "backbone_weights", "open_clip_
 # Config fields that decide the patch CNN's frozen inputs (``patches``, ``coarse``), computed when
 # ``patch_cnn_width`` > 0 (the width itself changes nothing the frozen stage computes).
 PATCH_FIELDS = ("patch_cnn_width", "patch_count", "patch_size", "patch_stride", "coarse_size")
+GRID_CONFIG_FIELDS = FROZEN_FIELDS + PATCH_FIELDS     # every config field the grid stage's arrays depend on
 CACHE_VERSION = 7   # 3: grid entries hold native_statistics; 4: tapered before the FFT; 5: visible; 6: bands below Nyquist; 7: soft-tissue NPS
 # Keys of frozen_features and how they are stored (dtype on disk).
 _STORED = {"embedding": np.float32, "patch_tokens": np.float16, "spectrum": np.float16, "hf_ratio": np.float32,

@@ -37,7 +37,7 @@ from ctdegradbench.core.errors import OptionError
 from ctdegradbench.model.options import (ABLATIONS, BACKBONE_CHOICES, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS,  # noqa: F401
                                          DEFAULT_LR, DEFAULT_WEIGHT_DECAY, PATCH_CNN_EPOCHS)
 from ctdegradbench.builder.simulate.settings import PAPER_CLASS_NAMES
-from ctdegradbench.model.data import FROZEN_FIELDS, PATCH_FIELDS
+from ctdegradbench.model.data import FROZEN_FIELDS, GRID_CONFIG_FIELDS, PATCH_FIELDS
 from ctdegradbench.model.image_processing_sespect import NATIVE_STATISTICS
 
 GRID_VIEWS = {"degraded": 2, "reference": 12, "clean_fbp": 4}   # views per training row (view 0 as stored)
@@ -303,8 +303,7 @@ def prepare_grid_data(dataset_dirs, *, overrides=None, cache_dir=None, progress=
     from ctdegradbench.model.data import CLEAN_CLASS_NAME, SESPECT_LABEL_NAMES, SplitData, grid_arrays, load_benchmark
 
     t0 = time.perf_counter()
-    full = SeSpeCTModel(make_config("none", {k: v for k, v in (overrides or {}).items()
-                                             if k in FROZEN_FIELDS + PATCH_FIELDS}))
+    full = SeSpeCTModel(make_config("none", {k: v for k, v in (overrides or {}).items() if k in GRID_CONFIG_FIELDS}))
     splits = {name: load_benchmark(dataset_dirs, name, label_names=SESPECT_LABEL_NAMES)
               for name in ("train", "validation", "test")}
     for name, split in splits.items():
@@ -706,7 +705,6 @@ def ensemble_members(model) -> list:
     """The single models of ``model`` (itself, or each member of an ensemble), ``ensemble_size`` 1
     each, in member order, without the patch CNN: the inverse of :func:`assemble_ensemble`."""
     from ctdegradbench.model import SeSpeCTForDegradationEstimation
-
     from ctdegradbench.model.modeling_sespect import member_config
 
     first = SeSpeCTForDegradationEstimation(member_config(model.config))
@@ -801,7 +799,7 @@ def merge_checkpoints(model_dirs, dataset_dirs, out=None, *, cache_dir=None, pro
     epochs_kept = [epoch for r in merged_from for epoch in r["best_epochs"]]
     log(f"merging {len(seeds)} members of {len(runs)} checkpoints")
     first = (with_cnn[0] if with_cnn else runs[0])[1].config
-    prepared = prepare_grid_data(dataset_dirs, overrides={k: getattr(first, k) for k in FROZEN_FIELDS + PATCH_FIELDS},
+    prepared = prepare_grid_data(dataset_dirs, overrides={k: getattr(first, k) for k in GRID_CONFIG_FIELDS},
                                  cache_dir=cache_dir, progress=progress, log=log, with_train=False)
     model = assemble_ensemble([single for _, m, _ in runs for single in ensemble_members(m)])
     extra = {}

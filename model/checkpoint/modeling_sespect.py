@@ -179,6 +179,18 @@ class NativeStatisticsEncoder(nn.Module):
 PATCH_BODY_SHARE_MIN = 0.97    # a patch position must hold this share of body pixels (or the best share there is)
 
 
+def body_share(body: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """The share of body pixels in each ``size`` x ``size`` window of a ``(1, 1, N, N)`` 0/1 mask, windows
+    every ``stride`` px: ``avg_pool2d(body, size, stride)``. When ``stride`` divides ``size`` the windows
+    are summed from ``stride`` x ``stride`` blocks (exact integer counts, then one division: the same
+    shares, about 10x faster)."""
+    if size % stride:
+        return F.avg_pool2d(body, size, stride=stride)[0, 0]
+    counts = F.avg_pool2d(F.avg_pool2d(body, stride, divisor_override=1), size // stride, stride=1,
+                          divisor_override=1)
+    return (counts / (size * size))[0, 0]
+
+
 def body_patches(grid: torch.Tensor, count: int, size: int, stride: int,
                  coarse_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The patch CNN's inputs of one grid slice ``(N, N)`` in HU: ``(count, size, size)`` body patches
@@ -189,13 +201,7 @@ def body_patches(grid: torch.Tensor, count: int, size: int, stride: int,
     their centroid, each next one the farthest from those chosen (farthest-point sampling), so the
     patches spread over the body and the same slice always gives the same patches.
     """
-    body = (grid > BODY_HU).float()[None, None]
-    if size % stride == 0:      # the same shares (exact integer counts, then one division), 10x faster
-        counts = F.avg_pool2d(F.avg_pool2d(body, stride, divisor_override=1), size // stride, stride=1,
-                              divisor_override=1)
-        share = (counts / (size * size))[0, 0]
-    else:
-        share = F.avg_pool2d(body, size, stride=stride)[0, 0]
+    share = body_share((grid > BODY_HU).float()[None, None], size, stride)
     spots = torch.nonzero(share >= min(PATCH_BODY_SHARE_MIN, float(share.max()))).float()
     chosen = [int(((spots - spots.mean(0)) ** 2).sum(1).argmin())]
     distance = ((spots - spots[chosen[0]]) ** 2).sum(1)
@@ -741,11 +747,12 @@ class SeSpeCTForDegradationEstimation(SeSpeCTPreTrainedModel):
             return_dict: ``False`` returns a tuple (transformers convention).
         """
         ensemble = self.config.ensemble_size > 1
-        if (ensemble or self.patch_cnn is not None) and labels is not None:
+        assembled = ensemble or self.patch_cnn is not None          # parts trained apart, one frozen stage
+        if assembled and labels is not None:
             raise ValueError("an ensemble or a model with a patch CNN is trained one part at a time (each member "
                              "with ensemble_size 1 and no patch CNN, the patch CNN apart, then assembled; see "
                              "train_sespect), not through its forward")
-        if (ensemble or self.patch_cnn is not None) and frozen is None:           # one frozen stage for every part
+        if assembled and frozen is None:           # one frozen stage for every part
             if pixel_values is None:
                 raise ValueError("give pixel_values (HU slices) or frozen (precomputed frozen_features)")
             frozen = self.frozen_features(pixel_values, pixel_spacing, native_statistics)

@@ -48,6 +48,23 @@ def test_body_patches_lie_in_the_body_spread_out_and_repeat():
     assert float(coarse.mean()) == pytest.approx(float(grid.mean()), rel=0.02)
 
 
+SHARE_TOL = 1e-6     # float32 shares of 48 x 48 windows: integer counts over 2304, one rounding
+
+
+@pytest.mark.parametrize("size, stride", [(16, 4), (48, 4), (15, 4)])
+def test_body_share_from_blocks_equals_the_plain_window_mean(size, stride):
+    """The block-sum path (stride divides size) gives the shares of avg_pool2d over the windows."""
+    import torch.nn.functional as F
+
+    from ctdegradbench.model.modeling_sespect import body_share
+
+    body = (torch.from_numpy(np.random.default_rng(0).random((1, 1, 96, 96))) > 0.3).float()
+    expected = F.avg_pool2d(body, size, stride=stride)[0, 0]
+    share = body_share(body, size, stride)
+    assert share.shape == expected.shape
+    assert torch.allclose(share, expected, atol=SHARE_TOL, rtol=0)
+
+
 def test_fusion_is_a_weighted_geometric_mean_and_the_gate_keeps_the_members_metal_total():
     from ctdegradbench.model.modeling_sespect import fuse_with_patch_cnn
 

@@ -13,7 +13,7 @@ from ctdegradbench.model.image_processing_sespect import native_statistics
 rows, _ = load_config(["big_build"], "all", "train")
 keep = [i for i, (s, lv) in enumerate(zip(rows["setting"], rows["level"])) if s == "S1" and lv in (2, 3)]
 sub = rows.select(keep).select_columns(["reference_id", "level", "pixel_spacing_mm", "image"]).with_format("numpy")
-os.makedirs("noisy/noisy_refs", exist_ok=True)
+os.makedirs("noisy/noisy_refs")      # a new folder: nothing of anyone's is replaced (it stops if one is there)
 by_ref = {}
 for i in range(len(sub)):
     r = sub[i]
